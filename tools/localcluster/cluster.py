@@ -1,0 +1,556 @@
+#!/usr/bin/env python3
+"""Build, start and stop the project's local Kubernetes control plane.
+
+The control plane is real: etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler come from one multi-call binary built from the upstream Go
+modules in tools/k8s, and kwok plays the kubelet of every simulated node.
+
+Only the standard library is used, so ``make cluster`` works before any
+virtualenv exists.
+
+    cluster.py build     build (or reuse) the binaries
+    cluster.py up        start everything, create the simulated nodes, wait for Ready
+    cluster.py down      stop what ``up`` started, by recorded process id
+    cluster.py status    show what runs
+    cluster.py clean     down, then forget all cluster state
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import nodes as simnodes  # noqa: E402  (sibling module, importable without a package install)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STATE = os.environ.get("NODEOPS_CLUSTER_DIR", os.path.join(REPO, ".cluster"))
+CACHE = os.environ.get(
+    "NODEOPS_CACHE",
+    os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nodeops"),
+)
+KWOK_VERSION = "v0.8.0"
+K8S_VERSION = "v1.37.2"
+
+ETCD_PORT = int(os.environ.get("NODEOPS_ETCD_PORT", "23791"))
+ETCD_PEER_PORT = ETCD_PORT + 10
+APISERVER_PORT = int(os.environ.get("NODEOPS_APISERVER_PORT", "16443"))
+KWOK_PORT = int(os.environ.get("NODEOPS_KWOK_PORT", "10247"))
+CM_PORT = int(os.environ.get("NODEOPS_CM_PORT", "10357"))
+SCHED_PORT = int(os.environ.get("NODEOPS_SCHED_PORT", "10359"))
+
+# Start order; ``down`` stops them in reverse.
+COMPONENTS = ["etcd", "kube-apiserver", "kwok", "kube-controller-manager", "kube-scheduler"]
+
+ADMIN_USER = "nodeops-admin"
+ADMIN_TOKEN_USER = "nodeops-token-admin"
+
+
+def log(msg):
+    print("[cluster] " + msg, flush=True)
+
+
+def path(*parts):
+    return os.path.join(STATE, *parts)
+
+
+# ---------------------------------------------------------------- build
+
+
+def _k8s_inputs_hash():
+    digest = hashlib.sha256()
+    src = os.path.join(REPO, "tools", "k8s")
+    for name in sorted(os.listdir(src)):
+        if name.endswith((".go", ".mod", ".sum")):
+            with open(os.path.join(src, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    digest.update(subprocess.run(["go", "version"], capture_output=True, check=True).stdout)
+    return digest.hexdigest()[:16]
+
+
+def _run_build(cmd, cwd, env_extra, what):
+    env = dict(os.environ, **env_extra)
+    log("building %s (first time: 10-25 minutes on 2 cores; cached afterwards)" % what)
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env)
+    while True:
+        try:
+            rc = proc.wait(timeout=60)
+            break
+        except subprocess.TimeoutExpired:
+            log("  still building %s ... %ds" % (what, time.monotonic() - started))
+    if rc != 0:
+        sys.exit("[cluster] building %s failed (exit %d): %s" % (what, rc, " ".join(cmd)))
+    log("built %s in %ds" % (what, time.monotonic() - started))
+
+
+def build():
+    """Build or reuse the binaries, and link them into .cluster/bin."""
+    if not shutil.which("go"):
+        sys.exit("[cluster] Go is required to build the control plane (go 1.26 or newer)")
+    bindir = os.path.join(CACHE, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    k8s_bin = os.path.join(bindir, "nodeops-k8s-" + _k8s_inputs_hash())
+    if os.path.exists(k8s_bin):
+        log("reusing %s (inputs unchanged)" % k8s_bin)
+    else:
+        ver = K8S_VERSION.lstrip("v").split(".")
+        ldflags = " ".join([
+            "-s -w",
+            "-X k8s.io/component-base/version.gitVersion=" + K8S_VERSION,
+            "-X k8s.io/component-base/version.gitMajor=" + ver[0],
+            "-X k8s.io/component-base/version.gitMinor=" + ver[1],
+            "-X k8s.io/component-base/version.gitTreeState=clean",
+        ])
+        tmp = k8s_bin + ".tmp"
+        _run_build(
+            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "."],
+            os.path.join(REPO, "tools", "k8s"), {"CGO_ENABLED": "0"},
+            "etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kubectl " + K8S_VERSION,
+        )
+        os.replace(tmp, k8s_bin)
+    kwok_dir = os.path.join(CACHE, "kwok-" + KWOK_VERSION)
+    kwok_bin = os.path.join(kwok_dir, "kwok")
+    if os.path.exists(kwok_bin):
+        log("reusing %s" % kwok_bin)
+    else:
+        _run_build(
+            ["go", "install", "sigs.k8s.io/kwok/cmd/kwok@" + KWOK_VERSION],
+            REPO, {"GOBIN": kwok_dir, "CGO_ENABLED": "0", "GOFLAGS": "-trimpath"}, "kwok " + KWOK_VERSION,
+        )
+    os.makedirs(path("bin"), exist_ok=True)
+    links = {name: k8s_bin for name in ["etcd", "kube-apiserver", "kube-controller-manager",
+                                         "kube-scheduler", "kubectl"]}
+    links["kwok"] = kwok_bin
+    for name, target in links.items():
+        link = path("bin", name)
+        if os.path.islink(link) and os.readlink(link) == target:
+            continue
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(target, link)
+    return links
+
+
+def kwok_source_dir():
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", "sigs.k8s.io/kwok@" + KWOK_VERSION],
+        cwd=REPO, capture_output=True, text=True, env=dict(os.environ, GOFLAGS="-mod=mod"),
+    )
+    if out.returncode != 0:
+        sys.exit("[cluster] could not fetch kwok %s sources: %s" % (KWOK_VERSION, out.stderr))
+    return json.loads(out.stdout)["Dir"]
+
+
+# ---------------------------------------------------------------- pki
+
+
+def _openssl(*args):
+    subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+
+
+def _sign(name, subject, ca, sans=None, client=False):
+    key, csr, crt = path("pki", name + ".key"), path("pki", name + ".csr"), path("pki", name + ".crt")
+    _openssl("genrsa", "-out", key, "2048")
+    _openssl("req", "-new", "-key", key, "-subj", subject, "-out", csr)
+    ext = path("pki", name + ".ext")
+    with open(ext, "w") as f:
+        f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n")
+        f.write("extendedKeyUsage=%s\n" % ("clientAuth" if client else "serverAuth,clientAuth"))
+        if sans:
+            f.write("subjectAltName=%s\n" % ",".join(sans))
+    _openssl("x509", "-req", "-in", csr, "-CA", ca + ".crt", "-CAkey", ca + ".key", "-CAcreateserial",
+             "-days", "3650", "-sha256", "-extfile", ext, "-out", crt)
+    os.unlink(csr)
+    os.unlink(ext)
+
+
+def ensure_pki():
+    if os.path.exists(path("pki", "done")):
+        return
+    log("creating certificates and keys in %s" % path("pki"))
+    os.makedirs(path("pki"), exist_ok=True)
+    ca = path("pki", "ca")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca + ".key", "-out", ca + ".crt",
+             "-days", "3650", "-subj", "/CN=nodeops-local-ca",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    _sign("apiserver", "/CN=kube-apiserver", ca, sans=[
+        "IP:127.0.0.1", "IP:10.96.0.1", "DNS:localhost", "DNS:kubernetes", "DNS:kubernetes.default",
+        "DNS:kubernetes.default.svc", "DNS:kubernetes.default.svc.cluster.local"])
+    _sign("admin", "/O=system:masters/CN=" + ADMIN_USER, ca, client=True)
+    _sign("kwok", "/O=system:masters/CN=nodeops-kwok", ca, client=True)
+    _sign("controller-manager", "/CN=system:kube-controller-manager", ca, client=True)
+    _sign("scheduler", "/CN=system:kube-scheduler", ca, client=True)
+    _openssl("genrsa", "-out", path("pki", "sa.key"), "2048")
+    _openssl("rsa", "-in", path("pki", "sa.key"), "-pubout", "-out", path("pki", "sa.pub"))
+    token = base64.b32encode(os.urandom(20)).decode().lower()
+    with open(path("pki", "admin.token"), "w") as f:
+        f.write(token)
+    with open(path("pki", "tokens.csv"), "w") as f:
+        f.write('%s,%s,%s,"system:masters"\n' % (token, ADMIN_TOKEN_USER, ADMIN_TOKEN_USER))
+    open(path("pki", "done"), "w").close()
+
+
+def _b64file(p):
+    with open(p, "rb") as f:
+        return base64.b64encode(f.read()).decode()
+
+
+def write_kubeconfig(dest, cert_name):
+    server = "https://127.0.0.1:%d" % APISERVER_PORT
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "nodeops-local", "cluster": {
+            "server": server, "certificate-authority-data": _b64file(path("pki", "ca.crt"))}}],
+        "users": [{"name": cert_name, "user": {
+            "client-certificate-data": _b64file(path("pki", cert_name + ".crt")),
+            "client-key-data": _b64file(path("pki", cert_name + ".key"))}}],
+        "contexts": [{"name": "nodeops-local", "context": {"cluster": "nodeops-local", "user": cert_name}}],
+        "current-context": "nodeops-local",
+    }
+    with open(dest, "w") as f:
+        json.dump(cfg, f, indent=2)  # JSON is valid YAML: every kubeconfig reader accepts it
+    os.chmod(dest, 0o600)
+
+
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+# Heartbeats of the simulated kubelets and controllers would drown the log.
+- level: None
+  resources:
+  - group: coordination.k8s.io
+    resources: [leases]
+- level: None
+  users: [nodeops-kwok]
+  resources:
+  - group: ""
+    resources: [nodes/status]
+- level: None
+  verbs: [get, list, watch]
+- level: Metadata
+"""
+
+
+def write_configs():
+    os.makedirs(path("logs"), exist_ok=True)
+    os.makedirs(path("kwok"), exist_ok=True)
+    write_kubeconfig(path("kubeconfig"), "admin")
+    for name in ("kwok", "controller-manager", "scheduler"):
+        write_kubeconfig(path("pki", name + ".kubeconfig"), name)
+    with open(path("audit-policy.yaml"), "w") as f:
+        f.write(AUDIT_POLICY)
+    pod_log = path("kwok", "pod.log")
+    with open(pod_log, "w") as f:
+        for i, line in enumerate(["simulated container started", "working", "simulated container done"]):
+            f.write("2026-01-01T00:00:0%dZ stdout F %s\n" % (i, line))
+    with open(os.path.join(REPO, "tools", "kwok", "kwok.yaml")) as f:
+        config = f.read().replace("@POD_LOG@", pod_log)
+    with open(path("kwok", "kwok.yaml"), "w") as f:
+        f.write(config)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _pidfile(name):
+    return path("run", name + ".pid")
+
+
+def _alive(name):
+    """Return the pid of a component we started that still runs, else None."""
+    try:
+        with open(_pidfile(name)) as f:
+            pid = int(f.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    # Guard against a recycled pid: the process must be the one we launched.
+    if not argv or os.path.basename(argv[0].decode(errors="replace")) != name:
+        return None
+    return pid
+
+
+def _start(name, args):
+    if _alive(name):
+        return
+    os.makedirs(path("run"), exist_ok=True)
+    logf = open(path("logs", name + ".log"), "ab")
+    proc = subprocess.Popen([path("bin", name)] + args, stdout=logf, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True, cwd=STATE)
+    with open(_pidfile(name), "w") as f:
+        f.write(str(proc.pid))
+    log("started %s (pid %d, log %s)" % (name, proc.pid, path("logs", name + ".log")))
+
+
+def _args(name):
+    pki = path("pki")
+    if name == "etcd":
+        return [
+            "--name=nodeops", "--data-dir=" + path("etcd"),
+            "--listen-client-urls=http://127.0.0.1:%d" % ETCD_PORT,
+            "--advertise-client-urls=http://127.0.0.1:%d" % ETCD_PORT,
+            "--listen-peer-urls=http://127.0.0.1:%d" % ETCD_PEER_PORT,
+            "--initial-advertise-peer-urls=http://127.0.0.1:%d" % ETCD_PEER_PORT,
+            "--initial-cluster=nodeops=http://127.0.0.1:%d" % ETCD_PEER_PORT,
+            "--listen-metrics-urls=", "--quota-backend-bytes=8589934592",
+            # A throwaway test store: durability is not worth the fsync cost here.
+            "--unsafe-no-fsync", "--log-level=warn",
+        ]
+    if name == "kube-apiserver":
+        return [
+            "--etcd-servers=http://127.0.0.1:%d" % ETCD_PORT,
+            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
+            "--secure-port=%d" % APISERVER_PORT,
+            "--tls-cert-file=" + os.path.join(pki, "apiserver.crt"),
+            "--tls-private-key-file=" + os.path.join(pki, "apiserver.key"),
+            "--client-ca-file=" + os.path.join(pki, "ca.crt"),
+            "--token-auth-file=" + os.path.join(pki, "tokens.csv"),
+            "--service-account-key-file=" + os.path.join(pki, "sa.pub"),
+            "--service-account-signing-key-file=" + os.path.join(pki, "sa.key"),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--authorization-mode=Node,RBAC",
+            "--service-cluster-ip-range=10.96.0.0/16",
+            # Loopback may not stand in the kubernetes Service's Endpoints.
+            "--endpoint-reconciler-type=none",
+            "--allow-privileged=true",
+            "--kubelet-client-certificate=" + os.path.join(pki, "admin.crt"),
+            "--kubelet-client-key=" + os.path.join(pki, "admin.key"),
+            "--kubelet-preferred-address-types=InternalIP",
+            "--audit-policy-file=" + path("audit-policy.yaml"),
+            "--audit-log-path=" + path("audit.log"),
+            "--audit-log-format=json", "--audit-log-mode=blocking",
+            "--audit-log-maxsize=200", "--audit-log-maxbackup=1",
+            # Benchmarks push thousands of requests; the local apiserver is not shared.
+            "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
+            "--profiling=false", "--v=0",
+        ]
+    if name == "kwok":
+        return [
+            "--kubeconfig=" + os.path.join(pki, "kwok.kubeconfig"),
+            "--config=" + path("kwok", "kwok.yaml"),
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=127.0.0.1", "--node-port=%d" % KWOK_PORT,
+            "--server-address=127.0.0.1:%d" % KWOK_PORT,
+            "--tls-cert-file=" + os.path.join(pki, "apiserver.crt"),
+            "--tls-private-key-file=" + os.path.join(pki, "apiserver.key"),
+        ]
+    if name == "kube-controller-manager":
+        return [
+            "--kubeconfig=" + os.path.join(pki, "controller-manager.kubeconfig"),
+            "--authentication-kubeconfig=" + os.path.join(pki, "controller-manager.kubeconfig"),
+            "--authorization-kubeconfig=" + os.path.join(pki, "controller-manager.kubeconfig"),
+            "--bind-address=127.0.0.1", "--secure-port=%d" % CM_PORT,
+            "--leader-elect=false", "--use-service-account-credentials=true",
+            "--service-account-private-key-file=" + os.path.join(pki, "sa.key"),
+            "--root-ca-file=" + os.path.join(pki, "ca.crt"),
+            "--controllers=*",
+            "--kube-api-qps=500", "--kube-api-burst=1000",
+            "--concurrent-gc-syncs=50", "--concurrent-job-syncs=20", "--concurrent-ttl-after-finished-syncs=20",
+            "--node-monitor-grace-period=40s",
+            "--profiling=false",
+        ]
+    if name == "kube-scheduler":
+        return [
+            "--kubeconfig=" + os.path.join(pki, "scheduler.kubeconfig"),
+            "--authentication-kubeconfig=" + os.path.join(pki, "scheduler.kubeconfig"),
+            "--authorization-kubeconfig=" + os.path.join(pki, "scheduler.kubeconfig"),
+            "--bind-address=127.0.0.1", "--secure-port=%d" % SCHED_PORT,
+            "--leader-elect=false", "--kube-api-qps=500", "--kube-api-burst=1000",
+            "--profiling=false",
+        ]
+    raise KeyError(name)
+
+
+def _stop(name, timeout=15):
+    pid = _alive(name)
+    if pid is None:
+        if os.path.exists(_pidfile(name)):
+            os.unlink(_pidfile(name))
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(name):
+        time.sleep(0.1)
+    if _alive(name):
+        os.kill(pid, signal.SIGKILL)
+        while _alive(name):
+            time.sleep(0.05)
+    os.unlink(_pidfile(name))
+    log("stopped %s (pid %d)" % (name, pid))
+    return True
+
+
+# ---------------------------------------------------------------- api
+
+
+class Api:
+    """A minimal HTTPS client with the admin certificate (stdlib only)."""
+
+    def __init__(self):
+        self.base = "https://127.0.0.1:%d" % APISERVER_PORT
+        self.ctx = ssl.create_default_context(cafile=path("pki", "ca.crt"))
+        self.ctx.load_cert_chain(path("pki", "admin.crt"), path("pki", "admin.key"))
+
+    def call(self, method, url, body=None, content_type="application/json", timeout=10):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + url, data=data, method=method,
+                                     headers={"Content-Type": content_type})
+        with urllib.request.urlopen(req, context=self.ctx, timeout=timeout) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw[:1] in (b"{", b"[") else raw.decode()
+
+
+def _wait(what, check, timeout):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # noqa: BLE001  -- anything short of success means "not yet"
+            last = exc
+        time.sleep(0.2)
+    sys.exit("[cluster] timed out after %ds waiting for %s (last error: %s); see %s"
+             % (timeout, what, last, path("logs")))
+
+
+def _apply_kwok_crds(api):
+    """Install kwok's Logs CRD, taken from the pinned kwok module, by server-side apply."""
+    crd_dir = os.path.join(kwok_source_dir(), "kustomize", "crd", "bases")
+    with open(os.path.join(crd_dir, "kwok.x-k8s.io_logs.yaml"), "rb") as f:
+        manifest = f.read()
+    req = urllib.request.Request(
+        api.base + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/logs.kwok.x-k8s.io"
+        "?fieldManager=nodeops-cluster&force=true",
+        data=manifest, method="PATCH", headers={"Content-Type": "application/apply-patch+yaml"})
+    urllib.request.urlopen(req, context=api.ctx, timeout=30).read()
+
+
+def _release_node_leases(api):
+    """Drop node leases left by a kwok that no longer runs.
+
+    kwok does not release its leases when stopped, and a new kwok waits for
+    them to expire (40 s) before it manages those nodes again.
+    """
+    url = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+    for lease in api.call("GET", url)["items"]:
+        api.call("DELETE", url + "/" + lease["metadata"]["name"])
+
+
+def restart(name):
+    """Stop and start one component (tests use it to restart the apiserver mid-run)."""
+    _stop(name)
+    _start(name, _args(name))
+    if name == "kube-apiserver":
+        api = Api()
+        _wait("kube-apiserver /readyz", lambda: api.call("GET", "/readyz", timeout=2) == "ok", 60)
+
+
+def stop(name):
+    return _stop(name)
+
+
+def start(name):
+    _start(name, _args(name))
+
+
+def reconcile_nodes(api, workers):
+    existing = {n["metadata"]["name"] for n in api.call("GET", "/api/v1/nodes")["items"]}
+    wanted = simnodes.default_node_set(workers)
+    for node in wanted:
+        if node["metadata"]["name"] not in existing:
+            api.call("POST", "/api/v1/nodes", node)
+    wanted_names = {n["metadata"]["name"] for n in wanted}
+    for name in sorted(existing):
+        if name.startswith(simnodes.WORKER_PREFIX) and name not in wanted_names:
+            api.call("DELETE", "/api/v1/nodes/" + name)
+    return wanted_names
+
+
+def up():
+    started = time.monotonic()
+    if all(_alive(c) for c in COMPONENTS):
+        log("already up; kubeconfig: %s" % path("kubeconfig"))
+        return
+    os.makedirs(STATE, exist_ok=True)
+    build()
+    ensure_pki()
+    write_configs()
+    started = time.monotonic()
+    _start("etcd", _args("etcd"))
+    _start("kube-apiserver", _args("kube-apiserver"))
+    api = Api()
+    _wait("kube-apiserver /readyz", lambda: api.call("GET", "/readyz", timeout=2) == "ok", 60)
+    log("kube-apiserver ready after %.1fs" % (time.monotonic() - started))
+    _apply_kwok_crds(api)
+    if not _alive("kwok"):
+        _release_node_leases(api)
+    for name in COMPONENTS[2:]:
+        _start(name, _args(name))
+    workers = int(os.environ.get("NODEOPS_NODES", "8"))
+    names = reconcile_nodes(api, workers)
+
+    def all_ready():
+        items = api.call("GET", "/api/v1/nodes")["items"]
+        ready = {n["metadata"]["name"] for n in items if simnodes.is_ready(n)}
+        leases = api.call("GET", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")["items"]
+        held = {lease["metadata"]["name"] for lease in leases}
+        return names <= ready and names <= held
+
+    _wait("%d simulated nodes to be Ready" % len(names), all_ready, 60)
+    _wait("the default ServiceAccount",
+          lambda: api.call("GET", "/api/v1/namespaces/default/serviceaccounts/default"), 30)
+    log("cluster up in %.1fs: %d nodes; export KUBECONFIG=%s"
+        % (time.monotonic() - started, len(names), path("kubeconfig")))
+
+
+def down():
+    stopped = [name for name in reversed(COMPONENTS) if _stop(name)]
+    log("stopped: %s" % (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def status():
+    for name in COMPONENTS:
+        pid = _alive(name)
+        print("%-24s %s" % (name, "running (pid %d)" % pid if pid else "stopped"))
+    return 0 if all(_alive(c) for c in COMPONENTS) else 1
+
+
+def clean():
+    down()
+    if os.path.isdir(STATE):
+        shutil.rmtree(STATE)
+        log("removed %s" % STATE)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["build", "up", "down", "status", "clean"])
+    args = parser.parse_args()
+    if args.command == "build":
+        build()
+    elif args.command == "up":
+        up()
+    elif args.command == "down":
+        down()
+    elif args.command == "status":
+        sys.exit(status())
+    elif args.command == "clean":
+        clean()
+
+
+if __name__ == "__main__":
+    main()
