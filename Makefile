@@ -1,0 +1,102 @@
+# nodeops.kubernetes: every entry point a developer or CI needs.
+#
+#   make demo          bring the local cluster up and run the demo playbook
+#   make test          everything: unit, integration (real control plane), sanity
+#   make cluster       start the local control plane (idempotent)
+#   make cluster-down  stop only the processes `make cluster` started
+#
+# First runs build the control plane from Go modules and create .venv; both
+# are cached (~/.cache/nodeops, GOMODCACHE, GOCACHE, .venv).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+VPY := $(VENV)/bin/python
+COLLECTIONS := $(CURDIR)/build/collections
+COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/nodeops/kubernetes
+CLUSTER := $(PYTHON) tools/localcluster/cluster.py
+PYTEST_ARGS ?=
+
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export PYTHONPATH := $(COLLECTIONS)
+export NODEOPS_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
+export ANSIBLE_FORCE_COLOR := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help venv link cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
+
+help:
+	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
+
+venv: $(VENV)/.stamp
+
+$(VENV)/.stamp: requirements-test.txt requirements.txt
+	@echo "[venv] creating $(VENV) and installing pinned test dependencies"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --progress-bar off -r requirements-test.txt
+	@touch $@
+
+# The collection is importable as ansible_collections.nodeops.kubernetes from
+# the working tree through this link.
+link:
+	@mkdir -p $(dir $(COLLECTION_LINK))
+	@ln -sfn $(CURDIR) $(COLLECTION_LINK)
+
+cluster:
+	$(CLUSTER) up
+
+cluster-down:
+	$(CLUSTER) down
+
+cluster-clean:
+	$(CLUSTER) clean
+
+cluster-status:
+	$(CLUSTER) status
+
+demo: venv link cluster
+	KUBECONFIG=$(NODEOPS_KUBECONFIG) $(VENV)/bin/ansible-playbook playbooks/demo.yml
+	@echo
+	@echo "The local cluster is still running: KUBECONFIG=$(NODEOPS_KUBECONFIG)"
+	@echo "Stop it with: make cluster-down"
+
+unit: venv link
+	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Starts the cluster if needed, and stops it afterwards only if it started it.
+integration: venv link
+	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
+	$(CLUSTER) up; \
+	rc=0; $(VPY) -m pytest tests/integration $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$was_up = 0 ]; then $(CLUSTER) down; fi; \
+	exit $$rc
+
+# ansible-test runs on the collection exactly as `ansible-galaxy collection
+# build` packs it, unpacked under an ansible_collections/nodeops/kubernetes path.
+sanity: venv
+	@pipver=$$(sed -n "s/^ *pip='\([0-9.]*\)',/\1/p" $(VENV)/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | tr . _); \
+	  mkdir -p $$HOME/.ansible/test/cache; \
+	  cp tools/ansible_test_get_pip.py $$HOME/.ansible/test/cache/get_pip_$$pipver.py
+	@rm -rf build/sanity build/dist && mkdir -p build/sanity/ansible_collections/nodeops build/dist
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path build/dist . >/dev/null
+	@mkdir -p build/sanity/ansible_collections/nodeops/kubernetes
+	tar -xzf build/dist/nodeops-kubernetes-*.tar.gz -C build/sanity/ansible_collections/nodeops/kubernetes
+	@# build/ is ignored by this repo's git, so ansible-test would see no files: give the copy its own.
+	cd build/sanity/ansible_collections/nodeops/kubernetes && git init -q && git add -A
+	cd build/sanity/ansible_collections/nodeops/kubernetes && \
+	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/build/sanity PYTHONPATH= \
+	  $(VENV)/bin/ansible-test sanity --python $$($(VPY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+	    --requirements --color no
+
+changelog-lint: venv
+	$(VENV)/bin/antsibull-changelog lint
+
+test: venv link
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory changelog-lint
+	$(MAKE) --no-print-directory sanity
