@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -283,9 +284,23 @@ def _alive(name):
     return pid
 
 
+PORTS = {"etcd": ETCD_PORT, "kube-apiserver": APISERVER_PORT, "kwok": KWOK_PORT,
+         "kube-controller-manager": CM_PORT, "kube-scheduler": SCHED_PORT}
+
+
+def _port_in_use(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _start(name, args):
     if _alive(name):
         return
+    if _port_in_use(PORTS[name]):
+        sys.exit("[cluster] port %d, needed by %s, is already in use: is a cluster from another checkout "
+                 "running? Stop it with its own 'make cluster-down', or pick other ports with "
+                 "NODEOPS_ETCD_PORT, NODEOPS_APISERVER_PORT, NODEOPS_KWOK_PORT, NODEOPS_CM_PORT, "
+                 "NODEOPS_SCHED_PORT." % (PORTS[name], name))
     os.makedirs(path("run"), exist_ok=True)
     logf = open(path("logs", name + ".log"), "ab")
     proc = subprocess.Popen([path("bin", name)] + args, stdout=logf, stderr=subprocess.STDOUT,
