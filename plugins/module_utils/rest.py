@@ -226,6 +226,9 @@ class RestClient:
     def request(self, method, path, query=None, body=None, content_type="application/json", timeout=None):
         """One JSON request. Returns the decoded body; raises ApiError on error statuses."""
         timeout = timeout or self.timeout
+        # The server-side limit, a little under the client's, so the server gives up first.
+        query = dict(query or {})
+        query.setdefault("timeout", "%ds" % max(1, int(timeout) - 2))
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
@@ -248,25 +251,15 @@ class RestClient:
             return json.loads(raw)
         return raw.decode("utf-8", "replace")
 
-    def stream_lines(self, path, query=None, timeout=None):
-        """Yield the lines of a streaming GET (a watch). Uses its own connection."""
-        timeout = timeout or self.timeout
-        url = self._url(path, query)
-        conn, resp = self._send("GET", url, None, self._headers(), timeout, keep=False)
-        try:
-            if resp.status >= 400:
-                raise self._error("GET", path, resp.status, resp.read())
-            while True:
-                try:
-                    line = resp.readline()
-                except (socket.timeout, socket.error, httplib.HTTPException) as exc:
-                    raise ApiUnavailable("watch %s broke: %s" % (path, exc))
-                if not line:
-                    return
-                if line.strip():
-                    yield line
-        finally:
+    def watch(self, path, query, timeout):
+        """Open a watch. ``query`` should carry ``timeoutSeconds``; ``timeout`` is the client's limit."""
+        query = dict(query, watch="true")
+        conn, resp = self._send("GET", self._url(path, query), None, self._headers(), timeout, keep=False)
+        if resp.status >= 400:
+            raw = resp.read()
             conn.close()
+            raise self._error("GET", path, resp.status, raw)
+        return WatchStream(conn, resp, path)
 
     # convenience wrappers for the few resources the collection uses
 
@@ -328,3 +321,39 @@ class RestClient:
 
     def merge_patch(self, path, body):
         return self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+
+class WatchStream:
+    """Events of one watch request. ``close()`` may be called from another thread to stop it."""
+
+    def __init__(self, conn, resp, path):
+        self._conn = conn
+        self._resp = resp
+        self._path = path
+        self.closed = False
+
+    def __iter__(self):
+        try:
+            while not self.closed:
+                try:
+                    line = self._resp.readline()
+                except (socket.timeout, socket.error, httplib.HTTPException, ValueError) as exc:
+                    if self.closed:
+                        return
+                    raise ApiUnavailable("watch %s broke: %s" % (self._path, exc))
+                if not line:
+                    return
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            self.close()
+
+    def close(self):
+        self.closed = True
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, socket.error):
+                pass
+        self._conn.close()
