@@ -82,14 +82,19 @@ def list_all(client, path, query=None, timeout=60):
         query["continue"] = cont
 
 
-class PodWatcher(threading.Thread):
-    """List-then-watch one label selector; put ("sync", pods, rv) and ("event", type, pod) on a queue."""
+class Watcher(threading.Thread):
+    """List-then-watch one resource; put ("sync", items, rv) and ("event", type, obj) on a queue.
 
-    def __init__(self, client, namespace, selector, events, initial_resource_version=None, log=None):
-        super(PodWatcher, self).__init__(name="nodeops-pod-watcher")
+    Re-lists on 410 Gone; reconnects with backoff while the apiserver is away.
+    Every request carries timeoutSeconds (server) and a socket timeout (client).
+    """
+
+    def __init__(self, client, path, selector, events, initial_resource_version=None, log=None, tag="pods"):
+        super(Watcher, self).__init__(name="nodeops-watch-" + tag)
         self.daemon = True
         self.client = client
-        self.path = client.core_path("pods", namespace)
+        self.path = path
+        self.tag = tag
         self.selector = selector
         self.events = events
         self.stop_event = threading.Event()
@@ -97,6 +102,7 @@ class PodWatcher(threading.Thread):
         self.resource_version = initial_resource_version
         self.relists = 0
         self.reconnects = 0
+        self.streaming = False
         self.log = log or (lambda msg: None)
 
     def stop(self):
@@ -109,7 +115,7 @@ class PodWatcher(threading.Thread):
         items, rv = list_all(self.client, self.path, {"labelSelector": self.selector})
         self.relists += 1
         self.resource_version = rv
-        self.events.put(("sync", items, rv))
+        self.events.put(("sync", self.tag, (items, rv)))
 
     def run(self):
         backoff = 0.2
@@ -117,12 +123,15 @@ class PodWatcher(threading.Thread):
             try:
                 if self.resource_version is None:
                     self._relist()
-                query = {"labelSelector": self.selector, "resourceVersion": self.resource_version,
-                         "allowWatchBookmarks": "true", "timeoutSeconds": WATCH_SECONDS}
+                query = {"resourceVersion": self.resource_version, "allowWatchBookmarks": "true",
+                         "timeoutSeconds": WATCH_SECONDS}
+                if self.selector:
+                    query["labelSelector"] = self.selector
                 self.stream = self.client.watch(self.path, query, timeout=WATCH_SECONDS + 15)
                 if self.stop_event.is_set():
                     self.stream.close()
                     return
+                self.streaming = True
                 for event in self.stream:
                     backoff = 0.2
                     kind, obj = event.get("type"), event.get("object") or {}
@@ -134,15 +143,15 @@ class PodWatcher(threading.Thread):
                     if rv:
                         self.resource_version = rv
                     if kind != "BOOKMARK":
-                        self.events.put(("event", kind, obj))
+                        self.events.put(("event", self.tag, (kind, obj)))
             except WatchExpired:
-                self.log("watch expired (410 Gone); listing again")
+                self.log("%s watch expired (410 Gone); listing again" % self.tag)
                 self.resource_version = None
             except (ApiUnavailable, ApiError) as exc:
                 if self.stop_event.is_set():
                     return
                 if isinstance(exc, ApiError) and not exc.retryable and not isinstance(exc, ApiUnavailable):
-                    self.events.put(("error", exc, None))
+                    self.events.put(("error", self.tag, exc))
                     return
                 self.reconnects += 1
                 self.log("API server unavailable (%s); retrying in %.1fs" % (exc.msg, backoff))
@@ -183,14 +192,16 @@ class Engine:
     # ---------------------------------------------------------------- plan
 
     def read_cluster(self, spec):
-        nodes, _rv = list_all(self.client, "/api/v1/nodes")
+        nodes, nodes_rv = list_all(self.client, "/api/v1/nodes")
         pods, _rv = list_all(self.client, self.client.core_path("pods", spec["namespace"]),
                              {"labelSelector": planner.run_selector(spec["name"])})
-        return nodes, pods
+        return nodes, nodes_rv, pods
 
     def plan(self, spec, run_id):
-        nodes, pods = self.read_cluster(spec)
-        return planner.plan(nodes, pods, spec, run_id)
+        nodes, nodes_rv, pods = self.read_cluster(spec)
+        result = planner.plan(nodes, pods, spec, run_id)
+        result["nodes_resource_version"] = nodes_rv
+        return result
 
     def preflight(self, spec, run_id, node):
         """Server-side dry-run of one pod: the apiserver validates it and admission runs, nothing is stored."""
@@ -278,10 +289,15 @@ class Engine:
             runs[node].created_at = started
         parallelism = resolve_parallelism(spec["parallelism"], len(runs))
         events = queue.Queue()
-        watcher = PodWatcher(self.client, spec["namespace"], planner.run_selector(spec["name"], run_id), events,
-                             self.initial_resource_version, log=self.log)
+        watcher = Watcher(self.client, self.client.core_path("pods", spec["namespace"]),
+                          planner.run_selector(spec["name"], run_id), events, self.initial_resource_version,
+                          log=self.log, tag="pods")
+        # Nodes are watched from the plan's list, to notice a node that leaves mid-run at once.
+        node_watcher = Watcher(self.client, "/api/v1/nodes", None, events, plan.get("nodes_resource_version"),
+                               log=self.log, tag="nodes")
         pool = ThreadPoolExecutor(max_workers=min(self.create_workers, parallelism))
         watcher.start()
+        node_watcher.start()
         batch_size, stop_creating, timed_out, synced = 1, False, False, False
         failure_seen = None
         try:
@@ -297,7 +313,7 @@ class Engine:
                     batch_size = self._launch(spec, run_id, runs, owner, parallelism, batch_size, pool,
                                               max(1, int(deadline - now)))
                 self._observe(spec, runs, by_pod, events, min(0.5, max(0.01, deadline - now)))
-                if not synced and watcher.relists:
+                if not synced and (watcher.relists or watcher.streaming):
                     synced = True
                 failed = [r for r in runs.values() if r.result and r.result["outcome"] in outcomes.FAILURES]
                 if failed and spec["failure_policy"] == "fail_fast" and not stop_creating:
@@ -314,11 +330,12 @@ class Engine:
                              "still running when timeout=%ds was reached" % spec["timeout"], active=True)
         finally:
             watcher.stop()
+            node_watcher.stop()
             pool.shutdown(wait=True)
         for r in runs.values():
             if r.log_future is not None:
                 r.log = r.log_future.result()
-        self.stats = {"relists": watcher.relists, "reconnects": watcher.reconnects}
+        self.stats = {"relists": watcher.relists, "reconnects": watcher.reconnects + node_watcher.reconnects}
         remaining = self._cleanup(spec, run_id, runs)
         self._finish_record(spec, run_id, runs, remaining)
         return self._result(spec, run_id, plan, runs, started, started_wall, timed_out)
@@ -361,16 +378,25 @@ class Engine:
             except queue.Empty:
                 break
         now = self.clock.monotonic()
-        for kind, a, b in batch:
+        for kind, tag, payload in batch:
             if kind == "error":
-                raise a
-            if kind == "sync":
-                self._apply_sync(by_pod, a, b)
+                raise payload
+            if tag == "nodes":
+                if kind == "event" and payload[0] == "DELETED":
+                    self._node_left(spec, runs, payload[1]["metadata"]["name"], now)
+                elif kind == "sync":
+                    present = set(n["metadata"]["name"] for n in payload[0])
+                    for node in [n for n in runs if n not in present]:
+                        self._node_left(spec, runs, node, now)
                 continue
-            r = by_pod.get(b["metadata"]["name"])
+            if kind == "sync":
+                self._apply_sync(by_pod, *payload)
+                continue
+            event_type, pod = payload
+            r = by_pod.get(pod["metadata"]["name"])
             if r is None or r.state == "waiting":
                 continue
-            r.pod = None if a == "DELETED" else b
+            r.pod = None if event_type == "DELETED" else pod
         for r in runs.values():
             if r.state != "created":
                 continue
@@ -404,6 +430,18 @@ class Engine:
             return int(list_rv) >= int(created_rv)
         except (TypeError, ValueError):
             return True
+
+    def _node_left(self, spec, runs, node, now):
+        r = runs.get(node)
+        if r is None or r.state == "done":
+            return
+        if r.state == "created" and r.pod is not None:
+            r.log = self._read_log(spec, r.pod_name)
+            self.client.delete(self.client.core_path("pods", spec["namespace"], r.pod_name), grace_period=0)
+        r.state = "done"
+        r.result = outcomes.outcome("lost", "NodeDeleted", "node %s was deleted during the run" % node)
+        r.result.update(started_mono=r.created_at, finished_mono=now)
+        self.log("node %s left during the run: lost" % node)
 
     def _node_gone(self, node):
         return self.client.get_or_none(self.client.core_path("nodes", name=node)) is None

@@ -234,13 +234,11 @@ def build_argument_spec():
 
 def absent(module, engine):
     p = module.params
-    broadcast_spec.validate_identity(p)
     deleted = engine.delete_runs(p["name"], p["namespace"], p.get("run_id"), check_mode=module.check_mode)
     return {"changed": bool(deleted["pods"] or deleted["records"]), "deleted": deleted}
 
 
-def present(module, engine):
-    spec = broadcast_spec.validate(module.params)
+def present(module, engine, spec):
     run_id = module.params.get("run_id") or new_run_id()
     run_plan = engine.plan(spec, run_id)
     if module.check_mode:
@@ -259,8 +257,12 @@ def main():
     module = AnsibleModule(argument_spec=build_argument_spec(), supports_check_mode=True)
 
     def action(mod):
-        engine = Engine(client_from_params(mod.params))
-        return absent(mod, engine) if mod.params["state"] == "absent" else present(mod, engine)
+        # Everything is validated before the first request, let alone the first write.
+        if mod.params["state"] == "absent":
+            broadcast_spec.validate_identity(mod.params)
+            return absent(mod, Engine(client_from_params(mod.params)))
+        spec = broadcast_spec.validate(mod.params)
+        return present(mod, Engine(client_from_params(mod.params)), spec)
 
     run_module(module, action)
 
