@@ -209,6 +209,8 @@ class Engine:
         try:
             self.client.create(self.client.core_path("pods", spec["namespace"]), pod, dry_run=True)
         except ApiError as exc:
+            if exc.status == 409:
+                return pod  # that pod exists already (a resumed run): nothing to check
             if exc.status in (400, 403, 422):
                 raise InvalidInput("pod_template" if spec["task"]["kind"] == "pod_template" else "preset",
                                    "(the pod it makes)", "a pod the API server accepts",
@@ -276,7 +278,9 @@ class Engine:
         self.log("run %s: %d eligible nodes, %d skipped" % (run_id, len(plan["eligible"]), len(plan["skipped"])))
         if not plan["eligible"]:
             return self._result(spec, run_id, plan, {}, started, started_wall, timed_out=False)
-        self.preflight(spec, run_id, plan["eligible"][0])
+        fresh = [n for n in plan["eligible"] if n not in plan["existing"]]
+        if fresh:
+            self.preflight(spec, run_id, fresh[0])
         owner = self._ensure_record(spec, run_id, plan)
         for name in plan["to_delete"]:
             self.client.delete(self.client.core_path("pods", spec["namespace"], name))
@@ -466,20 +470,18 @@ class Engine:
                 r.result.update(started_mono=r.created_at, finished_mono=now if active else None)
 
     def _cleanup(self, spec, run_id, runs):
-        """Delete pods per ``cleanup``; return how many of this run's pods remain."""
-        path = self.client.core_path("pods", spec["namespace"])
-        selector = planner.run_selector(spec["name"], run_id)
-        if spec["cleanup"] == "always":
-            self.client.request("DELETE", path, query={"labelSelector": selector})
-            return 0
-        if spec["cleanup"] == "on_success":
-            self.client.request("DELETE", path, query={"labelSelector": selector,
-                                                       "fieldSelector": "status.phase=Succeeded"})
-        kept = [r for r in runs.values() if r.pod is not None and r.result and r.result["outcome"] != "succeeded"
-                and r.result["reason"] not in ("CancelledByFailFast", "RunTimeout")]
-        if spec["cleanup"] == "never":
-            kept = [r for r in runs.values() if r.pod is not None]
-        return len(kept)
+        """Delete pods per ``cleanup`` (one request); return how many of this run's pods remain.
+
+        Pods that never finished (unschedulable, lost) are deleted whatever
+        ``cleanup`` says: left alone they could start later, unwatched.
+        """
+        keep_phases = {"always": (), "on_success": ("Failed",), "never": ("Failed", "Succeeded")}[spec["cleanup"]]
+        query = {"labelSelector": planner.run_selector(spec["name"], run_id)}
+        if keep_phases:
+            query["fieldSelector"] = ",".join("status.phase!=%s" % phase for phase in keep_phases)
+        self.client.request("DELETE", self.client.core_path("pods", spec["namespace"]), query=query)
+        return sum(1 for r in runs.values()
+                   if r.pod is not None and (r.pod.get("status") or {}).get("phase") in keep_phases)
 
     def _finish_record(self, spec, run_id, runs, remaining):
         path = self.client.core_path("configmaps", spec["namespace"], self._record_name(spec, run_id))

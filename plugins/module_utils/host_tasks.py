@@ -24,6 +24,10 @@ import subprocess
 import sys
 import time
 
+# The pod's output is its report; stdout is written directly (this runs in the
+# pod, not as an Ansible module).
+_out = sys.stdout.write
+
 RESULT_MARKER = "NODEOPS_RESULT "
 MAX_LISTED = 50
 
@@ -181,12 +185,12 @@ def run_image_prune(task):
     for image in plan["remove"]:
         label = image["refs"][0] if image["refs"] else image["id"]
         if task.get("dry_run"):
-            print("would remove %s (%d bytes)" % (label, image["size"]))
+            _say("would remove %s (%d bytes)" % (label, image["size"]))
             removed.append(image)
             continue
         rc = subprocess.call(["nsenter", "--target", "1", "--mount", "--", "crictl", "rmi", image["id"]])
         if rc == 0:
-            print("removed %s (%d bytes)" % (label, image["size"]))
+            _say("removed %s (%d bytes)" % (label, image["size"]))
             removed.append(image)
         else:
             errors.append("crictl rmi %s exited %d" % (image["id"], rc))
@@ -213,11 +217,15 @@ def run_path_cleanup(task):
         except OSError as exc:
             errors.append("%s: %s" % (entry["path"], exc.strerror))
     for entry in removed[:MAX_LISTED]:
-        print("%s %s (%d bytes)" % ("would remove" if task.get("dry_run") else "removed", entry["path"],
-                                    entry["size"]))
+        verb = "would remove" if task.get("dry_run") else "removed"
+        _say("%s %s (%d bytes)" % (verb, entry["path"], entry["size"]))
     return {"preset": "path_cleanup", "dry_run": bool(task.get("dry_run")), "path": task["path"],
             "files_removed": [e["path"] for e in removed][:MAX_LISTED], "files_removed_count": len(removed),
             "bytes_freed": sum(e["size"] for e in removed), "errors": errors}
+
+
+def _say(text):
+    _out(text + "\n")
 
 
 def main():
@@ -225,8 +233,8 @@ def main():
     runner = {"image_prune": run_image_prune, "path_cleanup": run_path_cleanup}[task["preset"]]
     result = runner(task)
     sys.stdout.flush()
-    print(RESULT_MARKER + json.dumps(result, sort_keys=True))
-    sys.exit(1 if result.get("errors") else 0)
+    _say(RESULT_MARKER + json.dumps(result, sort_keys=True))
+    raise SystemExit(1 if result.get("errors") else 0)
 
 
 def parse_result(log_text):

@@ -83,8 +83,6 @@ def skip_reason(node, spec, tolerations):
     meta = node.get("metadata") or {}
     labels = meta.get("labels") or {}
     name = meta.get("name")
-    if spec["nodes"] is not None and name not in spec["nodes"]:
-        return "not in the nodes list"
     for key, value in spec["node_selector"].items():
         if labels.get(key) != str(value):
             return "selector mismatch: node_selector %s=%s" % (key, value)
@@ -116,6 +114,8 @@ def plan(nodes, pods, spec, run_id):
     eligible, skipped = [], {}
     for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         name = node["metadata"]["name"]
+        if spec["nodes"] is not None and name not in spec["nodes"]:
+            continue  # an explicit list is the whole universe of the run; others are not reported
         reason = skip_reason(node, spec, tolerations)
         if reason:
             skipped[name] = reason

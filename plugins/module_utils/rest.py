@@ -337,7 +337,8 @@ class WatchStream:
             while not self.closed:
                 try:
                     line = self._resp.readline()
-                except (socket.timeout, socket.error, httplib.HTTPException, ValueError) as exc:
+                except (socket.timeout, socket.error, httplib.HTTPException, ValueError, AttributeError) as exc:
+                    # AttributeError: http.client after close() from another thread.
                     if self.closed:
                         return
                     raise ApiUnavailable("watch %s broke: %s" % (self._path, exc))

@@ -17,12 +17,12 @@ description:
   - Nodes are chosen by name, labels and taints; control-plane, cordoned and NotReady nodes are skipped
     unless asked for, and every skipped node is reported with its reason.
   - Pod names derive from the run id and the node, so a node never gets two pods of one run. Running the
-    module again with the same I(run_id) resumes a run: existing pods are adopted, only missing ones are created.
+    module again with the same I(run_id) resumes a run; existing pods are adopted and only missing ones are created.
   - Each run's pods are owned by a small run-record ConfigMap, so deleting the run (I(state=absent)) removes
     every pod through the garbage collector even if a run was interrupted.
   - In check mode the module reads the cluster and returns the plan and the pod manifest, writing nothing.
 author:
-  - nodeops maintainers
+  - nodeops maintainers (@nodeops)
 extends_documentation_fragment:
   - nodeops.kubernetes.k8s_auth
   - nodeops.kubernetes.broadcast
@@ -57,8 +57,10 @@ notes:
   - Integration-tested against Kubernetes 1.37 with simulated (kwok) nodes.
 attributes:
   check_mode:
+    description: Reads nodes and pods, returns the plan and the pod manifest, writes nothing.
     support: full
   diff_mode:
+    description: A run creates pods rather than changing a desired state, so there is nothing to diff.
     support: none
 """
 

@@ -59,8 +59,16 @@ class SimNodes:
         self.core.create_node(simnodes.node_manifest(name, **kwargs))
         self.created.append(name)
         if wait:
-            wait_for("node %s Ready" % name, lambda: simnodes.is_ready(self._raw(name)))
+            self.wait_ready(name)
         return name
+
+    def wait_ready(self, name):
+        """Ready, and the node lifecycle controller has lifted the not-ready taint new nodes start with."""
+        def ready():
+            node = self._raw(name)
+            taints = [t["key"] for t in node["spec"].get("taints") or []]
+            return simnodes.is_ready(node) and "node.kubernetes.io/not-ready" not in taints
+        wait_for("node %s Ready and untainted" % name, ready)
 
     def _raw(self, name):
         return self.core.api_client.sanitize_for_serialization(self.core.read_node(name))
@@ -123,6 +131,8 @@ class AuditLog:
                 continue
             if user and event.get("user", {}).get("username") != user:
                 continue
+            if "dryRun=All" in event.get("requestURI", ""):
+                continue  # validated by the server, never stored: not a write
             ref = event.get("objectRef") or {}
             if namespace and ref.get("namespace") != namespace:
                 continue
@@ -136,3 +146,37 @@ def new_api_client(kubeconfig=KUBECONFIG):
     from kubernetes import config
 
     return config.new_client_from_config(config_file=kubeconfig)
+
+
+def run_module(tmp_path, module, args, check=False, env=None, timeout=600):
+    """Run one module task through ansible-playbook; return its registered result."""
+    import subprocess
+
+    out = tmp_path / ("result-%s.json" % uuid.uuid4().hex[:6])
+    play = [{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": [
+        {"name": "module under test", "nodeops.kubernetes." + module: args, "register": "r", "ignore_errors": True,
+         "check_mode": check},
+        {"name": "save result", "ansible.builtin.copy": {"content": "{{ r | to_json }}", "dest": str(out)},
+         "check_mode": False},
+    ]}]
+    playbook = tmp_path / ("play-%s.yml" % uuid.uuid4().hex[:6])
+    playbook.write_text(json.dumps(play))
+    run_env = dict(os.environ, KUBECONFIG=KUBECONFIG, ANSIBLE_NOCOLOR="1")
+    run_env.update(env or {})
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+                           "-e", "ansible_python_interpreter=" + sys.executable,
+                           str(playbook)], env=run_env, capture_output=True, text=True, timeout=timeout, check=False)
+    if not out.exists():
+        raise AssertionError("ansible-playbook produced no result:\n%s\n%s" % (proc.stdout, proc.stderr))
+    return json.loads(out.read_text())
+
+
+def rest_client(kubeconfig=KUBECONFIG):
+    """The collection's own client, for driving the engine directly."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.connection import (
+        auth_settings,
+        connection_config,
+    )
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
+
+    return RestClient(connection_config(auth_settings({"kubeconfig": kubeconfig}, {}), environ={}))

@@ -472,6 +472,22 @@ def restart(name):
     if name == "kube-apiserver":
         api = Api()
         _wait("kube-apiserver /readyz", lambda: api.call("GET", "/readyz", timeout=2) == "ok", 60)
+        wait_controllers(api)
+
+
+def wait_controllers(api, timeout=120):
+    """Wait until the controller-manager acts on new objects again.
+
+    After an apiserver restart its informers reconnect with backoff, which can
+    take tens of seconds; tests that follow must not see a half-working cluster.
+    """
+    ns = "nodeops-probe-%d" % int(time.time() * 1000)
+    api.call("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    try:
+        _wait("the controller-manager to create a ServiceAccount",
+              lambda: api.call("GET", "/api/v1/namespaces/%s/serviceaccounts/default" % ns), timeout)
+    finally:
+        api.call("DELETE", "/api/v1/namespaces/" + ns)
 
 
 def stop(name):

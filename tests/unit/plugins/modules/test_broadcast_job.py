@@ -73,7 +73,10 @@ def test_api_key_is_not_logged():
 
 def test_connection_errors_become_fail_json(monkeypatch):
     """A NodeopsError raised anywhere below the module surfaces through the single fail_json edge."""
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", lambda self, **kw: (_ for _ in ()).throw(Fail(kw)))
+    def fail_json(self, **kwargs):
+        raise Fail(kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
     with pytest.raises(Fail) as info:
         run(dict(BASE, preset="image_prune", host="ftp://nowhere"))
     assert "must start with https://" in info.value.args[0]["msg"]
