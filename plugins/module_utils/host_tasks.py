@@ -24,10 +24,6 @@ import subprocess
 import sys
 import time
 
-# The pod's output is its report; stdout is written directly (this runs in the
-# pod, not as an Ansible module).
-_out = sys.stdout.write
-
 RESULT_MARKER = "NODEOPS_RESULT "
 MAX_LISTED = 50
 
@@ -225,7 +221,8 @@ def run_path_cleanup(task):
 
 
 def _say(text):
-    _out(text + "\n")
+    # The pod's output is its report (this runs in the pod, not as an Ansible module).
+    sys.stdout.write(text + "\n")
 
 
 def main():

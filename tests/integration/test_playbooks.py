@@ -28,4 +28,3 @@ def test_prune_images_playbook_prints_a_table_per_node(namespace, cluster):
     for i in range(1, 9):
         assert "kwok-worker-%d " % i in proc.stdout
     assert "control plane" in proc.stdout
-
