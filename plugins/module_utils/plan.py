@@ -28,6 +28,7 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_BROADCAST = "nodeops.io/broadcast"
 LABEL_RUN = "nodeops.io/run-id"
 LABEL_NODE_HASH = "nodeops.io/node-hash"
+LABEL_NODE = "nodeops.io/node"
 ANNOTATION_NODE = "nodeops.io/node"
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 
@@ -146,6 +147,9 @@ def build_pod(spec, run_id, node_name, owner=None, active_deadline=None):
     labels = dict(spec["pod_labels"])
     labels.update({LABEL_MANAGED_BY: MANAGED_BY, LABEL_BROADCAST: spec["name"], LABEL_RUN: run_id,
                    LABEL_NODE_HASH: node_hash(node_name)})
+    if len(node_name) <= 63:
+        # Node names are DNS subdomains (up to 253 characters); most fit a label value.
+        labels[LABEL_NODE] = node_name
     annotations = dict(spec["pod_annotations"])
     annotations[ANNOTATION_NODE] = node_name
     if task["kind"] == "pod_template":

@@ -22,7 +22,7 @@ from kubernetes import watch as k8s_watch
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec, host_tasks
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import NodeFailures
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import NodeFailures, RunTimeout
 
 import kube_helpers as kh
 
@@ -354,3 +354,26 @@ def test_watch_expiry_410_is_survived(namespace, labelled_nodes):
     result = engine.run(spec(namespace, node_selector=selector), "expired1")
     assert result["summary"]["succeeded"] == 3, [(r["node"], r["reason"]) for r in result["nodes"]]
     assert engine.stats["relists"] >= 1
+
+
+def test_restart_limit_fails_a_crash_looping_pod(core, namespace, labelled_nodes):
+    selector, names = labelled_nodes(1)
+    with pytest.raises(NodeFailures) as info:
+        Engine(kh.rest_client()).run(spec(namespace, node_selector=selector, restart_policy="OnFailure",
+                                          restart_limit=2, pod_annotations={"sim.nodeops.io/exit-code": "4",
+                                                                            "sim.nodeops.io/delay": "200ms"}), "crash1")
+    rec = by_node(info.value.result)[names[0]]
+    assert (rec["outcome"], rec["reason"], rec["exit_code"]) == ("failed", "RestartLimitExceeded", 4)
+    assert rec["restarts"] == 3
+
+
+def test_run_timeout_reports_timed_out_nodes_and_removes_their_pods(core, namespace, labelled_nodes):
+    selector, names = labelled_nodes(2)
+    started = time.monotonic()
+    with pytest.raises(RunTimeout) as info:
+        Engine(kh.rest_client()).run(spec(namespace, node_selector=selector, timeout=3,
+                                          pod_annotations={"sim.nodeops.io/delay": "1h"}), "slow1")
+    assert time.monotonic() - started < 20
+    assert "timed out after 3s" in info.value.msg
+    assert sorted(r["node"] for r in info.value.result["nodes"] if r["outcome"] == "timed_out") == sorted(names)
+    kh.wait_for("the timed-out pods to go", lambda: pods_of(core, namespace) == [])

@@ -176,6 +176,8 @@ def test_pod_is_pinned_by_affinity_and_labelled():
     assert len(pod["metadata"]["name"]) <= 63
     assert pod["metadata"]["labels"]["nodeops.io/run-id"] == "r1"
     assert pod["metadata"]["labels"]["team"] == "sre"
+    assert pod["metadata"]["labels"]["nodeops.io/node"] == "node-1"
+    assert "nodeops.io/node" not in planner.build_pod(spec, "r1", "n" * 64)["metadata"]["labels"]
     assert pod["metadata"]["annotations"]["nodeops.io/node"] == "node-1"
     terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchFields"] == [
