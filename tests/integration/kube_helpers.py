@@ -148,14 +148,14 @@ def new_api_client(kubeconfig=KUBECONFIG):
     return config.new_client_from_config(config_file=kubeconfig)
 
 
-def run_module(tmp_path, module, args, check=False, env=None, timeout=600):
+def run_module(tmp_path, module, args, check=False, env=None, timeout=600, diff=False):
     """Run one module task through ansible-playbook; return its registered result."""
     import subprocess
 
     out = tmp_path / ("result-%s.json" % uuid.uuid4().hex[:6])
     play = [{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": [
         {"name": "module under test", "nodeops.kubernetes." + module: args, "register": "r", "ignore_errors": True,
-         "check_mode": check},
+         "check_mode": check, "diff": diff},
         {"name": "save result", "ansible.builtin.copy": {"content": "{{ r | to_json }}", "dest": str(out)},
          "check_mode": False},
     ]}]
