@@ -72,15 +72,16 @@ def build_objects(cron, spec, sources=None):
     items = [{"key": k, "path": "%s/%s" % (PACKAGE_DIR, k)} for k in sorted(sources)]
     items.append({"key": "task.json", "path": "task.json"})
     sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(names["service_account"], ns, name)}
+    role_rules = [
+        {"apiGroups": [""], "resources": ["pods"],
+         "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        # Run records (owners of the node pods) and the run history.
+        {"apiGroups": [""], "resources": ["configmaps"],
+         "verbs": ["create", "get", "list", "update", "patch", "delete", "deletecollection"]},
+    ]
     role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(names["role"], ns, name),
-            "rules": [
-                {"apiGroups": [""], "resources": ["pods"],
-                 "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"]},
-                {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-                # Run records (owners of the node pods) and the run history.
-                {"apiGroups": [""], "resources": ["configmaps"],
-                 "verbs": ["create", "get", "list", "update", "patch", "delete", "deletecollection"]},
-            ]}
+            "rules": role_rules}
     subject = [{"kind": "ServiceAccount", "name": names["service_account"], "namespace": ns}]
     role_binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                     "metadata": _meta(names["role_binding"], ns, name),
