@@ -272,6 +272,10 @@ def test_state_absent_deletes_a_runs_pods_and_record(tmp_path, core, namespace, 
         "name": "keep", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
         "cleanup": "never"})
     assert len(pods_of(core, namespace)) == 2
+    info = kh.run_module(tmp_path, "broadcast_info", {"namespace": namespace})
+    assert [(r["name"], r["run_id"], r["state"]) for r in info["runs"]] == [("keep", first["run_id"], "finished")]
+    assert sorted((p["node"], p["phase"]) for p in info["runs"][0]["pods"]) == [(n, "Succeeded") for n in sorted(names)]
+    assert info["cron_broadcasts"] == []
     check = kh.run_module(tmp_path, "broadcast_job", {"name": "keep", "namespace": namespace, "state": "absent"},
                           check=True)
     assert check["changed"] and len(check["deleted"]["pods"]) == 2 and len(pods_of(core, namespace)) == 2
