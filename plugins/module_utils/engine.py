@@ -299,7 +299,8 @@ class Engine:
         # Nodes are watched from the plan's list, to notice a node that leaves mid-run at once.
         node_watcher = Watcher(self.client, "/api/v1/nodes", None, events, plan.get("nodes_resource_version"),
                                log=self.log, tag="nodes")
-        pool = ThreadPoolExecutor(max_workers=min(self.create_workers, parallelism))
+        pool = ThreadPoolExecutor(max_workers=min(self.create_workers, max(parallelism, 4)))
+        self._log_pool = pool
         watcher.start()
         node_watcher.start()
         batch_size, stop_creating, timed_out, synced = 1, False, False, False
@@ -455,8 +456,9 @@ class Engine:
         verdict.update(started_mono=r.created_at, finished_mono=now)
         r.result = verdict
         if r.pod is not None and verdict["outcome"] in ("succeeded", "failed"):
-            # Read now, while the pod surely exists: before any cleanup or cancellation.
-            r.log = self._read_log(spec, r.pod_name)
+            # Read now, while the pod surely exists: before any cleanup or cancellation. The
+            # pool finishes every read before run() deletes anything.
+            r.log_future = self._log_pool.submit(self._read_log, spec, r.pod_name)
 
     def _cancel(self, spec, runs, kind, reason, message, active):
         now = self.clock.monotonic()

@@ -344,8 +344,15 @@ class WatchStream:
                     raise ApiUnavailable("watch %s broke: %s" % (self._path, exc))
                 if not line:
                     return
-                if line.strip():
-                    yield json.loads(line)
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    if self.closed:
+                        return  # a line cut short by close()
+                    raise ApiUnavailable("watch %s sent a truncated event" % self._path)
+                yield event
         finally:
             self.close()
 

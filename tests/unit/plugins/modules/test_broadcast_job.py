@@ -8,35 +8,16 @@ __metaclass__ = type
 
 import pytest
 
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.nodeops.kubernetes.plugins.modules import broadcast_job
 
-
-class Exit(Exception):
-    pass
-
-
-class Fail(Exception):
-    pass
+from module_edge_results import Fail
 
 
 @pytest.fixture
-def module_edge(monkeypatch):
-    def exit_json(self, **kwargs):
-        raise Exit(kwargs)
-
-    def fail_json(self, **kwargs):
-        raise Fail(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
-    def no_cluster(*args, **kwargs):
-        raise AssertionError("bad input must be rejected before any API client is made")
-
-    monkeypatch.setattr(broadcast_job, "client_from_params", no_cluster)
+def edge(module_edge):
+    module_edge(broadcast_job)
 
 
 def run(args):
@@ -60,7 +41,7 @@ BASE = {"name": "prune", "host": "https://127.0.0.1:1", "api_key": "x"}
     (dict(preset="image_prune", name="n" * 40), "name='" + "n" * 40 + "' is invalid: 40 characters"),
     (dict(state="absent", name="Bad_Name"), "name='Bad_Name' is invalid"),
 ])
-def test_bad_input_fails_before_any_api_call(module_edge, args, fragment):
+def test_bad_input_fails_before_any_api_call(edge, args, fragment):
     with pytest.raises(Fail) as info:
         run(dict(BASE, **args))
     assert fragment in info.value.args[0]["msg"]
@@ -71,12 +52,8 @@ def test_api_key_is_not_logged():
     assert spec["api_key"]["no_log"] and spec["password"]["no_log"] and spec["kubeconfig"]["no_log"]
 
 
-def test_connection_errors_become_fail_json(monkeypatch):
+def test_connection_errors_become_fail_json(module_edge):
     """A NodeopsError raised anywhere below the module surfaces through the single fail_json edge."""
-    def fail_json(self, **kwargs):
-        raise Fail(kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
     with pytest.raises(Fail) as info:
         run(dict(BASE, preset="image_prune", host="ftp://nowhere"))
     assert "must start with https://" in info.value.args[0]["msg"]

@@ -8,27 +8,16 @@ __metaclass__ = type
 
 import pytest
 
-from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.nodeops.kubernetes.plugins.modules import broadcast_info, cron_broadcast
 
-
-class Fail(Exception):
-    pass
+from module_edge_results import Fail
 
 
 @pytest.fixture
-def edge(monkeypatch):
-    def fail_json(self, **kwargs):
-        raise Fail(kwargs)
-
-    def no_cluster(*args, **kwargs):
-        raise AssertionError("bad input must be rejected before any API client is made")
-
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    monkeypatch.setattr(cron_broadcast, "client_from_params", no_cluster)
-    monkeypatch.setattr(broadcast_info, "client_from_params", no_cluster)
+def edge(module_edge):
+    module_edge(cron_broadcast, broadcast_info)
 
 
 BASE = {"name": "nightly", "preset": "image_prune", "schedule": "30 2 * * *", "host": "https://127.0.0.1:1",
