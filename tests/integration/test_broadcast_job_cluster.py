@@ -19,7 +19,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec, host_tasks
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import NodeFailures, RunTimeout
@@ -288,32 +288,50 @@ def test_state_absent_deletes_a_runs_pods_and_record(tmp_path, core, namespace, 
     assert again["changed"] is False
 
 
-def test_logs_and_preset_results_come_through_the_api(api_client, tmp_path, namespace, labelled_nodes, monkeypatch):
+def pod_output_on_a_host(pod, tmp_path):
+    """Run the preset pod's own command here, with a stand-in ``nsenter`` that answers as crictl would.
+
+    This is the container's real command and environment; only the host's
+    crictl is played by canned, real-shaped JSON (tests/unit/fixtures).
+    """
+    container = pod["spec"]["containers"][0]
+    bindir = tmp_path / "host-bin"
+    bindir.mkdir()
+    nsenter = bindir / "nsenter"
+    nsenter.write_text("#!/bin/sh\n"
+                       "while [ \"$1\" != crictl ]; do shift; done; shift\n"
+                       "case \"$1\" in images) f=crictl_images.json;; ps) f=crictl_ps_a.json;; "
+                       "info) f=crictl_info.json;; *) exit 3;; esac\n"
+                       "cat \"%s/$f\"\n" % FIXTURES)
+    nsenter.chmod(0o755)
+    env = dict((e["name"], e["value"]) for e in container["env"])
+    env["PATH"] = "%s:%s" % (bindir, os.environ["PATH"])
+    assert container["command"][:2] == ["python3", "-c"]
+    proc = subprocess.run([sys.executable, "-S"] + container["command"][1:], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_logs_and_preset_results_come_through_the_api(api_client, tmp_path, namespace, labelled_nodes):
     selector, names = labelled_nodes(2)
-    # Real output of the image_prune pod script, run here on real-shaped crictl data.
-    outputs = {}
-    for name in ("crictl_images.json", "crictl_ps_a.json", "crictl_info.json"):
-        with open(os.path.join(FIXTURES, name)) as f:
-            outputs[name] = json.load(f)
-    canned = {("images", "-o", "json"): outputs["crictl_images.json"],
-              ("ps", "-a", "-o", "json"): outputs["crictl_ps_a.json"], ("info", "-o", "json"): outputs["crictl_info.json"]}
-    monkeypatch.setattr(host_tasks, "_crictl", lambda *args: canned[args])
-    result_line = host_tasks.RESULT_MARKER + json.dumps(host_tasks.run_image_prune({"dry_run": True}))
+    run_spec = spec(namespace, name="logs", node_selector=selector)
+    output = pod_output_on_a_host(planner.build_pod(run_spec, "logs1", names[0]), tmp_path)
     custom = k8s.CustomObjectsApi(api_client)
     for node in names:
         log_file = tmp_path / ("%s.log" % node)
-        log_file.write_text("2026-01-01T00:00:00Z stdout F would remove docker.io/library/nginx:1.25\n"
-                            "2026-01-01T00:00:01Z stdout F %s\n" % result_line)
+        log_file.write_text("".join("2026-01-01T00:00:00Z stdout F %s\n" % line for line in output.splitlines()))
         custom.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", namespace, "logs", {
             "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
             "metadata": {"name": planner.pod_name("logs", "logs1", node)},
             "spec": {"logs": [{"logsFile": str(log_file)}]}})
-    result = Engine(kh.rest_client()).run(spec(namespace, name="logs", node_selector=selector), "logs1")
+    result = Engine(kh.rest_client()).run(run_spec, "logs1")
     for node in names:
         rec = by_node(result)[node]
-        assert rec["log"].startswith("would remove docker.io/library/nginx:1.25\n")
+        assert rec["log"].startswith("would remove docker.io/library/nginx:1.25 (70000000 bytes)\n")
         assert rec["result"]["images_removed_count"] == 3
         assert rec["result"]["bytes_freed"] == 232000000
+        assert rec["result"]["dry_run"] is True
 
 
 def test_two_hundred_nodes(core, namespace, sim_nodes, audit):
