@@ -26,7 +26,7 @@ export NODEOPS_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 export ANSIBLE_FORCE_COLOR := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv link cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
+.PHONY: help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
 
 help:
 	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
@@ -49,6 +49,10 @@ link:
 cluster:
 	$(CLUSTER) up
 
+# The Kyverno CLI, built from the pinned Kyverno Go module (cached like the control plane).
+kyverno:
+	$(PYTHON) tools/localcluster/kyverno_tools.py build
+
 cluster-down:
 	$(CLUSTER) down
 
@@ -68,7 +72,7 @@ unit: venv link
 	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
 
 # Starts the cluster if needed, and stops it afterwards only if it started it.
-integration: venv link
+integration: venv link kyverno
 	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
 	$(CLUSTER) up; \
 	rc=0; $(VPY) -m pytest tests/integration $(PYTEST_ARGS) || rc=$$?; \

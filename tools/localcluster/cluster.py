@@ -67,9 +67,9 @@ def path(*parts):
 # ---------------------------------------------------------------- build
 
 
-def _k8s_inputs_hash():
+def inputs_hash(src):
+    """A hash of a Go module's sources and the Go version: the cache key of its binary."""
     digest = hashlib.sha256()
-    src = os.path.join(REPO, "tools", "k8s")
     for name in sorted(os.listdir(src)):
         if name.endswith((".go", ".mod", ".sum")):
             with open(os.path.join(src, name), "rb") as f:
@@ -78,7 +78,7 @@ def _k8s_inputs_hash():
     return digest.hexdigest()[:16]
 
 
-def _run_build(cmd, cwd, env_extra, what):
+def run_build(cmd, cwd, env_extra, what):
     env = dict(os.environ, **env_extra)
     log("building %s (first time: 10-25 minutes on 2 cores; cached afterwards)" % what)
     started = time.monotonic()
@@ -100,7 +100,7 @@ def build():
         sys.exit("[cluster] Go is required to build the control plane (go 1.26 or newer)")
     bindir = os.path.join(CACHE, "bin")
     os.makedirs(bindir, exist_ok=True)
-    k8s_bin = os.path.join(bindir, "nodeops-k8s-" + _k8s_inputs_hash())
+    k8s_bin = os.path.join(bindir, "nodeops-k8s-" + inputs_hash(os.path.join(REPO, "tools", "k8s")))
     if os.path.exists(k8s_bin):
         log("reusing %s (inputs unchanged)" % k8s_bin)
     else:
@@ -113,7 +113,7 @@ def build():
             "-X k8s.io/component-base/version.gitTreeState=clean",
         ])
         tmp = k8s_bin + ".tmp"
-        _run_build(
+        run_build(
             ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "."],
             os.path.join(REPO, "tools", "k8s"), {"CGO_ENABLED": "0"},
             "etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kubectl " + K8S_VERSION,
@@ -124,7 +124,7 @@ def build():
     if os.path.exists(kwok_bin):
         log("reusing %s" % kwok_bin)
     else:
-        _run_build(
+        run_build(
             ["go", "install", "sigs.k8s.io/kwok/cmd/kwok@" + KWOK_VERSION],
             REPO, {"GOBIN": kwok_dir, "CGO_ENABLED": "0", "GOFLAGS": "-trimpath"}, "kwok " + KWOK_VERSION,
         )

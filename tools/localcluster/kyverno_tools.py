@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""The Kyverno CLI and CRDs for the tests, from the pinned Kyverno Go module (tools/kyverno).
+
+    kyverno_tools.py build     build (or reuse) the Kyverno CLI; prints its path
+
+The binary is cached under ~/.cache/nodeops/bin by a hash of tools/kyverno and
+the Go version, like the control plane binary. The CRDs come from the same
+module version, so the policy the module writes is checked against the
+schema Kyverno itself ships.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import cluster
+
+KYVERNO_VERSION = "v1.19.1"
+SRC = os.path.join(cluster.REPO, "tools", "kyverno")
+
+
+def kyverno_binary():
+    bindir = os.path.join(cluster.CACHE, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    binary = os.path.join(bindir, "kyverno-" + cluster.inputs_hash(SRC))
+    if not os.path.exists(binary):
+        tmp = binary + ".tmp"
+        cluster.run_build(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, "."], SRC,
+                          {"CGO_ENABLED": "0"}, "the Kyverno CLI " + KYVERNO_VERSION)
+        os.replace(tmp, binary)
+    return binary
+
+
+def module_dir():
+    out = subprocess.run(["go", "mod", "download", "-json", "github.com/kyverno/kyverno@" + KYVERNO_VERSION],
+                         cwd=SRC, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)["Dir"]
+
+
+def install_crds(client):
+    """Server-side apply Kyverno's ClusterPolicy and Policy CRDs."""
+    crd_dir = os.path.join(module_dir(), "config", "crds", "kyverno")
+    for name in ("clusterpolicies", "policies"):
+        with open(os.path.join(crd_dir, "kyverno.io_%s.yaml" % name), "rb") as f:
+            manifest = f.read()
+        client.apply("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s.kyverno.io" % name, manifest,
+                     "nodeops-tests")
+
+
+# ---------------------------------------------------------------- kyverno test cases
+
+
+def _job(name, namespace, labels=None, annotations=None, owner=False, ttl=None):
+    meta = {"name": name, "namespace": namespace}
+    if labels:
+        meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
+    if owner:
+        meta["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly",
+                                    "uid": "2c3f6a8e-0000-4000-8000-000000000001", "controller": True}]
+    spec = {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}
+    if ttl is not None:
+        spec["ttlSecondsAfterFinished"] = ttl
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}
+
+
+def write_test_case(directory, options):
+    """A ``kyverno test`` directory: the generated policy, one Job of each kind, and what must happen to each."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils import dangling
+
+    params = {"ttl_seconds": 900, "include_namespaces": [], "exclude_namespaces": ["kube-system", "kyverno"],
+              "opt_out_label": "nodeops.io/keep-job", "skip_gitops_managed": True}
+    params.update(options)
+    opts = dangling.validate(params)
+    policy = dangling.build_policy(opts)
+    os.makedirs(str(directory), exist_ok=True)
+    jobs = {
+        "ownerless": _job("ownerless", "ci"),
+        "cron-owned": _job("cron-owned", "ci", owner=True),
+        "in-kube-system": _job("in-kube-system", "kube-system"),
+        "own-ttl": _job("own-ttl", "ci", ttl=42),
+        "opted-out": _job("opted-out", "ci", labels={opts["opt_out_label"]: "true"}),
+        "argocd": _job("argocd", "ci", annotations={"argocd.argoproj.io/tracking-id": "app:batch/Job:ci/argocd"}),
+        "helm-hook": _job("helm-hook", "ci", annotations={"helm.sh/hook": "pre-upgrade"}),
+    }
+    ttl = opts["ttl_seconds"]
+    # What Kyverno must report for each Job: the TTL added, or why not (its message in --detailed-results).
+    mutated = "mutated Job/%s"
+    expect = {"ownerless": mutated, "cron-owned": "preconditions not met", "own-ttl": "no patches applied",
+              "opted-out": "Excluded",
+              "in-kube-system": "Excluded" if "kube-system" in opts["exclude_namespaces"] else mutated,
+              "argocd": "Excluded" if opts["skip_gitops_managed"] else mutated,
+              "helm-hook": "Excluded" if opts["skip_gitops_managed"] else mutated}
+    if opts["include_namespaces"]:
+        for key, job in jobs.items():
+            if job["metadata"]["namespace"] not in opts["include_namespaces"] and expect[key] != "Excluded":
+                expect[key] = "Excluded"   # Kyverno reports a rule that does not match as excluded
+    with open(os.path.join(str(directory), "policy.yaml"), "w") as f:
+        json.dump(policy, f)
+    with open(os.path.join(str(directory), "resources.yaml"), "w") as f:
+        f.write("\n---\n".join(json.dumps(j) for j in jobs.values()))
+    results = []
+    for key, job in jobs.items():
+        ref = "%s/%s" % (job["metadata"]["namespace"], job["metadata"]["name"])
+        entry = {"policy": policy["metadata"]["name"], "rule": "add-ttl-to-ownerless-jobs", "kind": "Job",
+                 "resources": [ref]}
+        if expect[key] == mutated:
+            expect[key] = mutated % job["metadata"]["name"]
+            patched = json.loads(json.dumps(job))
+            patched["spec"]["ttlSecondsAfterFinished"] = ttl
+            patched_file = "patched-%s.yaml" % key
+            with open(os.path.join(str(directory), patched_file), "w") as f:
+                json.dump(patched, f)
+            entry.update(result="pass", patchedResources=patched_file)
+        else:
+            entry.update(result="skip")
+        results.append(entry)
+    test = {"apiVersion": "cli.kyverno.io/v1alpha1", "kind": "Test", "metadata": {"name": "nodeops-dangling-ttl"},
+            "policies": ["policy.yaml"], "resources": ["resources.yaml"], "results": results}
+    with open(os.path.join(str(directory), "kyverno-test.yaml"), "w") as f:
+        json.dump(test, f)
+    return dict(("%s/%s" % (j["metadata"]["namespace"], j["metadata"]["name"]), expect[k]) for k, j in jobs.items())
+
+
+def detailed_rows(output):
+    """(resource "ns/name", result, reason, message) rows of ``kyverno test --detailed-results``."""
+    rows = []
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.split("\u2502")]
+        if len(cells) >= 8 and cells[4].startswith("batch/v1/Job/"):
+            rows.append((cells[4][len("batch/v1/Job/"):], cells[5], cells[6], cells[7]))
+    return rows
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["build"]:
+        sys.exit("usage: kyverno_tools.py build")
+    print(kyverno_binary())
