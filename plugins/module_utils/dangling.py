@@ -124,6 +124,10 @@ def sweep_verdict(job, now, opts):
     ns = meta.get("namespace")
     if meta.get("ownerReferences"):
         return "owned"
+    if meta.get("deletionTimestamp"):
+        return "being deleted"
+    if (job.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
+        return "has a TTL"   # not dangling: the TTL controller will remove it
     if opts["include_namespaces"] and ns not in opts["include_namespaces"]:
         return "namespace not included"
     if ns in opts["exclude_namespaces"]:
@@ -180,7 +184,9 @@ class Sweep:
             try:
                 page = self.client.get(path, query, timeout=60)
             except WatchExpired:
-                # The continue token expired (410): list again; swept Jobs are gone from it by then.
+                # The continue token expired (410): finish the writes in flight, then list again. The
+                # Jobs already handled are gone (or carry a TTL) and are not taken twice.
+                self._drain()
                 self.stats["restarts"] += 1
                 query = {"limit": self.page_size}
                 continue

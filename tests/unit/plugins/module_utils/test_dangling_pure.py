@@ -49,6 +49,8 @@ def job(ns="ci", owner=False, finished_minutes_ago=60, labels=None, annotations=
     (job(labels={"app.kubernetes.io/instance": "web"}), {}, "gitops-managed"),
     (job(annotations={"helm.sh/hook": "pre-install"}), {"skip_gitops_managed": False}, None),
     (job(finished_minutes_ago=5), {"ttl_seconds": 60}, None),
+    (dict(job(), spec={"ttlSecondsAfterFinished": 3600}), {}, "has a TTL"),
+    (dict(job(), metadata=dict(job()["metadata"], deletionTimestamp="2026-11-23T11:00:00Z")), {}, "being deleted"),
 ])
 def test_sweep_verdict(the_job, options, expected):
     assert dangling.sweep_verdict(the_job, NOW, opts(**options)) == expected
@@ -81,3 +83,48 @@ def test_policy_shape():
     assert {"annotations": {"helm.sh/hook": "?*"}} in excluded
     no_gitops = dangling.build_policy(opts(skip_gitops_managed=False, exclude_namespaces=[]))
     assert len(no_gitops["spec"]["rules"][0]["exclude"]["any"]) == 1   # the opt-out label only
+
+
+class PagedJobs:
+    """A stand-in for the API's paginated Job list whose first continue token has expired (410)."""
+
+    def __init__(self, jobs, page_size):
+        self.jobs = list(jobs)
+        self.page_size = page_size
+        self.expired_once = False
+        self.deleted = []
+
+    @staticmethod
+    def group_path(group_version, resource, namespace=None, name=None):
+        return "/apis/%s/%s/%s/%s" % (group_version, namespace, resource, name)
+
+    def get(self, path, query, timeout=None):
+        from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import WatchExpired
+
+        after = query.get("continue")   # like the API's tokens: "after this key", not an offset
+        if after and not self.expired_once:
+            self.expired_once = True
+            raise WatchExpired("continue token expired", status=410)
+        live = sorted((j for j in self.jobs if j["metadata"]["name"] not in self.deleted),
+                      key=lambda j: j["metadata"]["name"])
+        if after:
+            live = [j for j in live if j["metadata"]["name"] > after]
+        page = live[:self.page_size]
+        more = len(live) > self.page_size
+        return {"items": page, "metadata": {"continue": page[-1]["metadata"]["name"] if more else None}}
+
+    def delete(self, path, propagation=None):
+        self.deleted.append(path.rsplit("/", 1)[-1])
+
+
+def test_sweep_restarts_the_list_when_the_continue_token_expires():
+    jobs = []
+    for i in range(10):
+        j = job(ns="ci")
+        j["metadata"]["name"] = "j%d" % i
+        jobs.append(j)
+    client = PagedJobs(jobs, page_size=3)
+    result = dangling.sweep(client, opts(), "delete", check_mode=False, page_size=3, concurrency=1, now=NOW)
+    assert result["stats"]["restarts"] == 1
+    assert result["total"] == 10
+    assert sorted(client.deleted) == sorted("j%d" % i for i in range(10))
