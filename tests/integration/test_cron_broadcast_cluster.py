@@ -82,6 +82,23 @@ def history(tmp_path, namespace):
     return info["cron_broadcasts"][0]
 
 
+@pytest.fixture(autouse=True)
+def no_cluster_scoped_leftovers(api_client, request):
+    """Cluster-scoped RBAC outlives the test namespace: remove what a test installed."""
+    yield
+    if "namespace" not in request.fixturenames:
+        return
+    namespace = request.getfixturevalue("namespace")
+    rbac = k8s.RbacAuthorizationV1Api(api_client)
+    selector = "nodeops.io/cron-broadcast"
+    for binding in rbac.list_cluster_role_binding(label_selector=selector).items:
+        if binding.metadata.name.startswith("nodeops-%s-" % namespace):
+            rbac.delete_cluster_role_binding(binding.metadata.name)
+    for role in rbac.list_cluster_role(label_selector=selector).items:
+        if role.metadata.name.startswith("nodeops-%s-" % namespace):
+            rbac.delete_cluster_role(role.metadata.name)
+
+
 @pytest.fixture
 def labelled(sim_nodes):
     tag = kh.unique("cron")
