@@ -26,7 +26,7 @@ export NODEOPS_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 export ANSIBLE_FORCE_COLOR := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
+.PHONY: molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
 
 help:
 	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
@@ -96,11 +96,26 @@ sanity: venv
 	  $(VENV)/bin/ansible-test sanity --python $$($(VPY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
 	    --requirements --color no
 
+# Like integration: start the cluster if needed, stop it after only if it was not up.
+molecule-isolated: venv link kyverno
+	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
+	$(CLUSTER) up; rc=0; $(MAKE) --no-print-directory molecule || rc=$$?; \
+	if [ $$was_up = 0 ]; then $(CLUSTER) down; fi; exit $$rc
+
+# The node_maintenance role's molecule scenario, against the running local cluster.
+molecule: venv link cluster kyverno
+	cd extensions && PATH=$(VENV)/bin:$$PATH NODEOPS_PYTHON=$(VPY) NO_COLOR=1 ANSIBLE_NOCOLOR=1 \
+	  $(VENV)/bin/molecule test -s default
+
+lint: venv link
+	$(VENV)/bin/ansible-lint --profile production
+
 changelog-lint: venv
 	$(VENV)/bin/antsibull-changelog lint
 
 test: venv link
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory molecule-isolated
 	$(MAKE) --no-print-directory changelog-lint
 	$(MAKE) --no-print-directory sanity

@@ -28,6 +28,9 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils.schedule import
 
 import kube_helpers as kh
 
+sys.path.insert(0, os.path.join(kh.REPO, "tools", "localcluster"))
+import run_runner  # noqa: E402  pylint: disable=wrong-import-position
+
 CA = os.path.join(kh.STATE, "pki", "ca.crt")
 
 
@@ -51,31 +54,6 @@ def sa_token_dir(core, namespace, tmp_path, name="nightly"):
     return str(directory), token.status.token
 
 
-def runner_command(api_client, core, namespace, tmp_path, name="nightly"):
-    """Materialise the CronJob's runner locally: files from its ConfigMap volume, its env and command."""
-    batch = k8s.BatchV1Api(api_client)
-    cron = api_client.sanitize_for_serialization(batch.read_namespaced_cron_job(name, namespace))
-    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    volume = pod["volumes"][0]["configMap"]
-    data = core.read_namespaced_config_map(volume["name"], namespace).data
-    root = tmp_path / "opt-nodeops"
-    for item in volume["items"]:
-        target = root / item["path"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(data[item["key"]])
-    env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
-           "KUBERNETES_SERVICE_PORT": os.environ.get("NODEOPS_APISERVER_PORT", "16443"),
-           "PATH": os.environ["PATH"], "NODEOPS_JOB_NAME": name + "-manual"}
-    for var in container["env"]:
-        if "value" in var:
-            env[var["name"]] = var["value"].replace(cron_builder.CODE_ROOT, str(root))
-    env["NODEOPS_SA_DIR"], _token = sa_token_dir(core, namespace, tmp_path, name)
-    assert container["command"][0] == "python3"
-    # -S: no site-packages, so the runner provably needs nothing beyond the standard library.
-    return [sys.executable, "-S"] + container["command"][1:], env
-
-
 def history(tmp_path, namespace):
     info = kh.run_module(tmp_path, "broadcast_info", {"name": "nightly", "namespace": namespace})
     assert not info.get("failed"), info.get("msg")
@@ -83,12 +61,9 @@ def history(tmp_path, namespace):
 
 
 @pytest.fixture(autouse=True)
-def no_cluster_scoped_leftovers(api_client, request):
+def no_cluster_scoped_leftovers(api_client, namespace):
     """Cluster-scoped RBAC outlives the test namespace: remove what a test installed."""
     yield
-    if "namespace" not in request.fixturenames:
-        return
-    namespace = request.getfixturevalue("namespace")
     rbac = k8s.RbacAuthorizationV1Api(api_client)
     selector = "nodeops.io/cron-broadcast"
     for binding in rbac.list_cluster_role_binding(label_selector=selector).items:
@@ -110,7 +85,7 @@ def test_runner_end_to_end_and_history_outlives_pods_and_jobs(tmp_path, api_clie
     selector, names = labelled
     install(tmp_path, namespace, selector, pod_annotations={"sim.nodeops.io/exit-code." + names[1]: "2"},
             run_now=True)
-    command, env = runner_command(api_client, core, namespace, tmp_path)
+    command, env = run_runner.runner_command(namespace, "nightly", str(tmp_path), job_name="nightly-manual")
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr   # a node failed under failure_policy continue
     lines = proc.stdout.strip().splitlines()
@@ -159,7 +134,7 @@ def test_runner_token_is_limited_to_its_job(tmp_path, api_client, core, namespac
 
 def test_sigterm_records_an_interrupted_run_and_leaves_no_pods(tmp_path, api_client, core, namespace, labelled):
     install(tmp_path, namespace, labelled[0], pod_annotations={"sim.nodeops.io/delay": "1h"})
-    command, env = runner_command(api_client, core, namespace, tmp_path)
+    command, env = run_runner.runner_command(namespace, "nightly", str(tmp_path), job_name="nightly-manual")
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         kh.wait_for("the runner's pods", lambda: len(core.list_namespaced_pod(

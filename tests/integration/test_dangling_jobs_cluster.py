@@ -130,7 +130,7 @@ def test_bad_input_writes_nothing(tmp_path, audit, args, fragment):
 @pytest.fixture
 def kyverno_crds(api_client):
     """Kyverno's own CRDs, from the pinned Kyverno Go module, in the local control plane."""
-    kyverno_tools.install_crds(kh.rest_client())
+    kyverno_tools.install_crds()
     ext = k8s.ApiextensionsV1Api(api_client)
     kh.wait_for("the ClusterPolicy CRD to be established", lambda: any(
         c.type == "Established" and c.status == "True" for c in ext.read_custom_resource_definition(CRD).status.conditions))

@@ -2,6 +2,7 @@
 """The Kyverno CLI and CRDs for the tests, from the pinned Kyverno Go module (tools/kyverno).
 
     kyverno_tools.py build     build (or reuse) the Kyverno CLI; prints its path
+    kyverno_tools.py crds      install Kyverno's CRDs into the local cluster
 
 The binary is cached under ~/.cache/nodeops/bin by a hash of tools/kyverno and
 the Go version, like the control plane binary. The CRDs come from the same
@@ -38,14 +39,20 @@ def module_dir():
     return json.loads(out.stdout)["Dir"]
 
 
-def install_crds(client):
-    """Server-side apply Kyverno's ClusterPolicy and Policy CRDs."""
+def install_crds():
+    """Server-side apply Kyverno's ClusterPolicy and Policy CRDs with the admin credentials."""
+    import urllib.request
+
+    api = cluster.Api()
     crd_dir = os.path.join(module_dir(), "config", "crds", "kyverno")
     for name in ("clusterpolicies", "policies"):
         with open(os.path.join(crd_dir, "kyverno.io_%s.yaml" % name), "rb") as f:
             manifest = f.read()
-        client.apply("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s.kyverno.io" % name, manifest,
-                     "nodeops-tests")
+        req = urllib.request.Request(
+            api.base + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s.kyverno.io"
+            "?fieldManager=nodeops-tests&force=true" % name,
+            data=manifest, method="PATCH", headers={"Content-Type": "application/apply-patch+yaml"})
+        urllib.request.urlopen(req, context=api.ctx, timeout=60).read()
 
 
 # ---------------------------------------------------------------- kyverno test cases
@@ -135,6 +142,9 @@ def detailed_rows(output):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["build"]:
-        sys.exit("usage: kyverno_tools.py build")
-    print(kyverno_binary())
+    if sys.argv[1:] == ["build"]:
+        print(kyverno_binary())
+    elif sys.argv[1:] == ["crds"]:
+        install_crds()
+    else:
+        sys.exit("usage: kyverno_tools.py build|crds")
