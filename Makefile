@@ -107,6 +107,17 @@ molecule: venv link cluster kyverno
 	cd extensions && PATH=$(VENV)/bin:$$PATH NODEOPS_PYTHON=$(VPY) NO_COLOR=1 ANSIBLE_NOCOLOR=1 \
 	  $(VENV)/bin/molecule test -s default
 
+# ansible-builder create on the example EE: no engine here to build it, but the
+# build context (Containerfile, requirements) is generated and checked.
+ee-check: venv
+	@rm -rf build/ee && mkdir -p build/ee
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path build/ee . >/dev/null
+	cp execution-environment.yml build/ee/
+	cd build/ee && $(VENV)/bin/ansible-builder create -f execution-environment.yml --context context --output-filename Dockerfile -v 1
+	grep -q 'nodeops-kubernetes-0.1.0.tar.gz' build/ee/context/_build/requirements.yml
+	grep -q "ansible-galaxy collection install" build/ee/context/Dockerfile
+	test -f build/ee/context/_build/collections/nodeops-kubernetes-0.1.0.tar.gz
+
 lint: venv link
 	$(VENV)/bin/ansible-lint --profile production
 
@@ -118,4 +129,6 @@ test: venv link
 	$(MAKE) --no-print-directory integration
 	$(MAKE) --no-print-directory molecule-isolated
 	$(MAKE) --no-print-directory changelog-lint
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory ee-check
 	$(MAKE) --no-print-directory sanity

@@ -1,0 +1,145 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The objects a cron_broadcast installs, as plain dicts. Pure apart from reading our own source files.
+
+ServiceAccount, Role + RoleBinding (pods, pods/log, ConfigMaps in the
+namespace), ClusterRole + ClusterRoleBinding (nodes: get, list, watch only),
+the ConfigMap with the runner's code and task, and the CronJob. Every object
+carries our labels, which is how state=absent and the role find them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import inspect
+import json
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import (
+    broadcast_spec,
+    engine,
+    errors,
+    host_tasks,
+    outcomes,
+    plan,
+    rest,
+    runner,
+    selectors,
+)
+
+LABEL_CRON = "nodeops.io/cron-broadcast"
+CODE_ROOT = "/opt/nodeops"
+PACKAGE_DIR = "ansible_collections/nodeops/kubernetes/plugins/module_utils"
+RUNNER_MODULES = (broadcast_spec, engine, errors, host_tasks, outcomes, plan, rest, runner, selectors)
+
+
+def labels(name):
+    return {plan.LABEL_MANAGED_BY: plan.MANAGED_BY, LABEL_CRON: name}
+
+
+def object_names(name, namespace):
+    base = "nodeops-" + name
+    return {"service_account": base, "role": base, "role_binding": base, "config_map": base + "-runner",
+            "cron_job": name, "history": base + "-history",
+            # Cluster-scoped: the namespace must be part of the name.
+            "cluster_role": "nodeops-%s-%s-nodes" % (namespace, name)}
+
+
+def runner_sources():
+    """{file name: source} of every module the runner imports."""
+    return dict((m.__name__.rsplit(".", 1)[-1] + ".py", inspect.getsource(m)) for m in RUNNER_MODULES)
+
+
+def _meta(name, namespace, cron_name):
+    meta = {"name": name, "labels": labels(cron_name)}
+    if namespace:
+        meta["namespace"] = namespace
+    return meta
+
+
+def build_objects(cron, spec, sources=None):
+    """Every object of one cron broadcast. ``cron`` holds the CronJob options. Pure but for ``sources``."""
+    name, ns = cron["name"], spec["namespace"]
+    names = object_names(name, ns)
+    sources = sources if sources is not None else runner_sources()
+    task = {"cron": name, "spec": spec, "history": {"configmap": names["history"], "keep": cron["history_limit"]}}
+    data = dict(sources)
+    data["task.json"] = json.dumps(task, sort_keys=True, indent=1)
+    # The CronJob's pod template carries a hash of the code and task, so a change shows in its diff.
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    items = [{"key": k, "path": "%s/%s" % (PACKAGE_DIR, k)} for k in sorted(sources)]
+    items.append({"key": "task.json", "path": "task.json"})
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(names["service_account"], ns, name)}
+    role_rules = [
+        {"apiGroups": [""], "resources": ["pods"],
+         "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        # Run records (owners of the node pods) and the run history.
+        {"apiGroups": [""], "resources": ["configmaps"],
+         "verbs": ["create", "get", "list", "update", "patch", "delete", "deletecollection"]},
+    ]
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": _meta(names["role"], ns, name),
+            "rules": role_rules}
+    subject = [{"kind": "ServiceAccount", "name": names["service_account"], "namespace": ns}]
+    role_binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                    "metadata": _meta(names["role_binding"], ns, name),
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": names["role"]},
+                    "subjects": subject}
+    cluster_role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                    "metadata": _meta(names["cluster_role"], None, name),
+                    "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]}
+    cluster_binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                       "metadata": _meta(names["cluster_role"], None, name),
+                       "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                   "name": names["cluster_role"]},
+                       "subjects": subject}
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(names["config_map"], ns, name),
+                  "data": data}
+    container = {
+        "name": "runner", "image": cron["runner_image"],
+        "command": ["python3", "-u", "-m", "ansible_collections.nodeops.kubernetes.plugins.module_utils.runner"],
+        "env": [{"name": "PYTHONPATH", "value": CODE_ROOT},
+                {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+                {"name": "NODEOPS_TASK_FILE", "value": CODE_ROOT + "/task.json"},
+                {"name": "NODEOPS_JOB_NAME",
+                 "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}}],
+        "volumeMounts": [{"name": "runner", "mountPath": CODE_ROOT, "readOnly": True}],
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
+                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    pod_spec = {"serviceAccountName": names["service_account"], "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 30, "containers": [container],
+                "volumes": [{"name": "runner", "configMap": {"name": names["config_map"], "items": items}}]}
+    cron_spec = {
+        "schedule": cron["schedule"], "concurrencyPolicy": cron["concurrency_policy"], "suspend": cron["suspend"],
+        "successfulJobsHistoryLimit": cron["successful_jobs_history_limit"],
+        "failedJobsHistoryLimit": cron["failed_jobs_history_limit"],
+        "jobTemplate": {"metadata": {"labels": labels(name)}, "spec": {
+            # The runner decides the outcome; a retry would be a second run.
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": spec["timeout"] + 300,
+            "template": {"metadata": {"labels": labels(name), "annotations": {"nodeops.io/runner-digest": digest}},
+                         "spec": pod_spec}}},
+    }
+    if cron.get("time_zone"):
+        cron_spec["timeZone"] = cron["time_zone"]
+    if cron.get("starting_deadline_seconds") is not None:
+        cron_spec["startingDeadlineSeconds"] = cron["starting_deadline_seconds"]
+    cron_job = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": _meta(names["cron_job"], ns, name),
+                "spec": cron_spec}
+    return [sa, role, role_binding, cluster_role, cluster_binding, config_map, cron_job]
+
+
+def job_from_cron(cron_job, job_name):
+    """A Job made from a CronJob, as ``kubectl create job --from=cronjob/...`` makes it."""
+    template = cron_job["spec"]["jobTemplate"]
+    meta = {"name": job_name, "namespace": cron_job["metadata"]["namespace"],
+            "labels": dict(template.get("metadata", {}).get("labels") or {}),
+            "annotations": {"cronjob.kubernetes.io/instantiate": "manual"},
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob", "name": cron_job["metadata"]["name"],
+                                 "uid": cron_job["metadata"]["uid"], "controller": True,
+                                 "blockOwnerDeletion": True}]}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": template["spec"]}

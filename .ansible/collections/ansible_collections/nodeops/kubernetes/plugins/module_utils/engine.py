@@ -1,0 +1,561 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The broadcast engine: plan, act, observe. Shared by broadcast_job and the in-cluster runner.
+
+* plan: read nodes and this broadcast's pods, then ``plan.plan`` (pure).
+* act: create pods in slow-start batches (1, 2, 4, ...) capped by the free
+  parallelism slots; an existing pod of the same (run, node) is adopted.
+* observe: one watcher thread lists this run's pods, then watches from the
+  list's resourceVersion, re-listing on 410 Gone and reconnecting when the
+  apiserver goes away. The main thread applies its events and asks the pure
+  ``outcomes.classify`` for each node's outcome.
+
+Logs are read before any pod is deleted. Nothing here reads ``module.params``
+or imports Ansible: the engine takes a RestClient, a spec from
+``broadcast_spec.validate`` and, for tests, a clock.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import threading
+import time
+import uuid
+
+try:
+    import queue
+except ImportError:  # pragma: no cover
+    queue = None
+
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import host_tasks
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import outcomes
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.broadcast_spec import resolve_parallelism
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import (
+    ApiError,
+    ApiUnavailable,
+    InvalidInput,
+    NodeFailures,
+    RunTimeout,
+    WatchExpired,
+)
+
+WATCH_SECONDS = 30          # server-side timeoutSeconds of one watch request
+LIST_PAGE = 500
+RECORD_PREFIX = "nodeops-run-"
+
+
+class Clock:
+    """Monotonic time for deadlines, wall time for reports. Tests pass their own."""
+
+    monotonic = staticmethod(time.monotonic)
+
+    @staticmethod
+    def now():
+        return datetime.datetime.now(datetime.timezone.utc)
+
+
+def new_run_id(clock=Clock):
+    return clock.now().strftime("%m%d%H%M%S") + uuid.uuid4().hex[:4]
+
+
+def _iso(dt):
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def list_all(client, path, query=None, timeout=60):
+    """List every item, page by page. Returns (items, resourceVersion)."""
+    query = dict(query or {}, limit=LIST_PAGE, timeoutSeconds=timeout)
+    items = []
+    while True:
+        page = client.get(path, query, timeout=timeout + 10)
+        items.extend(page.get("items") or [])
+        cont = (page.get("metadata") or {}).get("continue")
+        if not cont:
+            return items, page["metadata"].get("resourceVersion")
+        query["continue"] = cont
+
+
+class Watcher(threading.Thread):
+    """List-then-watch one resource; put ("sync", items, rv) and ("event", type, obj) on a queue.
+
+    Re-lists on 410 Gone; reconnects with backoff while the apiserver is away.
+    Every request carries timeoutSeconds (server) and a socket timeout (client).
+    """
+
+    def __init__(self, client, path, selector, events, initial_resource_version=None, log=None, tag="pods"):
+        super(Watcher, self).__init__(name="nodeops-watch-" + tag)
+        self.daemon = True
+        self.client = client
+        self.path = path
+        self.tag = tag
+        self.selector = selector
+        self.events = events
+        self.stop_event = threading.Event()
+        self.stream = None
+        self.resource_version = initial_resource_version
+        self.relists = 0
+        self.reconnects = 0
+        self.streaming = False
+        self.log = log or (lambda msg: None)
+
+    def stop(self):
+        self.stop_event.set()
+        stream = self.stream
+        if stream is not None:
+            stream.close()
+
+    def _relist(self):
+        items, rv = list_all(self.client, self.path, {"labelSelector": self.selector})
+        self.relists += 1
+        self.resource_version = rv
+        self.events.put(("sync", self.tag, (items, rv)))
+
+    def run(self):
+        backoff = 0.2
+        while not self.stop_event.is_set():
+            try:
+                if self.resource_version is None:
+                    self._relist()
+                query = {"resourceVersion": self.resource_version, "allowWatchBookmarks": "true",
+                         "timeoutSeconds": WATCH_SECONDS}
+                if self.selector:
+                    query["labelSelector"] = self.selector
+                self.stream = self.client.watch(self.path, query, timeout=WATCH_SECONDS + 15)
+                if self.stop_event.is_set():
+                    self.stream.close()
+                    return
+                self.streaming = True
+                for event in self.stream:
+                    backoff = 0.2
+                    kind, obj = event.get("type"), event.get("object") or {}
+                    if kind == "ERROR":
+                        if obj.get("code") == 410:
+                            raise WatchExpired("watch expired: %s" % obj.get("message"), status=410)
+                        raise ApiError("watch error: %s" % obj.get("message"), status=obj.get("code"))
+                    rv = (obj.get("metadata") or {}).get("resourceVersion")
+                    if rv:
+                        self.resource_version = rv
+                    if kind != "BOOKMARK":
+                        self.events.put(("event", self.tag, (kind, obj)))
+            except WatchExpired:
+                self.log("%s watch expired (410 Gone); listing again" % self.tag)
+                self.resource_version = None
+            except (ApiUnavailable, ApiError) as exc:
+                if self.stop_event.is_set():
+                    return
+                if isinstance(exc, ApiError) and not exc.retryable and not isinstance(exc, ApiUnavailable):
+                    self.events.put(("error", self.tag, exc))
+                    return
+                self.reconnects += 1
+                self.log("API server unavailable (%s); retrying in %.1fs" % (exc.msg, backoff))
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                self.stream = None
+
+
+class NodeRun:
+    """The engine's view of one eligible node during a run (mutable, engine-private)."""
+
+    __slots__ = ("node", "pod_name", "pod", "state", "created_at", "created_rv", "pending_since", "result",
+                 "log", "log_future")
+
+    def __init__(self, node, pod_name):
+        self.node = node
+        self.pod_name = pod_name
+        self.pod = None
+        self.state = "waiting"       # waiting -> created -> done
+        self.created_at = None
+        self.created_rv = None
+        self.pending_since = None
+        self.result = None
+        self.log = None
+        self.log_future = None
+
+
+class Engine:
+    def __init__(self, client, clock=None, log=None, create_workers=16, initial_resource_version=None):
+        self.client = client
+        self.clock = clock or Clock
+        self.log = log or (lambda msg: None)
+        self.create_workers = create_workers
+        self.initial_resource_version = initial_resource_version
+        self.stats = {}
+
+    # ---------------------------------------------------------------- plan
+
+    def read_cluster(self, spec):
+        nodes, nodes_rv = list_all(self.client, "/api/v1/nodes")
+        pods, _rv = list_all(self.client, self.client.core_path("pods", spec["namespace"]),
+                             {"labelSelector": planner.run_selector(spec["name"])})
+        return nodes, nodes_rv, pods
+
+    def plan(self, spec, run_id):
+        nodes, nodes_rv, pods = self.read_cluster(spec)
+        result = planner.plan(nodes, pods, spec, run_id)
+        result["nodes_resource_version"] = nodes_rv
+        return result
+
+    def preflight(self, spec, run_id, node):
+        """Server-side dry-run of one pod: the apiserver validates it and admission runs, nothing is stored."""
+        pod = planner.build_pod(spec, run_id, node, active_deadline=spec["timeout"])
+        try:
+            self.client.create(self.client.core_path("pods", spec["namespace"]), pod, dry_run=True)
+        except ApiError as exc:
+            if exc.status == 409:
+                return pod  # that pod exists already (a resumed run): nothing to check
+            if exc.status in (400, 403, 422):
+                raise InvalidInput("pod_template" if spec["task"]["kind"] == "pod_template" else "preset",
+                                   "(the pod it makes)", "a pod the API server accepts",
+                                   why="the API server refused a dry run: %s" % exc.msg)
+            raise
+        return pod
+
+    # ---------------------------------------------------------------- records
+
+    def _record_name(self, spec, run_id):
+        return RECORD_PREFIX + "%s-%s" % (spec["name"], run_id)
+
+    def _ensure_record(self, spec, run_id, plan):
+        """The run record: a ConfigMap that owns the run's pods, so none is ever left unowned."""
+        path = self.client.core_path("configmaps", spec["namespace"])
+        body = {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": self._record_name(spec, run_id), "namespace": spec["namespace"],
+                             "labels": {planner.LABEL_MANAGED_BY: planner.MANAGED_BY,
+                                        planner.LABEL_BROADCAST: spec["name"], planner.LABEL_RUN: run_id,
+                                        "nodeops.io/kind": "run-record"}},
+                "data": {"state": "running", "started_at": _iso(self.clock.now()),
+                         "eligible": str(len(plan["eligible"]))}}
+        try:
+            record = self.client.create(path, body)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            record = self.client.get(self.client.core_path("configmaps", spec["namespace"],
+                                                           self._record_name(spec, run_id)))
+        return {"apiVersion": "v1", "kind": "ConfigMap", "name": record["metadata"]["name"],
+                "uid": record["metadata"]["uid"], "blockOwnerDeletion": False, "controller": False}
+
+    # ---------------------------------------------------------------- act
+
+    def _create(self, spec, run_id, node_run, owner, deadline_s):
+        pod = planner.build_pod(spec, run_id, node_run.node, owner=owner, active_deadline=deadline_s)
+        path = self.client.core_path("pods", spec["namespace"])
+        try:
+            return self.client.create(path, pod), None
+        except ApiError as exc:
+            if exc.status == 409:
+                # The pod of this (run, node) exists already: adopt it, never make a second one.
+                return self.client.get(self.client.core_path("pods", spec["namespace"], node_run.pod_name)), None
+            return None, exc
+
+    def _read_log(self, spec, pod_name):
+        if not spec["log_tail_lines"]:
+            return None
+        path = self.client.core_path("pods", spec["namespace"], pod_name, "log")
+        try:
+            text = self.client.get(path, {"tailLines": spec["log_tail_lines"], "limitBytes": spec["log_max_bytes"]},
+                                   timeout=30)
+        except ApiError as exc:
+            return "(log unavailable: %s)" % (exc.reason or exc.status)
+        return text if isinstance(text, str) else json.dumps(text)
+
+    # ---------------------------------------------------------------- run
+
+    def run(self, spec, run_id, plan=None):
+        """Run a broadcast to the end. Returns the result dict, or raises with it attached."""
+        started = self.clock.monotonic()
+        started_wall = self.clock.now()
+        deadline = started + spec["timeout"]
+        plan = plan or self.plan(spec, run_id)
+        self.log("run %s: %d eligible nodes, %d skipped" % (run_id, len(plan["eligible"]), len(plan["skipped"])))
+        if not plan["eligible"]:
+            return self._result(spec, run_id, plan, {}, started, started_wall, timed_out=False)
+        fresh = [n for n in plan["eligible"] if n not in plan["existing"]]
+        if fresh:
+            self.preflight(spec, run_id, fresh[0])
+        owner = self._ensure_record(spec, run_id, plan)
+        for name in plan["to_delete"]:
+            self.client.delete(self.client.core_path("pods", spec["namespace"], name))
+
+        runs = dict((n, NodeRun(n, planner.pod_name(spec["name"], run_id, n))) for n in plan["eligible"])
+        by_pod = dict((r.pod_name, r) for r in runs.values())
+        for node, pod in plan["existing"].items():
+            runs[node].state = "created"
+            runs[node].pod = pod
+            runs[node].created_at = started
+        parallelism = resolve_parallelism(spec["parallelism"], len(runs))
+        events = queue.Queue()
+        watcher = Watcher(self.client, self.client.core_path("pods", spec["namespace"]),
+                          planner.run_selector(spec["name"], run_id), events, self.initial_resource_version,
+                          log=self.log, tag="pods")
+        # Nodes are watched from the plan's list, to notice a node that leaves mid-run at once.
+        node_watcher = Watcher(self.client, "/api/v1/nodes", None, events, plan.get("nodes_resource_version"),
+                               log=self.log, tag="nodes")
+        pool = ThreadPoolExecutor(max_workers=min(self.create_workers, max(parallelism, 4)))
+        self._log_pool = pool
+        watcher.start()
+        node_watcher.start()
+        batch_size, stop_creating, timed_out, synced = 1, False, False, False
+        failure_seen = None
+        try:
+            while True:
+                unfinished = [r for r in runs.values() if r.state != "done"]
+                if not unfinished:
+                    break
+                now = self.clock.monotonic()
+                if now >= deadline:
+                    timed_out = True
+                    break
+                if synced and not stop_creating:
+                    batch_size = self._launch(spec, run_id, runs, owner, parallelism, batch_size, pool,
+                                              max(1, int(deadline - now)))
+                self._observe(spec, runs, by_pod, events, min(0.5, max(0.01, deadline - now)))
+                if not synced and (watcher.relists or watcher.streaming):
+                    synced = True
+                failed = [r for r in runs.values() if r.result and r.result["outcome"] in outcomes.FAILURES]
+                if failed and spec["failure_policy"] == "fail_fast" and not stop_creating:
+                    failure_seen = failed[0].node
+                    stop_creating = True
+                    self.log("fail_fast: %s failed; stopping" % failure_seen)
+                    self._cancel(spec, runs, "skipped", "NotStarted",
+                                 "not started: fail_fast after a failure on %s" % failure_seen, active=False)
+                    self._cancel(spec, runs, "failed", "CancelledByFailFast",
+                                 "deleted by fail_fast after a failure on %s" % failure_seen, active=True)
+            if timed_out:
+                self._cancel(spec, runs, "skipped", "NotStarted", "not started before the run timeout", active=False)
+                self._cancel(spec, runs, "timed_out", "RunTimeout",
+                             "still running when timeout=%ds was reached" % spec["timeout"], active=True)
+        finally:
+            watcher.stop()
+            node_watcher.stop()
+            pool.shutdown(wait=True)
+        for r in runs.values():
+            if r.log_future is not None:
+                r.log = r.log_future.result()
+        self.stats = {"relists": watcher.relists, "reconnects": watcher.reconnects + node_watcher.reconnects}
+        remaining = self._cleanup(spec, run_id, runs)
+        self._finish_record(spec, run_id, runs, remaining)
+        return self._result(spec, run_id, plan, runs, started, started_wall, timed_out)
+
+    def _launch(self, spec, run_id, runs, owner, parallelism, batch_size, pool, deadline_s):
+        active = sum(1 for r in runs.values() if r.state == "created")
+        waiting = [r for r in runs.values() if r.state == "waiting"]
+        count = min(parallelism - active, batch_size, len(waiting))
+        if count <= 0:
+            return batch_size
+        batch = waiting[:count]
+        results = list(pool.map(lambda r: self._create(spec, run_id, r, owner, deadline_s), batch))
+        now = self.clock.monotonic()
+        errors = 0
+        for r, (pod, exc) in zip(batch, results):
+            if exc is not None:
+                errors += 1
+                r.state = "done"
+                r.result = outcomes.outcome("failed", "CreateFailed", exc.msg)
+                r.result.update(finished_mono=now, started_mono=now)
+                continue
+            r.state = "created"
+            r.created_at = now
+            r.created_rv = pod["metadata"].get("resourceVersion")
+            if r.pod is None:
+                r.pod = pod
+        self.log("created %d pods (%d active of %d allowed)" % (count - errors, active + count - errors, parallelism))
+        # Slow start: double after a clean batch, back to one after errors.
+        return 1 if errors else batch_size * 2
+
+    def _observe(self, spec, runs, by_pod, events, wait):
+        try:
+            item = events.get(timeout=wait)
+        except queue.Empty:
+            item = None
+        batch = [item] if item else []
+        while True:
+            try:
+                batch.append(events.get_nowait())
+            except queue.Empty:
+                break
+        now = self.clock.monotonic()
+        for kind, tag, payload in batch:
+            if kind == "error":
+                raise payload
+            if tag == "nodes":
+                if kind == "event" and payload[0] == "DELETED":
+                    self._node_left(spec, runs, payload[1]["metadata"]["name"], now)
+                elif kind == "sync":
+                    present = set(n["metadata"]["name"] for n in payload[0])
+                    for node in [n for n in runs if n not in present]:
+                        self._node_left(spec, runs, node, now)
+                continue
+            if kind == "sync":
+                self._apply_sync(by_pod, *payload)
+                continue
+            event_type, pod = payload
+            r = by_pod.get(pod["metadata"]["name"])
+            if r is None or r.state == "waiting":
+                continue
+            r.pod = None if event_type == "DELETED" else pod
+        for r in runs.values():
+            if r.state != "created":
+                continue
+            phase = ((r.pod or {}).get("status") or {}).get("phase")
+            if r.pod is not None and phase in (None, "Pending"):
+                if r.pending_since is None:
+                    r.pending_since = now
+            else:
+                r.pending_since = None
+            pending_for = now - r.pending_since if r.pending_since is not None else 0
+            verdict = outcomes.classify(r.pod, pending_for, spec)
+            if verdict is None:
+                continue
+            if verdict["outcome"] == "unschedulable" and self._node_gone(r.node):
+                verdict = outcomes.outcome("lost", "NodeDeleted", "node %s was deleted during the run" % r.node)
+            self._finish(spec, r, verdict, now)
+
+    def _apply_sync(self, by_pod, items, list_rv):
+        seen = dict((p["metadata"]["name"], p) for p in items)
+        for name, r in by_pod.items():
+            if r.state != "created":
+                continue
+            if name in seen:
+                r.pod = seen[name]
+            elif r.pod is not None and self._listed_after(r.created_rv, list_rv):
+                r.pod = None   # it existed when we created it and is gone now
+
+    @staticmethod
+    def _listed_after(created_rv, list_rv):
+        try:
+            return int(list_rv) >= int(created_rv)
+        except (TypeError, ValueError):
+            return True
+
+    def _node_left(self, spec, runs, node, now):
+        r = runs.get(node)
+        if r is None or r.state == "done":
+            return
+        if r.state == "created" and r.pod is not None:
+            r.log = self._read_log(spec, r.pod_name)
+            self.client.delete(self.client.core_path("pods", spec["namespace"], r.pod_name), grace_period=0)
+        r.state = "done"
+        r.result = outcomes.outcome("lost", "NodeDeleted", "node %s was deleted during the run" % node)
+        r.result.update(started_mono=r.created_at, finished_mono=now)
+        self.log("node %s left during the run: lost" % node)
+
+    def _node_gone(self, node):
+        return self.client.get_or_none(self.client.core_path("nodes", name=node)) is None
+
+    def _finish(self, spec, r, verdict, now):
+        r.state = "done"
+        verdict.update(started_mono=r.created_at, finished_mono=now)
+        r.result = verdict
+        if r.pod is not None and verdict["outcome"] in ("succeeded", "failed"):
+            # Read now, while the pod surely exists: before any cleanup or cancellation. The
+            # pool finishes every read before run() deletes anything.
+            r.log_future = self._log_pool.submit(self._read_log, spec, r.pod_name)
+
+    def _cancel(self, spec, runs, kind, reason, message, active):
+        now = self.clock.monotonic()
+        for r in runs.values():
+            if r.state == ("created" if active else "waiting"):
+                if active and r.pod is not None:
+                    r.log = self._read_log(spec, r.pod_name)
+                    self.client.delete(self.client.core_path("pods", spec["namespace"], r.pod_name), grace_period=0)
+                r.state = "done"
+                r.result = outcomes.outcome(kind, reason, message)
+                r.result.update(started_mono=r.created_at, finished_mono=now if active else None)
+
+    def _cleanup(self, spec, run_id, runs):
+        """Delete pods per ``cleanup`` (one request); return how many of this run's pods remain.
+
+        Pods that never finished (unschedulable, lost) are deleted whatever
+        ``cleanup`` says: left alone they could start later, unwatched.
+        """
+        keep_phases = {"always": (), "on_success": ("Failed",), "never": ("Failed", "Succeeded")}[spec["cleanup"]]
+        query = {"labelSelector": planner.run_selector(spec["name"], run_id)}
+        if keep_phases:
+            query["fieldSelector"] = ",".join("status.phase!=%s" % phase for phase in keep_phases)
+        self.client.request("DELETE", self.client.core_path("pods", spec["namespace"]), query=query)
+        return sum(1 for r in runs.values()
+                   if r.pod is not None and (r.pod.get("status") or {}).get("phase") in keep_phases)
+
+    def _finish_record(self, spec, run_id, runs, remaining):
+        path = self.client.core_path("configmaps", spec["namespace"], self._record_name(spec, run_id))
+        if remaining == 0:
+            # No pod left to own: the results went back to the caller, the record is not needed.
+            self.client.delete(path)
+            return
+        failed = sorted(r.node for r in runs.values() if r.result and r.result["outcome"] in outcomes.FAILURES)
+        self.client.merge_patch(path, {"data": {"state": "finished", "finished_at": _iso(self.clock.now()),
+                                                "failed_nodes": json.dumps(failed)}})
+
+    # ---------------------------------------------------------------- report
+
+    def _record(self, spec, r, started_wall, started):
+        res = r.result or outcomes.outcome("timed_out", "RunTimeout", None)
+        pod = r.pod or {}
+
+        def wall(mono):
+            if mono is None:
+                return None
+            return _iso(started_wall + datetime.timedelta(seconds=mono - started))
+
+        duration = None
+        if res.get("started_mono") is not None and res.get("finished_mono") is not None:
+            duration = round(res["finished_mono"] - res["started_mono"], 3)
+        rec = {"node": r.node, "pod": r.pod_name if r.state != "waiting" and res.get("started_mono") is not None
+               else None,
+               "outcome": res["outcome"], "exit_code": res.get("exit_code"), "reason": res.get("reason"),
+               "message": res.get("message"), "log": r.log, "started_at": wall(res.get("started_mono")),
+               "finished_at": wall(res.get("finished_mono")), "duration_s": duration,
+               "restarts": outcomes.restarts(pod) if pod else 0}
+        parsed = host_tasks.parse_result(r.log)
+        if parsed is not None:
+            rec["result"] = parsed
+        return rec
+
+    def _result(self, spec, run_id, plan, runs, started, started_wall, timed_out):
+        records = [self._record(spec, runs[n], started_wall, started) for n in plan["eligible"]]
+        for node in sorted(plan["skipped"]):
+            records.append({"node": node, "pod": None, "outcome": "skipped", "exit_code": None,
+                            "reason": plan["skipped"][node], "message": None, "log": None, "started_at": None,
+                            "finished_at": None, "duration_s": None, "restarts": 0})
+        records.sort(key=lambda rec: rec["node"])
+        summary = outcomes.summarize(records, self.clock.monotonic() - started)
+        summary["desired"] = len(plan["eligible"])
+        result = {"run_id": run_id, "summary": summary, "nodes": records, "changed": bool(plan["eligible"])}
+        failed = outcomes.failed_nodes(records)
+        if timed_out:
+            raise RunTimeout("broadcast %s run %s timed out after %ds: %d of %d nodes did not finish"
+                             % (spec["name"], run_id, spec["timeout"], summary["timed_out"] + summary["skipped"]
+                                - len(plan["skipped"]), summary["desired"]), **result)
+        if failed and (spec["failure_policy"] == "fail_fast" or spec["fail_on_node_failure"]):
+            raise NodeFailures("broadcast %s run %s: %d of %d nodes failed: %s"
+                               % (spec["name"], run_id, len(failed), summary["desired"],
+                                  ", ".join(failed[:10]) + (" ..." if len(failed) > 10 else "")), **result)
+        return result
+
+    # ---------------------------------------------------------------- absent
+
+    def delete_runs(self, name, namespace, run_id=None, check_mode=False):
+        """Delete a broadcast's pods and run records (one run, or all). Returns what was (or would be) deleted."""
+        selector = planner.run_selector(name, run_id)
+        pods, _rv = list_all(self.client, self.client.core_path("pods", namespace), {"labelSelector": selector})
+        records, _rv = list_all(self.client, self.client.core_path("configmaps", namespace),
+                                {"labelSelector": selector + ",nodeops.io/kind=run-record"})
+        deleted = {"pods": sorted(p["metadata"]["name"] for p in pods),
+                   "records": sorted(c["metadata"]["name"] for c in records)}
+        if not check_mode:
+            if pods:
+                self.client.request("DELETE", self.client.core_path("pods", namespace),
+                                    query={"labelSelector": selector})
+            if records:
+                self.client.request("DELETE", self.client.core_path("configmaps", namespace),
+                                    query={"labelSelector": selector + ",nodeops.io/kind=run-record"})
+        return deleted

@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One exception class per kind of failure.
+
+Every error carries ``msg`` and the extra result fields a module should return
+with it (for example the per-node results gathered before a timeout). Modules
+turn them into ``fail_json`` in exactly one place: ``module_runner.run_module``.
+
+This file imports nothing from Ansible: the in-cluster runner uses it too.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class NodeopsError(Exception):
+    """Base class. ``result`` holds extra fields for the module result."""
+
+    def __init__(self, msg, **result):
+        super(NodeopsError, self).__init__(msg)
+        self.msg = msg
+        self.result = result
+
+
+class InvalidInput(NodeopsError):
+    """A parameter is wrong. Raised before anything is written to the cluster."""
+
+    def __init__(self, param, value, accepted, why=None):
+        text = "%s=%r is invalid" % (param, value)
+        if why:
+            text += ": %s" % why
+        text += "; expected %s" % accepted
+        super(InvalidInput, self).__init__(text, invalid_parameter=param)
+        self.param = param
+        self.value = value
+        self.accepted = accepted
+
+
+class MissingDependency(NodeopsError):
+    """A Python package the module needs is not installed where it runs."""
+
+
+class ConnectionConfigError(NodeopsError):
+    """The connection settings do not describe a reachable, authenticated cluster."""
+
+
+class ApiError(NodeopsError):
+    """The API server answered with an error status."""
+
+    def __init__(self, msg, status=None, reason=None, body=None, **result):
+        super(ApiError, self).__init__(msg, **result)
+        self.status = status
+        self.reason = reason
+        self.body = body
+
+    @property
+    def retryable(self):
+        # 429 is throttling; 5xx and "no answer" (status None) are usually a
+        # restarting or overloaded apiserver. Everything else is permanent.
+        return self.status is None or self.status == 429 or self.status >= 500
+
+
+class ApiUnavailable(ApiError):
+    """The API server could not be reached or the connection broke."""
+
+
+class WatchExpired(ApiError):
+    """410 Gone: the resourceVersion a watch or list continued from is too old."""
+
+
+class RunTimeout(NodeopsError):
+    """The whole run passed its ``timeout``. ``result`` carries what was observed."""
+
+
+class NodeFailures(NodeopsError):
+    """The run finished, and the failure policy says the failed nodes fail it."""

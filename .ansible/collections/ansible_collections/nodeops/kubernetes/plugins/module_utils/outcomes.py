@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Classify a pod into a node outcome, and summarise a run. Pure.
+
+Outcomes: succeeded, failed, skipped, unschedulable, timed_out, lost.
+``classify`` returns None while a pod is still pending or running within its
+limits; the engine keeps watching it then.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+OUTCOMES = ("succeeded", "failed", "skipped", "unschedulable", "timed_out", "lost")
+FAILURES = ("failed", "unschedulable", "timed_out", "lost")
+
+
+def _main_status(pod):
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return statuses[0] if statuses else {}
+
+
+def restarts(pod):
+    return sum(s.get("restartCount") or 0 for s in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def _terminated(pod):
+    status = _main_status(pod)
+    return (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get("terminated") or {}
+
+
+def _condition(pod, kind):
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == kind:
+            return cond
+    return None
+
+
+def scheduler_reason(pod, events=None):
+    """Why the scheduler cannot place the pod: PodScheduled condition, else the last FailedScheduling event."""
+    cond = _condition(pod, "PodScheduled")
+    if cond and cond.get("status") == "False" and cond.get("message"):
+        return cond.get("reason") or "Unschedulable", cond["message"]
+    for event in reversed(events or []):
+        if event.get("reason") == "FailedScheduling":
+            return "Unschedulable", event.get("message")
+    return "Unschedulable", "the pod was not scheduled in time"
+
+
+def outcome(kind, reason=None, message=None, exit_code=None):
+    return {"outcome": kind, "reason": reason, "message": message, "exit_code": exit_code}
+
+
+def classify(pod, pending_for, spec):
+    """Decide a node's outcome from its pod, or None while it is still going.
+
+    pod: the latest Pod dict, or None if it vanished. pending_for: seconds the
+    pod has been Pending as the engine observed it. spec: the run spec.
+    """
+    if pod is None:
+        return outcome("lost", "PodDisappeared",
+                       "the pod was deleted before it finished (node removed, evicted, or deleted by someone else)")
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    term = _terminated(pod)
+    if phase == "Succeeded":
+        return outcome("succeeded", term.get("reason") or "Completed", term.get("message"), term.get("exitCode", 0))
+    if phase == "Failed":
+        reason = status.get("reason") or term.get("reason") or "Failed"
+        return outcome("failed", reason, status.get("message") or term.get("message"), term.get("exitCode"))
+    if phase == "Running" and spec["restart_policy"] == "OnFailure" and restarts(pod) > spec["restart_limit"]:
+        return outcome("failed", "RestartLimitExceeded",
+                       "restarted %d times, more than restart_limit=%d" % (restarts(pod), spec["restart_limit"]),
+                       term.get("exitCode"))
+    if phase in (None, "Pending") and pending_for >= spec["pending_timeout"]:
+        scheduled = _condition(pod, "PodScheduled")
+        if not pod.get("spec", {}).get("nodeName") and not (scheduled and scheduled.get("status") == "True"):
+            reason, message = scheduler_reason(pod)
+            return outcome("unschedulable", reason, message)
+        waiting = (_main_status(pod).get("state") or {}).get("waiting") or {}
+        return outcome("failed", waiting.get("reason") or "PendingTimeout",
+                       waiting.get("message") or "still Pending after pending_timeout=%ds" % spec["pending_timeout"])
+    return None
+
+
+def summarize(records, duration):
+    counts = dict((k, 0) for k in OUTCOMES)
+    for rec in records:
+        counts[rec["outcome"]] = counts.get(rec["outcome"], 0) + 1
+    counts["desired"] = sum(1 for rec in records if rec["outcome"] != "skipped")
+    counts["duration_s"] = round(duration, 3)
+    return counts
+
+
+def failed_nodes(records):
+    return [rec["node"] for rec in records if rec["outcome"] in FAILURES]

@@ -1,0 +1,367 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small Kubernetes REST client on the Python standard library.
+
+Why not the ``kubernetes`` package: the in-cluster runner runs on a stock
+``python`` image that does not have it, and the runner must share the engine
+with the modules. So the engine talks to the API through this client, and the
+modules only use the ``kubernetes`` package to *resolve* connection settings
+(kubeconfig files, contexts, exec plugins) into a ``ConnectionConfig``.
+
+Every call has a client-side socket timeout; list and watch calls also send
+a server-side ``timeoutSeconds``. Connections are kept alive, one per thread.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import base64
+import json
+import os
+import socket
+import ssl
+import threading
+
+try:  # Python 3
+    import http.client as httplib
+    from urllib.parse import quote, urlencode, urlsplit
+except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports us there
+    httplib = None
+    quote = urlencode = urlsplit = None
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import (
+    ApiError,
+    ApiUnavailable,
+    ConnectionConfigError,
+    WatchExpired,
+)
+
+DEFAULT_TIMEOUT = 30
+USER_AGENT = "nodeops.kubernetes"
+
+
+class ConnectionConfig:
+    """Everything needed to reach and authenticate to one API server.
+
+    ``token_file`` is re-read before each request, because in-cluster
+    ServiceAccount tokens are rotated while a long run is going on.
+    """
+
+    FIELDS = ("server", "ca_file", "verify", "client_cert_file", "client_key_file", "token",
+              "token_file", "username", "password", "proxy", "no_proxy", "proxy_headers",
+              "impersonate_user", "impersonate_groups")
+
+    def __init__(self, server, ca_file=None, verify=True, client_cert_file=None, client_key_file=None,
+                 token=None, token_file=None, username=None, password=None, proxy=None, no_proxy=None,
+                 proxy_headers=None, impersonate_user=None, impersonate_groups=None):
+        if not server:
+            raise ConnectionConfigError("no API server address: set host, or a kubeconfig with a server")
+        self.server = server.rstrip("/")
+        self.ca_file = ca_file
+        self.verify = verify
+        self.client_cert_file = client_cert_file
+        self.client_key_file = client_key_file
+        self.token = token
+        self.token_file = token_file
+        self.username = username
+        self.password = password
+        self.proxy = proxy
+        self.no_proxy = no_proxy
+        self.proxy_headers = dict(proxy_headers or {})
+        self.impersonate_user = impersonate_user
+        self.impersonate_groups = list(impersonate_groups or [])
+
+    def to_dict(self):
+        return dict((f, getattr(self, f)) for f in self.FIELDS)
+
+    @classmethod
+    def in_cluster(cls):
+        """The pod's own ServiceAccount, as every in-cluster client finds it."""
+        base = "/var/run/secrets/kubernetes.io/serviceaccount"
+        host = os.environ.get("KUBERNETES_SERVICE_HOST")
+        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        if not host:
+            raise ConnectionConfigError("not running inside a cluster: KUBERNETES_SERVICE_HOST is not set")
+        if ":" in host:
+            host = "[%s]" % host
+        return cls("https://%s:%s" % (host, port), ca_file=os.path.join(base, "ca.crt"),
+                   token_file=os.path.join(base, "token"))
+
+    def bypasses_proxy(self, host):
+        for entry in (self.no_proxy or "").split(","):
+            entry = entry.strip().lstrip(".")
+            if entry and (host == entry or host.endswith("." + entry)):
+                return True
+        return False
+
+
+def _quote_path(*parts):
+    return "/".join(quote(p, safe="") for p in parts)
+
+
+class RestClient:
+    """Thread-safe JSON client for one API server."""
+
+    def __init__(self, config, timeout=DEFAULT_TIMEOUT):
+        self.config = config
+        self.timeout = timeout
+        split = urlsplit(config.server)
+        if split.scheme not in ("https", "http"):
+            raise ConnectionConfigError("API server address %r must start with https://" % config.server)
+        self._scheme = split.scheme
+        self._host = split.hostname
+        self._port = split.port or (443 if split.scheme == "https" else 80)
+        self._prefix = split.path.rstrip("/")
+        self._local = threading.local()
+        self._ssl = self._ssl_context() if split.scheme == "https" else None
+
+    # -------------------------------------------------------------- transport
+
+    def _ssl_context(self):
+        cfg = self.config
+        if cfg.verify:
+            ctx = ssl.create_default_context(cafile=cfg.ca_file) if cfg.ca_file else ssl.create_default_context()
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if cfg.client_cert_file:
+            try:
+                ctx.load_cert_chain(cfg.client_cert_file, cfg.client_key_file)
+            except (IOError, OSError, ssl.SSLError) as exc:
+                raise ConnectionConfigError("cannot load client certificate %s / key %s: %s"
+                                            % (cfg.client_cert_file, cfg.client_key_file, exc))
+        return ctx
+
+    def _new_connection(self, timeout):
+        cfg = self.config
+        proxy = cfg.proxy if cfg.proxy and not cfg.bypasses_proxy(self._host) else None
+        if proxy:
+            p = urlsplit(proxy)
+            conn_host, conn_port = p.hostname, p.port or 3128
+        else:
+            conn_host, conn_port = self._host, self._port
+        if self._scheme == "https":
+            conn = httplib.HTTPSConnection(conn_host, conn_port, timeout=timeout, context=self._ssl)
+        else:
+            conn = httplib.HTTPConnection(conn_host, conn_port, timeout=timeout)
+        if proxy:
+            conn.set_tunnel(self._host, self._port, headers=cfg.proxy_headers or None)
+        return conn
+
+    def _headers(self, content_type=None):
+        cfg = self.config
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if content_type:
+            headers["Content-Type"] = content_type
+        token = cfg.token
+        if cfg.token_file:
+            try:
+                with open(cfg.token_file) as f:
+                    token = f.read().strip()
+            except (IOError, OSError) as exc:
+                raise ConnectionConfigError("cannot read token file %s: %s" % (cfg.token_file, exc))
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        elif cfg.username:
+            pair = ("%s:%s" % (cfg.username, cfg.password or "")).encode("utf-8")
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        if cfg.impersonate_user:
+            headers["Impersonate-User"] = cfg.impersonate_user
+        return headers
+
+    def _send(self, method, url, body, headers, timeout, keep):
+        """Send one request; return the open response. ``keep`` reuses the thread's connection."""
+        conn = getattr(self._local, "conn", None) if keep else None
+        fresh = conn is None
+        if fresh:
+            conn = self._new_connection(timeout)
+        else:
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+        try:
+            conn.putrequest(method, url, skip_accept_encoding=True)
+            for k, v in headers.items():
+                conn.putheader(k, v)
+            for group in self.config.impersonate_groups:
+                conn.putheader("Impersonate-Group", group)
+            if body is not None:
+                conn.putheader("Content-Length", str(len(body)))
+            conn.endheaders(body)
+            resp = conn.getresponse()
+        except (socket.error, httplib.HTTPException, ssl.SSLError) as exc:
+            conn.close()
+            self._local.conn = None
+            if not fresh and isinstance(exc, (httplib.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
+                # A kept-alive connection the server had already closed: once more on a new one.
+                return self._send(method, url, body, headers, timeout, keep=False)
+            raise ApiUnavailable("cannot reach the API server at %s: %s" % (self.config.server, exc))
+        if keep:
+            self._local.conn = conn
+        return conn, resp
+
+    def _url(self, path, query):
+        url = self._prefix + path
+        if query:
+            url += "?" + urlencode([(k, v) for k, v in query.items() if v is not None])
+        return url
+
+    @staticmethod
+    def _error(method, path, status, raw):
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = {"message": raw.decode("utf-8", "replace")[:500]}
+        reason = body.get("reason") if isinstance(body, dict) else None
+        message = body.get("message") if isinstance(body, dict) else str(body)
+        cls = WatchExpired if status == 410 else ApiError
+        return cls("%s %s failed: %s %s: %s" % (method, path, status, reason or "", message),
+                   status=status, reason=reason, body=body)
+
+    # -------------------------------------------------------------- public API
+
+    def request(self, method, path, query=None, body=None, content_type="application/json", timeout=None):
+        """One JSON request. Returns the decoded body; raises ApiError on error statuses."""
+        timeout = timeout or self.timeout
+        # The server-side limit, a little under the client's, so the server gives up first.
+        query = dict(query or {})
+        query.setdefault("timeout", "%ds" % max(1, int(timeout) - 2))
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
+        conn, resp = self._send(method, self._url(path, query), data, self._headers(content_type if data else None),
+                                timeout, keep=True)
+        try:
+            raw = resp.read()
+        except (socket.error, httplib.HTTPException) as exc:
+            conn.close()
+            self._local.conn = None
+            raise ApiUnavailable("connection to %s broke while reading: %s" % (self.config.server, exc))
+        if resp.will_close:
+            conn.close()
+            self._local.conn = None
+        if resp.status >= 400:
+            raise self._error(method, path, resp.status, raw)
+        if not raw:
+            return None
+        if resp.getheader("Content-Type", "").startswith("application/json"):
+            return json.loads(raw)
+        return raw.decode("utf-8", "replace")
+
+    def watch(self, path, query, timeout):
+        """Open a watch. ``query`` should carry ``timeoutSeconds``; ``timeout`` is the client's limit."""
+        query = dict(query, watch="true")
+        conn, resp = self._send("GET", self._url(path, query), None, self._headers(), timeout, keep=False)
+        if resp.status >= 400:
+            raw = resp.read()
+            conn.close()
+            raise self._error("GET", path, resp.status, raw)
+        return WatchStream(conn, resp, path)
+
+    # convenience wrappers for the few resources the collection uses
+
+    @staticmethod
+    def core_path(resource, namespace=None, name=None, sub=None):
+        parts = ["/api/v1"]
+        if namespace:
+            parts.append("namespaces/" + quote(namespace, safe=""))
+        parts.append(resource)
+        if name:
+            parts.append(quote(name, safe=""))
+        if sub:
+            parts.append(sub)
+        return "/".join(parts)
+
+    @staticmethod
+    def group_path(group_version, resource, namespace=None, name=None, sub=None):
+        parts = ["/apis/" + group_version]
+        if namespace:
+            parts.append("namespaces/" + quote(namespace, safe=""))
+        parts.append(resource)
+        if name:
+            parts.append(quote(name, safe=""))
+        if sub:
+            parts.append(sub)
+        return "/".join(parts)
+
+    def get(self, path, query=None, timeout=None):
+        return self.request("GET", path, query=query, timeout=timeout)
+
+    def get_or_none(self, path, query=None):
+        try:
+            return self.get(path, query)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def create(self, path, body, dry_run=False):
+        return self.request("POST", path, query={"dryRun": "All"} if dry_run else None, body=body)
+
+    def delete(self, path, propagation="Background", grace_period=None, missing_ok=True):
+        opts = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        if grace_period is not None:
+            opts["gracePeriodSeconds"] = grace_period
+        try:
+            return self.request("DELETE", path, body=opts)
+        except ApiError as exc:
+            if missing_ok and exc.status == 404:
+                return None
+            raise
+
+    def apply(self, path, body, field_manager, force=True, dry_run=False):
+        """Server-side apply."""
+        query = {"fieldManager": field_manager, "force": "true" if force else None}
+        if dry_run:
+            query["dryRun"] = "All"
+        return self.request("PATCH", path, query=query, body=body, content_type="application/apply-patch+yaml")
+
+    def merge_patch(self, path, body):
+        return self.request("PATCH", path, body=body, content_type="application/merge-patch+json")
+
+
+class WatchStream:
+    """Events of one watch request. ``close()`` may be called from another thread to stop it."""
+
+    def __init__(self, conn, resp, path):
+        self._conn = conn
+        self._resp = resp
+        self._path = path
+        self.closed = False
+
+    def __iter__(self):
+        try:
+            while not self.closed:
+                try:
+                    line = self._resp.readline()
+                except (socket.timeout, socket.error, httplib.HTTPException, ValueError, AttributeError) as exc:
+                    # AttributeError: http.client after close() from another thread.
+                    if self.closed:
+                        return
+                    raise ApiUnavailable("watch %s broke: %s" % (self._path, exc))
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    if self.closed:
+                        return  # a line cut short by close()
+                    raise ApiUnavailable("watch %s sent a truncated event" % self._path)
+                yield event
+        finally:
+            self.close()
+
+    def close(self):
+        self.closed = True
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except (OSError, socket.error):
+                pass
+        self._conn.close()

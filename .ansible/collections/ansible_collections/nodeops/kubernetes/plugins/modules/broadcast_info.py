@@ -1,0 +1,193 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: broadcast_info
+short_description: Read the run history of cron broadcasts and the state of broadcast_job runs
+version_added: 0.1.0
+description:
+  - For each cron broadcast (M(nodeops.kubernetes.cron_broadcast)) in I(namespace), returns its schedule,
+    whether it is suspended, the next fire times, the last run and the recorded history with per-node
+    outcomes. The history lives in a ConfigMap, so it is there after every pod and Job is gone.
+  - For one-off M(nodeops.kubernetes.broadcast_job) runs that still have pods or a run record in the cluster,
+    returns their state and the phase of each pod.
+author:
+  - nodeops maintainers (@nodeops)
+extends_documentation_fragment:
+  - nodeops.kubernetes.k8s_auth
+options:
+  name:
+    description:
+      - Only the broadcast of this name. All of the namespace's when not given.
+    type: str
+  namespace:
+    description:
+      - Namespace to read.
+    type: str
+    default: default
+  runs:
+    description:
+      - How many of the most recent runs of each cron broadcast to return.
+    type: int
+    default: 5
+requirements:
+  - python >= 3.9
+  - croniter >= 6.1, for next_runs
+attributes:
+  check_mode:
+    description: Reads only.
+    support: full
+  diff_mode:
+    description: Reads only.
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: Read the history of the nightly prune
+  nodeops.kubernetes.broadcast_info:
+    name: nightly-prune
+    namespace: node-maintenance
+  register: info
+
+- name: Per-node outcomes of the last run
+  ansible.builtin.debug:
+    msg: "{{ item.node }}: {{ item.outcome }}"
+  loop: "{{ info.cron_broadcasts[0].last_run.nodes | default([]) }}"
+  loop_control:
+    label: "{{ item.node }}"
+"""
+
+RETURN = r"""
+cron_broadcasts:
+  description: One entry per cron broadcast.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Name of the cron broadcast.
+      type: str
+    schedule:
+      description: Its schedule.
+      type: str
+    time_zone:
+      description: Its time zone, if set.
+      type: str
+    suspended:
+      description: Whether the schedule is suspended.
+      type: bool
+    last_schedule_time:
+      description: When the CronJob last started a Job.
+      type: str
+    next_runs:
+      description: The next fire times (local and UTC); empty when suspended.
+      type: list
+      elements: dict
+    last_run:
+      description: The newest recorded run, with its per-node outcomes.
+      type: dict
+    history:
+      description: The newest I(runs) runs, each with run_id, job, started_at, finished_at, state, summary and nodes.
+      type: list
+      elements: dict
+  sample:
+    - name: nightly-prune
+      schedule: "30 2 * * *"
+      suspended: false
+      history: [{run_id: "1123023000ab12", state: succeeded, summary: {desired: 8, succeeded: 8}}]
+runs:
+  description: One-off broadcast_job runs still in the cluster.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: image-prune, run_id: "1123031500ab12", state: finished, failed_nodes: [node-3],
+            pods: [{name: image-prune-1123031500ab12-0c1d2e3f, node: node-3, phase: Failed}]}]
+"""
+
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import cron_builder
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import schedule as cron_schedule
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.broadcast_spec import validate_identity
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import list_all
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.module_runner import (
+    argument_spec,
+    client_from_params,
+    run_module,
+)
+
+
+def cron_info(client, namespace, name, history_cm, runs):
+    cron = client.get_or_none(client.group_path("batch/v1", "cronjobs", namespace, name))
+    runs_recorded = json.loads(((history_cm or {}).get("data") or {}).get("runs") or "[]")
+    entry = {"name": name, "installed": cron is not None, "history": runs_recorded[:runs],
+             "last_run": runs_recorded[0] if runs_recorded else None}
+    if cron is not None:
+        spec = cron["spec"]
+        entry.update(schedule=spec["schedule"], time_zone=spec.get("timeZone"), suspended=bool(spec.get("suspend")),
+                     last_schedule_time=(cron.get("status") or {}).get("lastScheduleTime"),
+                     next_runs=[] if spec.get("suspend") else cron_schedule.next_runs(spec["schedule"],
+                                                                                      spec.get("timeZone")))
+    return entry
+
+
+def gather(client, namespace, name, runs):
+    selector = planner.LABEL_MANAGED_BY + "=" + planner.MANAGED_BY
+    cron_names = set()
+    histories = {}
+    for cm in list_all(client, client.core_path("configmaps", namespace), {"labelSelector": selector})[0]:
+        labels = cm["metadata"].get("labels") or {}
+        if labels.get("nodeops.io/kind") == "history":
+            histories[labels.get(cron_builder.LABEL_CRON)] = cm
+    for cj in list_all(client, client.group_path("batch/v1", "cronjobs", namespace), {"labelSelector": selector})[0]:
+        cron_names.add(cj["metadata"]["name"])
+    cron_names.update(n for n in histories if n)
+    if name:
+        cron_names &= {name}
+    crons = [cron_info(client, namespace, n, histories.get(n), runs) for n in sorted(cron_names)]
+
+    record_selector = selector + ",nodeops.io/kind=run-record"
+    if name:
+        record_selector += ",%s=%s" % (planner.LABEL_BROADCAST, name)
+    pods = list_all(client, client.core_path("pods", namespace), {"labelSelector": selector})[0]
+    one_off = []
+    for rec in list_all(client, client.core_path("configmaps", namespace), {"labelSelector": record_selector})[0]:
+        labels = rec["metadata"]["labels"]
+        run_id = labels.get(planner.LABEL_RUN)
+        data = rec.get("data") or {}
+        one_off.append({
+            "name": labels.get(planner.LABEL_BROADCAST), "run_id": run_id, "state": data.get("state"),
+            "started_at": data.get("started_at"), "finished_at": data.get("finished_at"),
+            "failed_nodes": json.loads(data.get("failed_nodes") or "[]"),
+            "pods": sorted(({"name": p["metadata"]["name"],
+                             "node": (p["metadata"].get("annotations") or {}).get(planner.ANNOTATION_NODE),
+                             "phase": (p.get("status") or {}).get("phase")}
+                            for p in pods if (p["metadata"].get("labels") or {}).get(planner.LABEL_RUN) == run_id),
+                           key=lambda p: p["name"])})
+    return {"changed": False, "cron_broadcasts": crons, "runs": one_off}
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(
+        name=dict(type="str"), namespace=dict(type="str", default="default"), runs=dict(type="int", default=5)),
+        supports_check_mode=True)
+
+    def action(mod):
+        p = mod.params
+        validate_identity({"name": p["name"] or "x", "namespace": p["namespace"]})
+        return gather(client_from_params(p), p["namespace"], p["name"], max(1, p["runs"]))
+
+    run_module(module, action)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: broadcast_job
+short_description: Run a task once on every eligible Kubernetes node and report each node's result
+version_added: 0.1.0
+description:
+  - Puts one pod on each eligible node, pinned to it, watches every pod to the end and returns a
+    record per node (outcome, exit code, reason, log tail, duration). No controller is installed in the cluster.
+  - Nodes are chosen by name, labels and taints; control-plane, cordoned and NotReady nodes are skipped
+    unless asked for, and every skipped node is reported with its reason.
+  - Pod names derive from the run id and the node, so a node never gets two pods of one run. Running the
+    module again with the same I(run_id) resumes a run; existing pods are adopted and only missing ones are created.
+  - Each run's pods are owned by a small run-record ConfigMap, so deleting the run (I(state=absent)) removes
+    every pod through the garbage collector even if a run was interrupted.
+  - In check mode the module reads the cluster and returns the plan and the pod manifest, writing nothing.
+author:
+  - nodeops maintainers (@nodeops)
+extends_documentation_fragment:
+  - nodeops.kubernetes.k8s_auth
+  - nodeops.kubernetes.broadcast
+options:
+  name:
+    description:
+      - Name of the broadcast; part of every pod name. A DNS-1123 label of at most 37 characters.
+    type: str
+    required: true
+  namespace:
+    description:
+      - Namespace of the pods.
+    type: str
+    default: default
+  run_id:
+    description:
+      - Identifies one run. Defaults to a new id from the time and a random suffix.
+      - Give the id of an interrupted run to resume it. A DNS-1123 label of at most 16 characters.
+    type: str
+  state:
+    description:
+      - C(present) runs the broadcast. C(absent) deletes the pods and run records of I(run_id),
+        or of every run of I(name) when I(run_id) is not given.
+    type: str
+    default: present
+    choices: [ present, absent ]
+requirements:
+  - python >= 3.9
+  - kubernetes (Python package), only to read kubeconfig files
+notes:
+  - Host-access presets run privileged pods; see the README's security notes.
+  - Integration-tested against Kubernetes 1.37 with simulated (kwok) nodes.
+attributes:
+  check_mode:
+    description: Reads nodes and pods, returns the plan and the pod manifest, writes nothing.
+    support: full
+  diff_mode:
+    description: A run creates pods rather than changing a desired state, so there is nothing to diff.
+    support: none
+"""
+
+EXAMPLES = r"""
+- name: See which images would be pruned on every worker
+  nodeops.kubernetes.broadcast_job:
+    name: image-prune
+    namespace: node-maintenance
+    preset: image_prune
+    image_prune:
+      dry_run: true
+  register: prune
+
+- name: Print one line per node
+  ansible.builtin.debug:
+    msg: "{{ item.node }}: {{ item.outcome }} {{ item.result.images_removed_count | default('-') }} images"
+  loop: "{{ prune.nodes }}"
+  loop_control:
+    label: "{{ item.node }}"
+
+- name: Prune images, 25% of the nodes at a time, stopping at the first failure
+  nodeops.kubernetes.broadcast_job:
+    name: image-prune
+    namespace: node-maintenance
+    preset: image_prune
+    image_prune:
+      exclude: ["registry.example.com/base/*"]
+    parallelism: 25%
+    failure_policy: fail_fast
+
+- name: Remove week-old logs of one application on the GPU nodes
+  nodeops.kubernetes.broadcast_job:
+    name: app-logs
+    namespace: node-maintenance
+    preset: path_cleanup
+    path_cleanup:
+      path: /var/log/myapp
+      older_than_days: 7
+      patterns: ["*.log", "*.gz"]
+    node_label_selector: "accelerator in (nvidia-a100,nvidia-h100)"
+
+- name: Run a host command everywhere, control plane included
+  nodeops.kubernetes.broadcast_job:
+    name: fstrim
+    namespace: node-maintenance
+    preset: host_command
+    host_command:
+      command: ["fstrim", "-av"]
+    include_control_plane: true
+    tolerate_all_taints: true
+
+- name: Full control with a raw pod template
+  nodeops.kubernetes.broadcast_job:
+    name: node-check
+    namespace: node-maintenance
+    pod_template:
+      spec:
+        containers:
+          - name: check
+            image: busybox:1.36
+            command: ["sh", "-c", "df -h /"]
+    cleanup: always
+
+- name: Resume an interrupted run
+  nodeops.kubernetes.broadcast_job:
+    name: image-prune
+    namespace: node-maintenance
+    preset: image_prune
+    run_id: "{{ prune.run_id }}"
+
+- name: Delete every pod and record of a broadcast
+  nodeops.kubernetes.broadcast_job:
+    name: image-prune
+    namespace: node-maintenance
+    state: absent
+"""
+
+RETURN = r"""
+run_id:
+  description: The run's id; pass it back as I(run_id) to resume the run.
+  returned: state=present
+  type: str
+  sample: "1123031500ab12"
+summary:
+  description: Counts of node outcomes, and the run's duration.
+  returned: state=present, also on failure
+  type: dict
+  sample: {desired: 8, succeeded: 7, failed: 1, skipped: 1, unschedulable: 0, timed_out: 0, lost: 0, duration_s: 4.2}
+nodes:
+  description: One record per node, eligible or skipped, sorted by node name.
+  returned: state=present, also on failure
+  type: list
+  elements: dict
+  contains:
+    node:
+      description: Node name.
+      type: str
+    pod:
+      description: The pod that ran on the node, if one was created.
+      type: str
+    outcome:
+      description: One of succeeded, failed, skipped, unschedulable, timed_out, lost.
+      type: str
+    exit_code:
+      description: Exit code of the (first) container, when it terminated.
+      type: int
+    reason:
+      description: Short reason, for example C(Completed), C(Error), C(untolerated taint dedicated=db:NoSchedule).
+      type: str
+    message:
+      description: Longer explanation, for example the scheduler's message for an unschedulable pod.
+      type: str
+    log:
+      description: Tail of the pod's log (I(log_tail_lines), I(log_max_bytes)), read before the pod was deleted.
+      type: str
+    result:
+      description: What a preset did, parsed from its output (images or files removed, bytes freed).
+      type: dict
+      returned: for presets, when the pod printed a result
+    started_at:
+      description: When the pod was created (UTC).
+      type: str
+    finished_at:
+      description: When the outcome was observed (UTC).
+      type: str
+    duration_s:
+      description: Seconds from pod creation to outcome.
+      type: float
+    restarts:
+      description: Container restarts.
+      type: int
+  sample:
+    - {node: kwok-worker-1, pod: image-prune-1123031500ab12-0c1d2e3f, outcome: succeeded, exit_code: 0,
+       reason: Completed, message: null, log: "...", started_at: "2026-11-23T03:15:00Z",
+       finished_at: "2026-11-23T03:15:04Z", duration_s: 4.1, restarts: 0}
+plan:
+  description: In check mode, the nodes it would run on and the skipped ones with their reasons.
+  returned: check mode
+  type: dict
+  sample: {eligible: [kwok-worker-1], skipped: {kwok-control-plane: control plane}, existing_pods: [], to_delete: []}
+pod:
+  description: In check mode, the pod manifest for the first eligible node.
+  returned: check mode, when a node is eligible
+  type: dict
+deleted:
+  description: With state=absent, the pods and run records deleted (or that would be, in check mode).
+  returned: state=absent
+  type: dict
+  sample: {pods: [image-prune-1123031500ab12-0c1d2e3f], records: [nodeops-run-image-prune-1123031500ab12]}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine, new_run_id
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.module_runner import (
+    argument_spec,
+    client_from_params,
+    run_module,
+)
+
+
+def build_argument_spec():
+    return argument_spec(
+        name=dict(type="str", required=True),
+        namespace=dict(type="str", default="default"),
+        run_id=dict(type="str"),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        **broadcast_spec.broadcast_options()
+    )
+
+
+def absent(module, engine):
+    p = module.params
+    deleted = engine.delete_runs(p["name"], p["namespace"], p.get("run_id"), check_mode=module.check_mode)
+    return {"changed": bool(deleted["pods"] or deleted["records"]), "deleted": deleted}
+
+
+def present(module, engine, spec):
+    run_id = module.params.get("run_id") or new_run_id()
+    run_plan = engine.plan(spec, run_id)
+    if module.check_mode:
+        first = run_plan["eligible"][0] if run_plan["eligible"] else None
+        result = {"changed": bool(run_plan["eligible"]), "run_id": run_id,
+                  "plan": {"eligible": run_plan["eligible"], "skipped": run_plan["skipped"],
+                           "existing_pods": sorted(p["metadata"]["name"] for p in run_plan["existing"].values()),
+                           "to_delete": run_plan["to_delete"]}}
+        if first:
+            result["pod"] = planner.build_pod(spec, run_id, first, active_deadline=spec["timeout"])
+        return result
+    return engine.run(spec, run_id, plan=run_plan)
+
+
+def main():
+    module = AnsibleModule(argument_spec=build_argument_spec(), supports_check_mode=True)
+
+    def action(mod):
+        # Everything is validated before the first request, let alone the first write.
+        if mod.params["state"] == "absent":
+            broadcast_spec.validate_identity(mod.params)
+            return absent(mod, Engine(client_from_params(mod.params)))
+        spec = broadcast_spec.validate(mod.params)
+        return present(mod, Engine(client_from_params(mod.params)), spec)
+
+    run_module(module, action)
+
+
+if __name__ == "__main__":
+    main()

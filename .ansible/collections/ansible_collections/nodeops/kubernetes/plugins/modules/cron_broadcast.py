@@ -1,0 +1,277 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: cron_broadcast
+short_description: Schedule a broadcast (one pod per node) in the cluster with a native CronJob
+version_added: 0.1.0
+description:
+  - Installs a Kubernetes CronJob whose Job runs the broadcast_job engine inside the cluster, on a stock
+    C(python) image; nothing to build or install. Each run records its per-node results in a history
+    ConfigMap that survives the deletion of every pod and Job; read it with M(nodeops.kubernetes.broadcast_info).
+  - Installs, each labeled C(app.kubernetes.io/managed-by=nodeops.kubernetes) and
+    C(nodeops.io/cron-broadcast=<name>), a ServiceAccount; a Role and RoleBinding for pods, pods/log and
+    ConfigMaps in I(namespace); a ClusterRole and binding to get, list and watch nodes only; a ConfigMap with the
+    runner's code and task; and the CronJob.
+  - The schedule is checked before anything is written, restricted to what Kubernetes accepts
+    (5 fields or an @-macro; no seconds or year field, no L, W, #, H or R, no TZ= prefix).
+  - Idempotent; each object is compared with a server-side dry run, so check mode writes nothing and
+    diff mode shows only real changes.
+author:
+  - nodeops maintainers (@nodeops)
+extends_documentation_fragment:
+  - nodeops.kubernetes.k8s_auth
+  - nodeops.kubernetes.broadcast
+options:
+  name:
+    description:
+      - Name of the cron broadcast, its CronJob and its node pods. A DNS-1123 label of at most 37 characters.
+    type: str
+    required: true
+  namespace:
+    description:
+      - Namespace for the CronJob, its runner and the node pods.
+    type: str
+    default: default
+  schedule:
+    description:
+      - Cron schedule, for example C(30 2 * * *) or C(@daily). Required with I(state=present).
+    type: str
+  time_zone:
+    description:
+      - IANA time zone of the schedule, for example C(Europe/Berlin). Defaults to the controller-manager's, usually UTC.
+    type: str
+  concurrency_policy:
+    description:
+      - What to do when a run is due while the last one still runs. C(Replace) stops the running one (its
+        runner records it as interrupted and deletes its pods).
+    type: str
+    default: Forbid
+    choices: [ Allow, Forbid, Replace ]
+  starting_deadline_seconds:
+    description:
+      - A run that could not start within this many seconds of its time is skipped.
+    type: int
+  successful_jobs_history_limit:
+    description:
+      - Finished Jobs the CronJob keeps. The run history does not depend on them.
+    type: int
+    default: 3
+  failed_jobs_history_limit:
+    description:
+      - Failed Jobs the CronJob keeps.
+    type: int
+    default: 3
+  history_limit:
+    description:
+      - Runs kept in the history ConfigMap (newest first; logs are trimmed to stay under 512 KiB).
+    type: int
+    default: 10
+  suspend:
+    description:
+      - Suspend the schedule.
+    type: bool
+    default: false
+  runner_image:
+    description:
+      - Image of the runner. Any image with Python 3.9 or newer works; the code comes from a ConfigMap.
+        A Containerfile for a built runner image is in the collection's C(files/) directory.
+    type: str
+    default: python:3.13-slim
+  run_now:
+    description:
+      - Also start a run at once, as a Job created from the CronJob.
+    type: bool
+    default: false
+  state:
+    description:
+      - C(absent) removes the objects this module installed, the history and any pods of its runs.
+    type: str
+    default: present
+    choices: [ present, absent ]
+requirements:
+  - python >= 3.9
+  - croniter >= 6.1
+  - kubernetes (Python package), only to read kubeconfig files
+attributes:
+  check_mode:
+    description: Every object is compared by a server-side dry run; nothing is written.
+    support: full
+  diff_mode:
+    description: Shows the objects that would change, before and after.
+    support: full
+"""
+
+EXAMPLES = r"""
+- name: Prune unused images every night at 02:30 Berlin time
+  nodeops.kubernetes.cron_broadcast:
+    name: nightly-prune
+    namespace: node-maintenance
+    schedule: "30 2 * * *"
+    time_zone: Europe/Berlin
+    preset: image_prune
+    parallelism: 20%
+  register: cron
+
+- name: Show when it fires next
+  ansible.builtin.debug:
+    var: cron.next_runs
+
+- name: Clean week-old application logs every Sunday, and run it once now
+  nodeops.kubernetes.cron_broadcast:
+    name: weekly-logs
+    namespace: node-maintenance
+    schedule: "@weekly"
+    preset: path_cleanup
+    path_cleanup:
+      path: /var/log/myapp
+      older_than_days: 7
+    run_now: true
+
+- name: Remove it, with its history and any leftover pods
+  nodeops.kubernetes.cron_broadcast:
+    name: weekly-logs
+    namespace: node-maintenance
+    state: absent
+"""
+
+RETURN = r"""
+next_runs:
+  description: The next 5 fire times, in I(time_zone) (or UTC) and in UTC.
+  returned: state=present
+  type: list
+  elements: dict
+  sample: [{local: "2026-11-24T02:30:00+01:00", utc: "2026-11-24T01:30:00+00:00"}]
+objects:
+  description: The objects of this cron broadcast.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{kind: CronJob, name: nightly-prune, namespace: node-maintenance}]
+changes:
+  description: The objects that were (or in check mode would be) created or changed.
+  returned: state=present
+  type: list
+  elements: dict
+deleted:
+  description: With state=absent, what was (or would be) deleted.
+  returned: state=absent
+  type: list
+  elements: dict
+job:
+  description: With run_now, the name of the Job started from the CronJob.
+  returned: when run_now
+  type: str
+  sample: nightly-prune-manual-1732330000
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec, cron_builder, objects
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import schedule as cron_schedule
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import InvalidInput
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.module_runner import (
+    argument_spec,
+    client_from_params,
+    run_module,
+)
+
+NAMESPACED = [("batch/v1", "CronJob"), ("v1", "ConfigMap"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+              ("rbac.authorization.k8s.io/v1", "Role"), ("v1", "ServiceAccount")]
+CLUSTER = [("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), ("rbac.authorization.k8s.io/v1", "ClusterRole")]
+
+
+def build_argument_spec():
+    return argument_spec(
+        name=dict(type="str", required=True),
+        namespace=dict(type="str", default="default"),
+        schedule=dict(type="str"),
+        time_zone=dict(type="str"),
+        concurrency_policy=dict(type="str", default="Forbid", choices=["Allow", "Forbid", "Replace"]),
+        starting_deadline_seconds=dict(type="int"),
+        successful_jobs_history_limit=dict(type="int", default=3),
+        failed_jobs_history_limit=dict(type="int", default=3),
+        history_limit=dict(type="int", default=10),
+        suspend=dict(type="bool", default=False),
+        runner_image=dict(type="str", default=broadcast_spec.DEFAULT_IMAGE),
+        run_now=dict(type="bool", default=False),
+        state=dict(type="str", default="present", choices=["present", "absent"]),
+        **broadcast_spec.broadcast_options()
+    )
+
+
+def validate(params):
+    """Everything checked before the first request. Returns (cron options, broadcast spec)."""
+    if params.get("schedule") is None:
+        raise InvalidInput("schedule", None, "a cron schedule such as '30 2 * * *' when state=present")
+    expr = cron_schedule.check_schedule(params["schedule"])
+    cron_schedule.check_time_zone(params.get("time_zone"))
+    image = params.get("runner_image")
+    if not image or not image.strip():
+        raise InvalidInput("runner_image", image, "an image reference with Python 3.9+, e.g. 'python:3.13-slim'")
+    for key in ("starting_deadline_seconds", "successful_jobs_history_limit", "failed_jobs_history_limit"):
+        if params.get(key) is not None and params[key] < 0:
+            raise InvalidInput(key, params[key], "a number of at least 0")
+    if params.get("history_limit") is not None and params["history_limit"] < 1:
+        raise InvalidInput("history_limit", params["history_limit"], "a number of runs of at least 1")
+    spec = broadcast_spec.validate(dict(params, run_id=None))
+    cron = dict((k, params.get(k)) for k in (
+        "name", "time_zone", "concurrency_policy", "starting_deadline_seconds", "successful_jobs_history_limit",
+        "failed_jobs_history_limit", "history_limit", "suspend"))
+    cron.update(schedule=expr, runner_image=image.strip())
+    return cron, spec
+
+
+def present(module, client, cron, spec):
+    desired = cron_builder.build_objects(cron, spec)
+    changed, diff, results = objects.ensure(client, desired, module.check_mode)
+    result = {"changed": bool(changed), "changes": changed, "objects": [objects.ref(o) for o in desired],
+              "next_runs": cron_schedule.next_runs(cron["schedule"], cron.get("time_zone"))}
+    if module._diff and changed:
+        result["diff"] = diff
+    if module.params["run_now"]:
+        job_name = "%s-manual-%d" % (cron["name"], int(time.time()))
+        result.update(changed=True, job=job_name)
+        if not module.check_mode:
+            job = cron_builder.job_from_cron(results[-1], job_name)
+            client.create(objects.path_for(client, "batch/v1", "Job", spec["namespace"]), job)
+    return result
+
+
+def absent(module, client):
+    name, namespace = module.params["name"], module.params["namespace"]
+    names = cron_builder.object_names(name, namespace)
+    selector = "%s=%s" % (cron_builder.LABEL_CRON, name)
+    deleted = objects.delete_labelled(client, NAMESPACED, selector, namespace, module.check_mode)
+    deleted += objects.delete_labelled(client, CLUSTER, selector, None, module.check_mode,
+                                       name_filter=lambda kind, n: n == names["cluster_role"])
+    leftovers = Engine(client).delete_runs(name, namespace, check_mode=module.check_mode)
+    deleted += [{"kind": "Pod", "name": p, "namespace": namespace} for p in leftovers["pods"]]
+    deleted += [{"kind": "ConfigMap", "name": c, "namespace": namespace} for c in leftovers["records"]]
+    return {"changed": bool(deleted), "deleted": deleted, "objects": deleted}
+
+
+def main():
+    module = AnsibleModule(argument_spec=build_argument_spec(), supports_check_mode=True)
+
+    def action(mod):
+        broadcast_spec.validate_identity(mod.params)
+        if mod.params["state"] == "absent":
+            return absent(mod, client_from_params(mod.params))
+        cron, spec = validate(mod.params)
+        return present(mod, client_from_params(mod.params), cron, spec)
+
+    run_module(module, action)
+
+
+if __name__ == "__main__":
+    main()

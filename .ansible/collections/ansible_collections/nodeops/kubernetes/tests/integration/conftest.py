@@ -1,0 +1,71 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fixtures for the integration tier: the real local control plane, brought up once."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import subprocess
+import sys
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+import kube_helpers as kh
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    """Start the local cluster if it is not up (a no-op when it is). Returns the kubeconfig path."""
+    subprocess.run([sys.executable, os.path.join(kh.REPO, "tools", "localcluster", "cluster.py"), "up"],
+                   check=True)
+    return kh.KUBECONFIG
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster):
+    return kh.new_api_client(cluster)
+
+
+@pytest.fixture(scope="session")
+def core(api_client):
+    return k8s.CoreV1Api(api_client)
+
+
+@pytest.fixture(scope="session")
+def batch(api_client):
+    return k8s.BatchV1Api(api_client)
+
+
+@pytest.fixture
+def namespace(core, request):
+    """A fresh namespace per test, deleted afterwards whatever happens."""
+    name = kh.unique("t-" + request.node.name.lower().replace("_", "-")[:30].strip("-"))
+    core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=name, labels={"nodeops-test": "1"})))
+    kh.wait_for("default ServiceAccount in %s" % name,
+                lambda: core.read_namespaced_service_account("default", name))
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+@pytest.fixture
+def sim_nodes(core):
+    helper = kh.SimNodes(core)
+    try:
+        yield helper
+    finally:
+        helper.cleanup()
+
+
+@pytest.fixture
+def audit(cluster):
+    return kh.AuditLog()

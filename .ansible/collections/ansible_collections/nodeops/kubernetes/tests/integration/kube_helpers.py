@@ -1,0 +1,182 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Helpers for integration tests on the real local control plane.
+
+They use the official ``kubernetes`` client, not the collection's own REST
+client, so a test never checks our code with our code.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import sys
+import time
+import uuid
+
+from kubernetes.client.rest import ApiException
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tools", "localcluster"))
+
+import nodes as simnodes  # noqa: E402  pylint: disable=wrong-import-position
+
+STATE = os.environ.get("NODEOPS_CLUSTER_DIR", os.path.join(REPO, ".cluster"))
+KUBECONFIG = os.path.join(STATE, "kubeconfig")
+ADMIN_USER = "nodeops-admin"
+
+
+def wait_for(what, check, timeout=30.0, interval=0.2):
+    """Poll ``check`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except ApiException as exc:
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError("timed out after %.0fs waiting for %s (last error: %s)" % (timeout, what, last_exc))
+
+
+def unique(prefix):
+    return "%s-%s" % (prefix, uuid.uuid4().hex[:6])
+
+
+class SimNodes:
+    """Add, remove, taint, cordon and break simulated nodes; undo it all on cleanup."""
+
+    def __init__(self, core):
+        self.core = core
+        self.created = []
+
+    def add(self, name=None, wait=True, **kwargs):
+        name = name or unique("sim")
+        self.core.create_node(simnodes.node_manifest(name, **kwargs))
+        self.created.append(name)
+        if wait:
+            self.wait_ready(name)
+        return name
+
+    def wait_ready(self, name):
+        """Ready, and the node lifecycle controller has lifted the not-ready taint new nodes start with."""
+        def ready():
+            node = self._raw(name)
+            taints = [t["key"] for t in node["spec"].get("taints") or []]
+            return simnodes.is_ready(node) and "node.kubernetes.io/not-ready" not in taints
+        wait_for("node %s Ready and untainted" % name, ready)
+
+    def _raw(self, name):
+        return self.core.api_client.sanitize_for_serialization(self.core.read_node(name))
+
+    def remove(self, name):
+        try:
+            self.core.delete_node(name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def taint(self, name, key, value="", effect="NoSchedule"):
+        taints = self._raw(name)["spec"].get("taints") or []
+        taints.append({"key": key, "value": value, "effect": effect})
+        self.core.patch_node(name, {"spec": {"taints": taints}})
+
+    def cordon(self, name, unschedulable=True):
+        self.core.patch_node(name, {"spec": {"unschedulable": unschedulable}})
+
+    def set_not_ready(self, name, not_ready=True):
+        value = "true" if not_ready else None
+        self.core.patch_node(name, {"metadata": {"annotations": {"sim.nodeops.io/not-ready": value}}})
+        wait_for("node %s Ready=%s" % (name, not not_ready),
+                 lambda: simnodes.is_ready(self._raw(name)) is (not not_ready))
+
+    def cleanup(self):
+        for name in self.created:
+            self.remove(name)
+
+
+class AuditLog:
+    """Read the apiserver's audit log (write requests, Metadata level) between two points."""
+
+    def __init__(self, path=None):
+        self.path = path or os.path.join(STATE, "audit.log")
+
+    def mark(self):
+        return os.path.getsize(self.path) if os.path.exists(self.path) else 0
+
+    def events_since(self, offset):
+        with open(self.path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+        events = []
+        for line in data.splitlines():
+            if line.strip():
+                events.append(json.loads(line))
+        return events
+
+    def writes_since(self, offset, user=ADMIN_USER, namespace=None, settle=1.0):
+        """Write events by ``user`` (and in ``namespace``) recorded after ``offset``.
+
+        Waits ``settle`` seconds first: the apiserver records an event as the
+        response completes, which can trail the client's view slightly.
+        """
+        time.sleep(settle)
+        out = []
+        for event in self.events_since(offset):
+            if event.get("stage") != "ResponseComplete":
+                continue
+            if user and event.get("user", {}).get("username") != user:
+                continue
+            if "dryRun=All" in event.get("requestURI", ""):
+                continue  # validated by the server, never stored: not a write
+            ref = event.get("objectRef") or {}
+            if namespace and ref.get("namespace") != namespace:
+                continue
+            out.append({"verb": event["verb"], "resource": ref.get("resource"),
+                        "subresource": ref.get("subresource"), "namespace": ref.get("namespace"),
+                        "name": ref.get("name"), "code": event.get("responseStatus", {}).get("code")})
+        return out
+
+
+def new_api_client(kubeconfig=KUBECONFIG):
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=kubeconfig)
+
+
+def run_module(tmp_path, module, args, check=False, env=None, timeout=600, diff=False):
+    """Run one module task through ansible-playbook; return its registered result."""
+    import subprocess
+
+    out = tmp_path / ("result-%s.json" % uuid.uuid4().hex[:6])
+    play = [{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": [
+        {"name": "module under test", "nodeops.kubernetes." + module: args, "register": "r", "ignore_errors": True,
+         "check_mode": check, "diff": diff},
+        {"name": "save result", "ansible.builtin.copy": {"content": "{{ r | to_json }}", "dest": str(out)},
+         "check_mode": False},
+    ]}]
+    playbook = tmp_path / ("play-%s.yml" % uuid.uuid4().hex[:6])
+    playbook.write_text(json.dumps(play))
+    run_env = dict(os.environ, KUBECONFIG=KUBECONFIG, ANSIBLE_NOCOLOR="1")
+    run_env.update(env or {})
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+                           "-e", "ansible_python_interpreter=" + sys.executable,
+                           str(playbook)], env=run_env, capture_output=True, text=True, timeout=timeout, check=False)
+    if not out.exists():
+        raise AssertionError("ansible-playbook produced no result:\n%s\n%s" % (proc.stdout, proc.stderr))
+    return json.loads(out.read_text())
+
+
+def rest_client(kubeconfig=KUBECONFIG):
+    """The collection's own client, for driving the engine directly."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.connection import (
+        auth_settings,
+        connection_config,
+    )
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
+
+    return RestClient(connection_config(auth_settings({"kubeconfig": kubeconfig}, {}), environ={}))

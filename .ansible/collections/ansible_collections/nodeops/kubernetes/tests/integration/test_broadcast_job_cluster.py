@@ -1,0 +1,401 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""broadcast_job and its engine on the real local control plane with kwok nodes."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes import watch as k8s_watch
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import NodeFailures, RunTimeout
+
+import kube_helpers as kh
+
+sys.path.insert(0, os.path.join(kh.REPO, "tools", "localcluster"))
+import cluster as local_cluster  # noqa: E402  pylint: disable=wrong-import-position
+
+FIXTURES = os.path.join(kh.REPO, "tests", "unit", "fixtures")
+
+
+def spec(namespace, **overrides):
+    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in broadcast_spec.BROADCAST_OPTIONS.items())
+    params.update(name="bj", namespace=namespace, run_id=None, preset="image_prune",
+                  image_prune={"include": [], "exclude": [], "dry_run": True}, timeout=120, pending_timeout=30)
+    params.update(overrides)
+    return broadcast_spec.validate(params)
+
+
+def by_node(result):
+    return dict((rec["node"], rec) for rec in result["nodes"])
+
+
+def pods_of(core, namespace):
+    return core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/managed-by=nodeops.kubernetes").items
+
+
+def pod_creates(audit, mark, namespace):
+    return [w for w in audit.writes_since(mark, namespace=namespace) if w["verb"] == "create"
+            and w["resource"] == "pods" and not w["subresource"] and w["code"] == 201]
+
+
+@pytest.fixture
+def labelled_nodes(sim_nodes):
+    """Make N fresh nodes sharing a unique label; return (label selector dict, [names])."""
+    def make(count, **kwargs):
+        tag = kh.unique("grp")
+        names = [sim_nodes.add(name="%s-%d" % (tag, i), labels={"nodeops-test": tag}, **kwargs) for i in range(count)]
+        return {"nodeops-test": tag}, names
+    return make
+
+
+def test_module_runs_once_on_every_worker(tmp_path, core, namespace, audit):
+    mark = audit.mark()
+    result = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "all", "namespace": namespace, "preset": "image_prune", "image_prune": {"dry_run": True},
+        "node_label_selector": "!nodeops-test", "parallelism": "100%"})
+    assert not result.get("failed"), result.get("msg")
+    nodes = by_node(result)
+    workers = ["kwok-worker-%d" % i for i in range(1, 9)]
+    assert result["summary"]["succeeded"] == len(workers) == result["summary"]["desired"]
+    assert nodes["kwok-control-plane"]["outcome"] == "skipped"
+    assert nodes["kwok-control-plane"]["reason"] == "control plane"
+    for name in workers:
+        rec = nodes[name]
+        assert (rec["outcome"], rec["exit_code"], rec["reason"]) == ("succeeded", 0, "Completed")
+        assert rec["pod"] == planner.pod_name("all", result["run_id"], name)
+        assert "simulated container done" in rec["log"]
+        assert rec["duration_s"] >= 0 and rec["started_at"] <= rec["finished_at"]
+    # One pod per node, each pinned by affinity; all cleaned up, the run record too.
+    assert len(pod_creates(audit, mark, namespace)) == len(workers)
+    assert pods_of(core, namespace) == []
+    assert core.list_namespaced_config_map(namespace, label_selector="nodeops.io/kind=run-record").items == []
+
+
+def test_continue_runs_every_node_then_fails_and_keeps_failed_pods(tmp_path, core, namespace, labelled_nodes):
+    selector, names = labelled_nodes(4)
+    bad = names[2]
+    result = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "cont", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+        "pod_annotations": {"sim.nodeops.io/exit-code." + bad: "3"}, "failure_policy": "continue"})
+    assert result["failed"] is True
+    assert bad in result["msg"] and "1 of 4 nodes failed" in result["msg"]
+    nodes = by_node(result)
+    assert (nodes[bad]["outcome"], nodes[bad]["exit_code"], nodes[bad]["reason"]) == ("failed", 3, "Error")
+    assert nodes[bad]["log"]  # read through the API before anything was deleted
+    assert sorted(n for n in names if nodes[n]["outcome"] == "succeeded") == sorted(set(names) - {bad})
+    # The failed pod is kept for debugging, owned by the run record; the rest are gone.
+    kept = pods_of(core, namespace)
+    assert [p.metadata.name for p in kept] == [nodes[bad]["pod"]]
+    assert kept[0].metadata.owner_references[0].kind == "ConfigMap"
+    # fail_on_node_failure: false reports the same without failing the task.
+    relaxed = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "cont2", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+        "pod_annotations": {"sim.nodeops.io/exit-code." + bad: "3"}, "fail_on_node_failure": False})
+    assert not relaxed.get("failed") and relaxed["summary"]["failed"] == 1
+
+
+def test_fail_fast_stops_creating_and_deletes_active_pods(tmp_path, core, namespace, labelled_nodes, audit):
+    selector, names = labelled_nodes(4)
+    first, slow = sorted(names)[0], sorted(names)[1]
+    mark = audit.mark()
+    result = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "ff", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+        "parallelism": 2, "failure_policy": "fail_fast",
+        "pod_annotations": {"sim.nodeops.io/exit-code." + first: "9", "sim.nodeops.io/delay." + first: "1s",
+                            "sim.nodeops.io/delay." + slow: "1h"}})
+    assert result["failed"] is True
+    nodes = by_node(result)
+    assert (nodes[first]["outcome"], nodes[first]["exit_code"]) == ("failed", 9)
+    assert (nodes[slow]["outcome"], nodes[slow]["reason"]) == ("failed", "CancelledByFailFast")
+    for other in sorted(names)[2:]:
+        assert (nodes[other]["outcome"], nodes[other]["reason"], nodes[other]["pod"]) == ("skipped", "NotStarted", None)
+    assert len(pod_creates(audit, mark, namespace)) == 2
+    kh.wait_for("the cancelled pod to go", lambda: [p.metadata.name for p in pods_of(core, namespace)]
+                == [nodes[first]["pod"]])
+
+
+def test_observed_concurrency_never_exceeds_parallelism(api_client, core, namespace, labelled_nodes):
+    selector, names = labelled_nodes(6)
+    active, peak, stop = set(), [0], threading.Event()
+
+    def observe():
+        w = k8s_watch.Watch()
+        for event in w.stream(core.list_namespaced_pod, namespace, timeout_seconds=20):
+            pod = event["object"]
+            if event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
+                active.discard(pod.metadata.name)
+            else:
+                active.add(pod.metadata.name)
+            peak[0] = max(peak[0], len(active))
+            if stop.is_set() and not active:
+                w.stop()
+
+    watcher = threading.Thread(target=observe, daemon=True)
+    watcher.start()
+    time.sleep(0.5)
+    result = Engine(kh.rest_client()).run(spec(namespace, node_selector=selector, parallelism=2,
+                                               pod_annotations={"sim.nodeops.io/delay": "1s"}), "conc1")
+    stop.set()
+    watcher.join(30)
+    assert result["summary"]["succeeded"] == 6
+    assert peak[0] == 2, "peak concurrency %d with parallelism 2" % peak[0]
+
+
+def test_skip_reasons_and_tolerate_all_taints(tmp_path, namespace, sim_nodes):
+    tainted = sim_nodes.add()
+    sim_nodes.taint(tainted, "dedicated", "db", "NoSchedule")
+    cordoned = sim_nodes.add()
+    sim_nodes.cordon(cordoned)
+    not_ready = sim_nodes.add()
+    sim_nodes.set_not_ready(not_ready)
+    fine = sim_nodes.add()
+    args = {"name": "skips", "namespace": namespace, "preset": "image_prune",
+            "nodes": [tainted, cordoned, not_ready, fine, "kwok-control-plane"]}
+    check = kh.run_module(tmp_path, "broadcast_job", args, check=True)
+    assert check["plan"]["eligible"] == [fine]
+    assert check["plan"]["skipped"] == {
+        tainted: "untolerated taint dedicated=db:NoSchedule", cordoned: "cordoned", not_ready: "NotReady",
+        "kwok-control-plane": "control plane"}
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert not result.get("failed"), result.get("msg")
+    assert by_node(result)[tainted]["outcome"] == "skipped"
+    assert by_node(result)[fine]["outcome"] == "succeeded"
+    result = kh.run_module(tmp_path, "broadcast_job", dict(args, tolerate_all_taints=True))
+    assert by_node(result)[tainted]["outcome"] == "succeeded"
+    assert by_node(result)[cordoned]["reason"] == "cordoned"
+
+
+def test_unschedulable_pod_is_reported_with_the_schedulers_reason(core, namespace, sim_nodes):
+    small = sim_nodes.add(cpu="1", labels={"nodeops-test": "small"})
+    result = None
+    started = time.monotonic()
+    with pytest.raises(NodeFailures) as info:
+        Engine(kh.rest_client()).run(spec(namespace, nodes=[small], pending_timeout=3,
+                                          resources={"requests": {"cpu": "2"}}), "unsched")
+    result = info.value.result
+    rec = by_node(result)[small]
+    assert rec["outcome"] == "unschedulable"
+    assert "Insufficient cpu" in rec["message"]
+    assert time.monotonic() - started < 30
+    # A pod that never started is not left behind to start later.
+    kh.wait_for("the pending pod to be deleted", lambda: pods_of(core, namespace) == [])
+
+
+def test_node_deleted_mid_run_is_reported_lost(core, namespace, labelled_nodes, sim_nodes):
+    selector, names = labelled_nodes(2)
+    doomed, survivor = names
+    box = {}
+
+    def run():
+        try:
+            box["result"] = Engine(kh.rest_client()).run(spec(namespace, node_selector=selector, pod_annotations={
+                "sim.nodeops.io/delay." + doomed: "1h", "sim.nodeops.io/delay." + survivor: "3s"}), "lost1")
+        except NodeFailures as exc:
+            box["result"] = exc.result
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    kh.wait_for("the pod on %s to run" % doomed, lambda: any(
+        p.spec.node_name == doomed and p.status.phase == "Running" for p in pods_of(core, namespace)))
+    sim_nodes.remove(doomed)
+    thread.join(60)
+    assert not thread.is_alive()
+    nodes = by_node(box["result"])
+    assert (nodes[doomed]["outcome"], nodes[doomed]["reason"]) == ("lost", "NodeDeleted")
+    assert nodes[survivor]["outcome"] == "succeeded"
+
+
+def test_killed_module_resumes_with_same_run_id_without_duplicates(tmp_path, core, namespace, labelled_nodes, audit):
+    selector, names = labelled_nodes(4)
+    args = {"name": "resume", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+            "run_id": "resume1", "parallelism": 4, "pod_annotations": {"sim.nodeops.io/delay": "3s"}}
+    mark = audit.mark()
+    playbook = tmp_path / "kill.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "connection": "local",
+                                     "tasks": [{"nodeops.kubernetes.broadcast_job": args}]}]))
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+               "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)]
+    proc = subprocess.Popen(command, env=dict(os.environ, KUBECONFIG=kh.KUBECONFIG),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        kh.wait_for("all four pods", lambda: len(pods_of(core, namespace)) == 4)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert len(pods_of(core, namespace)) == 4   # the killed run left its pods, owned by the run record
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert not result.get("failed"), result.get("msg")
+    assert result["summary"]["succeeded"] == 4
+    assert sorted(n for n, rec in by_node(result).items() if rec["outcome"] != "skipped") == sorted(names)
+    assert len(pod_creates(audit, mark, namespace)) == 4   # the second run created none
+    assert pods_of(core, namespace) == []
+
+
+def test_check_mode_writes_nothing(tmp_path, namespace, audit):
+    mark = audit.mark()
+    result = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "dry", "namespace": namespace, "preset": "host_command",
+        "host_command": {"command": ["systemctl", "restart", "containerd"]}}, check=True)
+    assert result["changed"] is True
+    assert "kwok-worker-1" in result["plan"]["eligible"]
+    assert result["pod"]["spec"]["containers"][0]["command"][-3:] == ["systemctl", "restart", "containerd"]
+    assert audit.writes_since(mark, namespace=None) == []
+
+
+def test_bad_input_writes_nothing(tmp_path, namespace, audit):
+    mark = audit.mark()
+    result = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "bad", "namespace": namespace, "preset": "path_cleanup",
+        "path_cleanup": {"path": "/var/lib/kubelet", "older_than_days": 1}})
+    assert result["failed"] and "path_cleanup.path='/var/lib/kubelet' is invalid" in result["msg"]
+    assert audit.writes_since(mark, namespace=None) == []
+
+
+def test_state_absent_deletes_a_runs_pods_and_record(tmp_path, core, namespace, labelled_nodes):
+    selector, names = labelled_nodes(2)
+    first = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "keep", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+        "cleanup": "never"})
+    assert len(pods_of(core, namespace)) == 2
+    info = kh.run_module(tmp_path, "broadcast_info", {"namespace": namespace})
+    assert [(r["name"], r["run_id"], r["state"]) for r in info["runs"]] == [("keep", first["run_id"], "finished")]
+    assert sorted((p["node"], p["phase"]) for p in info["runs"][0]["pods"]) == [(n, "Succeeded") for n in sorted(names)]
+    assert info["cron_broadcasts"] == []
+    check = kh.run_module(tmp_path, "broadcast_job", {"name": "keep", "namespace": namespace, "state": "absent"},
+                          check=True)
+    assert check["changed"] and len(check["deleted"]["pods"]) == 2 and len(pods_of(core, namespace)) == 2
+    gone = kh.run_module(tmp_path, "broadcast_job",
+                         {"name": "keep", "namespace": namespace, "state": "absent", "run_id": first["run_id"]})
+    assert gone["changed"] is True
+    assert gone["deleted"]["records"] == ["nodeops-run-keep-%s" % first["run_id"]]
+    kh.wait_for("pods deleted", lambda: pods_of(core, namespace) == [])
+    again = kh.run_module(tmp_path, "broadcast_job", {"name": "keep", "namespace": namespace, "state": "absent"})
+    assert again["changed"] is False
+
+
+def pod_output_on_a_host(pod, tmp_path):
+    """Run the preset pod's own command here, with a stand-in ``nsenter`` that answers as crictl would.
+
+    This is the container's real command and environment; only the host's
+    crictl is played by canned, real-shaped JSON (tests/unit/fixtures).
+    """
+    container = pod["spec"]["containers"][0]
+    bindir = tmp_path / "host-bin"
+    bindir.mkdir()
+    nsenter = bindir / "nsenter"
+    nsenter.write_text("#!/bin/sh\n"
+                       "while [ \"$1\" != crictl ]; do shift; done; shift\n"
+                       "case \"$1\" in images) f=crictl_images.json;; ps) f=crictl_ps_a.json;; "
+                       "info) f=crictl_info.json;; *) exit 3;; esac\n"
+                       "cat \"%s/$f\"\n" % FIXTURES)
+    nsenter.chmod(0o755)
+    env = dict((e["name"], e["value"]) for e in container["env"])
+    env["PATH"] = "%s:%s" % (bindir, os.environ["PATH"])
+    assert container["command"][:2] == ["python3", "-c"]
+    proc = subprocess.run([sys.executable, "-S"] + container["command"][1:], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_logs_and_preset_results_come_through_the_api(api_client, tmp_path, namespace, labelled_nodes):
+    selector, names = labelled_nodes(2)
+    run_spec = spec(namespace, name="logs", node_selector=selector)
+    output = pod_output_on_a_host(planner.build_pod(run_spec, "logs1", names[0]), tmp_path)
+    custom = k8s.CustomObjectsApi(api_client)
+    for node in names:
+        log_file = tmp_path / ("%s.log" % node)
+        log_file.write_text("".join("2026-01-01T00:00:00Z stdout F %s\n" % line for line in output.splitlines()))
+        custom.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", namespace, "logs", {
+            "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+            "metadata": {"name": planner.pod_name("logs", "logs1", node)},
+            "spec": {"logs": [{"logsFile": str(log_file)}]}})
+    result = Engine(kh.rest_client()).run(run_spec, "logs1")
+    for node in names:
+        rec = by_node(result)[node]
+        assert rec["log"].startswith("would remove docker.io/library/nginx:1.25 (70000000 bytes)\n")
+        assert rec["result"]["images_removed_count"] == 3
+        assert rec["result"]["bytes_freed"] == 232000000
+        assert rec["result"]["dry_run"] is True
+
+
+def test_two_hundred_nodes(core, namespace, sim_nodes, audit):
+    tag = kh.unique("big")
+    for i in range(200):
+        sim_nodes.add(name="%s-%03d" % (tag, i), labels={"nodeops-test": tag}, wait=False)
+    kh.wait_for("200 Ready nodes", lambda: len([
+        n for n in core.list_node(label_selector="nodeops-test=" + tag).items
+        if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+        and not any(t.key == "node.kubernetes.io/not-ready" for t in n.spec.taints or [])]) == 200, timeout=90)
+    mark = audit.mark()
+    result = Engine(kh.rest_client()).run(spec(namespace, node_selector={"nodeops-test": tag},
+                                               parallelism="100%"), "big1")
+    assert result["summary"]["succeeded"] == 200 == result["summary"]["desired"]
+    assert len({rec["pod"] for rec in result["nodes"] if rec["pod"]}) == 200
+    assert len(pod_creates(audit, mark, namespace)) == 200
+
+
+def test_apiserver_restart_mid_run(core, namespace, labelled_nodes, audit):
+    selector, names = labelled_nodes(6)
+    mark = audit.mark()
+    engine = Engine(kh.rest_client())
+    box = {}
+    thread = threading.Thread(target=lambda: box.setdefault("result", engine.run(
+        spec(namespace, node_selector=selector, parallelism="100%", pod_annotations={"sim.nodeops.io/delay": "4s"}),
+        "restart1")))
+    thread.start()
+    kh.wait_for("the pods to be created", lambda: len(pods_of(core, namespace)) == 6)
+    local_cluster.restart("kube-apiserver")
+    thread.join(120)
+    assert not thread.is_alive()
+    result = box["result"]
+    assert result["summary"]["succeeded"] == 6
+    assert engine.stats["reconnects"] >= 1
+    assert len(pod_creates(audit, mark, namespace)) == 6
+
+
+def test_watch_expiry_410_is_survived(namespace, labelled_nodes):
+    selector, names = labelled_nodes(3)
+    # Start the pod watch from a resourceVersion long compacted away: the apiserver answers 410 Gone.
+    engine = Engine(kh.rest_client(), initial_resource_version="1")
+    result = engine.run(spec(namespace, node_selector=selector), "expired1")
+    assert result["summary"]["succeeded"] == 3, [(r["node"], r["reason"]) for r in result["nodes"]]
+    assert engine.stats["relists"] >= 1
+
+
+def test_restart_limit_fails_a_crash_looping_pod(core, namespace, labelled_nodes):
+    selector, names = labelled_nodes(1)
+    with pytest.raises(NodeFailures) as info:
+        Engine(kh.rest_client()).run(spec(namespace, node_selector=selector, restart_policy="OnFailure",
+                                          restart_limit=2, pod_annotations={"sim.nodeops.io/exit-code": "4",
+                                                                            "sim.nodeops.io/delay": "200ms"}), "crash1")
+    rec = by_node(info.value.result)[names[0]]
+    assert (rec["outcome"], rec["reason"], rec["exit_code"]) == ("failed", "RestartLimitExceeded", 4)
+    assert rec["restarts"] == 3
+
+
+def test_run_timeout_reports_timed_out_nodes_and_removes_their_pods(core, namespace, labelled_nodes):
+    selector, names = labelled_nodes(2)
+    started = time.monotonic()
+    with pytest.raises(RunTimeout) as info:
+        Engine(kh.rest_client()).run(spec(namespace, node_selector=selector, timeout=3,
+                                          pod_annotations={"sim.nodeops.io/delay": "1h"}), "slow1")
+    assert time.monotonic() - started < 20
+    assert "timed out after 3s" in info.value.msg
+    assert sorted(r["node"] for r in info.value.result["nodes"] if r["outcome"] == "timed_out") == sorted(names)
+    kh.wait_for("the timed-out pods to go", lambda: pods_of(core, namespace) == [])

@@ -1,0 +1,274 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure parts of broadcast_job: selectors, validation, plan, pod builder, classifier."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+
+import pytest
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec, outcomes
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import InvalidInput
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.selectors import (
+    SelectorError,
+    matches,
+    parse_label_selector,
+    tolerates,
+)
+
+
+def params(**overrides):
+    """Module parameters as AnsibleModule would hand them over (defaults filled in)."""
+    base = dict((k, copy.deepcopy(v.get("default"))) for k, v in broadcast_spec.BROADCAST_OPTIONS.items())
+    base.update(name="prune", namespace="ops", run_id=None, preset="image_prune",
+                image_prune={"include": [], "exclude": [], "dry_run": True})
+    base.update(overrides)
+    return base
+
+
+def node(name, labels=None, taints=None, ready=True, unschedulable=False):
+    return {"metadata": {"name": name, "labels": labels or {}},
+            "spec": dict({"taints": taints} if taints else {}, **({"unschedulable": True} if unschedulable else {})),
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+# ---------------------------------------------------------------- selectors
+
+@pytest.mark.parametrize("text, labels, expected", [
+    ("zone in (a,b)", {"zone": "a"}, True),
+    ("zone in (a,b)", {"zone": "c"}, False),
+    ("zone notin (a)", {}, True),
+    ("!gpu", {"gpu": "x"}, False),
+    ("gpu", {"gpu": ""}, True),
+    ("tier=web,env!=prod", {"tier": "web", "env": "dev"}, True),
+    ("tier==web", {"tier": "db"}, False),
+    ("", {"any": "thing"}, True),
+])
+def test_label_selector_semantics(text, labels, expected):
+    assert matches(parse_label_selector(text), labels) is expected
+
+
+@pytest.mark.parametrize("text", ["zone in ()", "zone in (a,,b)", "=x", "a b", "bad key!=x", "k=v v", ",", "x in a"])
+def test_invalid_label_selectors_are_rejected(text):
+    with pytest.raises(SelectorError):
+        parse_label_selector(text)
+
+
+@pytest.mark.parametrize("toleration, taint, expected", [
+    ({"operator": "Exists"}, {"key": "k", "effect": "NoSchedule"}, True),
+    ({"key": "k", "operator": "Exists"}, {"key": "k", "value": "v", "effect": "NoExecute"}, True),
+    ({"key": "k", "value": "v"}, {"key": "k", "value": "v", "effect": "NoSchedule"}, True),
+    ({"key": "k", "value": "w"}, {"key": "k", "value": "v", "effect": "NoSchedule"}, False),
+    ({"key": "k", "operator": "Exists", "effect": "NoExecute"}, {"key": "k", "effect": "NoSchedule"}, False),
+])
+def test_toleration_rules(toleration, taint, expected):
+    assert tolerates(toleration, taint) is expected
+
+
+# ---------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("overrides, param, fragment", [
+    (dict(parallelism=0), "parallelism", "at least 1"),
+    (dict(parallelism="150%"), "parallelism", "1% to 100%"),
+    (dict(parallelism="ten"), "parallelism", "percentage"),
+    (dict(parallelism=True), "parallelism", "whole number"),
+    (dict(timeout=-1), "timeout", "at least 1"),
+    (dict(pending_timeout=0), "pending_timeout", "at least 1"),
+    (dict(restart_limit=-2), "restart_limit", "at least 0"),
+    (dict(node_label_selector="zone in ()"), "node_label_selector", "label selector"),
+    (dict(pod_template={"spec": {"containers": [{"name": "c", "image": "i"}]}}), "pod_template", "not both"),
+    (dict(preset=None, image_prune=None), "preset", "pod_template"),
+    (dict(preset="path_cleanup", image_prune=None, path_cleanup={"path": "/etc", "older_than_days": 1}),
+     "path_cleanup.path", "protected system path"),
+    (dict(preset="path_cleanup", image_prune=None, path_cleanup={"path": "var/log", "older_than_days": 1}),
+     "path_cleanup.path", "relative"),
+    (dict(preset="path_cleanup", image_prune=None, path_cleanup={"path": "/var/log/x", "patterns": []}),
+     "path_cleanup", "older_than_days"),
+    (dict(preset="host_command", image_prune=None, host_command={"command": "rm -rf /tmp/x", "shell": False}),
+     "host_command.command", "shell=true"),
+    (dict(name="a" * 38), "name", "at most 37"),
+    (dict(name="Bad_Name"), "name", "DNS-1123"),
+    (dict(run_id="x" * 17), "run_id", "at most 16"),
+    (dict(namespace="Ops"), "namespace", "DNS-1123"),
+    (dict(tolerations=[{"key": "k", "operator": "Maybe"}]), "tolerations[0]", "Equal or Exists"),
+    (dict(nodes=[]), "nodes", "non-empty"),
+    (dict(pod_labels={"bad key": "v"}), "pod_labels", "label"),
+    (dict(preset=None, image_prune=None, pod_template={"spec": {}}), "pod_template", "spec.containers"),
+    (dict(path_cleanup={"path": "/var/log", "older_than_days": 1}), "path_cleanup", "chosen preset"),
+])
+def test_bad_input_names_the_parameter_value_and_what_is_accepted(overrides, param, fragment):
+    with pytest.raises(InvalidInput) as info:
+        broadcast_spec.validate(params(**overrides))
+    assert info.value.param == param
+    assert fragment in info.value.msg
+    assert info.value.msg.startswith(param + "=")
+
+
+@pytest.mark.parametrize("value, eligible, expected", [
+    (10, 100, 10), ("25%", 100, 25), ("25%", 3, 1), ("100%", 7, 7), ("1%", 5000, 50), ("3", 9, 3),
+])
+def test_parallelism_resolves_against_eligible_nodes(value, eligible, expected):
+    assert broadcast_spec.resolve_parallelism(broadcast_spec.parse_parallelism(value), eligible) == expected
+
+
+# ---------------------------------------------------------------- plan
+
+def test_plan_reports_every_skip_reason():
+    spec = broadcast_spec.validate(params(node_label_selector="pool!=gpu"))
+    nodes = [
+        node("a-ok", {"pool": "general"}),
+        node("b-gpu", {"pool": "gpu"}),
+        node("c-cp", {"node-role.kubernetes.io/control-plane": ""},
+             taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+        node("d-cordoned", unschedulable=True),
+        node("e-notready", ready=False),
+        node("f-tainted", taints=[{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+        node("g-soft", taints=[{"key": "soft", "effect": "PreferNoSchedule"}]),
+    ]
+    result = planner.plan(nodes, [], spec, "r1")
+    assert result["eligible"] == ["a-ok", "g-soft"]
+    assert result["skipped"] == {
+        "b-gpu": "selector mismatch: node_label_selector", "c-cp": "control plane", "d-cordoned": "cordoned",
+        "e-notready": "NotReady", "f-tainted": "untolerated taint dedicated=db:NoSchedule"}
+
+
+def test_opt_ins_make_nodes_eligible():
+    spec = broadcast_spec.validate(params(include_control_plane=True, include_cordoned=True, include_not_ready=True,
+                                          tolerate_all_taints=True))
+    nodes = [node("cp", {"node-role.kubernetes.io/control-plane": ""},
+                  taints=[{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]),
+             node("cordoned", unschedulable=True,
+                  taints=[{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]),
+             node("nr", ready=False), node("t", taints=[{"key": "x", "effect": "NoExecute"}])]
+    assert planner.plan(nodes, [], spec, "r1")["eligible"] == ["cordoned", "cp", "nr", "t"]
+
+
+def test_explicit_nodes_and_node_selector():
+    spec = broadcast_spec.validate(params(nodes=["a", "ghost"], node_selector={"zone": "z1"}))
+    result = planner.plan([node("a", {"zone": "z1"}), node("b", {"zone": "z1"})], [], spec, "r1")
+    assert result["eligible"] == ["a"]
+    assert result["skipped"] == {"ghost": "no such node"}
+    spec = broadcast_spec.validate(params(node_selector={"zone": "z2"}))
+    assert planner.plan([node("a", {"zone": "z1"})], [], spec, "r1")["skipped"] == {
+        "a": "selector mismatch: node_selector zone=z2"}
+
+
+def test_plan_adopts_this_runs_pods_and_deletes_strays():
+    spec = broadcast_spec.validate(params(nodes=["a"]))
+    mine = {"metadata": {"name": planner.pod_name("prune", "r1", "a"), "labels": {planner.LABEL_RUN: "r1"}}}
+    stray = {"metadata": {"name": planner.pod_name("prune", "r1", "b"), "labels": {planner.LABEL_RUN: "r1"}}}
+    other_run = {"metadata": {"name": planner.pod_name("prune", "r0", "a"), "labels": {planner.LABEL_RUN: "r0"}}}
+    result = planner.plan([node("a"), node("b")], [mine, stray, other_run], spec, "r1")
+    assert result["existing"] == {"a": mine}
+    assert result["to_delete"] == [stray["metadata"]["name"]]
+
+
+# ---------------------------------------------------------------- pods
+
+def test_pod_is_pinned_by_affinity_and_labelled():
+    spec = broadcast_spec.validate(params(pod_labels={"team": "sre"}))
+    pod = planner.build_pod(spec, "r1", "node-1", active_deadline=300)
+    assert pod["metadata"]["name"] == planner.pod_name("prune", "r1", "node-1")
+    assert len(pod["metadata"]["name"]) <= 63
+    assert pod["metadata"]["labels"]["nodeops.io/run-id"] == "r1"
+    assert pod["metadata"]["labels"]["team"] == "sre"
+    assert pod["metadata"]["labels"]["nodeops.io/node"] == "node-1"
+    assert "nodeops.io/node" not in planner.build_pod(spec, "r1", "n" * 64)["metadata"]["labels"]
+    assert pod["metadata"]["annotations"]["nodeops.io/node"] == "node-1"
+    terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchFields"] == [
+        {"key": "metadata.name", "operator": "In", "values": ["node-1"]}]
+    assert "nodeName" not in pod["spec"]
+    assert pod["spec"]["hostPID"] is True and pod["spec"]["containers"][0]["securityContext"]["privileged"]
+    assert pod["spec"]["activeDeadlineSeconds"] == 300
+    assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+def test_pin_node_name_bypasses_the_scheduler():
+    spec = broadcast_spec.validate(params(pin="node_name"))
+    pod = planner.build_pod(spec, "r1", "node-1")
+    assert pod["spec"]["nodeName"] == "node-1" and "affinity" not in pod["spec"]
+
+
+def test_pod_template_gets_no_host_access_it_did_not_ask_for():
+    template = {"metadata": {"labels": {"app": "x"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}
+    spec = broadcast_spec.validate(params(preset=None, image_prune=None, pod_template=template))
+    pod = planner.build_pod(spec, "r1", "n")
+    assert "hostPID" not in pod["spec"] and "securityContext" not in pod["spec"]["containers"][0]
+    assert pod["metadata"]["labels"]["app"] == "x"
+    assert template["spec"] == {"containers": [{"name": "c", "image": "busybox:1.36"}]}  # not mutated
+
+
+def test_path_cleanup_mounts_only_its_directory_unprivileged():
+    spec = broadcast_spec.validate(params(preset="path_cleanup", image_prune=None,
+                                          path_cleanup={"path": "/var/log/app", "older_than_days": 3,
+                                                        "patterns": [], "dry_run": True}))
+    pod = planner.build_pod(spec, "r1", "n")
+    assert pod["spec"]["volumes"] == [{"name": "target", "hostPath": {"path": "/var/log/app", "type": "Directory"}}]
+    assert pod["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] is True
+    assert "hostPID" not in pod["spec"] and "securityContext" not in pod["spec"]["containers"][0]
+
+
+def test_host_command_argv_and_shell():
+    spec = broadcast_spec.validate(params(preset="host_command", image_prune=None,
+                                          host_command={"command": ["df", "-h"], "shell": False}))
+    assert planner.build_pod(spec, "r", "n")["spec"]["containers"][0]["command"][-3:] == ["--", "df", "-h"]
+    spec = broadcast_spec.validate(params(preset="host_command", image_prune=None,
+                                          host_command={"command": "df -h | tail -1", "shell": True}))
+    assert planner.build_pod(spec, "r", "n")["spec"]["containers"][0]["command"][-3:] == [
+        "/bin/sh", "-c", "df -h | tail -1"]
+
+
+# ---------------------------------------------------------------- classify
+
+SPEC = {"restart_policy": "OnFailure", "restart_limit": 2, "pending_timeout": 60}
+
+
+def pod(phase, **status):
+    body = {"metadata": {"name": "p"}, "spec": {}, "status": dict(phase=phase, **status)}
+    return body
+
+
+@pytest.mark.parametrize("the_pod, pending_for, expected", [
+    (None, 0, ("lost", "PodDisappeared", None)),
+    (pod("Succeeded", containerStatuses=[{"restartCount": 0, "state": {"terminated": {"exitCode": 0,
+                                                                                      "reason": "Completed"}}}]),
+     0, ("succeeded", "Completed", 0)),
+    (pod("Failed", containerStatuses=[{"state": {"terminated": {"exitCode": 3, "reason": "Error"}}}]),
+     0, ("failed", "Error", 3)),
+    (pod("Failed", reason="DeadlineExceeded", message="Pod was active too long"), 0,
+     ("failed", "DeadlineExceeded", None)),
+    (pod("Running", containerStatuses=[{"restartCount": 3, "lastState": {"terminated": {"exitCode": 5}}}]), 0,
+     ("failed", "RestartLimitExceeded", 5)),
+    (pod("Running", containerStatuses=[{"restartCount": 2}]), 0, None),
+    (pod("Pending"), 59, None),
+    (pod("Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                 "message": "0/3 nodes are available: 1 Insufficient cpu."}]), 60,
+     ("unschedulable", "Unschedulable", None)),
+])
+def test_classify(the_pod, pending_for, expected):
+    verdict = outcomes.classify(the_pod, pending_for, SPEC)
+    if expected is None:
+        assert verdict is None
+    else:
+        assert (verdict["outcome"], verdict["reason"], verdict["exit_code"]) == expected
+
+
+def test_scheduled_but_stuck_pending_reports_the_container_reason():
+    stuck = pod("Pending", containerStatuses=[{"state": {"waiting": {"reason": "ImagePullBackOff",
+                                                                     "message": "pull access denied"}}}])
+    stuck["spec"]["nodeName"] = "n1"
+    verdict = outcomes.classify(stuck, 61, SPEC)
+    assert (verdict["outcome"], verdict["reason"], verdict["message"]) == ("failed", "ImagePullBackOff",
+                                                                           "pull access denied")
+
+
+def test_unschedulable_message_is_the_schedulers():
+    p = pod("Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                    "message": "0/3 nodes are available: 1 Insufficient cpu."}])
+    assert "Insufficient cpu" in outcomes.classify(p, 100, SPEC)["message"]

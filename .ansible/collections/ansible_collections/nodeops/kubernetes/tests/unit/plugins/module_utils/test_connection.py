@@ -1,0 +1,88 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import connection
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ConnectionConfigError
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import ConnectionConfig
+
+
+def test_argument_spec_matches_kubernetes_core():
+    """Same names, types, aliases and no_log as kubernetes.core, so module_defaults carry over."""
+    core = pytest.importorskip("ansible_collections.kubernetes.core.plugins.module_utils.args_common")
+
+    def normalise(spec):
+        out = {}
+        for name, opts in spec.items():
+            out[name] = (opts.get("type", "str"), tuple(sorted(opts.get("aliases", []))),
+                         bool(opts.get("no_log")), opts.get("elements"),
+                         normalise(opts["options"]) if "options" in opts else None)
+        return out
+
+    assert normalise(connection.AUTH_ARG_SPEC) == normalise(core.AUTH_ARG_SPEC)
+
+
+@pytest.mark.parametrize("params, environ, expected", [
+    ({}, {}, {}),
+    ({"host": "https://a"}, {"K8S_AUTH_HOST": "https://b"}, {"host": "https://a"}),
+    ({}, {"K8S_AUTH_HOST": "https://b", "K8S_AUTH_API_KEY": "t"}, {"host": "https://b", "api_key": "t"}),
+    ({}, {"K8S_AUTH_VERIFY_SSL": "no"}, {"validate_certs": False}),
+    ({}, {"K8S_AUTH_VALIDATE_CERTS": "False"}, {"validate_certs": False}),
+    ({}, {"K8S_AUTH_VERIFY_SSL": "yes"}, {"validate_certs": True}),
+    ({}, {"K8S_AUTH_SSL_CA_CERT": "/ca"}, {"ca_cert": "/ca"}),
+    ({}, {"K8S_AUTH_CERT_FILE": "/c", "K8S_AUTH_KEY_FILE": "/k"}, {"client_cert": "/c", "client_key": "/k"}),
+    ({}, {"K8S_AUTH_IMPERSONATE_GROUPS": "a,b,,c"}, {"impersonate_groups": ["a", "b", "c"]}),
+    ({}, {"K8S_AUTH_PROXY_HEADERS_USER_AGENT": "ua"}, {"proxy_headers": {"user_agent": "ua"}}),
+    ({"validate_certs": False}, {"K8S_AUTH_VERIFY_SSL": "yes"}, {"validate_certs": False}),
+    ({"name": "not-a-connection-option"}, {}, {}),
+])
+def test_auth_settings_merges_params_over_environment(params, environ, expected):
+    assert connection.auth_settings(params, environ) == expected
+
+
+def test_host_with_token_needs_no_kubeconfig():
+    cfg = connection.connection_config(
+        {"host": "https://api.example:6443/", "api_key": "secret", "validate_certs": False}, environ={})
+    assert (cfg.server, cfg.token, cfg.verify) == ("https://api.example:6443", "secret", False)
+
+
+def test_missing_kubeconfig_is_a_clear_error(tmp_path):
+    pytest.importorskip("kubernetes")
+    missing = str(tmp_path / "nope")
+    with pytest.raises(ConnectionConfigError) as info:
+        connection.connection_config({"kubeconfig": missing}, environ={})
+    assert "kubeconfig" in info.value.msg and missing in info.value.msg
+
+
+def test_kubeconfig_dict_and_context_are_honoured():
+    pytest.importorskip("kubernetes")
+    kubeconfig = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "one",
+        "clusters": [{"name": "c1", "cluster": {"server": "https://one:1"}},
+                     {"name": "c2", "cluster": {"server": "https://two:2", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u1", "user": {"token": "t1"}}, {"name": "u2", "user": {"token": "t2"}}],
+        "contexts": [{"name": "one", "context": {"cluster": "c1", "user": "u1"}},
+                     {"name": "two", "context": {"cluster": "c2", "user": "u2"}}],
+    }
+    cfg = connection.connection_config({"kubeconfig": kubeconfig, "context": "two"}, environ={})
+    assert (cfg.server, cfg.token, cfg.verify) == ("https://two:2", "t2", False)
+    # An explicit option still wins over the kubeconfig.
+    cfg = connection.connection_config({"kubeconfig": kubeconfig, "api_key": "override"}, environ={})
+    assert (cfg.server, cfg.token) == ("https://one:1", "override")
+
+
+def test_proxy_headers_become_http_headers():
+    cfg = connection.connection_config({"host": "https://h", "api_key": "t", "proxy": "http://p:3128",
+                                        "proxy_headers": {"proxy_basic_auth": "u:p", "user_agent": "x"}},
+                                       environ={})
+    assert cfg.proxy_headers == {"Proxy-Authorization": "Basic dTpw", "User-Agent": "x"}
+
+
+def test_connection_config_requires_a_server():
+    with pytest.raises(ConnectionConfigError):
+        ConnectionConfig(server="")

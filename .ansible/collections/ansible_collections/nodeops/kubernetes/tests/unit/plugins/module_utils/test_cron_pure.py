@@ -1,0 +1,131 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure parts of cron_broadcast: schedules, objects, history capping."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import datetime
+import json
+
+import pytest
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec, cron_builder, runner, schedule
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import InvalidInput
+
+
+@pytest.mark.parametrize("expr, normalised", [
+    ("30 2 * * *", "30 2 * * *"), ("  30  2 * *   * ", "30 2 * * *"), ("@DAILY", "@daily"),
+    ("0 0 ? * mon", "0 0 ? * mon"), ("*/5 9-17 * jan-mar 1-5", "*/5 9-17 * jan-mar 1-5"),
+])
+def test_accepted_schedules(expr, normalised):
+    assert schedule.check_schedule(expr) == normalised
+
+
+@pytest.mark.parametrize("expr, why", [
+    ("0 0 * * * *", "6 fields"), ("0 0 3 * * * 2030", "7 fields"), ("0 0 L * *", "'l' is not allowed"),
+    ("0 0 15W * *", "'w' is not allowed"), ("0 0 * * 5#3", "characters"), ("H 3 * * *", "'h' is not allowed"),
+    ("TZ=UTC 0 3 * * *", "TZ="), ("CRON_TZ=UTC 0 3 * * *", "TZ="), ("@every 1h", "not a macro"),
+    ("@reboot", "not a macro"), ("0 0 * * 7", "day of week 7 is out of range 0-6"),
+    ("60 * * * *", "minute 60"), ("* * 0 * *", "day of month 0"), ("", "empty"), ("? * * * *", "'?' is only"),
+])
+def test_refused_schedules_say_why_and_show_an_example(expr, why):
+    with pytest.raises(InvalidInput) as info:
+        schedule.check_schedule(expr)
+    assert why in info.value.msg and "e.g. '30 2 * * *'" in info.value.msg and info.value.param == "schedule"
+
+
+def test_next_runs_in_time_zone_and_utc():
+    now = datetime.datetime(2026, 3, 28, 12, 0, tzinfo=datetime.timezone.utc)
+    runs = schedule.next_runs("30 2 * * *", "Europe/Berlin", now=now, count=2)
+    # The clocks go forward on 2026-03-29 and 02:30 does not exist; croniter fires at 03:00.
+    assert runs[0] == {"local": "2026-03-29T03:00:00+02:00", "utc": "2026-03-29T01:00:00+00:00"}
+    assert runs[1] == {"local": "2026-03-30T02:30:00+02:00", "utc": "2026-03-30T00:30:00+00:00"}
+    assert len(schedule.next_runs("@hourly", None, now=now)) == 5
+
+
+def test_time_zone_check():
+    assert schedule.check_time_zone("America/New_York") == "America/New_York"
+    with pytest.raises(InvalidInput) as info:
+        schedule.check_time_zone("Europe/Atlantis")
+    assert info.value.param == "time_zone"
+
+
+def spec():
+    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in broadcast_spec.BROADCAST_OPTIONS.items())
+    params.update(name="nightly", namespace="ops", preset="image_prune",
+                  image_prune={"include": [], "exclude": [], "dry_run": False})
+    return broadcast_spec.validate(params)
+
+
+CRON = {"name": "nightly", "schedule": "30 2 * * *", "time_zone": "Europe/Berlin", "concurrency_policy": "Forbid",
+        "starting_deadline_seconds": 120, "successful_jobs_history_limit": 3, "failed_jobs_history_limit": 1,
+        "history_limit": 10, "suspend": False, "runner_image": "python:3.13-slim"}
+
+
+def test_objects_are_labelled_and_rbac_is_minimal():
+    objs = cron_builder.build_objects(CRON, spec(), sources={"engine.py": "# code"})
+    assert [o["kind"] for o in objs] == ["ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                                         "ClusterRoleBinding", "ConfigMap", "CronJob"]
+    for obj in objs:
+        assert obj["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "nodeops.kubernetes",
+                                             "nodeops.io/cron-broadcast": "nightly"}
+    cluster_role = objs[3]
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+    assert cluster_role["metadata"]["name"] == "nodeops-ops-nightly-nodes"
+    role_resources = sorted(r for rule in objs[1]["rules"] for r in rule["resources"])
+    assert role_resources == ["configmaps", "pods", "pods/log"]
+
+
+def test_cronjob_runs_the_runner_from_the_configmap():
+    objs = cron_builder.build_objects(CRON, spec(), sources={"engine.py": "# code", "runner.py": "# r"})
+    cron = objs[-1]["spec"]
+    assert (cron["schedule"], cron["timeZone"], cron["concurrencyPolicy"], cron["startingDeadlineSeconds"]) == (
+        "30 2 * * *", "Europe/Berlin", "Forbid", 120)
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "nodeops-nightly"
+    items = pod["volumes"][0]["configMap"]["items"]
+    assert {"key": "runner.py", "path": cron_builder.PACKAGE_DIR + "/runner.py"} in items
+    container = pod["containers"][0]
+    assert container["image"] == "python:3.13-slim"
+    assert container["command"][-1] == "ansible_collections.nodeops.kubernetes.plugins.module_utils.runner"
+    task = json.loads(objs[-2]["data"]["task.json"])
+    assert task["spec"]["name"] == "nightly" and task["history"] == {"configmap": "nodeops-nightly-history",
+                                                                     "keep": 10}
+
+
+def test_runner_sources_are_stdlib_only():
+    """The runner runs on a stock python image: its modules may import only the stdlib and each other."""
+    import ast
+    import sys
+
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    for name, source in cron_builder.runner_sources().items():
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                continue
+            for mod in mods:
+                root = mod.split(".")[0]
+                assert root in stdlib or mod.startswith("ansible_collections.nodeops.kubernetes.plugins.module_utils"), \
+                    "%s imports %s" % (name, mod)
+
+
+def test_history_is_capped_by_runs_then_size():
+    runs = [{"run_id": str(i), "nodes": [{"node": "n", "log": "x" * 1000}]} for i in range(20)]
+    assert [r["run_id"] for r in runner.cap_history(runs, keep=5)] == ["0", "1", "2", "3", "4"]
+    capped = runner.cap_history(copy.deepcopy(runs), keep=20, max_bytes=6000)
+    assert len(json.dumps(capped)) <= 6000
+    assert capped[0]["nodes"][0]["log"] == "x" * 1000      # the newest run keeps its logs
+    assert all(r["nodes"][0]["log"] is None for r in capped[1:])
+
+
+def test_history_entry_trims_logs():
+    entry = runner.history_entry("r1", "job", "a", "b", "succeeded",
+                                 {"summary": {"succeeded": 1}, "nodes": [{"node": "n", "log": "y" * 5000}]})
+    assert len(entry["nodes"][0]["log"]) == runner.LOG_CHARS_IN_HISTORY

@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import host_tasks
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures")
+
+
+def load(name):
+    with open(os.path.join(FIXTURES, name)) as f:
+        return json.load(f)
+
+
+IMAGES = load("crictl_images.json")["images"]
+CONTAINERS = load("crictl_ps_a.json")["containers"]
+INFO = load("crictl_info.json")
+
+
+def removed_tags(plan):
+    return sorted((i["refs"] or [i["id"]])[0] for i in plan["remove"])
+
+
+def test_prune_keeps_pause_in_use_and_exited_container_images():
+    plan = host_tasks.plan_image_prune(IMAGES, CONTAINERS, INFO)
+    assert removed_tags(plan) == [
+        "docker.io/library/nginx:1.25",
+        "quay.io/prometheus/node-exporter@sha256:bbbb00000000000000000000000000000000000000000000000000000000bbbb",
+        "registry.example.com/base/python:3.12",
+    ]
+    why = dict(((k["refs"] or [k["id"]])[0], k["why"]) for k in plan["kept"])
+    assert why == {"registry.k8s.io/pause:3.10": "pinned", "docker.io/library/nginx:1.27": "in use",
+                   "quay.io/coreos/etcd:v3.5.0": "in use"}
+
+
+def test_unpinned_sandbox_image_is_kept_from_crictl_info():
+    images = [dict(IMAGES[0], pinned=False, repoTags=["registry.example.com/pause:3.9"])]
+    info = {"config": {"sandboxImage": "registry.example.com/pause:3.9"}}
+    assert host_tasks.plan_image_prune(images, [], info)["remove"] == []
+    info2 = {"config": {"pinnedImages": {"sandbox": "registry.example.com/pause:3.9"}}}
+    assert host_tasks.plan_image_prune(images, [], info2)["remove"] == []
+
+
+@pytest.mark.parametrize("include, exclude, expected", [
+    (["docker.io/*"], [], ["docker.io/library/nginx:1.25"]),
+    ([], ["registry.example.com/base/*"], [
+        "docker.io/library/nginx:1.25",
+        "quay.io/prometheus/node-exporter@sha256:bbbb00000000000000000000000000000000000000000000000000000000bbbb"]),
+    (["*nginx*"], ["*:1.25"], []),
+    (["*nginx:1.27"], [], []),  # matches, but in use
+])
+def test_prune_include_and_exclude_patterns(include, exclude, expected):
+    assert removed_tags(host_tasks.plan_image_prune(IMAGES, CONTAINERS, INFO, include, exclude)) == expected
+
+
+def test_prune_sizes_sum_to_bytes_freed(monkeypatch, capsys):
+    outputs = {("images", "-o", "json"): {"images": IMAGES}, ("ps", "-a", "-o", "json"): {"containers": CONTAINERS},
+               ("info", "-o", "json"): INFO}
+    monkeypatch.setattr(host_tasks, "_crictl", lambda *args: outputs[args])
+    result = host_tasks.run_image_prune({"preset": "image_prune", "dry_run": True})
+    assert result["images_removed_count"] == 3
+    assert result["bytes_freed"] == 70000000 + 12000000 + 150000000
+    assert result["images_kept"] == 3
+    assert "would remove docker.io/library/nginx:1.25 (70000000 bytes)" in capsys.readouterr().out
+
+
+def test_main_prints_a_parseable_result_line(monkeypatch, capsys):
+    monkeypatch.setenv("NODEOPS_TASK", json.dumps({"preset": "image_prune", "dry_run": True, "include": ["docker.io/*"]}))
+    outputs = {("images", "-o", "json"): {"images": IMAGES}, ("ps", "-a", "-o", "json"): {"containers": CONTAINERS},
+               ("info", "-o", "json"): INFO}
+    monkeypatch.setattr(host_tasks, "_crictl", lambda *args: outputs[args])
+    with pytest.raises(SystemExit) as info:
+        host_tasks.main()
+    assert info.value.code == 0
+    parsed = host_tasks.parse_result(capsys.readouterr().out)
+    assert parsed["images_removed"] == ["docker.io/library/nginx:1.25"] and parsed["bytes_freed"] == 70000000
+
+
+@pytest.mark.parametrize("path, refused", [
+    ("/", "protected"), ("/etc", "protected"), ("/etc/ssl", "inside"), ("/usr", "protected"),
+    ("/boot", "protected"), ("/proc/1", "inside"), ("/sys", "protected"), ("/dev", "protected"),
+    ("/var/lib/kubelet", "protected"), ("/var/lib/kubelet/pods", "inside"), ("/var/lib/containerd", "protected"),
+    ("/var/lib/etcd", "protected"), ("/var", "contains"), ("/var/lib", "contains"), ("var/log", "relative"),
+    ("/var/log/../lib", ".."), ("", "required"), ("//etc", "protected"), ("/etc/", "protected"),
+    ("/var/log/app", None), ("/tmp/cache", None), ("/var/lib/app-data", None), ("/home/ci/.cache", None),
+])
+def test_path_cleanup_refuses_dangerous_paths(path, refused):
+    why = host_tasks.path_cleanup_refusal(path)
+    if refused is None:
+        assert why is None
+    else:
+        assert why is not None and refused in why
+
+
+def test_plan_path_cleanup_age_and_patterns():
+    now = 1000 * 86400
+    entries = [("a.log", 10, now - 8 * 86400, True), ("b.log", 20, now - 1 * 86400, True),
+               ("sub/c.gz", 30, now - 30 * 86400, True), ("keep.txt", 40, now - 30 * 86400, True),
+               ("dir-like", 0, now - 99 * 86400, False)]
+    assert [e["path"] for e in host_tasks.plan_path_cleanup(entries, now, 7, ["*.log", "*.gz"])] == ["a.log", "sub/c.gz"]
+    assert [e["path"] for e in host_tasks.plan_path_cleanup(entries, now, 7)] == ["a.log", "sub/c.gz", "keep.txt"]
+    assert [e["path"] for e in host_tasks.plan_path_cleanup(entries, now, None, ["sub/*"])] == ["sub/c.gz"]
+
+
+def test_path_cleanup_removes_files_not_symlink_targets(tmp_path, monkeypatch):
+    root = tmp_path / "logs"
+    (root / "sub").mkdir(parents=True)
+    outside = tmp_path / "precious.log"
+    outside.write_text("keep me")
+    old = root / "old.log"
+    old.write_text("x" * 100)
+    os.utime(str(old), (0, 0))
+    (root / "sub" / "new.log").write_text("fresh")
+    link = root / "link.log"
+    link.symlink_to(outside)
+    os.utime(str(link), (0, 0), follow_symlinks=False)
+    result = host_tasks.run_path_cleanup({"path": "/var/log/app", "mount": str(root), "older_than_days": 1,
+                                          "patterns": ["*.log"]})
+    assert sorted(result["files_removed"]) == ["link.log", "old.log"]
+    assert outside.read_text() == "keep me"
+    assert (root / "sub" / "new.log").exists() and not old.exists()
+    assert result["bytes_freed"] == 100 + len(str(outside))
+
+
+def test_pod_side_refuses_dangerous_path_too():
+    with pytest.raises(SystemExit):
+        host_tasks.run_path_cleanup({"path": "/etc", "mount": "/nonexistent", "older_than_days": 1})
+
+
+def test_parse_result_takes_the_last_marker_line():
+    log = "x\nNODEOPS_RESULT {\"a\": 1}\nmore\nNODEOPS_RESULT {\"a\": 2}\n"
+    assert host_tasks.parse_result(log) == {"a": 2}
+    assert host_tasks.parse_result("no marker") is None
+    assert host_tasks.parse_result(None) is None
