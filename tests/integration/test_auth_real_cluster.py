@@ -78,8 +78,8 @@ def test_modules_connect_with_only_k8s_auth_variables(tmp_path, cluster, namespa
     info = kh.run_module(tmp_path, "broadcast_info", {"namespace": namespace}, env=env)
     assert not info.get("failed"), info.get("msg")
     assert info["cron_broadcasts"] == [] and info["runs"] == []
-    run = kh.run_module(tmp_path, "broadcast_job", {"name": "awx", "namespace": namespace, "preset": "image_prune",
-                                                     "nodes": ["kwok-worker-1"]}, env=env)
+    args = {"name": "awx", "namespace": namespace, "preset": "image_prune", "nodes": ["kwok-worker-1"]}
+    run = kh.run_module(tmp_path, "broadcast_job", args, env=env)
     assert not run.get("failed"), run.get("msg")
     assert run["summary"]["succeeded"] == 1
     # And without them the same task has no cluster to talk to.
