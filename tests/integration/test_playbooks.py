@@ -6,9 +6,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import subprocess
 import sys
+
+from kubernetes import client as k8s
 
 import kube_helpers as kh
 
@@ -44,10 +47,18 @@ def test_install_report_sweep_and_remove(tmp_path, core, cluster):
         assert first.returncode == 0, first.stdout + first.stderr
         second = playbook("install_maintenance.yml", *extra)
         assert second.returncode == 0 and "changed=0" in second.stdout, second.stdout
+        fewer = playbook("install_maintenance.yml", *extra + ["-e", json.dumps({"node_maintenance_tasks": [
+            {"name": "nightly-image-prune", "schedule": "30 2 * * *", "time_zone": "Europe/Berlin",
+             "preset": "image_prune", "preset_options": {"exclude": ["registry.example.com/base/*"]},
+             "parallelism": "20%"}]})])
+        assert fewer.returncode == 0, fewer.stdout + fewer.stderr
+        crons = [c.metadata.name for c in k8s.BatchV1Api(core.api_client).list_namespaced_cron_job(namespace).items]
+        assert crons == ["nightly-image-prune"]   # the task no longer listed was removed
         report = playbook("report.yml", "-e", "report_namespace=" + namespace)
         assert report.returncode == 0, report.stdout + report.stderr
         assert "== nightly-image-prune  schedule 30 2 * * *" in report.stdout
         assert "no runs recorded yet" in report.stdout
+        assert "weekly-app-logs" not in report.stdout
         sweep = playbook("sweep_dangling_jobs.yml", "-e", "sweep_ttl_seconds=86400")
         assert sweep.returncode == 0, sweep.stdout + sweep.stderr
         assert "would delete" in sweep.stdout

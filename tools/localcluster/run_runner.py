@@ -6,7 +6,7 @@ CronJob's Job do the work. This takes the command, environment and code from
 the installed CronJob and its ConfigMap, and runs them as a local process with
 a fresh token of the runner's own ServiceAccount: same code, same RBAC.
 
-    run_runner.py NAMESPACE NAME [--sigterm-after SECONDS]
+    run_runner.py NAMESPACE NAME [--job-name JOB]
 """
 
 import argparse
@@ -59,9 +59,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("namespace")
     parser.add_argument("name")
+    parser.add_argument("--job-name", help="the Job this run stands for (as the pod's job-name label)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="nodeops-runner-") as workdir:
-        argv, env = runner_command(args.namespace, args.name, workdir)
+        argv, env = runner_command(args.namespace, args.name, workdir, job_name=args.job_name)
         return subprocess.call(argv, env=env)
 
 

@@ -91,8 +91,12 @@ class SimNodes:
     def set_not_ready(self, name, not_ready=True):
         value = "true" if not_ready else None
         self.core.patch_node(name, {"metadata": {"annotations": {"sim.nodeops.io/not-ready": value}}})
-        wait_for("node %s Ready=%s" % (name, not not_ready),
-                 lambda: simnodes.is_ready(self._raw(name)) is (not not_ready))
+        if not_ready:
+            wait_for("node %s NotReady" % name, lambda: not simnodes.is_ready(self._raw(name)))
+        else:
+            # Also wait for the lifecycle controller to lift its not-ready taint, or a later
+            # read-modify-write of the taints could put it back.
+            self.wait_ready(name)
 
     def cleanup(self):
         for name in self.created:

@@ -68,3 +68,22 @@ def test_unknown_ca_is_refused_unless_validation_is_off(cluster):
     assert "CERTIFICATE_VERIFY_FAILED" in info.value.msg
     params["validate_certs"] = False
     assert RestClient(connection_config(auth_settings(params, {}), environ={})).get("/version")["major"] == "1"
+
+
+def test_modules_connect_with_only_k8s_auth_variables(tmp_path, cluster, namespace):
+    """An AWX 'Kubernetes Bearer Token' credential injects K8S_AUTH_* and nothing else."""
+    env = {"K8S_AUTH_HOST": SERVER, "K8S_AUTH_API_KEY": _token(),
+           "K8S_AUTH_SSL_CA_CERT": os.path.join(PKI, "ca.crt"), "K8S_AUTH_VERIFY_SSL": "yes",
+           "KUBECONFIG": str(tmp_path / "no-such-kubeconfig")}
+    info = kh.run_module(tmp_path, "broadcast_info", {"namespace": namespace}, env=env)
+    assert not info.get("failed"), info.get("msg")
+    assert info["cron_broadcasts"] == [] and info["runs"] == []
+    args = {"name": "awx", "namespace": namespace, "preset": "image_prune", "nodes": ["kwok-worker-1"]}
+    run = kh.run_module(tmp_path, "broadcast_job", args, env=env)
+    assert not run.get("failed"), run.get("msg")
+    assert run["summary"]["succeeded"] == 1
+    # And without them the same task has no cluster to talk to.
+    env.pop("K8S_AUTH_HOST")
+    env.pop("K8S_AUTH_API_KEY")
+    failed = kh.run_module(tmp_path, "broadcast_info", {"namespace": namespace}, env=env)
+    assert failed["failed"] and "kubeconfig" in failed["msg"]

@@ -6,11 +6,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import subprocess
 import sys
 
+from kubernetes import client as k8s
+
 import kube_helpers as kh
+
+sys.path.insert(0, os.path.join(kh.REPO, "tools", "localcluster"))
 
 
 def playbook(name, *extra):
@@ -28,3 +33,36 @@ def test_prune_images_playbook_prints_a_table_per_node(namespace, cluster):
     for i in range(1, 9):
         assert "kwok-worker-%d " % i in proc.stdout
     assert "control plane" in proc.stdout
+
+
+def test_install_report_sweep_and_remove(tmp_path, core, cluster):
+    """install_maintenance.yml (the role), report.yml, sweep_dangling_jobs.yml, then removal."""
+    import kyverno_tools  # pylint: disable=import-outside-toplevel
+
+    kyverno_tools.install_crds()
+    namespace = kh.unique("t-playbooks")
+    extra = ["-e", "node_maintenance_namespace=" + namespace]
+    try:
+        first = playbook("install_maintenance.yml", *extra)
+        assert first.returncode == 0, first.stdout + first.stderr
+        second = playbook("install_maintenance.yml", *extra)
+        assert second.returncode == 0 and "changed=0" in second.stdout, second.stdout
+        fewer = playbook("install_maintenance.yml", *extra + ["-e", json.dumps({"node_maintenance_tasks": [
+            {"name": "nightly-image-prune", "schedule": "30 2 * * *", "time_zone": "Europe/Berlin",
+             "preset": "image_prune", "preset_options": {"exclude": ["registry.example.com/base/*"]},
+             "parallelism": "20%"}]})])
+        assert fewer.returncode == 0, fewer.stdout + fewer.stderr
+        crons = [c.metadata.name for c in k8s.BatchV1Api(core.api_client).list_namespaced_cron_job(namespace).items]
+        assert crons == ["nightly-image-prune"]   # the task no longer listed was removed
+        report = playbook("report.yml", "-e", "report_namespace=" + namespace)
+        assert report.returncode == 0, report.stdout + report.stderr
+        assert "== nightly-image-prune  schedule 30 2 * * *" in report.stdout
+        assert "no runs recorded yet" in report.stdout
+        assert "weekly-app-logs" not in report.stdout
+        sweep = playbook("sweep_dangling_jobs.yml", "-e", "sweep_ttl_seconds=86400")
+        assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+        assert "would delete" in sweep.stdout
+    finally:
+        gone = playbook("install_maintenance.yml", *extra + ["-e", "node_maintenance_state=absent"])
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert namespace not in [ns.metadata.name for ns in core.list_namespace().items]
