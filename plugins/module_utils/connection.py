@@ -65,6 +65,12 @@ CLIENT_NAMES = dict(validate_certs="verify_ssl", ca_cert="ssl_ca_cert", client_c
 
 FALSE_STRINGS = ("0", "false", "no", "off")
 
+# Module option -> ConnectionConfig field, for the options that override a kubeconfig.
+OPTION_FIELDS = dict(host="server", api_key="token", username="username", password="password",
+                     validate_certs="verify", ca_cert="ca_file", client_cert="client_cert_file",
+                     client_key="client_key_file", proxy="proxy", no_proxy="no_proxy",
+                     impersonate_user="impersonate_user", impersonate_groups="impersonate_groups")
+
 
 def auth_settings(params, environ=None):
     """Merge module options with the ``K8S_AUTH_*`` environment. Pure.
@@ -166,24 +172,10 @@ def connection_config(settings, environ=None):
     else:
         base = _from_kubeconfig(settings)
 
-    overrides = dict(
-        server=settings.get("host"),
-        token=settings.get("api_key"),
-        username=settings.get("username"),
-        password=settings.get("password"),
-        verify=settings.get("validate_certs"),
-        ca_file=settings.get("ca_cert"),
-        client_cert_file=settings.get("client_cert"),
-        client_key_file=settings.get("client_key"),
-        proxy=settings.get("proxy"),
-        no_proxy=settings.get("no_proxy"),
-        impersonate_user=settings.get("impersonate_user"),
-        impersonate_groups=settings.get("impersonate_groups"),
-    )
     merged = dict(base)
-    for key, value in overrides.items():
-        if value is not None:
-            merged[key] = value
+    for option, field in OPTION_FIELDS.items():
+        if settings.get(option) is not None:
+            merged[field] = settings[option]
     if settings.get("api_key"):
         # An explicit token replaces whatever the kubeconfig would have sent.
         merged.pop("token_file", None)
@@ -193,6 +185,7 @@ def connection_config(settings, environ=None):
         merged["verify"] = True
     if settings.get("proxy_headers", {}).get("basic_auth") and not merged.get("token"):
         user, _sep, password = settings["proxy_headers"]["basic_auth"].partition(":")
-        merged.setdefault("username", user)
-        merged.setdefault("password", password)
+        # The kubeconfig may have set these to None: setdefault would keep the None.
+        merged["username"] = merged.get("username") or user
+        merged["password"] = merged.get("password") or password
     return ConnectionConfig(**merged)

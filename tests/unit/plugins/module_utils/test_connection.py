@@ -86,3 +86,14 @@ def test_proxy_headers_become_http_headers():
 def test_connection_config_requires_a_server():
     with pytest.raises(ConnectionConfigError):
         ConnectionConfig(server="")
+
+
+def test_basic_auth_header_fills_credentials_a_kubeconfig_left_empty():
+    pytest.importorskip("kubernetes")
+    kubeconfig = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                  "clusters": [{"name": "k", "cluster": {"server": "https://k:1"}}],
+                  "users": [{"name": "u", "user": {}}],
+                  "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}
+    cfg = connection.connection_config({"kubeconfig": kubeconfig, "proxy_headers": {"basic_auth": "ann:s3cret"}},
+                                       environ={})
+    assert (cfg.username, cfg.password) == ("ann", "s3cret")
