@@ -527,8 +527,7 @@ class Engine:
                             "reason": plan["skipped"][node], "message": None, "log": None, "started_at": None,
                             "finished_at": None, "duration_s": None, "restarts": 0})
         records.sort(key=lambda rec: rec["node"])
-        summary = outcomes.summarize(records, self.clock.monotonic() - started)
-        summary["desired"] = len(plan["eligible"])
+        summary = outcomes.summarize(records, len(plan["eligible"]), self.clock.monotonic() - started)
         result = {"run_id": run_id, "summary": summary, "nodes": records, "changed": bool(plan["eligible"])}
         failed = outcomes.failed_nodes(records)
         if timed_out:

@@ -84,11 +84,12 @@ def classify(pod, pending_for, spec):
     return None
 
 
-def summarize(records, duration):
+def summarize(records, desired, duration):
+    """Counts per outcome. ``desired`` is the number of eligible nodes (fail_fast may skip some of them)."""
     counts = dict((k, 0) for k in OUTCOMES)
     for rec in records:
         counts[rec["outcome"]] = counts.get(rec["outcome"], 0) + 1
-    counts["desired"] = sum(1 for rec in records if rec["outcome"] != "skipped")
+    counts["desired"] = desired
     counts["duration_s"] = round(duration, 3)
     return counts
 

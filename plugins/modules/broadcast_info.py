@@ -143,11 +143,14 @@ def cron_info(client, namespace, name, history_cm, runs):
 def gather(client, namespace, name, runs):
     selector = planner.LABEL_MANAGED_BY + "=" + planner.MANAGED_BY
     cron_names = set()
-    histories = {}
+    histories, records = {}, []
+    # One listing of our ConfigMaps serves both the histories and the run records.
     for cm in list_all(client, client.core_path("configmaps", namespace), {"labelSelector": selector})[0]:
         labels = cm["metadata"].get("labels") or {}
         if labels.get("nodeops.io/kind") == "history":
             histories[labels.get(cron_builder.LABEL_CRON)] = cm
+        elif labels.get("nodeops.io/kind") == "run-record" and (not name or labels.get(planner.LABEL_BROADCAST) == name):
+            records.append(cm)
     for cj in list_all(client, client.group_path("batch/v1", "cronjobs", namespace), {"labelSelector": selector})[0]:
         cron_names.add(cj["metadata"]["name"])
     cron_names.update(n for n in histories if n)
@@ -155,12 +158,9 @@ def gather(client, namespace, name, runs):
         cron_names &= {name}
     crons = [cron_info(client, namespace, n, histories.get(n), runs) for n in sorted(cron_names)]
 
-    record_selector = selector + ",nodeops.io/kind=run-record"
-    if name:
-        record_selector += ",%s=%s" % (planner.LABEL_BROADCAST, name)
     pods = list_all(client, client.core_path("pods", namespace), {"labelSelector": selector})[0]
     one_off = []
-    for rec in list_all(client, client.core_path("configmaps", namespace), {"labelSelector": record_selector})[0]:
+    for rec in records:
         labels = rec["metadata"]["labels"]
         run_id = labels.get(planner.LABEL_RUN)
         data = rec.get("data") or {}
