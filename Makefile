@@ -4,6 +4,7 @@
 #   make test          everything: unit, integration (real control plane), sanity
 #   make cluster       start the local control plane (idempotent)
 #   make cluster-down  stop only the processes `make cluster` started
+#   make bench         benchmarks/ against baselines (~40 min; not part of test)
 #
 # First runs build the control plane from Go modules and create .venv; both
 # are cached (~/.cache/nodeops, GOMODCACHE, GOCACHE, .venv).
@@ -26,10 +27,10 @@ export NODEOPS_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 export ANSIBLE_FORCE_COLOR := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
+.PHONY: bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
 
 help:
-	@sed -n '2,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
 
 venv: $(VENV)/.stamp
 
@@ -78,6 +79,19 @@ integration: venv link kyverno
 	rc=0; $(VPY) -m pytest tests/integration $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$was_up = 0 ]; then $(CLUSTER) down; fi; \
 	exit $$rc
+
+# Fan-out and sweep benchmarks against baselines measured in the same run:
+# prints a table, writes benchmarks/results/latest.{json,md,png} and the README table.
+# Starts the cluster if needed and stops it after only if it started it.
+BENCH_ARGS ?= --update-readme
+bench: venv link
+	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
+	$(CLUSTER) up; rc=0; $(VPY) benchmarks/bench.py --profile full $(BENCH_ARGS) || rc=$$?; \
+	if [ $$was_up = 0 ]; then $(CLUSTER) down; fi; exit $$rc
+
+# The same harness at a few dozen nodes and Jobs (make test runs it through tests/integration).
+bench-smoke: venv link cluster
+	$(VPY) benchmarks/bench.py --profile smoke --out build/bench-smoke
 
 # ansible-test runs on the collection exactly as `ansible-galaxy collection
 # build` packs it, unpacked under an ansible_collections/nodeops/kubernetes path.

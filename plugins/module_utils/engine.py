@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import datetime
 import json
 import threading
@@ -65,17 +66,27 @@ def new_run_id(clock=Clock):
     return clock.now().strftime("%m%d%H%M%S") + uuid.uuid4().hex[:4]
 
 
+def _node_name_only(node):
+    """All the run needs of a watched node: that it is there (or gone)."""
+    return {"metadata": {"name": (node.get("metadata") or {}).get("name")}}
+
+
 def _iso(dt):
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def list_all(client, path, query=None, timeout=60):
-    """List every item, page by page. Returns (items, resourceVersion)."""
+def list_all(client, path, query=None, timeout=60, slim=None):
+    """List every item, page by page. Returns (items, resourceVersion).
+
+    ``slim`` maps each item to the part the caller keeps, page by page, so a
+    large list is never held whole.
+    """
     query = dict(query or {}, limit=LIST_PAGE, timeoutSeconds=timeout)
     items = []
     while True:
         page = client.get(path, query, timeout=timeout + 10)
-        items.extend(page.get("items") or [])
+        page_items = page.get("items") or []
+        items.extend(map(slim, page_items) if slim else page_items)
         cont = (page.get("metadata") or {}).get("continue")
         if not cont:
             return items, page["metadata"].get("resourceVersion")
@@ -89,7 +100,8 @@ class Watcher(threading.Thread):
     Every request carries timeoutSeconds (server) and a socket timeout (client).
     """
 
-    def __init__(self, client, path, selector, events, initial_resource_version=None, log=None, tag="pods"):
+    def __init__(self, client, path, selector, events, initial_resource_version=None, log=None, tag="pods",
+                 slim=None):
         super(Watcher, self).__init__(name="nodeops-watch-" + tag)
         self.daemon = True
         self.client = client
@@ -104,6 +116,7 @@ class Watcher(threading.Thread):
         self.reconnects = 0
         self.streaming = False
         self.log = log or (lambda msg: None)
+        self.slim = slim or (lambda obj: obj)
 
     def stop(self):
         self.stop_event.set()
@@ -112,7 +125,7 @@ class Watcher(threading.Thread):
             stream.close()
 
     def _relist(self):
-        items, rv = list_all(self.client, self.path, {"labelSelector": self.selector})
+        items, rv = list_all(self.client, self.path, {"labelSelector": self.selector}, slim=self.slim)
         self.relists += 1
         self.resource_version = rv
         self.events.put(("sync", self.tag, (items, rv)))
@@ -143,7 +156,7 @@ class Watcher(threading.Thread):
                     if rv:
                         self.resource_version = rv
                     if kind != "BOOKMARK":
-                        self.events.put(("event", self.tag, (kind, obj)))
+                        self.events.put(("event", self.tag, (kind, self.slim(obj))))
             except WatchExpired:
                 self.log("%s watch expired (410 Gone); listing again" % self.tag)
                 self.resource_version = None
@@ -192,9 +205,9 @@ class Engine:
     # ---------------------------------------------------------------- plan
 
     def read_cluster(self, spec):
-        nodes, nodes_rv = list_all(self.client, "/api/v1/nodes")
+        nodes, nodes_rv = list_all(self.client, "/api/v1/nodes", slim=planner.slim_node)
         pods, _rv = list_all(self.client, self.client.core_path("pods", spec["namespace"]),
-                             {"labelSelector": planner.run_selector(spec["name"])})
+                             {"labelSelector": planner.run_selector(spec["name"])}, slim=outcomes.slim_pod)
         return nodes, nodes_rv, pods
 
     def plan(self, spec, run_id):
@@ -249,11 +262,13 @@ class Engine:
         pod = planner.build_pod(spec, run_id, node_run.node, owner=owner, active_deadline=deadline_s)
         path = self.client.core_path("pods", spec["namespace"])
         try:
-            return self.client.create(path, pod), None
+            # Slimmed here, in the worker: a batch of thousands of full pods is never held at once.
+            return outcomes.slim_pod(self.client.create(path, pod)), None
         except ApiError as exc:
             if exc.status == 409:
                 # The pod of this (run, node) exists already: adopt it, never make a second one.
-                return self.client.get(self.client.core_path("pods", spec["namespace"], node_run.pod_name)), None
+                return outcomes.slim_pod(self.client.get(
+                    self.client.core_path("pods", spec["namespace"], node_run.pod_name))), None
             return None, exc
 
     def _read_log(self, spec, pod_name):
@@ -287,18 +302,28 @@ class Engine:
 
         runs = dict((n, NodeRun(n, planner.pod_name(spec["name"], run_id, n))) for n in plan["eligible"])
         by_pod = dict((r.pod_name, r) for r in runs.values())
+        # Bookkeeping that keeps each loop proportional to what changed, not to the node count.
+        self._remaining = len(runs)     # runs not done
+        self._active = 0                # runs with a pod created and not done
+        self._failures = []             # nodes with a failure outcome, in the order seen
+        self._touched = set()           # runs whose pod changed since the last classification
+        self._pending = set()           # runs whose pod is Pending (pending_timeout is time-driven)
         for node, pod in plan["existing"].items():
-            runs[node].state = "created"
-            runs[node].pod = pod
-            runs[node].created_at = started
+            r = runs[node]
+            r.state = "created"
+            r.pod = pod
+            r.created_at = started
+            self._active += 1
+            self._touched.add(r)
+        self._waiting = collections.deque(runs[n] for n in plan["eligible"] if runs[n].state == "waiting")
         parallelism = resolve_parallelism(spec["parallelism"], len(runs))
         events = queue.Queue()
         watcher = Watcher(self.client, self.client.core_path("pods", spec["namespace"]),
                           planner.run_selector(spec["name"], run_id), events, self.initial_resource_version,
-                          log=self.log, tag="pods")
+                          log=self.log, tag="pods", slim=outcomes.slim_pod)
         # Nodes are watched from the plan's list, to notice a node that leaves mid-run at once.
         node_watcher = Watcher(self.client, "/api/v1/nodes", None, events, plan.get("nodes_resource_version"),
-                               log=self.log, tag="nodes")
+                               log=self.log, tag="nodes", slim=_node_name_only)
         pool = ThreadPoolExecutor(max_workers=min(self.create_workers, max(parallelism, 4)))
         self._log_pool = pool
         watcher.start()
@@ -306,10 +331,7 @@ class Engine:
         batch_size, stop_creating, timed_out, synced = 1, False, False, False
         failure_seen = None
         try:
-            while True:
-                unfinished = [r for r in runs.values() if r.state != "done"]
-                if not unfinished:
-                    break
+            while self._remaining:
                 now = self.clock.monotonic()
                 if now >= deadline:
                     timed_out = True
@@ -320,9 +342,8 @@ class Engine:
                 self._observe(spec, runs, by_pod, events, min(0.5, max(0.01, deadline - now)))
                 if not synced and (watcher.relists or watcher.streaming):
                     synced = True
-                failed = [r for r in runs.values() if r.result and r.result["outcome"] in outcomes.FAILURES]
-                if failed and spec["failure_policy"] == "fail_fast" and not stop_creating:
-                    failure_seen = failed[0].node
+                if self._failures and spec["failure_policy"] == "fail_fast" and not stop_creating:
+                    failure_seen = self._failures[0]
                     stop_creating = True
                     self.log("fail_fast: %s failed; stopping" % failure_seen)
                     self._cancel(spec, runs, "skipped", "NotStarted",
@@ -345,29 +366,45 @@ class Engine:
         self._finish_record(spec, run_id, runs, remaining)
         return self._result(spec, run_id, plan, runs, started, started_wall, timed_out)
 
+    def _set_done(self, r, verdict):
+        """The one place a run becomes done: keeps the counters the loop relies on."""
+        if r.state == "created":
+            self._active -= 1
+        if r.state != "done":
+            self._remaining -= 1
+        r.state = "done"
+        r.result = verdict
+        self._pending.discard(r)
+        if verdict["outcome"] in outcomes.FAILURES:
+            self._failures.append(r.node)
+
     def _launch(self, spec, run_id, runs, owner, parallelism, batch_size, pool, deadline_s):
-        active = sum(1 for r in runs.values() if r.state == "created")
-        waiting = [r for r in runs.values() if r.state == "waiting"]
-        count = min(parallelism - active, batch_size, len(waiting))
-        if count <= 0:
+        count = min(parallelism - self._active, batch_size)
+        batch = []
+        while len(batch) < count and self._waiting:
+            r = self._waiting.popleft()
+            if r.state == "waiting":   # runs cancelled or lost while waiting are skipped here
+                batch.append(r)
+        if not batch:
             return batch_size
-        batch = waiting[:count]
         results = list(pool.map(lambda r: self._create(spec, run_id, r, owner, deadline_s), batch))
         now = self.clock.monotonic()
         errors = 0
         for r, (pod, exc) in zip(batch, results):
             if exc is not None:
                 errors += 1
-                r.state = "done"
-                r.result = outcomes.outcome("failed", "CreateFailed", exc.msg)
-                r.result.update(finished_mono=now, started_mono=now)
+                verdict = outcomes.outcome("failed", "CreateFailed", exc.msg)
+                verdict.update(finished_mono=now, started_mono=now)
+                self._set_done(r, verdict)
                 continue
             r.state = "created"
+            self._active += 1
             r.created_at = now
             r.created_rv = pod["metadata"].get("resourceVersion")
             if r.pod is None:
                 r.pod = pod
-        self.log("created %d pods (%d active of %d allowed)" % (count - errors, active + count - errors, parallelism))
+            self._touched.add(r)
+        self.log("created %d pods (%d active of %d allowed)" % (len(batch) - errors, self._active, parallelism))
         # Slow start: double after a clean batch, back to one after errors.
         return 1 if errors else batch_size * 2
 
@@ -402,15 +439,25 @@ class Engine:
             if r is None or r.state == "waiting":
                 continue
             r.pod = None if event_type == "DELETED" else pod
-        for r in runs.values():
+            if r.state == "created":
+                self._touched.add(r)
+        touched, self._touched = self._touched, set()
+        for r in touched:
             if r.state != "created":
                 continue
             phase = ((r.pod or {}).get("status") or {}).get("phase")
             if r.pod is not None and phase in (None, "Pending"):
                 if r.pending_since is None:
                     r.pending_since = now
+                self._pending.add(r)
             else:
                 r.pending_since = None
+                self._pending.discard(r)
+        # Only what changed, plus Pending pods whose pending_timeout has come, need a new verdict.
+        expired = [r for r in self._pending if now - r.pending_since >= spec["pending_timeout"]]
+        for r in touched.union(expired):
+            if r.state != "created":
+                continue
             pending_for = now - r.pending_since if r.pending_since is not None else 0
             verdict = outcomes.classify(r.pod, pending_for, spec)
             if verdict is None:
@@ -426,8 +473,10 @@ class Engine:
                 continue
             if name in seen:
                 r.pod = seen[name]
+                self._touched.add(r)
             elif r.pod is not None and self._listed_after(r.created_rv, list_rv):
                 r.pod = None   # it existed when we created it and is gone now
+                self._touched.add(r)
 
     @staticmethod
     def _listed_after(created_rv, list_rv):
@@ -443,18 +492,17 @@ class Engine:
         if r.state == "created" and r.pod is not None:
             r.log = self._read_log(spec, r.pod_name)
             self.client.delete(self.client.core_path("pods", spec["namespace"], r.pod_name), grace_period=0)
-        r.state = "done"
-        r.result = outcomes.outcome("lost", "NodeDeleted", "node %s was deleted during the run" % node)
-        r.result.update(started_mono=r.created_at, finished_mono=now)
+        verdict = outcomes.outcome("lost", "NodeDeleted", "node %s was deleted during the run" % node)
+        verdict.update(started_mono=r.created_at, finished_mono=now)
+        self._set_done(r, verdict)
         self.log("node %s left during the run: lost" % node)
 
     def _node_gone(self, node):
         return self.client.get_or_none(self.client.core_path("nodes", name=node)) is None
 
     def _finish(self, spec, r, verdict, now):
-        r.state = "done"
         verdict.update(started_mono=r.created_at, finished_mono=now)
-        r.result = verdict
+        self._set_done(r, verdict)
         if r.pod is not None and verdict["outcome"] in ("succeeded", "failed"):
             # Read now, while the pod surely exists: before any cleanup or cancellation. The
             # pool finishes every read before run() deletes anything.
@@ -467,9 +515,9 @@ class Engine:
                 if active and r.pod is not None:
                     r.log = self._read_log(spec, r.pod_name)
                     self.client.delete(self.client.core_path("pods", spec["namespace"], r.pod_name), grace_period=0)
-                r.state = "done"
-                r.result = outcomes.outcome(kind, reason, message)
-                r.result.update(started_mono=r.created_at, finished_mono=now if active else None)
+                verdict = outcomes.outcome(kind, reason, message)
+                verdict.update(started_mono=r.created_at, finished_mono=now if active else None)
+                self._set_done(r, verdict)
 
     def _cleanup(self, spec, run_id, runs):
         """Delete pods per ``cleanup`` (one request); return how many of this run's pods remain.

@@ -48,6 +48,30 @@ def scheduler_reason(pod, events=None):
     return "Unschedulable", "the pod was not scheduled in time"
 
 
+def slim_pod(pod):
+    """The part of a Pod that ``classify``, ``restarts`` and the planner read; the rest is dropped.
+
+    The engine keeps one pod per node for the whole run, so at thousands of
+    nodes this is most of its memory.
+    """
+    meta = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    slim_meta = {"name": meta.get("name"), "labels": meta.get("labels") or {}}
+    for key in ("resourceVersion", "deletionTimestamp"):
+        if meta.get(key):
+            slim_meta[key] = meta[key]
+    slim_status = dict((k, status[k]) for k in ("phase", "reason", "message") if k in status)
+    if status.get("conditions"):
+        slim_status["conditions"] = [dict((k, c[k]) for k in ("type", "status", "reason", "message") if k in c)
+                                     for c in status["conditions"]]
+    if status.get("containerStatuses"):
+        slim_status["containerStatuses"] = [
+            dict((k, s[k]) for k in ("restartCount", "state", "lastState") if k in s)
+            for s in status["containerStatuses"]]
+    return {"metadata": slim_meta, "spec": {"nodeName": (pod.get("spec") or {}).get("nodeName")},
+            "status": slim_status}
+
+
 def outcome(kind, reason=None, message=None, exit_code=None):
     return {"outcome": kind, "reason": reason, "message": message, "exit_code": exit_code}
 

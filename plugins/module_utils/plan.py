@@ -79,6 +79,17 @@ def _ready(node):
     return False
 
 
+def slim_node(node):
+    """The part of a Node that ``skip_reason`` reads. Lists of thousands of nodes are kept this small."""
+    meta = node.get("metadata") or {}
+    spec = node.get("spec") or {}
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
+            "spec": {"unschedulable": spec.get("unschedulable"), "taints": spec.get("taints") or []},
+            "status": {"conditions": [{"type": c.get("type"), "status": c.get("status")}
+                                      for c in conditions if c.get("type") == "Ready"]}}
+
+
 def skip_reason(node, spec, tolerations):
     """Why ``node`` is not eligible, or None. Checks run from most to least specific."""
     meta = node.get("metadata") or {}

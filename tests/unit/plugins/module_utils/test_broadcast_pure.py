@@ -272,3 +272,45 @@ def test_unschedulable_message_is_the_schedulers():
     p = pod("Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                     "message": "0/3 nodes are available: 1 Insufficient cpu."}])
     assert "Insufficient cpu" in outcomes.classify(p, 100, SPEC)["message"]
+
+
+# ---------------------------------------------------------------- slimming (what the engine keeps per node)
+
+FULL_POD = {
+    "metadata": {"name": "p", "namespace": "ops", "resourceVersion": "42", "uid": "u",
+                 "labels": {planner.LABEL_RUN: "r1"}, "annotations": {"a": "b"},
+                 "managedFields": [{"manager": "x", "fieldsV1": {"f:spec": {}}}]},
+    "spec": {"nodeName": "n1", "containers": [{"name": "task", "image": "python", "command": ["true"]}],
+             "tolerations": [{"operator": "Exists"}]},
+    "status": {"phase": "Failed", "reason": "DeadlineExceeded", "message": "too long", "hostIP": "10.0.0.1",
+               "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": "t"}],
+               "containerStatuses": [{"name": "task", "image": "python", "imageID": "sha", "restartCount": 3,
+                                      "state": {"terminated": {"exitCode": 2, "reason": "Error"}},
+                                      "lastState": {"terminated": {"exitCode": 1}}}]},
+}
+
+
+@pytest.mark.parametrize("phase", ["Pending", "Running", "Succeeded", "Failed"])
+def test_slim_pod_keeps_every_field_classification_reads(phase):
+    full = copy.deepcopy(FULL_POD)
+    full["status"]["phase"] = phase
+    slim = outcomes.slim_pod(full)
+    for pending_for in (0, 61):
+        assert outcomes.classify(slim, pending_for, SPEC) == outcomes.classify(full, pending_for, SPEC)
+    assert outcomes.restarts(slim) == outcomes.restarts(full) == 3
+    assert slim["metadata"] == {"name": "p", "labels": {planner.LABEL_RUN: "r1"}, "resourceVersion": "42"}
+    assert "managedFields" not in slim["metadata"] and "containers" not in slim["spec"]
+    assert len(repr(slim)) < len(repr(full))
+
+
+def test_slim_nodes_plan_the_same():
+    spec = broadcast_spec.validate(params(node_label_selector="pool!=gpu"))
+    nodes = [node("a", {"pool": "general"}), node("b", {"pool": "gpu"}), node("c", ready=False),
+             node("d", unschedulable=True), node("e", taints=[{"key": "k", "value": "v", "effect": "NoSchedule"}])]
+    for n in nodes:
+        n["metadata"]["managedFields"] = [{"manager": "kwok"}]
+        n["status"]["conditions"].append({"type": "MemoryPressure", "status": "False"})
+        n["status"]["nodeInfo"] = {"kubeletVersion": "fake"}
+    slim = [planner.slim_node(n) for n in nodes]
+    assert planner.plan(slim, [], spec, "r1") == planner.plan(nodes, [], spec, "r1")
+    assert all("nodeInfo" not in n["status"] and "managedFields" not in n["metadata"] for n in slim)

@@ -1,0 +1,183 @@
+"""The measured programs. Each runs in its own process so its peak RSS is its own.
+
+    python benchmarks/contenders.py engine  --namespace NS --selector K=V [--profile FILE]
+    python benchmarks/contenders.py bare    --namespace NS --selector K=V
+    python benchmarks/contenders.py polling --namespace NS --selector K=V [--interval 1]
+    python benchmarks/contenders.py pods    --namespace NS --selector K=V --out DIR
+    python benchmarks/contenders.py sweep   --exclude NS [--exclude NS ...]
+
+Each prints one JSON object on stdout: how many nodes (or Jobs) it handled,
+with what outcome, and how many requests its client sent.
+"""
+
+import argparse
+import copy
+import json
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec, dangling  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine, list_all  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import NodeFailures  # noqa: E402
+
+BROADCAST = "bench"
+TERMINAL = ("Succeeded", "Failed")
+
+
+def broadcast_params(namespace, selector, name=BROADCAST):
+    """The one broadcast every fan-out contender runs: a host command that exits at once, on each node."""
+    key, _, value = selector.partition("=")
+    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in broadcast_spec.BROADCAST_OPTIONS.items())
+    params.update(name=name, namespace=namespace, run_id=None, preset="host_command",
+                  host_command={"command": ["true"], "shell": False}, node_selector={key: value},
+                  parallelism="100%", timeout=3600, pending_timeout=1800)
+    return params
+
+
+def _eligible_pods(api, spec, run_id):
+    nodes, _rv = list_all(api, "/api/v1/nodes", {"labelSelector": "%s=%s" % next(iter(spec["node_selector"].items()))})
+    return [planner.build_pod(spec, run_id, n["metadata"]["name"], active_deadline=spec["timeout"]) for n in nodes]
+
+
+def engine(args):
+    api = harness.client(counting=True)
+    spec = broadcast_spec.validate(broadcast_params(args.namespace, args.selector))
+    profiler = None
+    if args.profile:
+        import pyinstrument
+        profiler = pyinstrument.Profiler(interval=0.005)
+        profiler.start()
+    try:
+        result = Engine(api).run(spec, "e" + str(int(time.time())))
+    except NodeFailures as exc:
+        result = exc.result
+    if profiler:
+        profiler.stop()
+        with open(args.profile, "w") as f:
+            f.write(profiler.output_text(unicode=False, color=False, show_all=False))
+    return {"nodes": len(result["nodes"]), "summary": result["summary"], "client_requests": api.sent,
+            "log_tails": sum(1 for r in result["nodes"] if r.get("log") is not None)}
+
+
+class PhaseWatch(threading.Thread):
+    """One watch on the run's pods; counts pods that reached a terminal phase."""
+
+    def __init__(self, api, namespace, selector, expected):
+        super(PhaseWatch, self).__init__(daemon=True)
+        self.api, self.namespace, self.selector, self.expected = api, namespace, selector, expected
+        self.done, self.phases = threading.Event(), {}
+        self.ready = threading.Event()
+
+    def run(self):
+        path = "/api/v1/namespaces/%s/pods" % self.namespace
+        rv = None
+        while not self.done.is_set():
+            if rv is None:
+                page = self.api.get(path, {"labelSelector": self.selector, "limit": 1})
+                rv = page["metadata"]["resourceVersion"]
+            stream = self.api.watch(path, {"labelSelector": self.selector, "resourceVersion": rv,
+                                           "timeoutSeconds": 300}, timeout=320)
+            self.ready.set()
+            for event in stream:
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    rv = None
+                    break
+                rv = obj["metadata"].get("resourceVersion", rv)
+                phase = (obj.get("status") or {}).get("phase")
+                if phase in TERMINAL:
+                    self.phases[obj["metadata"]["name"]] = phase
+                    if len(self.phases) >= self.expected:
+                        self.done.set()
+                        stream.close()
+                        return
+
+
+def _create_all(api, namespace, pods, workers=16):
+    path = "/api/v1/namespaces/%s/pods" % namespace
+    harness.pool_map(lambda pod: api.create(path, pod), pods, workers=workers)
+
+
+def bare(args):
+    """Create the same pods concurrently and wait for them with one watch. No logic."""
+    api = harness.client(counting=True)
+    spec = broadcast_spec.validate(broadcast_params(args.namespace, args.selector, name="bare"))
+    run_id = "b" + str(int(time.time()))
+    pods = _eligible_pods(api, spec, run_id)
+    selector = planner.run_selector(spec["name"], run_id)
+    watch = PhaseWatch(api, args.namespace, selector, len(pods))
+    watch.start()
+    watch.ready.wait(30)
+    _create_all(api, args.namespace, pods)
+    watch.done.wait()
+    api.request("DELETE", "/api/v1/namespaces/%s/pods" % args.namespace, query={"labelSelector": selector})
+    succeeded = sum(1 for p in watch.phases.values() if p == "Succeeded")
+    return {"nodes": len(pods), "summary": {"succeeded": succeeded}, "client_requests": api.sent}
+
+
+def polling(args):
+    """Create the same pods, then wait on each pod in turn by polling it, as generic wait helpers do."""
+    api = harness.client(counting=True)
+    spec = broadcast_spec.validate(broadcast_params(args.namespace, args.selector, name="poll"))
+    run_id = "p" + str(int(time.time()))
+    pods = _eligible_pods(api, spec, run_id)
+    _create_all(api, args.namespace, pods)
+    succeeded = 0
+    for pod in pods:
+        path = "/api/v1/namespaces/%s/pods/%s" % (args.namespace, pod["metadata"]["name"])
+        while True:
+            phase = (api.get(path).get("status") or {}).get("phase")
+            if phase in TERMINAL:
+                succeeded += phase == "Succeeded"
+                break
+            time.sleep(args.interval)
+    api.request("DELETE", "/api/v1/namespaces/%s/pods" % args.namespace,
+                query={"labelSelector": planner.run_selector(spec["name"], run_id)})
+    return {"nodes": len(pods), "summary": {"succeeded": succeeded}, "client_requests": api.sent}
+
+
+def pods(args):
+    """Write the pods (one file per node) for the one-node-at-a-time shell baseline. Not measured."""
+    api = harness.client()
+    spec = broadcast_spec.validate(broadcast_params(args.namespace, args.selector, name="serial"))
+    spec["pin"] = "node_name"    # as kubectl node-shell pins its pod
+    run_id = "s" + str(int(time.time()))
+    built = _eligible_pods(api, spec, run_id)
+    os.makedirs(args.out, exist_ok=True)
+    for pod in built:
+        with open(os.path.join(args.out, pod["metadata"]["name"] + ".json"), "w") as f:
+            json.dump(pod, f)
+    return {"nodes": len(built)}
+
+
+def sweep(args):
+    api = harness.client(counting=True)
+    opts = dangling.validate({"ttl_seconds": 60, "exclude_namespaces": args.exclude, "include_namespaces": [],
+                              "opt_out_label": dangling.DEFAULT_OPT_OUT_LABEL, "skip_gitops_managed": True, "policy_name": None})
+    result = dangling.sweep(api, opts, "delete", False)
+    return {"jobs": result["total"], "errors": len(result["errors"]), "spared": result["spared"],
+            "pages": result["stats"]["pages"], "client_requests": api.sent}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("contender", choices=["engine", "bare", "polling", "pods", "sweep"])
+    parser.add_argument("--namespace")
+    parser.add_argument("--selector")
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--profile")
+    parser.add_argument("--out")
+    parser.add_argument("--exclude", action="append", default=[])
+    args = parser.parse_args(argv)
+    result = globals()[args.contender](args)
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

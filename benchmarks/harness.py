@@ -1,0 +1,334 @@
+"""Shared parts of the benchmark harness: the local cluster, metrics, data sets, measured processes.
+
+Standard library plus the collection's own REST client. Everything talks to
+the local control plane that ``tools/localcluster/cluster.py`` runs.
+"""
+
+import concurrent.futures
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(REPO, "build", "collections")
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+sys.path.insert(0, os.path.join(REPO, "tools", "localcluster"))
+
+import cluster as local_cluster  # noqa: E402
+import nodes as node_manifests  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import ConnectionConfig, RestClient  # noqa: E402
+
+BENCH_LABEL = "bench.nodeops.io/node"
+FIRST_LABEL = "bench.nodeops.io/first-%d"
+NODE_PREFIX = "bench-"
+KUBECONFIG = local_cluster.path("kubeconfig")
+
+
+def admin_config():
+    pki = local_cluster.path("pki")
+    return ConnectionConfig("https://127.0.0.1:%d" % local_cluster.APISERVER_PORT,
+                            ca_file=os.path.join(pki, "ca.crt"),
+                            client_cert_file=os.path.join(pki, "admin.crt"),
+                            client_key_file=os.path.join(pki, "admin.key"))
+
+
+class CountingClient(RestClient):
+    """The collection's client, counting the requests it sends (a cross-check of the apiserver's counts)."""
+
+    def __init__(self, *args, **kwargs):
+        super(CountingClient, self).__init__(*args, **kwargs)
+        self.sent = 0
+        self._count_lock = threading.Lock()
+
+    def _send(self, method, url, body, headers, timeout, keep):
+        with self._count_lock:
+            self.sent += 1
+        return super(CountingClient, self)._send(method, url, body, headers, timeout, keep)
+
+
+def client(counting=False):
+    return (CountingClient if counting else RestClient)(admin_config(), timeout=60)
+
+
+def pool_map(fn, items, workers=16):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def wait_for(what, check, timeout=600, interval=0.25):
+    end = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise RuntimeError("timed out after %ds waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def list_names(api, path, selector=None, field=None):
+    names, query = [], {"limit": 2000}
+    if selector:
+        query["labelSelector"] = selector
+    if field:
+        query["fieldSelector"] = field
+    while True:
+        page = api.get(path, query, timeout=120)
+        names.extend(i["metadata"]["name"] for i in page.get("items") or [])
+        cont = page["metadata"].get("continue")
+        if not cont:
+            return names
+        query["continue"] = cont
+
+
+# ------------------------------------------------------------------ metrics
+
+METRIC = re.compile(r'^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$')
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def scrape(api):
+    """apiserver_request_total summed by (verb, resource, subresource)."""
+    text = api.get("/metrics", timeout=60)
+    counts = {}
+    for line in text.splitlines():
+        m = METRIC.match(line)
+        if not m:
+            continue
+        labels = dict(LABEL.findall(m.group(1)))
+        key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
+        counts[key] = counts.get(key, 0) + float(m.group(2))
+    return counts
+
+
+# The requests a broadcast tool makes. Everything else in a run's delta is the
+# cluster's own reaction to the same pods (the scheduler's bindings and events,
+# kwok's status updates and final deletes, the garbage collector) or background
+# (node leases and heartbeats); those rows are reported but not charged to the tool.
+TOOL_ROWS = {
+    ("POST", "pods", ""), ("GET", "pods", ""), ("LIST", "pods", ""), ("WATCH", "pods", ""),
+    ("CONNECT", "pods", "log"), ("GET", "pods", "log"), ("DELETE", "pods", ""), ("DELETECOLLECTION", "pods", ""),
+    ("LIST", "nodes", ""), ("WATCH", "nodes", ""), ("GET", "nodes", ""),
+    ("POST", "configmaps", ""), ("GET", "configmaps", ""), ("PATCH", "configmaps", ""),
+    ("DELETE", "configmaps", ""),
+    ("LIST", "jobs", ""), ("DELETE", "jobs", ""), ("PATCH", "jobs", ""), ("GET", "jobs", ""),
+}
+# kwok finishes every graceful pod delete with a DELETE of its own: one per pod,
+# counted in the "DELETE pods" row with the tool's, and subtracted from it.
+
+
+def delta(before, after):
+    rows = {}
+    for key, value in after.items():
+        d = value - before.get(key, 0)
+        if d > 0 and key != ("GET", "", ""):   # the /metrics scrape itself
+            rows["%s %s%s" % (key[0], key[1], "/" + key[2] if key[2] else "")] = int(round(d))
+    return dict(sorted(rows.items()))
+
+
+def tool_requests(rows, kwok_pod_deletes=0):
+    total = 0
+    for key, value in rows.items():
+        verb, _, res = key.partition(" ")
+        resource, _, sub = res.partition("/")
+        if (verb, resource, sub) in TOOL_ROWS:
+            total += value
+    return total - kwok_pod_deletes
+
+
+# ------------------------------------------------------------------ nodes
+
+def node_body(i):
+    name = "%s%05d" % (NODE_PREFIX, i)
+    labels = {BENCH_LABEL: "true"}
+    for first in (50, 100):
+        if i < first:
+            labels[FIRST_LABEL % first] = "true"
+    return node_manifests.node_manifest(name, zone=node_manifests.ZONES[i % 3], labels=labels, pods="20")
+
+
+def grow_nodes(api, count):
+    """Make the bench node set exactly ``count`` nodes (adds or removes), all Ready. Returns seconds taken."""
+    started = time.monotonic()
+    have = set(list_names(api, "/api/v1/nodes", BENCH_LABEL + "=true"))
+    want = set(node_body(i)["metadata"]["name"] for i in range(count))
+    missing = [i for i in range(count) if node_body(i)["metadata"]["name"] not in have]
+    pool_map(lambda i: _create(api, "/api/v1/nodes", node_body(i)), missing)
+    extra = sorted(have - want)
+    pool_map(lambda name: api.delete("/api/v1/nodes/" + name), extra)
+
+    def ready():
+        page_ready, query = 0, {"labelSelector": BENCH_LABEL + "=true", "limit": 2000}
+        while True:
+            page = api.get("/api/v1/nodes", query, timeout=120)
+            page_ready += sum(1 for n in page["items"] if node_manifests.is_ready(n))
+            if not page["metadata"].get("continue"):
+                return page_ready == count
+            query["continue"] = page["metadata"]["continue"]
+
+    wait_for("%d bench nodes Ready" % count, ready, timeout=900, interval=1)
+    return time.monotonic() - started, len(missing)
+
+
+def _create(api, path, body):
+    try:
+        return api.create(path, body)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        return None
+
+
+def ensure_namespace(api, name):
+    _create(api, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    wait_for("service account in " + name,
+             lambda: api.get_or_none("/api/v1/namespaces/%s/serviceaccounts/default" % name), timeout=60)
+
+
+def wait_pods_gone(api, namespace, timeout=900):
+    wait_for("pods in %s to be gone" % namespace,
+             lambda: not list_names(api, "/api/v1/namespaces/%s/pods" % namespace), timeout=timeout, interval=0.5)
+
+
+# ------------------------------------------------------------------ measured processes
+
+def run_measured(cmd, env=None, timeout=7200, stdout_path=None):
+    """Run ``cmd``; return wall seconds, its peak RSS (MiB, with its descendants), rc and its output's tail.
+
+    The command starts under ``rss_python.py``, a small launcher that reads
+    the command's peak RSS with wait4(2).
+    """
+    rss_file = (stdout_path or "/tmp/nodeops-bench") + ".rss"
+    if os.path.exists(rss_file):
+        os.unlink(rss_file)
+    launcher = [sys.executable, "-S", os.path.join(REPO, "benchmarks", "rss_python.py"), "--out", rss_file, "--"]
+    out = open(stdout_path, "w") if stdout_path else subprocess.DEVNULL
+    try:
+        started = time.monotonic()
+        proc = subprocess.run(launcher + list(cmd), env=env, stdout=out, stderr=subprocess.PIPE, text=True,
+                              timeout=timeout, check=False)
+        wall = time.monotonic() - started
+    finally:
+        if stdout_path:
+            out.close()
+    with open(rss_file) as f:
+        peak_kib = max(int(x) for x in f.read().split())
+    tail = proc.stderr[-4000:]
+    if proc.returncode and stdout_path:
+        with open(stdout_path) as f:
+            tail = f.read()[-3000:] + tail
+    return {"wall_s": wall, "peak_rss_mib": peak_kib / 1024.0, "rc": proc.returncode, "stderr": tail}
+
+
+def python_env():
+    env = dict(os.environ, PYTHONPATH=COLLECTIONS, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, KUBECONFIG=KUBECONFIG,
+               ANSIBLE_NOCOLOR="1", PYTHONDONTWRITEBYTECODE="1")
+    return env
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def settle(api, timeout=120):
+    """Wait until the cluster's own work (node setup, pod teardown) has died down. Not timed."""
+    def busy(rows):
+        return sum(v for k, v in rows.items() if "leases" not in k and not k.startswith(("GET ", "WATCH ")))
+
+    end = time.monotonic() + timeout
+    quiet = 0
+    before = scrape(api)
+    while time.monotonic() < end and quiet < 2:
+        time.sleep(1)
+        after = scrape(api)
+        quiet = quiet + 1 if busy(delta(before, after)) <= 10 else 0
+        before = after
+
+
+# ------------------------------------------------------------------ Jobs (the sweep's data)
+
+JOB_LABEL = "bench.nodeops.io/job"
+CONTROL_LABEL = "bench.nodeops.io/control"
+
+
+def _job(ns, name, labels, owner=None):
+    meta = {"name": name, "namespace": ns, "labels": labels}
+    if owner:
+        meta["ownerReferences"] = [owner]
+    # managedBy: the built-in Job controller leaves these alone, so they make no pods.
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+            "spec": {"managedBy": "bench.nodeops.io/harness", "backoffLimit": 0, "template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox", "command": ["true"]}]}}}}
+
+
+def _finished_status():
+    hour_ago = time.time() - 3600
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    start, done = time.strftime(fmt, time.gmtime(hour_ago - 60)), time.strftime(fmt, time.gmtime(hour_ago))
+    return {"status": {"startTime": start, "completionTime": done, "succeeded": 1, "conditions": [
+        {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": done},
+        {"type": "Complete", "status": "True", "lastTransitionTime": done}]}}
+
+
+def _make_job(api, ns, name, labels, owner=None, finished=True):
+    path = "/apis/batch/v1/namespaces/%s/jobs" % ns
+    if _create(api, path, _job(ns, name, labels, owner)) is None:
+        return 0
+    if finished:
+        api.merge_patch("%s/%s/status" % (path, name), _finished_status())
+    return 1
+
+
+def make_finished_jobs(api, namespaces, count):
+    """``count`` finished ownerless Jobs (finished an hour ago), spread over ``namespaces``. Returns seconds."""
+    started = time.monotonic()
+    pool_map(lambda i: _make_job(api, namespaces[i % len(namespaces)], "done-%06d" % i, {JOB_LABEL: "target"}),
+             range(count))
+    return time.monotonic() - started
+
+
+def make_controls(api, control_ns, namespaces, count):
+    """Jobs every sweep must spare: a third running, a third owned, a third in an excluded namespace."""
+    started = time.monotonic()
+    owner_ns = namespaces[-1]
+    cm = _create(api, "/api/v1/namespaces/%s/configmaps" % owner_ns,
+                 {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bench-owner"}}) or \
+        api.get("/api/v1/namespaces/%s/configmaps/bench-owner" % owner_ns)
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "bench-owner", "uid": cm["metadata"]["uid"]}
+
+    def one(i):
+        labels = {CONTROL_LABEL: "true"}
+        if i % 3 == 0:
+            return _make_job(api, namespaces[0], "running-%05d" % i, labels, finished=False)
+        if i % 3 == 1:
+            return _make_job(api, owner_ns, "owned-%05d" % i, labels, owner=owner)
+        return _make_job(api, control_ns, "excluded-%05d" % i, labels)
+
+    made = sum(pool_map(one, range(count)))
+    return time.monotonic() - started, made
+
+
+def _count(api, namespaces, selector):
+    return sum(len(list_names(api, "/apis/batch/v1/namespaces/%s/jobs" % ns, selector)) for ns in namespaces)
+
+
+def count_jobs(api, namespaces):
+    return _count(api, namespaces, JOB_LABEL + "=target")
+
+
+def count_controls(api, control_ns, namespaces):
+    return _count(api, tuple(namespaces) + (control_ns,), CONTROL_LABEL + "=true")
+
+
+def delete_jobs(api, namespaces):
+    for ns in namespaces:
+        api.request("DELETE", "/apis/batch/v1/namespaces/%s/jobs" % ns, query={"propagationPolicy": "Background"},
+                    timeout=300)
+    wait_for("bench Jobs to be gone", lambda: _count(api, namespaces, None) == 0, timeout=300, interval=0.5)

@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The benchmark harness at a few dozen nodes and Jobs, so it cannot rot between `make bench` runs.
+
+Timings are not asserted (they belong to benchmarks/); what is checked is that
+every contender did its whole job, that requests are attributed to the tool
+that made them, and that the sweep spared every control Job.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import subprocess
+import sys
+
+import kube_helpers as kh
+
+BENCH = os.path.join(kh.REPO, "benchmarks", "bench.py")
+
+
+def test_bench_smoke_profile_measures_every_contender(tmp_path):
+    proc = subprocess.run([sys.executable, BENCH, "--profile", "smoke", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+
+    fanout = results["fanout"]
+    assert {r["contender"] for r in fanout} == {"bare", "engine", "module", "polling", "serial"}
+    for r in fanout:
+        assert r["complete"] and r["rc"] == 0, r
+        assert r["wall_s"] > 0 and r["peak_rss_mib"] > 5
+        rows = r["apiserver_rows"]
+        # Every contender made its pods: one create per node reached the apiserver.
+        assert rows.get("POST pods", 0) >= r["size"], (r["contender"], rows)
+        if r["contender"] in ("engine", "bare", "polling"):
+            assert r["output"]["summary"]["succeeded"] == r["size"]
+    for r in (r for r in fanout if r["contender"] in ("engine", "bare")):
+        # The apiserver's count of the tool's requests agrees with what its client sent.
+        assert abs(r["tool_requests"] - r["client_requests"]) <= 2, r
+    engine = [r for r in fanout if r["contender"] == "engine"]
+    # One create and one log read per node, plus a fixed handful (lists, watches, the run record).
+    assert all(2 * r["size"] <= r["tool_requests"] <= 2 * r["size"] + 15 for r in engine), engine
+    module = [r for r in fanout if r["contender"] == "module"]
+    assert all(r["module_process_peak_rss_mib"] > 5 for r in module)
+
+    sweep = results["sweep"]
+    assert {r["contender"] for r in sweep} == {"ours", "pipeline"}
+    for r in sweep:
+        assert r["complete"] and r["controls_intact"] and r["targets_left"] == 0, r
+        assert rows_total(r, "DELETE jobs") >= r["size"]
+    assert all(r["output"]["jobs"] == r["size"] for r in sweep if r["contender"] == "ours")
+
+    assert results["harness"]["node_creation"] and results["harness"]["job_creation"]
+    assert results["machine"]["cores"] >= 1 and results["kubernetes"]["gitVersion"].startswith("v1.")
+    assert len(results["targets"]) == 10 and all(isinstance(t["value"], float) for t in results["targets"])
+    assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| target | value | wanted | met |" in (tmp_path / "latest.md").read_text()
+    # Nothing left behind: no bench pods, no bench nodes.
+    core = kh.rest_client()
+    assert not core.get("/api/v1/namespaces/nodeops-bench/pods")["items"]
+    assert not core.get("/api/v1/nodes", {"labelSelector": "bench.nodeops.io/node=true"})["items"]
+
+
+def rows_total(record, row):
+    return record["apiserver_rows"].get(row, 0)
