@@ -76,8 +76,7 @@ class Bench:
         if parse_stdout and run["rc"] == 0:
             with open(stdout_path) as f:
                 out = json.loads(f.read() or "{}")
-        kwok_deletes = size if kind == "fanout" else 0
-        tool = harness.tool_requests(rows, kwok_deletes)
+        tool = harness.tool_requests(rows)
         rec = {"contender": contender, "size": size, "wall_s": round(run["wall_s"], 3),
                "peak_rss_mib": round(run["peak_rss_mib"], 1), "rc": run["rc"],
                "tool_requests": tool, "requests_per_unit": round(tool / float(size), 3) if size else None,
@@ -148,7 +147,21 @@ class Bench:
         return self.measure("fanout", "serial", size, cmd, lambda o: True, parse_stdout=False)
 
     def between(self):
-        harness.wait_pods_gone(self.api, FANOUT_NS)
+        """Wait (untimed) for the last contender's pods to go. Pods it left behind are recorded, then removed.
+
+        The bare loop and the polling baseline do no cleanup by design: their pods are removed here.
+        """
+        if self.results["fanout"] and self.results["fanout"][-1]["contender"] in ("bare", "polling"):
+            harness.remove_leftovers(self.api, FANOUT_NS)
+        try:
+            harness.wait_pods_gone(self.api, FANOUT_NS, timeout=300)
+        except RuntimeError:
+            last = self.results["fanout"][-1]
+            last["left_pods"] = len(harness.list_names(self.api, "/api/v1/namespaces/%s/pods" % FANOUT_NS))
+            last["complete"] = False
+            log("%s left %d pods behind; removing them" % (last["contender"], last["left_pods"]))
+            harness.remove_leftovers(self.api, FANOUT_NS)
+            harness.wait_pods_gone(self.api, FANOUT_NS, timeout=600)
         harness.settle(self.api)
 
     def fanout(self):
@@ -238,6 +251,7 @@ class Bench:
     # ------------------------------------------------------------ report
 
     def cleanup(self):
+        harness.remove_leftovers(self.api, FANOUT_NS)
         harness.wait_pods_gone(self.api, FANOUT_NS)
         if not self.keep_nodes:
             harness.grow_nodes(self.api, 0)

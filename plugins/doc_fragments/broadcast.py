@@ -189,6 +189,9 @@ options:
   cleanup:
     description:
       - Which pods to delete at the end, after their logs are read. C(on_success) keeps failed pods for debugging.
+      - Kept pods stay owned by the run's record ConfigMap C(nodeops-run-<name>-<run_id>).
+      - When no pod is kept, the run record is deleted and the garbage collector deletes the finished pods it owns,
+        moments after the task returns; pods that never finished are deleted by the module itself.
     type: str
     default: on_success
     choices: [ on_success, always, never ]

@@ -6,6 +6,8 @@
 * plan: read nodes and this broadcast's pods, then ``plan.plan`` (pure).
 * act: create pods in slow-start batches (1, 2, 4, ...) capped by the free
   parallelism slots; an existing pod of the same (run, node) is adopted.
+  A batch is created by a thread pool while the main thread keeps applying
+  watch events, so events never pile up behind a large batch.
 * observe: one watcher thread lists this run's pods, then watches from the
   list's resourceVersion, re-listing on 410 Gone and reconnecting when the
   apiserver goes away. The main thread applies its events and asks the pure
@@ -48,6 +50,8 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import (
 )
 
 WATCH_SECONDS = 30          # server-side timeoutSeconds of one watch request
+CLEANUP_BASE_SECONDS = 60   # time limit of the pods' delete-collection: this, plus
+CLEANUP_PODS_PER_SECOND = 20  # one second per this many pods of the run
 LIST_PAGE = 500
 RECORD_PREFIX = "nodeops-run-"
 
@@ -184,7 +188,7 @@ class NodeRun:
         self.node = node
         self.pod_name = pod_name
         self.pod = None
-        self.state = "waiting"       # waiting -> created -> done
+        self.state = "waiting"       # waiting -> creating -> created -> done
         self.created_at = None
         self.created_rv = None
         self.pending_since = None
@@ -201,6 +205,7 @@ class Engine:
         self.create_workers = create_workers
         self.initial_resource_version = initial_resource_version
         self.stats = {}
+        self.warnings = []
 
     # ---------------------------------------------------------------- plan
 
@@ -316,6 +321,9 @@ class Engine:
             self._active += 1
             self._touched.add(r)
         self._waiting = collections.deque(runs[n] for n in plan["eligible"] if runs[n].state == "waiting")
+        self._batch, self._batch_size = [], 1    # the batch being created: [(run, future)]
+        self._batch_left = 0
+        self._batch_lock = threading.Lock()
         parallelism = resolve_parallelism(spec["parallelism"], len(runs))
         events = queue.Queue()
         watcher = Watcher(self.client, self.client.core_path("pods", spec["namespace"]),
@@ -328,7 +336,7 @@ class Engine:
         self._log_pool = pool
         watcher.start()
         node_watcher.start()
-        batch_size, stop_creating, timed_out, synced = 1, False, False, False
+        stop_creating, timed_out, synced = False, False, False
         failure_seen = None
         try:
             while self._remaining:
@@ -337,8 +345,7 @@ class Engine:
                     timed_out = True
                     break
                 if synced and not stop_creating:
-                    batch_size = self._launch(spec, run_id, runs, owner, parallelism, batch_size, pool,
-                                              max(1, int(deadline - now)))
+                    self._launch(spec, run_id, owner, parallelism, pool, events, max(1, int(deadline - now)))
                 self._observe(spec, runs, by_pod, events, min(0.5, max(0.01, deadline - now)))
                 if not synced and (watcher.relists or watcher.streaming):
                     synced = True
@@ -346,11 +353,13 @@ class Engine:
                     failure_seen = self._failures[0]
                     stop_creating = True
                     self.log("fail_fast: %s failed; stopping" % failure_seen)
+                    self._finish_batch(wait=True)
                     self._cancel(spec, runs, "skipped", "NotStarted",
                                  "not started: fail_fast after a failure on %s" % failure_seen, active=False)
                     self._cancel(spec, runs, "failed", "CancelledByFailFast",
                                  "deleted by fail_fast after a failure on %s" % failure_seen, active=True)
             if timed_out:
+                self._finish_batch(wait=True)
                 self._cancel(spec, runs, "skipped", "NotStarted", "not started before the run timeout", active=False)
                 self._cancel(spec, runs, "timed_out", "RunTimeout",
                              "still running when timeout=%ds was reached" % spec["timeout"], active=True)
@@ -378,35 +387,64 @@ class Engine:
         if verdict["outcome"] in outcomes.FAILURES:
             self._failures.append(r.node)
 
-    def _launch(self, spec, run_id, runs, owner, parallelism, batch_size, pool, deadline_s):
-        count = min(parallelism - self._active, batch_size)
+    def _launch(self, spec, run_id, owner, parallelism, pool, events, deadline_s):
+        """Start the next slow-start batch once the previous one is created. Never blocks."""
+        if self._batch and not self._finish_batch(wait=False):
+            return
+        count = min(parallelism - self._active, self._batch_size)
         batch = []
         while len(batch) < count and self._waiting:
             r = self._waiting.popleft()
             if r.state == "waiting":   # runs cancelled or lost while waiting are skipped here
                 batch.append(r)
         if not batch:
-            return batch_size
-        results = list(pool.map(lambda r: self._create(spec, run_id, r, owner, deadline_s), batch))
+            return
+        self._batch_left = len(batch)
+
+        def created(_future):
+            with self._batch_lock:
+                self._batch_left -= 1
+            events.put(("wake", None, None))   # the main loop collects the batch without waiting for a timeout
+
+        for r in batch:
+            r.state = "creating"
+            future = pool.submit(self._create, spec, run_id, r, owner, deadline_s)
+            future.add_done_callback(created)
+            self._batch.append((r, future))
+
+    def _finish_batch(self, wait):
+        """Apply the created batch's results. Returns False if it is still being created and ``wait`` is False."""
+        if not self._batch:
+            return True
+        if not wait:
+            with self._batch_lock:
+                if self._batch_left:
+                    return False
         now = self.clock.monotonic()
-        errors = 0
-        for r, (pod, exc) in zip(batch, results):
+        errors = created = 0
+        for r, future in self._batch:
+            pod, exc = future.result()
+            if r.state != "creating":
+                continue   # its node left meanwhile; a pod made anyway is removed by the run's cleanup
             if exc is not None:
                 errors += 1
                 verdict = outcomes.outcome("failed", "CreateFailed", exc.msg)
                 verdict.update(finished_mono=now, started_mono=now)
                 self._set_done(r, verdict)
                 continue
+            created += 1
             r.state = "created"
             self._active += 1
             r.created_at = now
             r.created_rv = pod["metadata"].get("resourceVersion")
             if r.pod is None:
-                r.pod = pod
+                r.pod = pod   # no watch event yet: the create response is the oldest state there is
             self._touched.add(r)
-        self.log("created %d pods (%d active of %d allowed)" % (len(batch) - errors, self._active, parallelism))
+        self._batch = []
+        self.log("created %d pods (%d active)" % (created, self._active))
         # Slow start: double after a clean batch, back to one after errors.
-        return 1 if errors else batch_size * 2
+        self._batch_size = 1 if errors else self._batch_size * 2
+        return True
 
     def _observe(self, spec, runs, by_pod, events, wait):
         try:
@@ -421,6 +459,8 @@ class Engine:
                 break
         now = self.clock.monotonic()
         for kind, tag, payload in batch:
+            if kind == "wake":
+                continue
             if kind == "error":
                 raise payload
             if tag == "nodes":
@@ -469,6 +509,9 @@ class Engine:
     def _apply_sync(self, by_pod, items, list_rv):
         seen = dict((p["metadata"]["name"], p) for p in items)
         for name, r in by_pod.items():
+            if r.state == "creating" and name in seen:
+                r.pod = seen[name]
+                continue
             if r.state != "created":
                 continue
             if name in seen:
@@ -489,7 +532,7 @@ class Engine:
         r = runs.get(node)
         if r is None or r.state == "done":
             return
-        if r.state == "created" and r.pod is not None:
+        if r.state in ("created", "creating") and r.pod is not None:
             r.log = self._read_log(spec, r.pod_name)
             self.client.delete(self.client.core_path("pods", spec["namespace"], r.pod_name), grace_period=0)
         verdict = outcomes.outcome("lost", "NodeDeleted", "node %s was deleted during the run" % node)
@@ -520,28 +563,62 @@ class Engine:
                 self._set_done(r, verdict)
 
     def _cleanup(self, spec, run_id, runs):
-        """Delete pods per ``cleanup`` (one request); return how many of this run's pods remain.
+        """Delete pods per ``cleanup``; return how many of this run's pods remain (None if unknown).
 
-        Pods that never finished (unschedulable, lost) are deleted whatever
-        ``cleanup`` says: left alone they could start later, unwatched.
+        * Pods that have not finished (unschedulable, lost) are deleted now,
+          whatever ``cleanup`` says: left alone they could start later, unwatched.
+        * If no pod is to be kept, that is all: ``_finish_record`` deletes the
+          run record, and the garbage collector deletes the finished pods it
+          owns (one request, however many nodes).
+        * Otherwise the pods not kept are deleted as a collection. The apiserver
+          deletes a collection one pod at a time, so its time limit grows with
+          the run; if it still fails, the results are returned with a warning
+          and the run record keeps owning the pods.
         """
         keep_phases = {"always": (), "on_success": ("Failed",), "never": ("Failed", "Succeeded")}[spec["cleanup"]]
-        query = {"labelSelector": planner.run_selector(spec["name"], run_id)}
-        if keep_phases:
-            query["fieldSelector"] = ",".join("status.phase!=%s" % phase for phase in keep_phases)
-        self.client.request("DELETE", self.client.core_path("pods", spec["namespace"]), query=query)
-        return sum(1 for r in runs.values()
-                   if r.pod is not None and (r.pod.get("status") or {}).get("phase") in keep_phases)
+        kept = 0
+        for r in runs.values():
+            phase = ((r.pod or {}).get("status") or {}).get("phase")
+            if r.pod is None:
+                continue
+            if phase not in ("Succeeded", "Failed"):
+                self.client.delete(self.client.core_path("pods", spec["namespace"], r.pod_name), grace_period=0)
+            elif phase in keep_phases:
+                kept += 1
+        if not kept:
+            return 0
+        query = {"labelSelector": planner.run_selector(spec["name"], run_id),
+                 "fieldSelector": ",".join("status.phase!=%s" % phase for phase in keep_phases)}
+        timeout = max(self.client.timeout, CLEANUP_BASE_SECONDS + len(runs) // CLEANUP_PODS_PER_SECOND)
+        error = None
+        for attempt in range(3):
+            try:
+                self.client.request("DELETE", self.client.core_path("pods", spec["namespace"]), query=query,
+                                    timeout=timeout)
+                return kept
+            except ApiError as exc:
+                # A timed-out delete-collection stops part way; a new one takes up what is left.
+                self.log("deleting the run's pods failed (attempt %d): %s" % (attempt + 1, exc.msg))
+                error = exc.msg
+        self.warnings.append("the pods of run %s were not all deleted (%s); they stay owned by ConfigMap %s: "
+                             "remove them with state=absent and run_id=%s"
+                             % (run_id, error, self._record_name(spec, run_id), run_id))
+        return None
 
     def _finish_record(self, spec, run_id, runs, remaining):
         path = self.client.core_path("configmaps", spec["namespace"], self._record_name(spec, run_id))
-        if remaining == 0:
-            # No pod left to own: the results went back to the caller, the record is not needed.
-            self.client.delete(path)
-            return
         failed = sorted(r.node for r in runs.values() if r.result and r.result["outcome"] in outcomes.FAILURES)
-        self.client.merge_patch(path, {"data": {"state": "finished", "finished_at": _iso(self.clock.now()),
-                                                "failed_nodes": json.dumps(failed)}})
+        try:
+            if remaining == 0:
+                # No pod left to own: the results went back to the caller, the record is not needed.
+                self.client.delete(path)
+                return
+            self.client.merge_patch(path, {"data": {
+                "state": "finished" if remaining is not None else "cleanup-incomplete",
+                "finished_at": _iso(self.clock.now()), "failed_nodes": json.dumps(failed)}})
+        except ApiError as exc:
+            # The results are in hand: report them, with the record left as it was.
+            self.warnings.append("could not update run record %s: %s" % (self._record_name(spec, run_id), exc.msg))
 
     # ---------------------------------------------------------------- report
 
@@ -577,6 +654,8 @@ class Engine:
         records.sort(key=lambda rec: rec["node"])
         summary = outcomes.summarize(records, len(plan["eligible"]), self.clock.monotonic() - started)
         result = {"run_id": run_id, "summary": summary, "nodes": records, "changed": bool(plan["eligible"])}
+        if self.warnings:
+            result["warnings"] = list(self.warnings)
         failed = outcomes.failed_nodes(records)
         if timed_out:
             raise RunTimeout("broadcast %s run %s timed out after %ds: %d of %d nodes did not finish"

@@ -82,8 +82,9 @@ def test_module_runs_once_on_every_worker(tmp_path, core, namespace, audit):
         assert rec["duration_s"] >= 0 and rec["started_at"] <= rec["finished_at"]
     # One pod per node, each pinned by affinity; all cleaned up, the run record too.
     assert len(pod_creates(audit, mark, namespace)) == len(workers)
-    assert pods_of(core, namespace) == []
     assert core.list_namespaced_config_map(namespace, label_selector="nodeops.io/kind=run-record").items == []
+    # The record owned the pods: the garbage collector deletes them once it is gone.
+    kh.wait_for("the garbage collector to delete the pods", lambda: pods_of(core, namespace) == [])
 
 
 def test_continue_runs_every_node_then_fails_and_keeps_failed_pods(tmp_path, core, namespace, labelled_nodes):
@@ -243,7 +244,7 @@ def test_killed_module_resumes_with_same_run_id_without_duplicates(tmp_path, cor
     assert result["summary"]["succeeded"] == 4
     assert sorted(n for n, rec in by_node(result).items() if rec["outcome"] != "skipped") == sorted(names)
     assert len(pod_creates(audit, mark, namespace)) == 4   # the second run created none
-    assert pods_of(core, namespace) == []
+    kh.wait_for("the pods to be deleted", lambda: pods_of(core, namespace) == [])
 
 
 def test_check_mode_writes_nothing(tmp_path, namespace, audit):
@@ -401,3 +402,49 @@ def test_run_timeout_reports_timed_out_nodes_and_removes_their_pods(core, namesp
     assert "timed out after 3s" in info.value.msg
     assert sorted(r["node"] for r in info.value.result["nodes"] if r["outcome"] == "timed_out") == sorted(names)
     kh.wait_for("the timed-out pods to go", lambda: pods_of(core, namespace) == [])
+
+
+def test_cleanup_that_fails_keeps_the_results_and_the_pods_owned(tmp_path, api_client, core, namespace,
+                                                                   labelled_nodes):
+    """A user who may create pods but not delete them as a collection: the run's results still come back."""
+    from kubernetes import client as k8s
+
+    user = kh.unique("no-deletecollection")
+    rbac = k8s.RbacAuthorizationV1Api(api_client)
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": user}, "rules": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}]})
+    rbac.create_namespaced_role_binding(namespace, {"metadata": {"name": user}, "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
+        "subjects": [{"kind": "User", "name": user}]})
+    rbac.create_cluster_role({"metadata": {"name": user}, "rules": [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]})
+    rbac.create_cluster_role_binding({"metadata": {"name": user}, "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user},
+        "subjects": [{"kind": "User", "name": user}]})
+    try:
+        selector, names = labelled_nodes(3)
+        # One node fails, so its pod is kept and the others are deleted as a collection, which this user may not.
+        result = kh.run_module(tmp_path, "broadcast_job", {
+            "name": "nodel", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+            "parallelism": "100%", "impersonate_user": user, "fail_on_node_failure": False,
+            "pod_annotations": {"sim.nodeops.io/exit-code." + names[0]: "3"}})
+        assert not result.get("failed"), result.get("msg")
+        assert (result["summary"]["succeeded"], result["summary"]["failed"]) == (2, 1)
+        assert all(by_node(result)[n]["log"] for n in names)
+        warning = [w for w in result["warnings"] if "were not all deleted" in w]
+        assert warning and "state=absent and run_id=%s" % result["run_id"] in warning[0]
+        # The pods stay, owned by the run record, which says what happened.
+        record = core.read_namespaced_config_map("nodeops-run-nodel-" + result["run_id"], namespace)
+        assert record.data["state"] == "cleanup-incomplete"
+        pods = pods_of(core, namespace)
+        assert len(pods) == 3
+        assert all(p.metadata.owner_references[0].uid == record.metadata.uid for p in pods)
+        # state=absent (as the admin) removes them, as the warning says.
+        gone = kh.run_module(tmp_path, "broadcast_job", {"name": "nodel", "namespace": namespace,
+                                                          "run_id": result["run_id"], "state": "absent"})
+        assert gone["changed"] and len(gone["deleted"]["pods"]) == 3
+    finally:
+        rbac.delete_cluster_role_binding(user)
+        rbac.delete_cluster_role(user)

@@ -45,8 +45,8 @@ def test_scrape_sums_label_variants_and_delta_drops_the_scrape_itself():
 
 def test_tool_requests_leave_out_the_clusters_own_reaction():
     rows = harness.delta({}, harness.scrape(FakeGet(METRICS)))
-    # creates 101 + log reads 100 + DELETE 101 - kwok's own 100 deletes; bindings and leases are not the tool's.
-    assert harness.tool_requests(rows, kwok_pod_deletes=100) == 202
+    # Creates (dry run included) and log reads; bindings, leases and the mixed "DELETE pods" row are not the tool's.
+    assert harness.tool_requests(rows) == 201
 
 
 def run(kind, contender, size, wall, rss=30.0, per=2.0, **extra):
