@@ -4,7 +4,7 @@
 #   make test          everything: unit, integration (real control plane), sanity
 #   make cluster       start the local control plane (idempotent)
 #   make cluster-down  stop only the processes `make cluster` started
-#   make bench         benchmarks/ against baselines (~40 min; not part of test)
+#   make bench         benchmarks/ against baselines (~45 min; not part of test)
 #
 # First runs build the control plane from Go modules and create .venv; both
 # are cached (~/.cache/nodeops, GOMODCACHE, GOCACHE, .venv).
@@ -70,7 +70,7 @@ demo: venv link cluster
 	@echo "Stop it with: make cluster-down"
 
 unit: venv link
-	$(VPY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(VPY) -m pytest tests/unit benchmarks/tests $(PYTEST_ARGS)
 
 # Starts the cluster if needed, and stops it afterwards only if it started it.
 integration: venv link kyverno

@@ -29,13 +29,13 @@ BROADCAST = "bench"
 TERMINAL = ("Succeeded", "Failed")
 
 
-def broadcast_params(namespace, selector, name=BROADCAST):
+def broadcast_params(namespace, selector, name=BROADCAST, log_tail_lines=20):
     """The one broadcast every fan-out contender runs: a host command that exits at once, on each node."""
     key, _, value = selector.partition("=")
     params = dict((k, copy.deepcopy(v.get("default"))) for k, v in broadcast_spec.BROADCAST_OPTIONS.items())
     params.update(name=name, namespace=namespace, run_id=None, preset="host_command",
                   host_command={"command": ["true"], "shell": False}, node_selector={key: value},
-                  parallelism="100%", timeout=3600, pending_timeout=1800)
+                  parallelism="100%", timeout=3600, pending_timeout=1800, log_tail_lines=log_tail_lines)
     return params
 
 
@@ -46,7 +46,7 @@ def _eligible_pods(api, spec, run_id):
 
 def engine(args):
     api = harness.client(counting=True)
-    spec = broadcast_spec.validate(broadcast_params(args.namespace, args.selector))
+    spec = broadcast_spec.validate(broadcast_params(args.namespace, args.selector, log_tail_lines=args.log_tail_lines))
     profiler = None
     if args.profile:
         import pyinstrument
@@ -173,6 +173,7 @@ def main(argv=None):
     parser.add_argument("--namespace")
     parser.add_argument("--selector")
     parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--log-tail-lines", type=int, default=20, help="engine: 0 reads no logs")
     parser.add_argument("--profile")
     parser.add_argument("--out")
     parser.add_argument("--exclude", action="append", default=[])

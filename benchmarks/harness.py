@@ -236,7 +236,7 @@ def run_measured(cmd, env=None, timeout=7200, stdout_path=None):
         if stdout_path:
             out.close()
     with open(rss_file) as f:
-        peak_kib = max(int(x) for x in f.read().split())
+        peak_kib = max(int(line.split()[0]) for line in f if line.strip())
     tail = proc.stderr[-4000:]
     if proc.returncode and stdout_path:
         with open(stdout_path) as f:

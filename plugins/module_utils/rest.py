@@ -195,9 +195,11 @@ class RestClient:
         except (socket.error, httplib.HTTPException, ssl.SSLError) as exc:
             conn.close()
             self._local.conn = None
-            if not fresh and isinstance(exc, (httplib.RemoteDisconnected, BrokenPipeError, ConnectionResetError)):
-                # A kept-alive connection the server had already closed: once more on a new one.
-                return self._send(method, url, body, headers, timeout, keep=False)
+            if not fresh and not isinstance(exc, socket.timeout):
+                # A kept-alive connection the server closed while it sat idle (during a long run the main
+                # thread may not call for minutes): it fails as RemoteDisconnected, a reset, a broken pipe
+                # or, over TLS, an unexpected EOF. Once more, on a new connection (so never twice).
+                return self._send(method, url, body, headers, timeout, keep)
             raise ApiUnavailable("cannot reach the API server at %s: %s" % (self.config.server, exc))
         if keep:
             self._local.conn = conn

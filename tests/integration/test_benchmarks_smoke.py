@@ -28,18 +28,21 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
     results = json.loads((tmp_path / "latest.json").read_text())
 
     fanout = results["fanout"]
-    assert {r["contender"] for r in fanout} == {"bare", "engine", "module", "polling", "serial"}
+    assert {r["contender"] for r in fanout} == {"bare", "engine", "engine-nologs", "module", "polling", "serial"}
     for r in fanout:
         assert r["complete"] and r["rc"] == 0, r
         assert r["wall_s"] > 0 and r["peak_rss_mib"] > 5
         rows = r["apiserver_rows"]
         # Every contender made its pods: one create per node reached the apiserver.
         assert rows.get("POST pods", 0) >= r["size"], (r["contender"], rows)
-        if r["contender"] in ("engine", "bare", "polling"):
+        if r["contender"] in ("engine", "engine-nologs", "bare", "polling"):
             assert r["output"]["summary"]["succeeded"] == r["size"]
     for r in (r for r in fanout if r["contender"] in ("engine", "bare")):
         # The apiserver's count of the tool's requests agrees with what its client sent.
         assert abs(r["tool_requests"] - r["client_requests"]) <= 2, r
+        assert r["requests"] == r["client_requests"] and r["requests_counted_by"] == "client"
+    polling = [r for r in fanout if r["contender"] == "polling"]
+    assert all(r["requests"] >= 2 * r["size"] for r in polling), polling   # a create and at least one GET each
     engine = [r for r in fanout if r["contender"] == "engine"]
     # One create and one log read per node, plus a fixed handful (lists, watches, the run record).
     assert all(2 * r["size"] <= r["tool_requests"] <= 2 * r["size"] + 15 for r in engine), engine
@@ -55,7 +58,10 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
 
     assert results["harness"]["node_creation"] and results["harness"]["job_creation"]
     assert results["machine"]["cores"] >= 1 and results["kubernetes"]["gitVersion"].startswith("v1.")
-    assert len(results["targets"]) == 10 and all(isinstance(t["value"], float) for t in results["targets"])
+    nologs = [r for r in fanout if r["contender"] == "engine-nologs"]
+    assert nologs and all(r["output"]["log_tails"] == 0 and "CONNECT pods/log" not in r["apiserver_rows"]
+                          for r in nologs)
+    assert len(results["targets"]) == 12 and all(isinstance(t["value"], float) for t in results["targets"])
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| target | value | wanted | met |" in (tmp_path / "latest.md").read_text()
     # Nothing left behind: no bench pods, no bench nodes.

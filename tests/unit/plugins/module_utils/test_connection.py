@@ -5,6 +5,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import socket
+import ssl
+
 import pytest
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import connection
@@ -97,3 +100,86 @@ def test_basic_auth_header_fills_credentials_a_kubeconfig_left_empty():
     cfg = connection.connection_config({"kubeconfig": kubeconfig, "proxy_headers": {"basic_auth": "ann:s3cret"}},
                                        environ={})
     assert (cfg.username, cfg.password) == ("ann", "s3cret")
+
+
+class _FakeResponse:
+    status = 200
+    will_close = False
+
+    def read(self):
+        return b'{"ok": true}'
+
+    @staticmethod
+    def getheader(name, default=None):
+        return "application/json" if name == "Content-Type" else default
+
+
+class _FakeConnection:
+    """Stands in for http.client's connection: ``fail`` is raised by the request it is given."""
+
+    def __init__(self, log, fail=None):
+        self.log, self.fail, self.sock, self.timeout, self.closed = log, fail, None, None, False
+
+    def putrequest(self, method, url, **kwargs):
+        self.log.append((id(self), method, url.split("?")[0]))
+
+    def putheader(self, *args):
+        pass
+
+    def endheaders(self, body=None):
+        pass
+
+    def getresponse(self):
+        if self.fail is not None:
+            exc, self.fail = self.fail, None
+            raise exc
+        return _FakeResponse()
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize("stale_error", [
+    ssl.SSLEOFError(8, "EOF occurred in violation of protocol"),   # what the apiserver's idle close looks like
+    ConnectionResetError(104, "reset"),
+    BrokenPipeError(32, "broken pipe"),
+])
+def test_a_kept_alive_connection_closed_while_idle_is_retried_once_on_a_new_one(monkeypatch, stale_error):
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
+
+    log, made = [], []
+    client = RestClient(ConnectionConfig("https://127.0.0.1:1"))
+
+    def new_connection(timeout):
+        made.append(_FakeConnection(log))
+        return made[-1]
+
+    monkeypatch.setattr(client, "_new_connection", new_connection)
+    assert client.get("/version") == {"ok": True}
+    made[0].fail = stale_error           # the server closed it while the run went on
+    assert client.get("/version") == {"ok": True}
+    assert len(made) == 2 and made[0].closed
+    assert [entry[0] for entry in log] == [id(made[0]), id(made[0]), id(made[1])]
+    # The new connection is kept for the next request.
+    client.get("/version")
+    assert len(made) == 2
+
+
+def test_a_timeout_or_a_failing_new_connection_is_not_retried(monkeypatch):
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiUnavailable
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
+
+    log, made = [], []
+    client = RestClient(ConnectionConfig("https://127.0.0.1:1"))
+    monkeypatch.setattr(client, "_new_connection", lambda timeout: made.append(_FakeConnection(log)) or made[-1])
+    client.get("/version")
+    made[0].fail = socket.timeout("timed out")   # the server may still be working on it: not sent twice
+    with pytest.raises(ApiUnavailable):
+        client.get("/version")
+    assert len(made) == 1
+    monkeypatch.setattr(client, "_new_connection",
+                        lambda timeout: made.append(_FakeConnection(log, ConnectionResetError(104, "reset")))
+                        or made[-1])
+    with pytest.raises(ApiUnavailable):
+        client.get("/version")       # a fresh connection that fails: reported, not retried
+    assert len(made) == 2

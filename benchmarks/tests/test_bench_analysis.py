@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "benchmarks"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import bench  # noqa: E402  pylint: disable=import-error
 import harness  # noqa: E402  pylint: disable=import-error
 
@@ -103,3 +103,21 @@ def test_table_marks_incomplete_runs_and_missed_targets():
     text = bench.table(results)
     assert "| fanout | bare | 1000 | 10.00 (incomplete) |" in text
     assert "| module / bare loop at 1000 nodes | 1.364 | <= 1.3 | **no** |" in text
+
+
+def test_render_writes_table_json_and_plot_from_an_earlier_run(tmp_path):
+    import json
+
+    results, _p = synthetic()
+    for r in results["fanout"] + results["sweep"]:
+        r.update(apiserver_rows={}, output={"client_requests": r["tool_requests"]} if r["contender"] != "module" else {})
+    results.update(profile="full", finished_at="2026-11-23T00:00:00Z", duration_s=1.0,
+                   machine={"cores": 2, "memory_gib": 24.0}, kubernetes={"gitVersion": "v1.37.2", "kwok": "v0.8.0"})
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(results))
+    assert bench.main(["--render", str(src), "--out", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "latest.json").read_text())
+    assert out["fanout"][0]["requests_counted_by"] == "client"
+    assert {r["requests_counted_by"] for r in out["fanout"] if r["contender"] == "module"} == {"apiserver"}
+    assert (tmp_path / "latest.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| sweep: pipeline / ours at 5000 Jobs | 60.0 | >= 30.0 | yes |" in (tmp_path / "latest.md").read_text()
