@@ -61,7 +61,7 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
     nologs = [r for r in fanout if r["contender"] == "engine-nologs"]
     assert nologs and all(r["output"]["log_tails"] == 0 and "CONNECT pods/log" not in r["apiserver_rows"]
                           for r in nologs)
-    assert len(results["targets"]) == 12 and all(isinstance(t["value"], float) for t in results["targets"])
+    assert len(results["targets"]) == 14 and all(isinstance(t["value"], float) for t in results["targets"])
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| target | value | wanted | met |" in (tmp_path / "latest.md").read_text()
     # Nothing left behind: no bench pods, no bench nodes.
