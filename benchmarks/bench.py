@@ -444,8 +444,8 @@ def table(results):
                 _requests(r), r["requests_per_unit"]))
     lines += ["", "| target | value | wanted | met |", "|---|---:|---|---|"]
     for t in results["targets"]:
-        lines.append("| %s | %s | %s | %s |" % (t["name"], t["value"], t["target"],
-                                                 {True: "yes", False: "**no**", None: "n/a"}[t["met"]]))
+        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+        lines.append("| %s | %s | %s | %s |" % (t["name"], t["value"], t["target"], met))
     m = results["machine"]
     lines += ["", "Why a target is missed, and what the benchmark made us fix: benchmarks/results/NOTES.md."]
     lines += ["", "%s profile, %s; %d cores, %s GiB, Kubernetes %s, kwok %s; run took %.0f s." % (
@@ -501,8 +501,8 @@ def main(argv=None):
     parser.add_argument("--update-readme", action="store_true", help="put the table in README.md")
     parser.add_argument("--keep-nodes", action="store_true", help="leave the bench nodes for the next run")
     parser.add_argument("--profile-engine", action="store_true", help="write a pyinstrument profile per engine run")
-    parser.add_argument("--render", metavar="JSON", help="do not measure: re-render table, targets and plot from a "
-                                                            "results file of an earlier run")
+    parser.add_argument("--render", metavar="JSON",
+                        help="do not measure: re-render table, targets and plot from an earlier run's results file")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     if args.render:

@@ -405,7 +405,7 @@ def test_run_timeout_reports_timed_out_nodes_and_removes_their_pods(core, namesp
 
 
 def test_cleanup_that_fails_keeps_the_results_and_the_pods_owned(tmp_path, api_client, core, namespace,
-                                                                   labelled_nodes):
+                                                                 labelled_nodes):
     """A user who may create pods but not delete them as a collection: the run's results still come back."""
     from kubernetes import client as k8s
 
@@ -443,7 +443,7 @@ def test_cleanup_that_fails_keeps_the_results_and_the_pods_owned(tmp_path, api_c
         assert all(p.metadata.owner_references[0].uid == record.metadata.uid for p in pods)
         # state=absent (as the admin) removes them, as the warning says.
         gone = kh.run_module(tmp_path, "broadcast_job", {"name": "nodel", "namespace": namespace,
-                                                          "run_id": result["run_id"], "state": "absent"})
+                                                         "run_id": result["run_id"], "state": "absent"})
         assert gone["changed"] and len(gone["deleted"]["pods"]) == 3
     finally:
         rbac.delete_cluster_role_binding(user)
