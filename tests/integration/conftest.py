@@ -16,6 +16,13 @@ from kubernetes.client.rest import ApiException
 
 import kube_helpers as kh
 
+# Every ansible-playbook these tests start must load this working tree, never an installed copy of the
+# collection (~/.ansible/collections) that would shadow it when the tests are run by hand instead of by make.
+_LINKED = os.path.join(kh.REPO, "build", "collections")
+if not os.path.isdir(os.path.join(_LINKED, "ansible_collections", "nodeops", "kubernetes")):
+    raise pytest.UsageError("%s is missing: run `make link` (make integration does)" % _LINKED)
+os.environ["ANSIBLE_COLLECTIONS_PATH"] = _LINKED
+
 
 @pytest.fixture(scope="session")
 def cluster():
