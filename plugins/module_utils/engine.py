@@ -53,6 +53,7 @@ WATCH_SECONDS = 30          # server-side timeoutSeconds of one watch request
 CLEANUP_BASE_SECONDS = 60   # time limit of the pods' delete-collection: this, plus
 CLEANUP_PODS_PER_SECOND = 20  # one second per this many pods of the run
 LIST_PAGE = 500
+CREATE_ATTEMPTS = 8         # retryable create errors: 0.2 s backoff doubling to 5 s, about 16 s in all
 RECORD_PREFIX = "nodeops-run-"
 
 
@@ -264,17 +265,32 @@ class Engine:
     # ---------------------------------------------------------------- act
 
     def _create(self, spec, run_id, node_run, owner, deadline_s):
+        """Create one node's pod. Returns (slim pod, None) or (None, the final ApiError).
+
+        An API server that is away, throttling or failing (retryable errors) is retried with backoff, so
+        a restart during creation does not fail the node; a pod that exists already is adopted.
+        """
         pod = planner.build_pod(spec, run_id, node_run.node, owner=owner, active_deadline=deadline_s)
         path = self.client.core_path("pods", spec["namespace"])
-        try:
-            # Slimmed here, in the worker: a batch of thousands of full pods is never held at once.
-            return outcomes.slim_pod(self.client.create(path, pod)), None
-        except ApiError as exc:
-            if exc.status == 409:
-                # The pod of this (run, node) exists already: adopt it, never make a second one.
-                return outcomes.slim_pod(self.client.get(
-                    self.client.core_path("pods", spec["namespace"], node_run.pod_name))), None
-            return None, exc
+        backoff = 0.2
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                try:
+                    # Slimmed here, in the worker: a batch of thousands of full pods is never held at once.
+                    return outcomes.slim_pod(self.client.create(path, pod)), None
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    # The pod of this (run, node) exists already (made by an earlier attempt whose answer
+                    # was lost, or by an earlier run): adopt it, never make a second one.
+                    return outcomes.slim_pod(self.client.get(
+                        self.client.core_path("pods", spec["namespace"], node_run.pod_name))), None
+            except ApiError as exc:
+                if not exc.retryable or attempt == CREATE_ATTEMPTS - 1:
+                    return None, exc
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        return None, None  # pragma: no cover - the loop always returns
 
     def _read_log(self, spec, pod_name):
         if not spec["log_tail_lines"]:

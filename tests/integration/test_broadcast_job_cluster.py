@@ -357,7 +357,9 @@ def test_apiserver_restart_mid_run(core, namespace, labelled_nodes, audit):
     engine = Engine(kh.rest_client())
     box = {}
     thread = threading.Thread(target=lambda: box.setdefault("result", engine.run(
-        spec(namespace, node_selector=selector, parallelism="100%", pod_annotations={"sim.nodeops.io/delay": "12s"}),
+        # The scheduler can take half a minute to act again after the restart: pending_timeout leaves room.
+        spec(namespace, node_selector=selector, parallelism="100%", pod_annotations={"sim.nodeops.io/delay": "12s"},
+             pending_timeout=120),
         "restart1")))
     thread.start()
     kh.wait_for("the pods to be created", lambda: len(pods_of(core, namespace)) == 6)
