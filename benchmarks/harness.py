@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(REPO, "tools", "localcluster"))
 
 import cluster as local_cluster  # noqa: E402
 import nodes as node_manifests  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import list_all  # noqa: E402
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError  # noqa: E402
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import ConnectionConfig, RestClient  # noqa: E402
 
@@ -72,19 +73,10 @@ def wait_for(what, check, timeout=600, interval=0.25):
         time.sleep(interval)
 
 
-def list_names(api, path, selector=None, field=None):
-    names, query = [], {"limit": 2000}
-    if selector:
-        query["labelSelector"] = selector
-    if field:
-        query["fieldSelector"] = field
-    while True:
-        page = api.get(path, query, timeout=120)
-        names.extend(i["metadata"]["name"] for i in page.get("items") or [])
-        cont = page["metadata"].get("continue")
-        if not cont:
-            return names
-        query["continue"] = cont
+def list_names(api, path, selector=None):
+    """Names of every item, through the engine's own paginated list."""
+    query = {"labelSelector": selector} if selector else None
+    return list_all(api, path, query, timeout=120, slim=lambda item: item["metadata"]["name"])[0]
 
 
 # ------------------------------------------------------------------ metrics
@@ -170,13 +162,9 @@ def grow_nodes(api, count):
     pool_map(lambda name: api.delete("/api/v1/nodes/" + name), extra)
 
     def ready():
-        page_ready, query = 0, {"labelSelector": BENCH_LABEL + "=true", "limit": 2000}
-        while True:
-            page = api.get("/api/v1/nodes", query, timeout=120)
-            page_ready += sum(1 for n in page["items"] if node_manifests.is_ready(n))
-            if not page["metadata"].get("continue"):
-                return page_ready == count
-            query["continue"] = page["metadata"]["continue"]
+        nodes = list_all(api, "/api/v1/nodes", {"labelSelector": BENCH_LABEL + "=true"}, timeout=120,
+                         slim=node_manifests.is_ready)[0]
+        return sum(nodes) == count
 
     wait_for("%d bench nodes Ready" % count, ready, timeout=900, interval=1)
     return time.monotonic() - started, len(missing)

@@ -272,8 +272,9 @@ class Engine:
         """
         pod = planner.build_pod(spec, run_id, node_run.node, owner=owner, active_deadline=deadline_s)
         path = self.client.core_path("pods", spec["namespace"])
-        backoff = 0.2
-        for attempt in range(CREATE_ATTEMPTS):
+        backoff, attempt = 0.2, 0
+        while True:
+            attempt += 1
             try:
                 try:
                     # Slimmed here, in the worker: a batch of thousands of full pods is never held at once.
@@ -286,11 +287,10 @@ class Engine:
                     return outcomes.slim_pod(self.client.get(
                         self.client.core_path("pods", spec["namespace"], node_run.pod_name))), None
             except ApiError as exc:
-                if not exc.retryable or attempt == CREATE_ATTEMPTS - 1:
+                if not exc.retryable or attempt == CREATE_ATTEMPTS:
                     return None, exc
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-        return None, None  # pragma: no cover - the loop always returns
 
     def _read_log(self, spec, pod_name):
         if not spec["log_tail_lines"]:
