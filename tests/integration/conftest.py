@@ -76,3 +76,18 @@ def sim_nodes(core):
 @pytest.fixture
 def audit(cluster):
     return kh.AuditLog()
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster):
+    """The cluster's real node (kubelet + containerd); skips with the reason where this machine cannot run it.
+
+    Under NODEOPS_REQUIRE_REAL_NODE=1 (CI on this machine kind) its absence fails instead of skipping.
+    """
+    node = kh.RealNodeHelper()
+    why = node.absent_reason()
+    if why:
+        if os.environ.get("NODEOPS_REQUIRE_REAL_NODE") == "1":
+            pytest.fail("NODEOPS_REQUIRE_REAL_NODE=1 but the real node is absent: " + why)
+        pytest.skip("no real node: " + why)
+    return node

@@ -184,3 +184,61 @@ def rest_client(kubeconfig=KUBECONFIG):
     from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
 
     return RestClient(connection_config(auth_settings({"kubeconfig": kubeconfig}, {}), environ={}))
+
+
+class RealNodeHelper:
+    """The real node as a test sees it: its name, the fence to get onto it, and its host.
+
+    Its host is read through the node's own namespaces (nsenter into its init), never through
+    the collection, so a test checks real effects with independent means.
+    """
+
+    def __init__(self):
+        import realnode
+
+        self.mod = realnode
+        self.name = realnode.NODE_NAME
+        self.taint_key = realnode.TAINT_KEY
+        self.label = {realnode.LABEL_KEY: "true"}
+        self.tolerations = [{"key": realnode.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+        self.image = __import__("images").PYTHON_IMAGE
+        self.node = realnode.Node(STATE, None, None, None)
+
+    def absent_reason(self):
+        why = self.node.unavailable_reason()
+        if why:
+            return why
+        if self.node.pid() is None:
+            return "not running (make cluster starts it)"
+        return None
+
+    def sh(self, script, check=True):
+        """Run a shell script on the node's host (its mount and PID namespaces); return stdout."""
+        proc = self.node.exec_in_node(["sh", "-c", script], capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError("on the node: %s -> %d\n%s" % (script, proc.returncode, proc.stderr))
+        return proc.stdout
+
+    def crictl_images(self):
+        """{ref: size} of every tagged image on the node, as crictl reports it."""
+        out = json.loads(self.sh("crictl images -o json"))
+        found = {}
+        for image in out.get("images") or []:
+            for ref in image.get("repoTags") or []:
+                found[ref] = int(image.get("size") or 0)
+        return found
+
+    def import_images(self, refs):
+        """Import built test images the node lacks (a prune test removes them)."""
+        import images
+
+        built = images.build_all(log=lambda msg: None)
+        have = self.crictl_images()
+        for ref in refs:
+            if ref not in have:
+                self.sh("ctr -n k8s.io images import %s >/dev/null" % built[ref])
+
+    def recorded_host_state(self):
+        """The host as it was before the node first started (written by ``realnode.Node.start``)."""
+        with open(self.node.p("host-before.json")) as f:
+            return json.load(f)

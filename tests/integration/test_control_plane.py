@@ -183,16 +183,30 @@ def test_node_helpers_drive_readiness_and_scheduling(core, sim_nodes):
     assert ("dedicated", "infra", "NoSchedule") in [(t.key, t.value, t.effect) for t in node.spec.taints]
 
 
-def test_cluster_down_then_up_is_ready_within_30s(core, namespace):
-    """Runs last in this file: it restarts every component."""
+def test_cluster_down_undoes_every_host_change_and_up_on_other_ports_works(core, namespace):
+    """Runs last in this file: it restarts every component, and kwok on another port."""
+    real = kh.RealNodeHelper()
+    real_was_up = real.absent_reason() is None
     subprocess.run(CLUSTER + ["down"], check=True, capture_output=True)
     with pytest.raises(Exception):
         core.list_namespace(_request_timeout=2)
+    if real_was_up:
+        # Nothing of the real node is left: processes, nft tables, iptables chains, the lo address,
+        # the bridge, cgroups, mounts, sysctls; as recorded before it first started.
+        assert real.node.pid() is None
+        leftovers = subprocess.run(["pgrep", "-af", real.node.root], capture_output=True, text=True).stdout
+        assert leftovers == "", leftovers
+        assert real.node.host_state() == real.recorded_host_state()
     started = time.monotonic()
-    subprocess.run(CLUSTER + ["up"], check=True, capture_output=True)
+    # Existing state, other ports: kwok's nodes must follow it, or every log read fails.
+    env = dict(os.environ, NODEOPS_KWOK_PORT=str(int(os.environ.get("NODEOPS_KWOK_PORT", "10247")) + 1))
+    subprocess.run(CLUSTER + ["up"], check=True, capture_output=True, env=env)
     elapsed = time.monotonic() - started
-    assert elapsed < 30, "cluster took %.1fs to come back" % elapsed
-    # State survived the restart, and the restarted kwok runs pods again.
+    assert elapsed < 60, "cluster took %.1fs to come back" % elapsed
+    if real_was_up:
+        assert real.absent_reason() is None
+        assert kh.simnodes.is_ready(core.api_client.sanitize_for_serialization(core.read_node(real.name)))
+    # State survived the restart, and the restarted kwok runs pods again and serves their logs.
     assert core.read_namespace(namespace).metadata.name == namespace
     pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="after-restart"), spec=k8s.V1PodSpec(
         restart_policy="Never", node_name="kwok-worker-2",
@@ -200,3 +214,4 @@ def test_cluster_down_then_up_is_ready_within_30s(core, namespace):
     core.create_namespaced_pod(namespace, pod)
     kh.wait_for("a pod to run after the restart",
                 lambda: core.read_namespaced_pod("after-restart", namespace).status.phase == "Succeeded")
+    assert "simulated container done" in core.read_namespaced_pod_log("after-restart", namespace)

@@ -1,6 +1,7 @@
 // Command nodeops-k8s is a multi-call binary holding the parts of a local
-// Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager,
-// kube-scheduler and kubectl, all built from the upstream Go modules named in
+// Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager,
+// kube-scheduler, kubectl, and the real node's kubelet and kube-proxy, all
+// built from the upstream Go modules named in
 // go.mod. One binary keeps the build and the cache to a single link step.
 //
 // Call it through a symlink named after the component, or as
@@ -8,6 +9,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,15 +18,17 @@ import (
 
 	"go.etcd.io/etcd/server/v3/etcdmain"
 	"k8s.io/component-base/cli"
-	_ "k8s.io/component-base/logs/json/register"
 	"k8s.io/component-base/logs"
+	_ "k8s.io/component-base/logs/json/register"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
 	_ "k8s.io/component-base/metrics/prometheus/version"
 	kubectl "k8s.io/kubectl/pkg/cmd"
 	kubectlutil "k8s.io/kubectl/pkg/cmd/util"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	proxy "k8s.io/kubernetes/cmd/kube-proxy/app"
 	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 
 	_ "k8s.io/client-go/plugin/pkg/client/auth"
 )
@@ -39,6 +43,9 @@ var components = map[string]func() int{
 		return cli.Run(controllermanager.NewControllerManagerCommand())
 	},
 	"kube-scheduler": func() int { return cli.Run(scheduler.NewSchedulerCommand()) },
+	// The real node's agents (tools/localcluster/realnode.py runs them).
+	"kubelet":    func() int { return cli.Run(kubelet.NewKubeletCommand(context.Background())) },
+	"kube-proxy": func() int { return cli.Run(proxy.NewProxyCommand()) },
 	"kubectl": func() int {
 		logs.GlogSetter(kubectl.GetLogVerbosity(os.Args)) // nolint:errcheck
 		if err := cli.RunNoErrOutput(kubectl.NewDefaultKubectlCommand()); err != nil {

@@ -17,7 +17,6 @@ virtualenv exists.
 
 import argparse
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -32,6 +31,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nodes as simnodes  # noqa: E402  (sibling module, importable without a package install)
+import realnode  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STATE = os.environ.get("NODEOPS_CLUSTER_DIR", os.path.join(REPO, ".cluster"))
@@ -67,20 +67,13 @@ def path(*parts):
 # ---------------------------------------------------------------- build
 
 
-def inputs_hash(src):
-    """A hash of a Go module's sources and the Go version: the cache key of its binary."""
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(src)):
-        if name.endswith((".go", ".mod", ".sum")):
-            with open(os.path.join(src, name), "rb") as f:
-                digest.update(name.encode() + b"\0" + f.read())
-    digest.update(subprocess.run(["go", "version"], capture_output=True, check=True).stdout)
-    return digest.hexdigest()[:16]
+# The cache key of a Go binary: its module's sources and the Go version (shared with images.py).
+inputs_hash = realnode.images.go_inputs_hash
 
 
-def run_build(cmd, cwd, env_extra, what):
+def run_build(cmd, cwd, env_extra, what, expect="10-25 minutes"):
     env = dict(os.environ, **env_extra)
-    log("building %s (first time: 10-25 minutes on 2 cores; cached afterwards)" % what)
+    log("building %s (first time: %s on 2 cores; cached afterwards)" % (what, expect))
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=cwd, env=env)
     while True:
@@ -130,7 +123,7 @@ def build():
         )
     os.makedirs(path("bin"), exist_ok=True)
     links = {name: k8s_bin for name in ["etcd", "kube-apiserver", "kube-controller-manager",
-                                         "kube-scheduler", "kubectl"]}
+                                         "kube-scheduler", "kubectl", "kubelet", "kube-proxy"]}
     links["kwok"] = kwok_bin
     for name, target in links.items():
         link = path("bin", name)
@@ -193,12 +186,29 @@ def ensure_pki():
     _sign("scheduler", "/CN=system:kube-scheduler", ca, client=True)
     _openssl("genrsa", "-out", path("pki", "sa.key"), "2048")
     _openssl("rsa", "-in", path("pki", "sa.key"), "-pubout", "-out", path("pki", "sa.pub"))
+    _sign_realnode(ca)
     token = base64.b32encode(os.urandom(20)).decode().lower()
     with open(path("pki", "admin.token"), "w") as f:
         f.write(token)
     with open(path("pki", "tokens.csv"), "w") as f:
         f.write('%s,%s,%s,"system:masters"\n' % (token, ADMIN_TOKEN_USER, ADMIN_TOKEN_USER))
     open(path("pki", "done"), "w").close()
+
+
+def _sign_realnode(ca):
+    """The real node's kubelet (client and serving) and kube-proxy credentials."""
+    _sign("realnode", "/O=system:nodes/CN=system:node:" + realnode.NODE_NAME, ca, client=True)
+    _sign("realnode-serving", "/CN=" + realnode.NODE_NAME, ca,
+          sans=["IP:" + realnode.NODE_IP, "DNS:" + realnode.NODE_NAME])
+    _sign("kube-proxy", "/CN=system:kube-proxy", ca, client=True)
+
+
+def ensure_realnode_pki():
+    """State made before the real node existed lacks its credentials: add them to the same CA."""
+    if not os.path.exists(path("pki", "kube-proxy.crt")):
+        _sign_realnode(path("pki", "ca"))
+    for name in ("realnode", "kube-proxy"):
+        write_kubeconfig(path("pki", name + ".kubeconfig"), name)
 
 
 def _b64file(p):
@@ -511,9 +521,64 @@ def reconcile_nodes(api, workers):
     return wanted_names
 
 
+def _fix_kwok_endpoints(api):
+    """Point existing simulated nodes at this kwok's port (it may differ from the state's last run).
+
+    kwok writes daemonEndpoints only when it first makes a node Ready, so after a
+    restart with another NODEOPS_KWOK_PORT every log read would go to the old port.
+    """
+    for node in api.call("GET", "/api/v1/nodes")["items"]:
+        if (node["metadata"].get("annotations") or {}).get(simnodes.KWOK_ANNOTATION) != "fake":
+            continue
+        port = ((node.get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint", {}).get("Port")
+        if port not in (None, KWOK_PORT):
+            api.call("PATCH", "/api/v1/nodes/%s/status" % node["metadata"]["name"],
+                     {"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": KWOK_PORT}}}},
+                     content_type="application/merge-patch+json")
+
+
+def real_node():
+    return realnode.Node(STATE, CACHE, APISERVER_PORT, path("bin"))
+
+
+def real_node_required():
+    return os.environ.get("NODEOPS_REQUIRE_REAL_NODE") == "1"
+
+
+def up_real_node(api):
+    """Start the real node if this machine can run it; say in one line why not otherwise."""
+    node = real_node()
+    why = node.unavailable_reason()
+    if why:
+        if real_node_required():
+            sys.exit("[cluster] NODEOPS_REQUIRE_REAL_NODE=1 but the real node cannot run here: " + why)
+        log("no real node: %s; kwok nodes only (real-node tests will skip)" % why)
+        return
+    if node.pid():
+        return
+    started = time.monotonic()
+    crictl, built = node.build(run_build)
+    ensure_realnode_pki()
+    node.write_configs(path("pki"), crictl, built)
+    node.start()
+
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+
+    def ready():
+        # Ready as reported by this kubelet, not a status left from the node's last run.
+        n = api.call("GET", "/api/v1/nodes/" + realnode.NODE_NAME)
+        beats = [c.get("lastHeartbeatTime") or "" for c in n["status"].get("conditions") or []
+                 if c.get("type") == "Ready"]
+        return simnodes.is_ready(n) and beats and beats[0] >= since
+
+    _wait("the real node %s to be Ready (logs: %s)" % (realnode.NODE_NAME, node.p("logs")), ready, 120)
+    log("real node %s Ready in %.1fs (%s; taint %s, label %s=true)" % (
+        realnode.NODE_NAME, time.monotonic() - started, realnode.NODE_IP, realnode.TAINT_KEY, realnode.LABEL_KEY))
+
+
 def up():
     started = time.monotonic()
-    if all(_alive(c) for c in COMPONENTS):
+    if all(_alive(c) for c in COMPONENTS) and (real_node().pid() or real_node().unavailable_reason()):
         log("already up; kubeconfig: %s" % path("kubeconfig"))
         return
     os.makedirs(STATE, exist_ok=True)
@@ -531,6 +596,7 @@ def up():
         _release_node_leases(api)
     for name in COMPONENTS[2:]:
         _start(name, _args(name))
+    _fix_kwok_endpoints(api)
     workers = int(os.environ.get("NODEOPS_NODES", "8"))
     names = reconcile_nodes(api, workers)
 
@@ -544,12 +610,15 @@ def up():
     _wait("%d simulated nodes to be Ready" % len(names), all_ready, 60)
     _wait("the default ServiceAccount",
           lambda: api.call("GET", "/api/v1/namespaces/default/serviceaccounts/default"), 30)
-    log("cluster up in %.1fs: %d nodes; export KUBECONFIG=%s"
-        % (time.monotonic() - started, len(names), path("kubeconfig")))
+    up_real_node(api)
+    log("cluster up in %.1fs: %d simulated nodes%s; export KUBECONFIG=%s"
+        % (time.monotonic() - started, len(names), " + 1 real node" if real_node().pid() else "",
+           path("kubeconfig")))
 
 
 def down():
-    stopped = [name for name in reversed(COMPONENTS) if _stop(name)]
+    stopped = ["real node"] if real_node().stop() else []
+    stopped += [name for name in reversed(COMPONENTS) if _stop(name)]
     log("stopped: %s" % (", ".join(stopped) if stopped else "nothing was running"))
 
 
@@ -557,7 +626,11 @@ def status():
     for name in COMPONENTS:
         pid = _alive(name)
         print("%-24s %s" % (name, "running (pid %d)" % pid if pid else "stopped"))
-    return 0 if all(_alive(c) for c in COMPONENTS) else 1
+    node = real_node()
+    why = node.unavailable_reason()
+    print("%-24s %s" % ("real node", "running (pid %d)" % node.pid() if node.pid() else "absent: " + why if why
+                        else "stopped"))
+    return 0 if all(_alive(c) for c in COMPONENTS) and (node.pid() or why) else 1
 
 
 def clean():

@@ -1,0 +1,3 @@
+module nodeops.local/tools/nodeimages/pause
+
+go 1.26
