@@ -122,12 +122,20 @@ def _non_negative(params, name, minimum=0):
         raise InvalidInput(name, value, "a number of at least %d" % minimum)
 
 
-def _check_labels(param, labels):
+def check_labels(param, labels):
     for key, value in (labels or {}).items():
         try:
             parse_label_selector("%s=%s" % (key, "" if value is None else value))
         except SelectorError as exc:
             raise InvalidInput(param, {key: value}, "valid Kubernetes label keys and values", why=str(exc))
+
+
+def check_tolerations(param, tolerations):
+    for i, tol in enumerate(tolerations or []):
+        if not isinstance(tol, dict) or tol.get("operator", "Equal") not in ("Equal", "Exists") or \
+                tol.get("effect") not in (None, "", "NoSchedule", "PreferNoSchedule", "NoExecute"):
+            raise InvalidInput("%s[%d]" % (param, i), tol,
+                               "operator Equal or Exists and effect NoSchedule, PreferNoSchedule or NoExecute")
 
 
 def _task(params):
@@ -231,13 +239,9 @@ def validate(params):
         raise InvalidInput("node_label_selector", params.get("node_label_selector"),
                            "a label selector such as 'zone in (a,b),!gpu,tier=web'", why=str(exc))
     node_selector = params.get("node_selector") or {}
-    _check_labels("node_selector", node_selector)
-    _check_labels("pod_labels", params.get("pod_labels"))
-    for i, tol in enumerate(params.get("tolerations") or []):
-        if tol.get("operator", "Equal") not in ("Equal", "Exists") or \
-                tol.get("effect") not in (None, "", "NoSchedule", "PreferNoSchedule", "NoExecute"):
-            raise InvalidInput("tolerations[%d]" % i, tol,
-                               "operator Equal or Exists and effect NoSchedule, PreferNoSchedule or NoExecute")
+    check_labels("node_selector", node_selector)
+    check_labels("pod_labels", params.get("pod_labels"))
+    check_tolerations("tolerations", params.get("tolerations"))
     if params.get("nodes") is not None and not params.get("nodes"):
         raise InvalidInput("nodes", params.get("nodes"), "a non-empty list of node names, or no 'nodes' at all")
     task = _task(params)

@@ -76,6 +76,7 @@ def build_objects(cron, spec, sources=None):
         {"apiGroups": [""], "resources": ["pods"],
          "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"]},
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
         # Run records (owners of the node pods) and the run history.
         {"apiGroups": [""], "resources": ["configmaps"],
          "verbs": ["create", "get", "list", "update", "patch", "delete", "deletecollection"]},
@@ -113,6 +114,10 @@ def build_objects(cron, spec, sources=None):
     pod_spec = {"serviceAccountName": names["service_account"], "restartPolicy": "Never",
                 "terminationGracePeriodSeconds": 30, "containers": [container],
                 "volumes": [{"name": "runner", "configMap": {"name": names["config_map"], "items": items}}]}
+    if cron.get("runner_node_selector"):
+        pod_spec["nodeSelector"] = dict(cron["runner_node_selector"])
+    if cron.get("runner_tolerations"):
+        pod_spec["tolerations"] = [dict(t) for t in cron["runner_tolerations"]]
     cron_spec = {
         "schedule": cron["schedule"], "concurrencyPolicy": cron["concurrency_policy"], "suspend": cron["suspend"],
         "successfulJobsHistoryLimit": cron["successful_jobs_history_limit"],

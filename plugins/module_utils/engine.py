@@ -76,6 +76,13 @@ def _node_name_only(node):
     return {"metadata": {"name": (node.get("metadata") or {}).get("name")}}
 
 
+def _pod_event(event):
+    """What the engine reads of an Event: which pod, and what the kubelet said."""
+    return {"metadata": {"resourceVersion": (event.get("metadata") or {}).get("resourceVersion")},
+            "pod": (event.get("involvedObject") or {}).get("name"),
+            "reason": event.get("reason"), "message": event.get("message")}
+
+
 def _iso(dt):
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -106,13 +113,14 @@ class Watcher(threading.Thread):
     """
 
     def __init__(self, client, path, selector, events, initial_resource_version=None, log=None, tag="pods",
-                 slim=None):
+                 slim=None, field_selector=None):
         super(Watcher, self).__init__(name="nodeops-watch-" + tag)
         self.daemon = True
         self.client = client
         self.path = path
         self.tag = tag
         self.selector = selector
+        self.field_selector = field_selector
         self.events = events
         self.stop_event = threading.Event()
         self.stream = None
@@ -130,10 +138,18 @@ class Watcher(threading.Thread):
             stream.close()
 
     def _relist(self):
-        items, rv = list_all(self.client, self.path, {"labelSelector": self.selector}, slim=self.slim)
+        items, rv = list_all(self.client, self.path, self._selectors(), slim=self.slim)
         self.relists += 1
         self.resource_version = rv
         self.events.put(("sync", self.tag, (items, rv)))
+
+    def _selectors(self):
+        query = {}
+        if self.selector:
+            query["labelSelector"] = self.selector
+        if self.field_selector:
+            query["fieldSelector"] = self.field_selector
+        return query
 
     def run(self):
         backoff = 0.2
@@ -141,10 +157,8 @@ class Watcher(threading.Thread):
             try:
                 if self.resource_version is None:
                     self._relist()
-                query = {"resourceVersion": self.resource_version, "allowWatchBookmarks": "true",
-                         "timeoutSeconds": WATCH_SECONDS}
-                if self.selector:
-                    query["labelSelector"] = self.selector
+                query = dict(self._selectors(), resourceVersion=self.resource_version, allowWatchBookmarks="true",
+                             timeoutSeconds=WATCH_SECONDS)
                 self.stream = self.client.watch(self.path, query, timeout=WATCH_SECONDS + 15)
                 if self.stop_event.is_set():
                     self.stream.close()
@@ -183,7 +197,7 @@ class NodeRun:
     """The engine's view of one eligible node during a run (mutable, engine-private)."""
 
     __slots__ = ("node", "pod_name", "pod", "state", "created_at", "created_rv", "pending_since", "result",
-                 "log", "log_future")
+                 "log", "log_future", "fatal")
 
     def __init__(self, node, pod_name):
         self.node = node
@@ -196,6 +210,7 @@ class NodeRun:
         self.result = None
         self.log = None
         self.log_future = None
+        self.fatal = None            # (reason, message) of a kubelet event saying the pod can never start
 
 
 class Engine:
@@ -348,10 +363,15 @@ class Engine:
         # Nodes are watched from the plan's list, to notice a node that leaves mid-run at once.
         node_watcher = Watcher(self.client, "/api/v1/nodes", None, events, plan.get("nodes_resource_version"),
                                log=self.log, tag="nodes", slim=_node_name_only)
+        # Warning events only: the kubelet's word on a pod that will never start (a missing hostPath).
+        event_watcher = Watcher(self.client, self.client.core_path("events", spec["namespace"]), None, events,
+                                log=self.log, tag="events", slim=_pod_event,
+                                field_selector="involvedObject.kind=Pod,type=Warning")
         pool = ThreadPoolExecutor(max_workers=min(self.create_workers, max(parallelism, 4)))
         self._log_pool = pool
         watcher.start()
         node_watcher.start()
+        event_watcher.start()
         stop_creating, timed_out, synced = False, False, False
         failure_seen = None
         try:
@@ -382,6 +402,7 @@ class Engine:
         finally:
             watcher.stop()
             node_watcher.stop()
+            event_watcher.stop()
             pool.shutdown(wait=True)
         for r in runs.values():
             if r.log_future is not None:
@@ -477,8 +498,16 @@ class Engine:
         for kind, tag, payload in batch:
             if kind == "wake":
                 continue
+            if kind == "error" and tag == "events":
+                # Without events (RBAC may not grant them) a missing hostPath ends at pending_timeout.
+                self.log("not watching events (%s); pods that cannot start end at pending_timeout" % payload.msg)
+                continue
             if kind == "error":
                 raise payload
+            if tag == "events":
+                for event in (payload[0] if kind == "sync" else [payload[1]]):
+                    self._apply_event(by_pod, event)
+                continue
             if tag == "nodes":
                 if kind == "event" and payload[0] == "DELETED":
                     self._node_left(spec, runs, payload[1]["metadata"]["name"], now)
@@ -515,12 +544,19 @@ class Engine:
             if r.state != "created":
                 continue
             pending_for = now - r.pending_since if r.pending_since is not None else 0
-            verdict = outcomes.classify(r.pod, pending_for, spec)
+            verdict = outcomes.classify(r.pod, pending_for, spec, r.fatal)
             if verdict is None:
                 continue
             if verdict["outcome"] == "unschedulable" and self._node_gone(r.node):
                 verdict = outcomes.outcome("lost", "NodeDeleted", "node %s was deleted during the run" % r.node)
             self._finish(spec, r, verdict, now)
+
+    def _apply_event(self, by_pod, event):
+        r = by_pod.get(event["pod"])
+        fatal = outcomes.fatal_event(event)
+        if r is not None and fatal and r.state == "created" and r.fatal is None:
+            r.fatal = fatal
+            self._touched.add(r)
 
     def _apply_sync(self, by_pod, items, list_rv):
         seen = dict((p["metadata"]["name"], p) for p in items)
@@ -659,6 +695,8 @@ class Engine:
         parsed = host_tasks.parse_result(r.log)
         if parsed is not None:
             rec["result"] = parsed
+            if rec["outcome"] in outcomes.FAILURES and parsed.get("errors") and not rec["message"]:
+                rec["message"] = "; ".join(parsed["errors"][:3])   # the node script's own words
         return rec
 
     def _result(self, spec, run_id, plan, runs, started, started_wall, timed_out):

@@ -164,8 +164,27 @@ def scan_tree(root):
 # ------------------------------------------------------------------ in the pod
 
 
+class HostProblem(Exception):
+    """The node's host cannot do what the task needs (no crictl, no runtime): a clear, final error."""
+
+
+def crictl_problem(args, returncode, stderr):
+    """Say in words a person understands why ``crictl ARGS`` failed on the host. Pure."""
+    stderr = (stderr or "").strip()
+    last = stderr.splitlines()[-1] if stderr else ""
+    if returncode == 127 or "failed to execute crictl" in stderr:
+        return "crictl is not installed on the node's host (not on its PATH); image_prune needs it"
+    if "connect" in stderr or "validate service connection" in stderr or "connection refused" in stderr:
+        return "crictl cannot reach the container runtime on the node's host: %s" % last
+    return "crictl %s exited %d: %s" % (" ".join(args), returncode, last)
+
+
 def _crictl(*args):
-    out = subprocess.check_output(["nsenter", "--target", "1", "--mount", "--", "crictl"] + list(args))
+    proc = subprocess.run(["nsenter", "--target", "1", "--mount", "--", "crictl"] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if proc.returncode != 0:
+        raise HostProblem(crictl_problem(args, proc.returncode, proc.stderr.decode("utf-8", "replace")))
+    out = proc.stdout
     return json.loads(out.decode("utf-8")) if out.strip() else {}
 
 
@@ -174,7 +193,7 @@ def run_image_prune(task):
     containers = _crictl("ps", "-a", "-o", "json").get("containers") or []
     try:
         info = _crictl("info", "-o", "json")
-    except (subprocess.CalledProcessError, ValueError):
+    except (HostProblem, ValueError):
         info = {}
     plan = plan_image_prune(images, containers, info, task.get("include"), task.get("exclude"))
     removed, errors = [], []
@@ -228,7 +247,13 @@ def _say(text):
 def main():
     task = json.loads(os.environ["NODEOPS_TASK"])
     runner = {"image_prune": run_image_prune, "path_cleanup": run_path_cleanup}[task["preset"]]
-    result = runner(task)
+    try:
+        result = runner(task)
+    except HostProblem as exc:
+        sys.stdout.write("error: %s\n" % exc)
+        result = {"preset": task["preset"], "errors": [str(exc)]}
+        _say(RESULT_MARKER + json.dumps(result, sort_keys=True))
+        raise SystemExit(2)
     sys.stdout.flush()
     _say(RESULT_MARKER + json.dumps(result, sort_keys=True))
     raise SystemExit(1 if result.get("errors") else 0)

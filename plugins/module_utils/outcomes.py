@@ -72,15 +72,35 @@ def slim_pod(pod):
             "status": slim_status}
 
 
+# Container waiting reasons that the kubelet will not get past by itself: the node fails at
+# once instead of after pending_timeout. ErrImagePull alone is not here: the kubelet retries it
+# once before ImagePullBackOff, and a registry hiccup should get that retry.
+FATAL_WAITING_REASONS = ("ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError",
+                         "CreateContainerError", "RunContainerError")
+
+
+def fatal_event(event):
+    """(reason, message) if a Warning event says the pod can never start, else None. Pure.
+
+    A hostPath volume of type Directory whose path does not exist keeps the pod in
+    ContainerCreating forever; only the kubelet's FailedMount event says why.
+    """
+    message = event.get("message") or ""
+    if event.get("reason") == "FailedMount" and "hostPath type check failed" in message:
+        return "HostPathMissing", message
+    return None
+
+
 def outcome(kind, reason=None, message=None, exit_code=None):
     return {"outcome": kind, "reason": reason, "message": message, "exit_code": exit_code}
 
 
-def classify(pod, pending_for, spec):
+def classify(pod, pending_for, spec, fatal=None):
     """Decide a node's outcome from its pod, or None while it is still going.
 
     pod: the latest Pod dict, or None if it vanished. pending_for: seconds the
     pod has been Pending as the engine observed it. spec: the run spec.
+    fatal: (reason, message) from ``fatal_event`` for this pod, if any.
     """
     if pod is None:
         return outcome("lost", "PodDisappeared",
@@ -97,6 +117,12 @@ def classify(pod, pending_for, spec):
         return outcome("failed", "RestartLimitExceeded",
                        "restarted %d times, more than restart_limit=%d" % (restarts(pod), spec["restart_limit"]),
                        term.get("exitCode"))
+    if phase in (None, "Pending"):
+        waiting = (_main_status(pod).get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in FATAL_WAITING_REASONS:
+            return outcome("failed", waiting["reason"], waiting.get("message"))
+        if fatal:
+            return outcome("failed", fatal[0], fatal[1])
     if phase in (None, "Pending") and pending_for >= spec["pending_timeout"]:
         scheduled = _condition(pod, "PodScheduled")
         if not pod.get("spec", {}).get("nodeName") and not (scheduled and scheduled.get("status") == "True"):

@@ -84,6 +84,19 @@ options:
         A Containerfile for a built runner image is in the collection's C(files/) directory.
     type: str
     default: python:3.13-slim
+  runner_node_selector:
+    description:
+      - Labels a node must have for the runner pod to run there (its C(nodeSelector)), e.g. to keep
+        the runner on system nodes. The node pods are placed by the broadcast options, not by this.
+    type: dict
+    default: {}
+  runner_tolerations:
+    description:
+      - Tolerations of the runner pod, e.g. for tainted system nodes. Same form as a pod's
+        C(tolerations).
+    type: list
+    elements: dict
+    default: []
   run_now:
     description:
       - Also start a run at once, as a Job created from the CronJob.
@@ -203,6 +216,8 @@ def build_argument_spec():
         history_limit=dict(type="int", default=10),
         suspend=dict(type="bool", default=False),
         runner_image=dict(type="str", default=broadcast_spec.DEFAULT_IMAGE),
+        runner_node_selector=dict(type="dict", default={}),
+        runner_tolerations=dict(type="list", elements="dict", default=[]),
         run_now=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         **broadcast_spec.broadcast_options()
@@ -224,10 +239,14 @@ def validate(params):
     if params.get("history_limit") is not None and params["history_limit"] < 1:
         raise InvalidInput("history_limit", params["history_limit"], "a number of runs of at least 1")
     spec = broadcast_spec.validate(dict(params, run_id=None))
+    broadcast_spec.check_labels("runner_node_selector", params.get("runner_node_selector"))
+    broadcast_spec.check_tolerations("runner_tolerations", params.get("runner_tolerations"))
     cron = dict((k, params.get(k)) for k in (
         "name", "time_zone", "concurrency_policy", "starting_deadline_seconds", "successful_jobs_history_limit",
         "failed_jobs_history_limit", "history_limit", "suspend"))
-    cron.update(schedule=expr, runner_image=image.strip())
+    cron.update(schedule=expr, runner_image=image.strip(),
+                runner_node_selector=dict(params.get("runner_node_selector") or {}),
+                runner_tolerations=list(params.get("runner_tolerations") or []))
     return cron, spec
 
 

@@ -268,6 +268,47 @@ def test_scheduled_but_stuck_pending_reports_the_container_reason():
                                                                            "pull access denied")
 
 
+def waiting_pod(reason):
+    p = pod("Pending", containerStatuses=[{"state": {"waiting": {"reason": reason, "message": "kubelet says"}}}])
+    p["spec"]["nodeName"] = "n1"
+    return p
+
+
+@pytest.mark.parametrize("reason", outcomes.FATAL_WAITING_REASONS)
+def test_a_container_that_cannot_start_fails_at_once(reason):
+    verdict = outcomes.classify(waiting_pod(reason), 0, SPEC)
+    assert (verdict["outcome"], verdict["reason"], verdict["message"]) == ("failed", reason, "kubelet says")
+
+
+@pytest.mark.parametrize("reason", ["ContainerCreating", "PodInitializing", "ErrImagePull"])
+def test_a_container_still_starting_is_given_pending_timeout(reason):
+    assert outcomes.classify(waiting_pod(reason), 59, SPEC) is None
+    assert outcomes.classify(waiting_pod(reason), 60, SPEC)["reason"] == reason
+
+
+@pytest.mark.parametrize("event, expected", [
+    ({"reason": "FailedMount", "message": 'MountVolume.SetUp failed for volume "target" : hostPath type check '
+                                          'failed: /nope is not a directory'}, "HostPathMissing"),
+    ({"reason": "FailedMount", "message": 'MountVolume.SetUp failed for volume "cfg" : configmap "x" not found'},
+     None),
+    ({"reason": "BackOff", "message": "Back-off restarting failed container"}, None),
+    ({"reason": None, "message": None}, None),
+])
+def test_fatal_event(event, expected):
+    found = outcomes.fatal_event(event)
+    assert (found[0] if found else None) == expected
+    if found:
+        assert found[1] == event["message"]
+
+
+def test_a_fatal_event_fails_a_pending_pod_but_not_a_finished_one():
+    creating = waiting_pod("ContainerCreating")
+    verdict = outcomes.classify(creating, 1, SPEC, ("HostPathMissing", "hostPath type check failed: /x"))
+    assert (verdict["outcome"], verdict["reason"]) == ("failed", "HostPathMissing")
+    done = pod("Succeeded", containerStatuses=[{"state": {"terminated": {"exitCode": 0}}}])
+    assert outcomes.classify(done, 0, SPEC, ("HostPathMissing", "x"))["outcome"] == "succeeded"
+
+
 def test_unschedulable_message_is_the_schedulers():
     p = pod("Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                                     "message": "0/3 nodes are available: 1 Insufficient cpu."}])

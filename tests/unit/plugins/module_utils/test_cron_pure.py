@@ -76,7 +76,8 @@ def test_objects_are_labelled_and_rbac_is_minimal():
     assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
     assert cluster_role["metadata"]["name"] == "nodeops-ops-nightly-nodes"
     role_resources = sorted(r for rule in objs[1]["rules"] for r in rule["resources"])
-    assert role_resources == ["configmaps", "pods", "pods/log"]
+    assert role_resources == ["configmaps", "events", "pods", "pods/log"]
+    assert [r["verbs"] for r in objs[1]["rules"] if r["resources"] == ["events"]] == [["get", "list", "watch"]]
 
 
 def test_cronjob_runs_the_runner_from_the_configmap():
@@ -129,3 +130,18 @@ def test_history_entry_trims_logs():
     entry = runner.history_entry("r1", "job", "a", "b", "succeeded",
                                  {"summary": {"succeeded": 1}, "nodes": [{"node": "n", "log": "y" * 5000}]})
     assert len(entry["nodes"][0]["log"]) == runner.LOG_CHARS_IN_HISTORY
+
+
+@pytest.mark.parametrize("placement, expected", [
+    ({}, {}),
+    ({"runner_node_selector": {"node-role.example/system": "true"}},
+     {"nodeSelector": {"node-role.example/system": "true"}}),
+    ({"runner_tolerations": [{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}]},
+     {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}]}),
+])
+def test_runner_placement_goes_on_the_runner_pod_only(placement, expected):
+    objs = cron_builder.build_objects(dict(CRON, **placement), spec(), sources={"engine.py": "# code"})
+    pod_spec = objs[-1]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert dict((k, pod_spec[k]) for k in ("nodeSelector", "tolerations") if k in pod_spec) == expected
+    task = json.loads(objs[-2]["data"]["task.json"])
+    assert "tolerations" not in task["spec"] or task["spec"]["tolerations"] == []

@@ -140,3 +140,27 @@ def test_parse_result_takes_the_last_marker_line():
     assert host_tasks.parse_result(log) == {"a": 2}
     assert host_tasks.parse_result("no marker") is None
     assert host_tasks.parse_result(None) is None
+
+
+@pytest.mark.parametrize("returncode, stderr, expected", [
+    (127, "nsenter: failed to execute crictl: No such file or directory", "crictl is not installed"),
+    (1, 'time="x" level=fatal msg="validate service connection: validate CRI v1 image API for endpoint '
+        '\\"unix:///run/containerd/containerd.sock\\": rpc error: code = Unavailable desc = connection error: '
+        'desc = \\"transport: Error while dialing: dial unix /run/containerd/containerd.sock: connect: no such '
+        'file or directory\\""', "crictl cannot reach the container runtime"),
+    (3, "something else\nthe last line", "crictl images -o json exited 3: the last line"),
+])
+def test_crictl_problems_are_said_plainly(returncode, stderr, expected):
+    assert host_tasks.crictl_problem(("images", "-o", "json"), returncode, stderr).startswith(expected)
+
+
+def test_a_host_without_crictl_gives_a_result_with_the_error(monkeypatch, capsys):
+    def no_crictl(*args):
+        raise host_tasks.HostProblem(host_tasks.crictl_problem(args, 127, "nsenter: failed to execute crictl"))
+    monkeypatch.setattr(host_tasks, "_crictl", no_crictl)
+    monkeypatch.setenv("NODEOPS_TASK", json.dumps({"preset": "image_prune"}))
+    with pytest.raises(SystemExit) as info:
+        host_tasks.main()
+    assert info.value.code == 2
+    result = host_tasks.parse_result(capsys.readouterr().out)
+    assert result["errors"] == ["crictl is not installed on the node's host (not on its PATH); image_prune needs it"]

@@ -36,6 +36,9 @@ BASE = {"name": "nightly", "preset": "image_prune", "schedule": "30 2 * * *", "h
     (dict(runner_image="   "), "runner_image='   ' is invalid"),
     (dict(parallelism="0%"), "parallelism='0%' is invalid"),
     (dict(history_limit=0), "history_limit=0 is invalid"),
+    (dict(runner_node_selector={"bad key!": "x"}), "runner_node_selector={'bad key!': 'x'} is invalid"),
+    (dict(runner_tolerations=[{"key": "a", "operator": "Sometimes"}]),
+     "runner_tolerations[0]={'key': 'a', 'operator': 'Sometimes'} is invalid"),
 ])
 def test_cron_broadcast_bad_input(edge, args, fragment):
     with pytest.raises(Fail) as info:
@@ -57,3 +60,4 @@ def test_cron_broadcast_shares_the_broadcast_options():
 
     for key, value in BROADCAST_OPTIONS.items():
         assert spec[key] == value
+

@@ -1,0 +1,291 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The presets and user pods on the cluster's real node (kubelet + containerd).
+
+Every test asserts what really happened on the node's host (crictl's image
+list, files on disk, a marker file), read through the node's own namespaces,
+not only what the module reports.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+import uuid
+
+import pytest
+
+import kube_helpers as kh
+
+pytestmark = pytest.mark.usefixtures("real_node")
+
+PRUNABLE = ["nodeops.local/prune-test-a:1", "nodeops.local/prune-test-b:1"]
+EXCLUDED = "nodeops.local/prune-keep-c:1"
+SLEEPER = "nodeops.local/sleeper:1"
+
+
+def on_real_node(real_node, namespace, **args):
+    """Module args that put the broadcast on the real node only, with the locally built Python image."""
+    base = {"name": "rn", "namespace": namespace, "nodes": [real_node.name], "tolerations": real_node.tolerations,
+            "image": real_node.image, "pending_timeout": 120, "timeout": 180}
+    base.update(args)
+    return base
+
+
+def only_record(result):
+    assert len(result["nodes"]) == 1, result["nodes"]
+    return result["nodes"][0]
+
+
+@pytest.fixture
+def sleeper_pod(core, namespace, real_node):
+    """A running container on the real node, so its image is in use."""
+    from kubernetes import client as k8s
+
+    name = "in-use"
+    core.create_namespaced_pod(namespace, k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name=name),
+        spec=k8s.V1PodSpec(node_name=real_node.name, tolerations=[k8s.V1Toleration(**t) for t in real_node.tolerations],
+                           termination_grace_period_seconds=0,
+                           containers=[k8s.V1Container(name="sleep", image=SLEEPER)])))
+    kh.wait_for("the sleeper pod Running", lambda: core.read_namespaced_pod(name, namespace).status.phase == "Running",
+                timeout=60)
+    return name
+
+
+def test_image_prune_dry_run_lists_exactly_the_unused_images_then_a_real_run_removes_them(
+        tmp_path, namespace, real_node, sleeper_pod):
+    real_node.import_images(PRUNABLE + [EXCLUDED, SLEEPER])
+    try:
+        before = real_node.crictl_images()
+        args = on_real_node(real_node, namespace, name="prune", preset="image_prune",
+                            image_prune={"dry_run": True, "exclude": ["nodeops.local/prune-keep-*"]})
+        dry = kh.run_module(tmp_path, "broadcast_job", args)
+        assert not dry.get("failed"), dry.get("msg")
+        rec = only_record(dry)
+        assert rec["outcome"] == "succeeded", rec
+        assert sorted(rec["result"]["images_removed"]) == PRUNABLE
+        assert rec["result"]["bytes_freed"] == sum(before[ref] for ref in PRUNABLE)
+        assert rec["result"]["bytes_freed"] > 900 * 1024     # the two test images are 300 and 600 KiB of data
+        assert real_node.crictl_images() == before, "a dry run removed images"
+
+        args["image_prune"]["dry_run"] = False
+        real = kh.run_module(tmp_path, "broadcast_job", args)
+        assert not real.get("failed"), real.get("msg")
+        rec = only_record(real)
+        assert sorted(rec["result"]["images_removed"]) == PRUNABLE
+        assert rec["result"]["bytes_freed"] == sum(before[ref] for ref in PRUNABLE)
+        after = real_node.crictl_images()
+        assert sorted(set(before) - set(after)) == PRUNABLE
+        # Kept: the sandbox image, the image of the running sleeper, the excluded one, the task's own image.
+        for kept in ("nodeops.local/pause:1", SLEEPER, EXCLUDED, real_node.image):
+            assert kept in after, kept
+    finally:
+        real_node.import_images(PRUNABLE)
+
+
+def _make_tree(real_node, root):
+    """Files with set mtimes under ``root`` on the node: two old logs, one new log, one old non-log."""
+    old = int(time.time()) - 10 * 86400
+    real_node.sh(
+        "set -e; mkdir -p {r}/sub {r}-other; "
+        "echo a > {r}/old.log; echo bb > {r}/sub/old2.log; echo c > {r}/new.log; echo d > {r}/old.txt; "
+        "echo e > {r}-other/old.log; "
+        "touch -d @{old} {r}/old.log {r}/sub/old2.log {r}/old.txt {r}-other/old.log".format(r=root, old=old))
+
+
+def _files(real_node, root):
+    out = real_node.sh("cd %s && find . -type f | sort" % root)
+    return [line[2:] for line in out.split()]
+
+
+def test_path_cleanup_deletes_only_old_matching_files_under_the_path(tmp_path, namespace, real_node):
+    root = "/var/tmp/nodeops-pc-%s" % uuid.uuid4().hex[:6]
+    _make_tree(real_node, root)
+    try:
+        args = on_real_node(real_node, namespace, name="pc", preset="path_cleanup",
+                            path_cleanup={"path": root, "older_than_days": 3, "patterns": ["*.log"], "dry_run": True})
+        dry = kh.run_module(tmp_path, "broadcast_job", args)
+        assert only_record(dry)["outcome"] == "succeeded", only_record(dry)
+        assert sorted(only_record(dry)["result"]["files_removed"]) == ["old.log", "sub/old2.log"]
+        assert _files(real_node, root) == ["new.log", "old.log", "old.txt", "sub/old2.log"]
+
+        args["path_cleanup"]["dry_run"] = False
+        result = kh.run_module(tmp_path, "broadcast_job", args)
+        rec = only_record(result)
+        assert rec["outcome"] == "succeeded", rec
+        assert sorted(rec["result"]["files_removed"]) == ["old.log", "sub/old2.log"]
+        assert rec["result"]["bytes_freed"] == len("a\n") + len("bb\n")
+        assert _files(real_node, root) == ["new.log", "old.txt"]
+        assert _files(real_node, root + "-other") == ["old.log"], "another directory was touched"
+    finally:
+        real_node.sh("rm -rf %s %s-other" % (root, root))
+
+
+def test_host_command_runs_in_the_hosts_namespaces(tmp_path, namespace, real_node):
+    marker = "/var/tmp/nodeops-marker-%s" % uuid.uuid4().hex[:6]
+    try:
+        # $$ is the shell's pid in the host's PID namespace: the node's init is 1 there, and we are not.
+        args = on_real_node(real_node, namespace, name="hc", preset="host_command",
+                            host_command={"command": "hostname > %s; cat /proc/1/cmdline | tr '\\0' ' ' >> %s"
+                                                     % (marker, marker), "shell": True})
+        result = kh.run_module(tmp_path, "broadcast_job", args)
+        assert only_record(result)["outcome"] == "succeeded", only_record(result)
+        written = real_node.sh("cat %s" % marker)
+        assert "realnode.py init" in written, written   # PID 1 of the node's host is the node's init
+    finally:
+        real_node.sh("rm -f %s" % marker, check=False)
+
+
+def test_a_failing_host_command_comes_back_with_its_exit_code_and_log(tmp_path, namespace, real_node):
+    args = on_real_node(real_node, namespace, name="hcf", preset="host_command",
+                        host_command={"command": "echo about to fail; echo disk full >&2; exit 7", "shell": True})
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert result.get("failed")
+    rec = only_record(result)
+    assert (rec["outcome"], rec["exit_code"]) == ("failed", 7)
+    assert "about to fail" in rec["log"] and "disk full" in rec["log"]
+
+
+def test_a_users_pod_template_runs_on_the_real_node(tmp_path, namespace, real_node):
+    template = {"metadata": {"labels": {"app": "mine"}}, "spec": {"containers": [{
+        "name": "mine", "image": real_node.image,
+        "command": ["python3", "-c", "import platform; print('hello from', platform.node())"]}]}}
+    args = on_real_node(real_node, namespace, name="tpl", pod_template=template)
+    del args["image"]
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    rec = only_record(result)
+    assert rec["outcome"] == "succeeded", rec
+    assert "hello from" in rec["log"]
+
+
+# ---------------------------------------------------------------- what only a real node shows
+
+
+def test_a_path_missing_on_the_node_fails_as_soon_as_the_kubelet_says_so(tmp_path, namespace, real_node):
+    missing = "/var/tmp/nodeops-missing-%s" % uuid.uuid4().hex[:6]
+    args = on_real_node(real_node, namespace, name="pcm", preset="path_cleanup", pending_timeout=300, timeout=600,
+                        path_cleanup={"path": missing, "older_than_days": 1})
+    started = time.monotonic()
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    elapsed = time.monotonic() - started
+    rec = only_record(result)
+    assert (rec["outcome"], rec["reason"]) == ("failed", "HostPathMissing"), rec
+    assert missing in rec["message"] and "not a directory" in rec["message"]
+    assert elapsed < 120, "took %.0fs: waited for a timeout instead of the kubelet's event" % elapsed
+
+
+def test_an_image_that_cannot_be_pulled_fails_at_once(tmp_path, namespace, real_node):
+    args = on_real_node(real_node, namespace, name="pull", preset="image_prune", pending_timeout=300, timeout=600,
+                        image="nodeops.local/no-such-image:1")
+    started = time.monotonic()
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    rec = only_record(result)
+    assert (rec["outcome"], rec["reason"]) == ("failed", "ImagePullBackOff"), rec
+    assert "nodeops.local/no-such-image:1" in rec["message"]
+    assert time.monotonic() - started < 120
+
+
+@pytest.mark.parametrize("break_it, expected", [
+    ("mv /usr/local/sbin/crictl /usr/local/sbin/crictl.off",
+     "crictl is not installed on the node's host"),
+    ("mv /usr/local/sbin/crictl /usr/local/sbin/crictl.off; "
+     "printf '#!/bin/sh\\nexec /usr/local/sbin/crictl.bin --runtime-endpoint unix:///run/nowhere.sock "
+     "--image-endpoint unix:///run/nowhere.sock --timeout 2s \"$@\"\\n' > /usr/local/sbin/crictl; "
+     "chmod +x /usr/local/sbin/crictl",
+     "crictl cannot reach the container runtime"),
+], ids=["no-crictl", "no-runtime"])
+def test_image_prune_on_a_host_without_a_working_crictl_says_why(tmp_path, namespace, real_node, break_it, expected):
+    real_node.sh(break_it)
+    try:
+        args = on_real_node(real_node, namespace, name="nocri", preset="image_prune", image_prune={"dry_run": True})
+        result = kh.run_module(tmp_path, "broadcast_job", args)
+    finally:
+        real_node.sh("mv -f /usr/local/sbin/crictl.off /usr/local/sbin/crictl")
+    rec = only_record(result)
+    assert result.get("failed")
+    assert (rec["outcome"], rec["exit_code"]) == ("failed", 2), rec
+    assert rec["message"].startswith(expected), rec["message"]
+
+
+# ---------------------------------------------------------------- the in-cluster runner, really in the cluster
+
+
+def test_cron_run_now_runs_the_real_runner_in_a_pod_on_the_real_node(tmp_path, api_client, core, namespace,
+                                                                     real_node):
+    """The CronJob's Job pod runs the runner as its ServiceAccount through the kubernetes Service;
+    the runner creates the node pod, it runs, and broadcast_info reads the history it wrote."""
+    from kubernetes import client as k8s
+
+    args = on_real_node(real_node, namespace, name="nightly", schedule="0 3 * * *", preset="image_prune",
+                        image_prune={"dry_run": True}, run_now=True, runner_image=real_node.image,
+                        runner_node_selector=real_node.label, runner_tolerations=real_node.tolerations)
+    try:
+        installed = kh.run_module(tmp_path, "cron_broadcast", args)
+        assert not installed.get("failed"), installed.get("msg")
+        batch = k8s.BatchV1Api(api_client)
+        job = kh.wait_for("the run_now Job to finish", lambda: (lambda j: j if (j.status.succeeded or j.status.failed)
+                                                               else None)(batch.read_namespaced_job(installed["job"],
+                                                                                                   namespace)),
+                          timeout=180, interval=1)
+        runner_pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % installed["job"]).items
+        assert [p.spec.node_name for p in runner_pods] == [real_node.name]
+        runner_log = core.read_namespaced_pod_log(runner_pods[0].metadata.name, namespace)
+        assert job.status.succeeded == 1, runner_log
+        assert "created 1 pods" in runner_log, runner_log
+        info = kh.run_module(tmp_path, "broadcast_info", {"name": "nightly", "namespace": namespace})
+        assert not info.get("failed"), info.get("msg")
+        last = info["cron_broadcasts"][0]["last_run"]
+        assert (last["state"], last["job"]) == ("succeeded", installed["job"])
+        rec = [r for r in last["nodes"] if r["node"] == real_node.name][0]
+        assert rec["outcome"] == "succeeded", rec
+        # A real prune's dry run on a real containerd: its images, with their bytes.
+        assert rec["result"]["dry_run"] is True and rec["result"]["bytes_freed"] > 0, rec["result"]
+    finally:
+        kh.run_module(tmp_path, "cron_broadcast", {"name": "nightly", "namespace": namespace, "state": "absent"})
+
+
+# ---------------------------------------------------------------- faults on the real node
+
+
+@pytest.mark.parametrize("fault", ["kill-containerd", "remove-container"])
+def test_a_fault_on_the_node_mid_run_ends_with_a_clear_outcome_and_loses_no_other_result(
+        tmp_path, namespace, real_node, sim_nodes, fault):
+    import threading
+
+    kwok = [sim_nodes.add() for _ in range(2)]
+    template = {"spec": {"containers": [{
+        "name": "work", "image": real_node.image,
+        "command": ["python3", "-u", "-c", "import time; print('started'); time.sleep(20); print('finished')"]}]}}
+    args = on_real_node(real_node, namespace, name="fault", pod_template=template, nodes=[real_node.name] + kwok,
+                        timeout=150)
+    del args["image"]
+
+    def break_the_node():
+        kh.wait_for("the work container running on the real node",
+                    lambda: real_node.sh("crictl ps --name work --state Running -q").strip(), timeout=60)
+        if fault == "kill-containerd":
+            real_node.sh("pkill -KILL -x containerd")      # the node's init brings it back, as systemd would
+        else:
+            real_node.sh("crictl rm -f $(crictl ps --name work -q)")
+
+    breaker = threading.Thread(target=break_the_node)
+    breaker.start()
+    started = time.monotonic()
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    elapsed = time.monotonic() - started
+    breaker.join(5)
+    records = dict((rec["node"], rec) for rec in result["nodes"])
+    assert sorted(records) == sorted([real_node.name] + kwok)
+    for node in kwok:
+        assert records[node]["outcome"] == "succeeded", records[node]
+    real = records[real_node.name]
+    if fault == "kill-containerd":
+        # The container outlives its runtime's restart, and its result is kept.
+        assert real["outcome"] == "succeeded", real
+        assert "finished" in real["log"]
+    else:
+        assert real["outcome"] == "failed" and real["reason"], real
+        assert "finished" not in (real["log"] or "")
+    assert elapsed < 120, "the run took %.0fs: it waited for its timeout" % elapsed
