@@ -185,11 +185,11 @@ options:
     description:
       - Seconds a pod may stay Pending. Then its node is C(unschedulable), with the scheduler's reason
         (or C(failed) with the container's waiting reason, when the pod was scheduled).
-      - A pod the kubelet says can never start fails its node at once, without waiting for this:
+      - A pod the kubelet says can never start fails its node at once, without waiting for this timeout, with
         C(ImagePullBackOff), C(InvalidImageName), C(ErrImageNeverPull), C(CreateContainerConfigError),
         C(CreateContainerError), C(RunContainerError), and C(HostPathMissing) for a C(path_cleanup)
-        path that does not exist on the node (from the kubelet's Warning event; needs C(list) and
-        C(watch) on events, else it waits for this timeout).
+        path that does not exist on the node (from the kubelet's Warning event; this needs C(list) and
+        C(watch) on events, and without them the node waits for this timeout).
     type: int
     default: 120
   cleanup:

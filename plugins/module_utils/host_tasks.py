@@ -181,7 +181,7 @@ def crictl_problem(args, returncode, stderr):
 
 def _crictl(*args):
     proc = subprocess.run(["nsenter", "--target", "1", "--mount", "--", "crictl"] + list(args),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if proc.returncode != 0:
         raise HostProblem(crictl_problem(args, proc.returncode, proc.stderr.decode("utf-8", "replace")))
     out = proc.stdout

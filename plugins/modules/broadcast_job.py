@@ -168,8 +168,9 @@ nodes:
       description: Exit code of the (first) container, when it terminated.
       type: int
     reason:
-      description: Short reason, for example C(Completed), C(Error), C(untolerated taint dedicated=db:NoSchedule),
-        C(ImagePullBackOff), C(HostPathMissing).
+      description:
+        - Short reason, for example C(Completed), C(Error), C(untolerated taint dedicated=db:NoSchedule),
+          C(ImagePullBackOff), C(HostPathMissing).
       type: str
     message:
       description: Longer explanation, for example the scheduler's message for an unschedulable pod.

@@ -225,10 +225,12 @@ def test_cron_run_now_runs_the_real_runner_in_a_pod_on_the_real_node(tmp_path, a
         installed = kh.run_module(tmp_path, "cron_broadcast", args)
         assert not installed.get("failed"), installed.get("msg")
         batch = k8s.BatchV1Api(api_client)
-        job = kh.wait_for("the run_now Job to finish", lambda: (lambda j: j if (j.status.succeeded or j.status.failed)
-                                                               else None)(batch.read_namespaced_job(installed["job"],
-                                                                                                   namespace)),
-                          timeout=180, interval=1)
+
+        def finished_job():
+            job = batch.read_namespaced_job(installed["job"], namespace)
+            return job if (job.status.succeeded or job.status.failed) else None
+
+        job = kh.wait_for("the run_now Job to finish", finished_job, timeout=180, interval=1)
         runner_pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % installed["job"]).items
         assert [p.spec.node_name for p in runner_pods] == [real_node.name]
         runner_log = core.read_namespaced_pod_log(runner_pods[0].metadata.name, namespace)
@@ -254,7 +256,7 @@ def test_a_fault_on_the_node_mid_run_ends_with_a_clear_outcome_and_loses_no_othe
         tmp_path, namespace, real_node, sim_nodes, fault):
     import threading
 
-    kwok = [sim_nodes.add() for _ in range(2)]
+    kwok = [sim_nodes.add(), sim_nodes.add()]
     template = {"spec": {"containers": [{
         "name": "work", "image": real_node.image,
         "command": ["python3", "-u", "-c", "import time; print('started'); time.sleep(20); print('finished')"]}]}}

@@ -60,4 +60,3 @@ def test_cron_broadcast_shares_the_broadcast_options():
 
     for key, value in BROADCAST_OPTIONS.items():
         assert spec[key] == value
-
