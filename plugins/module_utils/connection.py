@@ -32,7 +32,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import (
     ConnectionConfigError,
     MissingDependency,
 )
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import ConnectionConfig
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import ConnectionConfig, Credentials
 
 AUTH_PROXY_HEADERS_SPEC = dict(
     proxy_basic_auth=dict(type="str", no_log=True),
@@ -111,7 +111,8 @@ def _has_credentials(settings):
     ))
 
 
-def _from_kubeconfig(settings):
+def _load_kubeconfig(settings):
+    """A ``kubernetes`` Configuration loaded from the kubeconfig the settings name (runs exec plugins)."""
     try:
         from kubernetes import client as k8s_client
         from kubernetes import config as k8s_config
@@ -136,21 +137,56 @@ def _from_kubeconfig(settings):
         else:
             where = "the default kubeconfig (KUBECONFIG or ~/.kube/config)"
         raise ConnectionConfigError("cannot load %s (context %r): %s" % (where, settings.get("context"), exc))
-    token = None
+    return configuration
+
+
+def _bearer(configuration):
     # The key was "authorization" in older kubernetes clients, "BearerToken" now.
     api_key = configuration.api_key or {}
     auth = api_key.get("BearerToken") or api_key.get("authorization")
-    if auth:
-        token = auth[len("Bearer "):] if auth.startswith("Bearer ") else auth
+    if not auth:
+        return None
+    return auth[len("Bearer "):] if auth.startswith("Bearer ") else auth
+
+
+def kubeconfig_credentials(settings, configuration):
+    """Credentials that follow the kubeconfig's token through its lifetime.
+
+    Before each request the ``kubernetes`` package's own refresh hook runs (it runs the exec
+    plugin, e.g. ``aws eks get-token``, again when the token it gave has expired); after a 401
+    the kubeconfig is loaded anew, which runs the exec plugin whatever the expiry said.
+    """
+    holder = {"configuration": configuration}
+
+    def fetch(force):
+        if force:
+            holder["configuration"] = _load_kubeconfig(settings)
+        current = holder["configuration"]
+        hook = getattr(current, "refresh_api_key_hook", None)
+        if hook is not None:
+            hook(current)
+        return _bearer(current)
+
+    return Credentials(fetch)
+
+
+def _from_kubeconfig(settings):
+    configuration = _load_kubeconfig(settings)
+    token = _bearer(configuration)
     return dict(server=configuration.host, ca_file=configuration.ssl_ca_cert,
                 verify=configuration.verify_ssl, client_cert_file=configuration.cert_file,
                 client_key_file=configuration.key_file, token=token,
                 username=configuration.username or None, password=configuration.password or None,
-                proxy=configuration.proxy)
+                proxy=configuration.proxy, tls_server_name=getattr(configuration, "tls_server_name", None),
+                credentials=kubeconfig_credentials(settings, configuration) if token else None)
 
 
 def _proxy_headers(spec):
+    """Headers for the proxy's CONNECT, as kubernetes.core sends them (urllib3's make_headers):
+    they go to the proxy only, never to the API server."""
     headers = {}
+    if spec.get("basic_auth"):
+        headers["Authorization"] = "Basic " + base64.b64encode(spec["basic_auth"].encode("utf-8")).decode("ascii")
     if spec.get("proxy_basic_auth"):
         headers["Proxy-Authorization"] = "Basic " + base64.b64encode(
             spec["proxy_basic_auth"].encode("utf-8")).decode("ascii")
@@ -179,13 +215,9 @@ def connection_config(settings, environ=None):
     if settings.get("api_key"):
         # An explicit token replaces whatever the kubeconfig would have sent.
         merged.pop("token_file", None)
+        merged.pop("credentials", None)
     if settings.get("proxy_headers"):
         merged["proxy_headers"] = _proxy_headers(settings["proxy_headers"])
     if merged.get("verify") is None:
         merged["verify"] = True
-    if settings.get("proxy_headers", {}).get("basic_auth") and not merged.get("token"):
-        user, _sep, password = settings["proxy_headers"]["basic_auth"].partition(":")
-        # The kubeconfig may have set these to None: setdefault would keep the None.
-        merged["username"] = merged.get("username") or user
-        merged["password"] = merged.get("password") or password
     return ConnectionConfig(**merged)

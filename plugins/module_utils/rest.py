@@ -24,17 +24,14 @@ import socket
 import ssl
 import threading
 
-try:  # Python 3
-    import http.client as httplib
-    from urllib.parse import quote, urlencode, urlsplit
-except ImportError:  # pragma: no cover - Python 2 is not supported, but sanity imports us there
-    httplib = None
-    quote = urlencode = urlsplit = None
+import http.client as httplib
+from urllib.parse import quote, urlencode, urlsplit
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import (
     ApiError,
     ApiUnavailable,
     ConnectionConfigError,
+    NodeopsError,
     WatchExpired,
 )
 
@@ -47,15 +44,18 @@ class ConnectionConfig:
 
     ``token_file`` is re-read before each request, because in-cluster
     ServiceAccount tokens are rotated while a long run is going on.
+    ``credentials``, when set, is asked for the bearer token before each request
+    and told to refresh it once when the server answers 401 (see ``Credentials``).
     """
 
     FIELDS = ("server", "ca_file", "verify", "client_cert_file", "client_key_file", "token",
               "token_file", "username", "password", "proxy", "no_proxy", "proxy_headers",
-              "impersonate_user", "impersonate_groups")
+              "impersonate_user", "impersonate_groups", "tls_server_name")
 
     def __init__(self, server, ca_file=None, verify=True, client_cert_file=None, client_key_file=None,
                  token=None, token_file=None, username=None, password=None, proxy=None, no_proxy=None,
-                 proxy_headers=None, impersonate_user=None, impersonate_groups=None):
+                 proxy_headers=None, impersonate_user=None, impersonate_groups=None, tls_server_name=None,
+                 credentials=None):
         if not server:
             raise ConnectionConfigError("no API server address: set host, or a kubeconfig with a server")
         self.server = server.rstrip("/")
@@ -72,6 +72,8 @@ class ConnectionConfig:
         self.proxy_headers = dict(proxy_headers or {})
         self.impersonate_user = impersonate_user
         self.impersonate_groups = list(impersonate_groups or [])
+        self.tls_server_name = tls_server_name
+        self.credentials = credentials
 
     def to_dict(self):
         return dict((f, getattr(self, f)) for f in self.FIELDS)
@@ -95,6 +97,43 @@ class ConnectionConfig:
             if entry and (host == entry or host.endswith("." + entry)):
                 return True
         return False
+
+
+class Credentials:
+    """A bearer token with a lifetime: asked before each request, refreshed once on a 401.
+
+    ``fetch(force)`` returns the current token; ``force`` means the server refused the last
+    one, so a new one must be obtained (an exec plugin run again, a token file re-read).
+    """
+
+    def __init__(self, fetch):
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._token = None
+
+    def token(self):
+        with self._lock:
+            self._token = self._fetch(False)
+            return self._token
+
+    def refresh(self, refused):
+        """A new token, unless another thread already replaced the one the server refused."""
+        with self._lock:
+            if self._token == refused:
+                self._token = self._fetch(True)
+            return self._token
+
+
+class _SNIConnection(httplib.HTTPSConnection):
+    """HTTPS to an address whose certificate names another host (kubeconfig ``tls-server-name``)."""
+
+    def __init__(self, host, port, server_name, **kwargs):
+        httplib.HTTPSConnection.__init__(self, host, port, **kwargs)
+        self._server_name = server_name
+
+    def connect(self):
+        httplib.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_name)
 
 
 def _quote_path(*parts):
@@ -143,7 +182,9 @@ class RestClient:
             conn_host, conn_port = p.hostname, p.port or 3128
         else:
             conn_host, conn_port = self._host, self._port
-        if self._scheme == "https":
+        if self._scheme == "https" and cfg.tls_server_name and not proxy:
+            conn = _SNIConnection(conn_host, conn_port, cfg.tls_server_name, timeout=timeout, context=self._ssl)
+        elif self._scheme == "https":
             conn = httplib.HTTPSConnection(conn_host, conn_port, timeout=timeout, context=self._ssl)
         else:
             conn = httplib.HTTPConnection(conn_host, conn_port, timeout=timeout)
@@ -157,7 +198,9 @@ class RestClient:
         if content_type:
             headers["Content-Type"] = content_type
         token = cfg.token
-        if cfg.token_file:
+        if cfg.credentials is not None:
+            token = cfg.credentials.token()
+        elif cfg.token_file:
             try:
                 with open(cfg.token_file) as f:
                     token = f.read().strip()
@@ -234,8 +277,22 @@ class RestClient:
         data = None
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
-        conn, resp = self._send(method, self._url(path, query), data, self._headers(content_type if data else None),
-                                timeout, keep=True)
+        headers = self._headers(content_type if data else None)
+        status, raw, content_type_got = self._exchange(method, self._url(path, query), data, headers, timeout)
+        if status == 401 and self._refresh(headers):
+            headers = self._headers(content_type if data else None)
+            status, raw, content_type_got = self._exchange(method, self._url(path, query), data, headers, timeout)
+        if status >= 400:
+            raise self._error(method, path, status, raw)
+        if not raw:
+            return None
+        if content_type_got.startswith("application/json"):
+            return json.loads(raw)
+        return raw.decode("utf-8", "replace")
+
+    def _exchange(self, method, url, data, headers, timeout):
+        """Send one request on the thread's kept-alive connection; return (status, body, content type)."""
+        conn, resp = self._send(method, url, data, headers, timeout, keep=True)
         try:
             raw = resp.read()
         except (socket.error, httplib.HTTPException) as exc:
@@ -245,18 +302,29 @@ class RestClient:
         if resp.will_close:
             conn.close()
             self._local.conn = None
-        if resp.status >= 400:
-            raise self._error(method, path, resp.status, raw)
-        if not raw:
-            return None
-        if resp.getheader("Content-Type", "").startswith("application/json"):
-            return json.loads(raw)
-        return raw.decode("utf-8", "replace")
+        return resp.status, raw, resp.getheader("Content-Type", "")
+
+    def _refresh(self, sent_headers):
+        """After a 401: get a new token if the credentials can. True if the request is worth once more."""
+        creds = self.config.credentials
+        if creds is None:
+            return bool(self.config.token_file)   # a rotated token file is re-read for the retry
+        refused = (sent_headers.get("Authorization") or "")[len("Bearer "):]
+        try:
+            return bool(creds.refresh(refused))
+        except NodeopsError as exc:
+            raise ConnectionConfigError("the API server refused the token and a new one could not be had: %s"
+                                        % exc.msg)
 
     def watch(self, path, query, timeout):
         """Open a watch. ``query`` should carry ``timeoutSeconds``; ``timeout`` is the client's limit."""
         query = dict(query, watch="true")
-        conn, resp = self._send("GET", self._url(path, query), None, self._headers(), timeout, keep=False)
+        headers = self._headers()
+        conn, resp = self._send("GET", self._url(path, query), None, headers, timeout, keep=False)
+        if resp.status == 401 and self._refresh(headers):
+            resp.read()
+            conn.close()
+            conn, resp = self._send("GET", self._url(path, query), None, self._headers(), timeout, keep=False)
         if resp.status >= 400:
             raw = resp.read()
             conn.close()

@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import connection
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ConnectionConfigError
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import ConnectionConfig
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import Credentials, ConnectionConfig
 
 
 def test_argument_spec_matches_kubernetes_core():
@@ -91,15 +91,42 @@ def test_connection_config_requires_a_server():
         ConnectionConfig(server="")
 
 
-def test_basic_auth_header_fills_credentials_a_kubeconfig_left_empty():
+def test_proxy_basic_auth_goes_to_the_proxy_never_to_the_api_server():
+    """As kubernetes.core does (urllib3 make_headers into the proxy headers)."""
     pytest.importorskip("kubernetes")
     kubeconfig = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
                   "clusters": [{"name": "k", "cluster": {"server": "https://k:1"}}],
                   "users": [{"name": "u", "user": {}}],
                   "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}
-    cfg = connection.connection_config({"kubeconfig": kubeconfig, "proxy_headers": {"basic_auth": "ann:s3cret"}},
-                                       environ={})
-    assert (cfg.username, cfg.password) == ("ann", "s3cret")
+    cfg = connection.connection_config({"kubeconfig": kubeconfig, "proxy": "http://p:3128",
+                                        "proxy_headers": {"basic_auth": "ann:s3cret"}}, environ={})
+    assert (cfg.username, cfg.password) == (None, None)
+    assert cfg.proxy_headers == {"Authorization": "Basic YW5uOnMzY3JldA=="}
+
+
+def test_tls_server_name_is_taken_from_the_kubeconfig():
+    pytest.importorskip("kubernetes")
+    kubeconfig = {"apiVersion": "v1", "kind": "Config", "current-context": "c",
+                  "clusters": [{"name": "k", "cluster": {"server": "https://10.0.0.1:6443",
+                                                         "tls-server-name": "api.internal"}}],
+                  "users": [{"name": "u", "user": {"token": "t"}}],
+                  "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}
+    cfg = connection.connection_config({"kubeconfig": kubeconfig}, environ={})
+    assert cfg.tls_server_name == "api.internal"
+
+
+def test_credentials_refresh_once_and_only_the_token_that_was_refused():
+    calls = []
+
+    def fetch(force):
+        calls.append(force)
+        return "t%d" % sum(calls)
+
+    creds = Credentials(fetch)
+    assert creds.token() == "t0"
+    assert creds.refresh("t0") == "t1"
+    assert creds.refresh("t0") == "t1"      # another thread's 401 on the old token: no second exec run
+    assert calls == [False, True]
 
 
 class _FakeResponse:
@@ -183,3 +210,38 @@ def test_a_timeout_or_a_failing_new_connection_is_not_retried(monkeypatch):
     with pytest.raises(ApiUnavailable):
         client.get("/version")       # a fresh connection that fails: reported, not retried
     assert len(made) == 2
+
+
+@pytest.mark.parametrize("statuses, expected_tokens, ok", [
+    ([200], ["old"], True),
+    ([401, 200], ["old", "new"], True),
+    ([401, 401], ["old", "new"], False),      # refreshed once only, then the 401 stands
+])
+def test_a_401_refreshes_the_credentials_once_and_retries(monkeypatch, statuses, expected_tokens, ok):
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
+
+    tokens = iter(["old", "new", "newer"])
+    current = {}
+
+    def fetch(force):
+        if force or not current:
+            current["t"] = next(tokens)
+        return current["t"]
+
+    client = RestClient(ConnectionConfig("https://127.0.0.1:1", credentials=Credentials(fetch)))
+    sent, answers = [], iter(statuses)
+
+    def exchange(method, url, data, headers, timeout):
+        sent.append(headers["Authorization"][len("Bearer "):])
+        status = next(answers)
+        return status, b'{"ok": true}' if status == 200 else b'{"reason": "Unauthorized"}', "application/json"
+
+    monkeypatch.setattr(client, "_exchange", exchange)
+    if ok:
+        assert client.get("/version") == {"ok": True}
+    else:
+        with pytest.raises(ApiError) as info:
+            client.get("/version")
+        assert info.value.status == 401
+    assert sent == expected_tokens
