@@ -31,6 +31,13 @@ NAME_MAX = 37          # pod name = <name>-<run_id>-<8 hex>, within 63 character
 RUN_ID_MAX = 16
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
+# The preset pods run the node script from their run record (a ConfigMap), mounted here; their
+# argv stays small (a pod carrying 11 KB of script counts against etcd at thousands of nodes).
+SCRIPT_DIR = "/opt/nodeops-task"
+SCRIPT_KEY = "host_tasks.py"
+SCRIPT_COMMAND = ("python3", SCRIPT_DIR + "/" + SCRIPT_KEY)
+SCRIPT_MOUNT = {"name": "nodeops-script", "mountPath": SCRIPT_DIR, "readOnly": True}
+
 BROADCAST_OPTIONS = dict(
     preset=dict(type="str", choices=list(PRESETS)),
     image_prune=dict(type="dict", options=dict(
@@ -162,12 +169,11 @@ def _task(params):
         opts = params.get("image_prune") or {}
         task = {"preset": "image_prune", "include": opts.get("include") or [], "exclude": opts.get("exclude") or [],
                 "dry_run": bool(opts.get("dry_run"))}
-        container = {"name": "image-prune", "image": image,
-                     "command": ["python3", "-c", _script()],
+        container = {"name": "image-prune", "image": image, "command": list(SCRIPT_COMMAND),
                      "env": [{"name": "NODEOPS_TASK", "value": json.dumps(task, sort_keys=True)}],
-                     "securityContext": host_security}
+                     "volumeMounts": [dict(SCRIPT_MOUNT)], "securityContext": host_security}
         return {"kind": "preset", "preset": preset, "host_access": True, "host_pid": True,
-                "container": container, "volumes": []}
+                "container": container, "volumes": [], "script": True}
     if preset == "path_cleanup":
         opts = params.get("path_cleanup") or {}
         path = opts.get("path")
@@ -182,14 +188,13 @@ def _task(params):
         task = {"preset": "path_cleanup", "path": path, "mount": "/host-target",
                 "older_than_days": opts.get("older_than_days"), "patterns": opts.get("patterns") or [],
                 "dry_run": bool(opts.get("dry_run"))}
-        container = {"name": "path-cleanup", "image": image,
-                     "command": ["python3", "-c", _script()],
+        container = {"name": "path-cleanup", "image": image, "command": list(SCRIPT_COMMAND),
                      "env": [{"name": "NODEOPS_TASK", "value": json.dumps(task, sort_keys=True)}],
                      "volumeMounts": [{"name": "target", "mountPath": "/host-target",
-                                       "readOnly": bool(opts.get("dry_run"))}]}
+                                       "readOnly": bool(opts.get("dry_run"))}, dict(SCRIPT_MOUNT)]}
         # Only the one directory is mounted; no host namespaces, no privilege.
         return {"kind": "preset", "preset": preset, "host_access": True, "host_pid": False, "container": container,
-                "volumes": [{"name": "target", "hostPath": {"path": path, "type": "Directory"}}]}
+                "volumes": [{"name": "target", "hostPath": {"path": path, "type": "Directory"}}], "script": True}
     opts = params.get("host_command") or {}
     command = opts.get("command")
     if opts.get("shell"):
@@ -208,11 +213,11 @@ def _task(params):
             "container": container, "volumes": []}
 
 
-def _script():
-    """The source of host_tasks, run by ``python3 -c`` in the preset pods."""
+def script_source():
+    """The node script (host_tasks) as the preset pods run it, from the run record they mount."""
     import inspect
 
-    return inspect.getsource(host_tasks) + "\nmain()\n"
+    return inspect.getsource(host_tasks)
 
 
 def validate_identity(params):

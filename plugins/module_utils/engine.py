@@ -27,24 +27,22 @@ import datetime
 import json
 import threading
 import time
+import queue
 import uuid
-
-try:
-    import queue
-except ImportError:  # pragma: no cover
-    queue = None
 
 from concurrent.futures import ThreadPoolExecutor
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import host_tasks
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import outcomes
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.broadcast_spec import resolve_parallelism
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import (
     ApiError,
     ApiUnavailable,
     InvalidInput,
     NodeFailures,
+    RunAborted,
     RunTimeout,
     WatchExpired,
 )
@@ -54,7 +52,7 @@ CLEANUP_BASE_SECONDS = 60   # time limit of the pods' delete-collection: this, p
 CLEANUP_PODS_PER_SECOND = 20  # one second per this many pods of the run
 LIST_PAGE = 500
 CREATE_ATTEMPTS = 8         # retryable create errors: 0.2 s backoff doubling to 5 s, about 16 s in all
-RECORD_PREFIX = "nodeops-run-"
+RECORD_PREFIX = planner.RECORD_PREFIX
 
 
 class Clock:
@@ -254,8 +252,9 @@ class Engine:
 
     # ---------------------------------------------------------------- records
 
-    def _record_name(self, spec, run_id):
-        return RECORD_PREFIX + "%s-%s" % (spec["name"], run_id)
+    @staticmethod
+    def _record_name(spec, run_id):
+        return planner.record_name(spec["name"], run_id)
 
     def _ensure_record(self, spec, run_id, plan):
         """The run record: a ConfigMap that owns the run's pods, so none is ever left unowned."""
@@ -267,6 +266,8 @@ class Engine:
                                         "nodeops.io/kind": "run-record"}},
                 "data": {"state": "running", "started_at": _iso(self.clock.now()),
                          "eligible": str(len(plan["eligible"]))}}
+        if spec["task"].get("script"):
+            body["data"][broadcast_spec.SCRIPT_KEY] = broadcast_spec.script_source()
         try:
             record = self.client.create(path, body)
         except ApiError as exc:
@@ -372,33 +373,14 @@ class Engine:
         watcher.start()
         node_watcher.start()
         event_watcher.start()
-        stop_creating, timed_out, synced = False, False, False
-        failure_seen = None
+        timed_out = aborted = None
         try:
-            while self._remaining:
-                now = self.clock.monotonic()
-                if now >= deadline:
-                    timed_out = True
-                    break
-                if synced and not stop_creating:
-                    self._launch(spec, run_id, owner, parallelism, pool, events, max(1, int(deadline - now)))
-                self._observe(spec, runs, by_pod, events, min(0.5, max(0.01, deadline - now)))
-                if not synced and (watcher.relists or watcher.streaming):
-                    synced = True
-                if self._failures and spec["failure_policy"] == "fail_fast" and not stop_creating:
-                    failure_seen = self._failures[0]
-                    stop_creating = True
-                    self.log("fail_fast: %s failed; stopping" % failure_seen)
-                    self._finish_batch(wait=True)
-                    self._cancel(spec, runs, "skipped", "NotStarted",
-                                 "not started: fail_fast after a failure on %s" % failure_seen, active=False)
-                    self._cancel(spec, runs, "failed", "CancelledByFailFast",
-                                 "deleted by fail_fast after a failure on %s" % failure_seen, active=True)
-            if timed_out:
-                self._finish_batch(wait=True)
-                self._cancel(spec, runs, "skipped", "NotStarted", "not started before the run timeout", active=False)
-                self._cancel(spec, runs, "timed_out", "RunTimeout",
-                             "still running when timeout=%ds was reached" % spec["timeout"], active=True)
+            timed_out = self._drive(spec, run_id, runs, by_pod, owner, parallelism, pool, events, watcher, deadline)
+        except BaseException as exc:   # noqa: B902 -- an interrupt must not lose the results either
+            aborted = exc
+            self.log("run %s aborted (%s: %s); deleting its active pods" % (
+                run_id, type(exc).__name__, getattr(exc, "msg", exc)))
+            self._abort(spec, runs, exc)
         finally:
             watcher.stop()
             node_watcher.stop()
@@ -408,9 +390,60 @@ class Engine:
             if r.log_future is not None:
                 r.log = r.log_future.result()
         self.stats = {"relists": watcher.relists, "reconnects": watcher.reconnects + node_watcher.reconnects}
-        remaining = self._cleanup(spec, run_id, runs)
-        self._finish_record(spec, run_id, runs, remaining)
-        return self._result(spec, run_id, plan, runs, started, started_wall, timed_out)
+        try:
+            remaining = self._cleanup(spec, run_id, runs)
+        except ApiError as exc:
+            if aborted is None:
+                raise
+            remaining = None   # the record keeps owning what is left
+            self.warnings.append("cleanup after the abort failed: %s" % exc.msg)
+        self._finish_record(spec, run_id, runs, remaining, aborted)
+        return self._result(spec, run_id, plan, runs, started, started_wall, timed_out, aborted)
+
+    def _drive(self, spec, run_id, runs, by_pod, owner, parallelism, pool, events, watcher, deadline):
+        """The run's loop: create in slow-start batches, apply events, honour fail_fast and the timeout.
+
+        Returns whether the run timed out.
+        """
+        stop_creating, timed_out, synced = False, False, False
+        while self._remaining:
+            now = self.clock.monotonic()
+            if now >= deadline:
+                timed_out = True
+                break
+            if synced and not stop_creating:
+                self._launch(spec, run_id, owner, parallelism, pool, events, max(1, int(deadline - now)))
+            self._observe(spec, runs, by_pod, events, min(0.5, max(0.01, deadline - now)))
+            if not synced and (watcher.relists or watcher.streaming):
+                synced = True
+            if self._failures and spec["failure_policy"] == "fail_fast" and not stop_creating:
+                failure_seen = self._failures[0]
+                stop_creating = True
+                self.log("fail_fast: %s failed; stopping" % failure_seen)
+                self._finish_batch(wait=True)
+                self._cancel(spec, runs, "skipped", "NotStarted",
+                             "not started: fail_fast after a failure on %s" % failure_seen, active=False)
+                self._cancel(spec, runs, "failed", "CancelledByFailFast",
+                             "deleted by fail_fast after a failure on %s" % failure_seen, active=True)
+        if timed_out:
+            self._finish_batch(wait=True)
+            self._cancel(spec, runs, "skipped", "NotStarted", "not started before the run timeout", active=False)
+            self._cancel(spec, runs, "timed_out", "RunTimeout",
+                         "still running when timeout=%ds was reached" % spec["timeout"], active=True)
+        return timed_out
+
+    def _abort(self, spec, runs, cause):
+        """Stop a run an exception broke off: nothing more is created, active pods are deleted
+        (best effort, retried), and every node gets an outcome for the result."""
+        try:
+            self._finish_batch(wait=True)
+        except Exception:   # noqa: BLE001 -- a batch that cannot be collected is left to the record's cleanup
+            pass
+        why = "%s: %s" % (type(cause).__name__, getattr(cause, "msg", None) or cause)
+        self._cancel(spec, runs, "skipped", "NotStarted", "not started: the run was aborted (%s)" % why,
+                     active=False)
+        self._cancel(spec, runs, "failed", "RunAborted", "deleted: the run was aborted (%s)" % why, active=True,
+                     best_effort=True)
 
     def _set_done(self, r, verdict):
         """The one place a run becomes done: keeps the counters the loop relies on."""
@@ -603,16 +636,31 @@ class Engine:
             # pool finishes every read before run() deletes anything.
             r.log_future = self._log_pool.submit(self._read_log, spec, r.pod_name)
 
-    def _cancel(self, spec, runs, kind, reason, message, active):
+    def _cancel(self, spec, runs, kind, reason, message, active, best_effort=False):
         now = self.clock.monotonic()
         for r in runs.values():
             if r.state == ("created" if active else "waiting"):
                 if active and r.pod is not None:
                     r.log = self._read_log(spec, r.pod_name)
-                    self.client.delete(self.client.core_path("pods", spec["namespace"], r.pod_name), grace_period=0)
+                    self._delete_pod(spec, r.pod_name, best_effort)
                 verdict = outcomes.outcome(kind, reason, message)
                 verdict.update(started_mono=r.created_at, finished_mono=now if active else None)
                 self._set_done(r, verdict)
+
+    def _delete_pod(self, spec, name, best_effort, attempts=3):
+        """Delete one pod now. Best effort: retried on retryable errors, then left to its owner record."""
+        path = self.client.core_path("pods", spec["namespace"], name)
+        for attempt in range(attempts):
+            try:
+                self.client.delete(path, grace_period=0)
+                return
+            except ApiError as exc:
+                if not best_effort:
+                    raise
+                if not exc.retryable or attempt == attempts - 1:
+                    self.warnings.append("could not delete pod %s: %s" % (name, exc.msg))
+                    return
+                time.sleep(0.5 * (attempt + 1))
 
     def _cleanup(self, spec, run_id, runs):
         """Delete pods per ``cleanup``; return how many of this run's pods remain (None if unknown).
@@ -657,7 +705,7 @@ class Engine:
                              % (run_id, error, self._record_name(spec, run_id), run_id))
         return None
 
-    def _finish_record(self, spec, run_id, runs, remaining):
+    def _finish_record(self, spec, run_id, runs, remaining, aborted=None):
         path = self.client.core_path("configmaps", spec["namespace"], self._record_name(spec, run_id))
         failed = sorted(r.node for r in runs.values() if r.result and r.result["outcome"] in outcomes.FAILURES)
         try:
@@ -666,7 +714,8 @@ class Engine:
                 self.client.delete(path)
                 return
             self.client.merge_patch(path, {"data": {
-                "state": "finished" if remaining is not None else "cleanup-incomplete",
+                "state": "aborted" if aborted is not None else "finished" if remaining is not None
+                else "cleanup-incomplete",
                 "finished_at": _iso(self.clock.now()), "failed_nodes": json.dumps(failed)}})
         except ApiError as exc:
             # The results are in hand: report them, with the record left as it was.
@@ -699,7 +748,7 @@ class Engine:
                 rec["message"] = "; ".join(parsed["errors"][:3])   # the node script's own words
         return rec
 
-    def _result(self, spec, run_id, plan, runs, started, started_wall, timed_out):
+    def _result(self, spec, run_id, plan, runs, started, started_wall, timed_out, aborted=None):
         records = [self._record(spec, runs[n], started_wall, started) for n in plan["eligible"]]
         for node in sorted(plan["skipped"]):
             records.append({"node": node, "pod": None, "outcome": "skipped", "exit_code": None,
@@ -711,6 +760,13 @@ class Engine:
         if self.warnings:
             result["warnings"] = list(self.warnings)
         failed = outcomes.failed_nodes(records)
+        if aborted is not None:
+            raise RunAborted("broadcast %s run %s aborted by %s: %s; %d of %d nodes finished before it"
+                             % (spec["name"], run_id, type(aborted).__name__,
+                                getattr(aborted, "msg", None) or aborted,
+                                sum(1 for rec in records if rec["node"] in runs
+                                    and rec["reason"] not in ("RunAborted", "NotStarted")),
+                                summary["desired"]), cause=aborted, **result) from aborted
         if timed_out:
             raise RunTimeout("broadcast %s run %s timed out after %ds: %d of %d nodes did not finish"
                              % (spec["name"], run_id, spec["timeout"], summary["timed_out"] + summary["skipped"]

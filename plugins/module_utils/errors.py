@@ -74,5 +74,17 @@ class RunTimeout(NodeopsError):
     """The whole run passed its ``timeout``. ``result`` carries what was observed."""
 
 
+class RunAborted(NodeopsError):
+    """The run stopped before its end (an API error it could not get past, an interrupt).
+
+    Its pods were deleted and its record finished; ``result`` carries every node's outcome
+    observed so far, and ``cause`` the exception that stopped it.
+    """
+
+    def __init__(self, msg, cause=None, **result):
+        super(RunAborted, self).__init__(msg, **result)
+        self.cause = cause
+
+
 class NodeFailures(NodeopsError):
     """The run finished, and the failure policy says the failed nodes fail it."""

@@ -268,3 +268,7 @@ def parse_result(log_text):
             except ValueError:
                 return None
     return None
+
+
+if __name__ == "__main__":
+    main()

@@ -20,6 +20,7 @@ import hashlib
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.selectors import (
     matches,
     taint_str,
+    term_matches,
     untolerated_taints,
 )
 
@@ -42,6 +43,14 @@ NOT_READY_TOLERATIONS = [
     {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoSchedule"},
     {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
 ]
+
+
+RECORD_PREFIX = "nodeops-run-"
+
+
+def record_name(name, run_id):
+    """The run record: the ConfigMap that owns a run's pods and holds the node script."""
+    return RECORD_PREFIX + "%s-%s" % (name, run_id)
 
 
 def node_hash(node_name):
@@ -72,6 +81,29 @@ def effective_tolerations(spec):
     return tolerations
 
 
+def template_constraints(spec):
+    """What the pod's own template adds to where it may run: tolerations, nodeSelector and the
+    required node-affinity terms. Plain dict; empty for presets. Pure.
+
+    Eligibility is judged on the pod that will be created, as the Kruise BroadcastJob
+    controller does, so a template that tolerates a taint or selects nodes is respected.
+    """
+    task = spec["task"]
+    if task["kind"] != "pod_template":
+        return {"tolerations": [], "node_selector": {}, "terms": []}
+    pod_spec = task["template"].get("spec") or {}
+    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    return {"tolerations": list(pod_spec.get("tolerations") or []),
+            "node_selector": dict(pod_spec.get("nodeSelector") or {}),
+            "terms": list(required.get("nodeSelectorTerms") or [])}
+
+
+def pod_tolerations(spec):
+    """Every toleration the built pod carries: the template's, then the options'."""
+    return template_constraints(spec)["tolerations"] + effective_tolerations(spec)
+
+
 def _ready(node):
     for cond in (node.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
@@ -90,8 +122,12 @@ def slim_node(node):
                                       for c in conditions if c.get("type") == "Ready"]}}
 
 
-def skip_reason(node, spec, tolerations):
-    """Why ``node`` is not eligible, or None. Checks run from most to least specific."""
+def skip_reason(node, spec, tolerations, constraints=None):
+    """Why ``node`` is not eligible, or None. Checks run from most to least specific.
+
+    ``tolerations`` are the built pod's (``pod_tolerations``); ``constraints`` the template's
+    own (``template_constraints``).
+    """
     meta = node.get("metadata") or {}
     labels = meta.get("labels") or {}
     name = meta.get("name")
@@ -100,6 +136,13 @@ def skip_reason(node, spec, tolerations):
             return "selector mismatch: node_selector %s=%s" % (key, value)
     if spec["label_requirements"] and not matches(spec["label_requirements"], labels):
         return "selector mismatch: node_label_selector"
+    constraints = constraints or {}
+    for key, value in sorted((constraints.get("node_selector") or {}).items()):
+        if labels.get(key) != str(value):
+            return "template nodeSelector %s=%s not matched" % (key, value)
+    terms = constraints.get("terms") or []
+    if terms and not any(term_matches(term, name, labels) for term in terms):
+        return "template affinity requiredDuringSchedulingIgnoredDuringExecution not matched"
     if any(k in labels for k in CONTROL_PLANE_LABELS) and not spec["include_control_plane"]:
         return "control plane"
     if (node.get("spec") or {}).get("unschedulable") and not spec["include_cordoned"]:
@@ -122,13 +165,14 @@ def plan(nodes, pods, spec, run_id):
     "to_delete": [pod names]} where ``existing`` are this run's pods to adopt
     and ``to_delete`` this run's pods on nodes that are no longer eligible.
     """
-    tolerations = effective_tolerations(spec)
+    tolerations = pod_tolerations(spec)
+    constraints = template_constraints(spec)
     eligible, skipped = [], {}
     for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         name = node["metadata"]["name"]
         if spec["nodes"] is not None and name not in spec["nodes"]:
             continue  # an explicit list is the whole universe of the run; others are not reported
-        reason = skip_reason(node, spec, tolerations)
+        reason = skip_reason(node, spec, tolerations, constraints)
         if reason:
             skipped[name] = reason
         else:
@@ -150,6 +194,22 @@ def plan(nodes, pods, spec, run_id):
         elif not pod["metadata"].get("deletionTimestamp"):
             to_delete.append(pod["metadata"]["name"])
     return {"eligible": eligible, "skipped": skipped, "existing": existing, "to_delete": sorted(to_delete)}
+
+
+def pin_affinity(affinity, node_name):
+    """The template's affinity with the pod pinned to ``node_name``. Pure.
+
+    The pin is ANDed into every required nodeSelectorTerm the template has (terms are ORed,
+    so the pin must hold in each); preferred terms, podAffinity and podAntiAffinity are kept.
+    """
+    pin = {"key": "metadata.name", "operator": "In", "values": [node_name]}
+    merged = copy.deepcopy(affinity or {})
+    node_affinity = merged.setdefault("nodeAffinity", {})
+    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    required["nodeSelectorTerms"] = [dict(term, matchFields=list(term.get("matchFields") or []) + [pin])
+                                     for term in terms]
+    return merged
 
 
 def build_pod(spec, run_id, node_name, owner=None, active_deadline=None):
@@ -176,8 +236,13 @@ def build_pod(spec, run_id, node_name, owner=None, active_deadline=None):
         pod_spec = {"containers": [container]}
         if task.get("host_pid"):
             pod_spec["hostPID"] = True
-        if task.get("volumes"):
-            pod_spec["volumes"] = copy.deepcopy(task["volumes"])
+        volumes = copy.deepcopy(task.get("volumes") or [])
+        if task.get("script"):
+            volumes.append({"name": "nodeops-script", "configMap": {
+                "name": record_name(spec["name"], run_id), "items": [{"key": "host_tasks.py",
+                                                                      "path": "host_tasks.py"}]}})
+        if volumes:
+            pod_spec["volumes"] = volumes
     pod_spec["restartPolicy"] = spec["restart_policy"]
     pod_spec.setdefault("terminationGracePeriodSeconds", 10)
     pod_spec["tolerations"] = list(pod_spec.get("tolerations") or []) + effective_tolerations(spec)
@@ -194,9 +259,7 @@ def build_pod(spec, run_id, node_name, owner=None, active_deadline=None):
     if spec["pin"] == "node_name":
         pod_spec["nodeName"] = node_name
     else:
-        pod_spec["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchFields": [
-                {"key": "metadata.name", "operator": "In", "values": [node_name]}]}]}}}
+        pod_spec["affinity"] = pin_affinity(pod_spec.get("affinity"), node_name)
     metadata = {"name": pod_name(spec["name"], run_id, node_name), "namespace": spec["namespace"],
                 "labels": labels, "annotations": annotations}
     if owner:

@@ -31,7 +31,7 @@ import sys
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine, new_run_id
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError, NodeopsError
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError, NodeopsError, RunAborted
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import ConnectionConfig, RestClient
 
 HISTORY_MAX_BYTES = 512 * 1024     # a ConfigMap holds 1 MiB; stay well below
@@ -134,7 +134,15 @@ def main(environ=None):
     state, result, code = "succeeded", None, 0
     try:
         result = engine.run(spec, run_id)
+    except RunAborted as exc:
+        # The engine deleted the run's active pods and kept every node's outcome so far.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupted = isinstance(exc.cause, Interrupted)
+        state, result, code = ("interrupted", exc.result or None, 143) if interrupted else \
+            ("failed", exc.result or None, 1)
+        _say(("SIGTERM: " if interrupted else "run failed: ") + exc.msg)
     except Interrupted:
+        # Before the run's first pod: nothing of it is in the cluster but what delete_runs finds.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         state, code = "interrupted", 143
         _say("SIGTERM: deleting this run's pods")

@@ -138,3 +138,42 @@ def untolerated_taints(taints, tolerations):
 def taint_str(taint):
     value = taint.get("value")
     return "%s%s:%s" % (taint.get("key"), "=" + value if value else "", taint.get("effect"))
+
+
+def _expression_matches(expr, value, present):
+    op, values = expr.get("operator"), [str(v) for v in expr.get("values") or []]
+    if op == "In":
+        return present and value in values
+    if op == "NotIn":
+        return not present or value not in values
+    if op == "Exists":
+        return present
+    if op == "DoesNotExist":
+        return not present
+    if op in ("Gt", "Lt") and present and len(values) == 1:
+        try:
+            left, right = int(value), int(values[0])
+        except ValueError:
+            return False
+        return left > right if op == "Gt" else left < right
+    return False
+
+
+def term_matches(term, node_name, labels):
+    """Whether one required nodeSelectorTerm matches a node (its requirements are ANDed).
+
+    ``matchExpressions`` are on the node's labels, ``matchFields`` on ``metadata.name``;
+    a term with no requirement matches nothing, as in the scheduler.
+    """
+    expressions = term.get("matchExpressions") or []
+    fields = term.get("matchFields") or []
+    if not expressions and not fields:
+        return False
+    for expr in expressions:
+        key = expr.get("key")
+        if not _expression_matches(expr, labels.get(key), key in labels):
+            return False
+    for expr in fields:
+        if expr.get("key") != "metadata.name" or not _expression_matches(expr, node_name, True):
+            return False
+    return True

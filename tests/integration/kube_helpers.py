@@ -242,3 +242,36 @@ class RealNodeHelper:
         """The host as it was before the node first started (written by ``realnode.Node.start``)."""
         with open(self.node.p("host-before.json")) as f:
             return json.load(f)
+
+
+def grant(api_client, namespace, subject, rules):
+    """A Role with ``rules`` in ``namespace`` and a ClusterRole to read nodes, bound to ``subject``
+    (a User name, or a subject dict). Returns the names of the cluster-scoped objects, to remove after."""
+    from kubernetes import client as k8s
+
+    rbac = k8s.RbacAuthorizationV1Api(api_client)
+    subjects = [subject if isinstance(subject, dict) else {"kind": "User", "name": subject}]
+    name = unique("nodeops-test")
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
+    rbac.create_namespaced_role_binding(namespace, {"metadata": {"name": name}, "subjects": subjects, "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}})
+    rbac.create_cluster_role({"metadata": {"name": name}, "rules": [
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]})
+    rbac.create_cluster_role_binding({"metadata": {"name": name}, "subjects": subjects, "roleRef": {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}})
+    return name
+
+
+def revoke(api_client, namespace, name, cluster_role=True):
+    """Delete the bindings ``grant`` made (the run loses its rights), and with cluster_role its ClusterRole."""
+    from kubernetes import client as k8s
+
+    rbac = k8s.RbacAuthorizationV1Api(api_client)
+    for delete in (lambda: rbac.delete_namespaced_role_binding(name, namespace),
+                   lambda: rbac.delete_cluster_role_binding(name),
+                   (lambda: rbac.delete_cluster_role(name)) if cluster_role else (lambda: None)):
+        try:
+            delete()
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -307,8 +307,11 @@ def pod_output_on_a_host(pod, tmp_path):
     nsenter.chmod(0o755)
     env = dict((e["name"], e["value"]) for e in container["env"])
     env["PATH"] = "%s:%s" % (bindir, os.environ["PATH"])
-    assert container["command"][:2] == ["python3", "-c"]
-    proc = subprocess.run([sys.executable, "-S"] + container["command"][1:], env=env, capture_output=True,
+    # The script comes from the run record the pod mounts; here, from the same source.
+    assert container["command"] == ["python3", "/opt/nodeops-task/host_tasks.py"]
+    script = tmp_path / "host_tasks.py"
+    script.write_text(broadcast_spec.script_source())
+    proc = subprocess.run([sys.executable, "-S", str(script)], env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -409,22 +412,11 @@ def test_run_timeout_reports_timed_out_nodes_and_removes_their_pods(core, namesp
 def test_cleanup_that_fails_keeps_the_results_and_the_pods_owned(tmp_path, api_client, core, namespace,
                                                                  labelled_nodes):
     """A user who may create pods but not delete them as a collection: the run's results still come back."""
-    from kubernetes import client as k8s
-
     user = kh.unique("no-deletecollection")
-    rbac = k8s.RbacAuthorizationV1Api(api_client)
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": user}, "rules": [
+    granted = kh.grant(api_client, namespace, user, [
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete"]},
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}]})
-    rbac.create_namespaced_role_binding(namespace, {"metadata": {"name": user}, "roleRef": {
-        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
-        "subjects": [{"kind": "User", "name": user}]})
-    rbac.create_cluster_role({"metadata": {"name": user}, "rules": [
-        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]})
-    rbac.create_cluster_role_binding({"metadata": {"name": user}, "roleRef": {
-        "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": user},
-        "subjects": [{"kind": "User", "name": user}]})
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}])
     try:
         selector, names = labelled_nodes(3)
         # One node fails, so its pod is kept and the others are deleted as a collection, which this user may not.
@@ -448,5 +440,70 @@ def test_cleanup_that_fails_keeps_the_results_and_the_pods_owned(tmp_path, api_c
                                                          "run_id": result["run_id"], "state": "absent"})
         assert gone["changed"] and len(gone["deleted"]["pods"]) == 3
     finally:
-        rbac.delete_cluster_role_binding(user)
-        rbac.delete_cluster_role(user)
+        kh.revoke(api_client, namespace, granted)
+
+
+def test_a_templates_tolerations_node_selector_and_affinity_decide_where_it_runs(
+        tmp_path, core, namespace, sim_nodes):
+    tainted = sim_nodes.add(labels={"disktype": "ssd"})
+    sim_nodes.taint(tainted, "dedicated", "batch", "NoSchedule")
+    ssd = sim_nodes.add(labels={"disktype": "ssd"})
+    hdd = sim_nodes.add(labels={"disktype": "hdd"})
+    anti = {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "podAffinityTerm": {
+        "labelSelector": {"matchLabels": {"app": "mine"}}, "topologyKey": "kubernetes.io/hostname"}}]}
+    template = {"metadata": {"labels": {"app": "mine"}}, "spec": {
+        "containers": [{"name": "c", "image": "busybox:1.36"}],
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "nodeSelector": {"disktype": "ssd"}, "affinity": {"podAntiAffinity": anti}}}
+    args = {"name": "tpl", "namespace": namespace, "pod_template": template, "nodes": [tainted, ssd, hdd],
+            "cleanup": "never", "pending_timeout": 300}
+    started = time.monotonic()
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert not result.get("failed"), result.get("msg")
+    assert time.monotonic() - started < 60
+    outcomes_ = dict((rec["node"], (rec["outcome"], rec["reason"])) for rec in result["nodes"])
+    assert outcomes_ == {tainted: ("succeeded", "Completed"), ssd: ("succeeded", "Completed"),
+                         hdd: ("skipped", "template nodeSelector disktype=ssd not matched")}
+    pod = core.read_namespaced_pod([r["pod"] for r in result["nodes"] if r["node"] == ssd][0], namespace)
+    affinity = core.api_client.sanitize_for_serialization(pod.spec.affinity)
+    assert affinity["podAntiAffinity"] == anti
+    assert affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [ssd]}]}]
+
+
+def test_rights_revoked_mid_run_end_it_with_every_nodes_result(
+        tmp_path, api_client, core, namespace, labelled_nodes):
+    """The watch's next reconnect is refused (403): the run stops, keeps what it saw, and says so."""
+    user = kh.unique("revoked")
+    granted = kh.grant(api_client, namespace, user, [
+        {"apiGroups": [""], "resources": ["pods"],
+         "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}])
+
+    def revoke():
+        kh.wait_for("the run's pods", lambda: len(pods_of(core, namespace)) == 3, timeout=60)
+        kh.revoke(api_client, namespace, granted, cluster_role=False)
+
+    revoker = threading.Thread(target=revoke)
+    try:
+        selector, names = labelled_nodes(3)
+        revoker.start()
+        started = time.monotonic()
+        result = kh.run_module(tmp_path, "broadcast_job", {
+            "name": "revoked", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+            "parallelism": "100%", "impersonate_user": user, "timeout": 300,
+            "pod_annotations": {"sim.nodeops.io/delay": "120s"}})
+        revoker.join(10)
+        assert result.get("failed")
+        assert "aborted by" in result["msg"] and "forbidden" in result["msg"].lower(), result["msg"]
+        assert time.monotonic() - started < 100, "the run waited for its pods instead of stopping"
+        assert set(names) <= set(by_node(result))
+        for name in names:
+            assert (by_node(result)[name]["outcome"], by_node(result)[name]["reason"]) == ("failed", "RunAborted")
+        # The pods it could no longer delete stay owned by the run record: none is left unowned.
+        record = core.read_namespaced_config_map("nodeops-run-revoked-" + result["run_id"], namespace)
+        assert all(p.metadata.owner_references[0].uid == record.metadata.uid for p in pods_of(core, namespace))
+    finally:
+        kh.revoke(api_client, namespace, granted)

@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import json
 
 import pytest
 
@@ -209,7 +210,10 @@ def test_path_cleanup_mounts_only_its_directory_unprivileged():
                                           path_cleanup={"path": "/var/log/app", "older_than_days": 3,
                                                         "patterns": [], "dry_run": True}))
     pod = planner.build_pod(spec, "r1", "n")
-    assert pod["spec"]["volumes"] == [{"name": "target", "hostPath": {"path": "/var/log/app", "type": "Directory"}}]
+    assert pod["spec"]["volumes"] == [
+        {"name": "target", "hostPath": {"path": "/var/log/app", "type": "Directory"}},
+        {"name": "nodeops-script", "configMap": {
+            "name": "nodeops-run-prune-r1", "items": [{"key": "host_tasks.py", "path": "host_tasks.py"}]}}]
     assert pod["spec"]["containers"][0]["volumeMounts"][0]["readOnly"] is True
     assert "hostPID" not in pod["spec"] and "securityContext" not in pod["spec"]["containers"][0]
 
@@ -355,3 +359,103 @@ def test_slim_nodes_plan_the_same():
     slim = [planner.slim_node(n) for n in nodes]
     assert planner.plan(slim, [], spec, "r1") == planner.plan(nodes, [], spec, "r1")
     assert all("nodeInfo" not in n["status"] and "managedFields" not in n["metadata"] for n in slim)
+
+
+# ---------------------------------------------------------------- the plan judges the pod it will create
+
+NODES = [node("ssd-1", labels={"disktype": "ssd", "zone": "a"}),
+         node("hdd-1", labels={"disktype": "hdd", "zone": "b"}),
+         node("gpu-1", labels={"disktype": "ssd", "gpu": "2"},
+              taints=[{"key": "gpu", "value": "yes", "effect": "NoSchedule"}])]
+
+
+def template_spec(pod_spec):
+    spec_ = {"containers": [{"name": "c", "image": "busybox:1.36"}]}
+    spec_.update(pod_spec)
+    return broadcast_spec.validate(params(preset=None, image_prune=None, pod_template={"spec": spec_}))
+
+
+def required(*terms):
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": list(terms)}}}
+
+
+@pytest.mark.parametrize("pod_spec, eligible, skipped", [
+    ({}, ["hdd-1", "ssd-1"], {"gpu-1": "untolerated taint gpu=yes:NoSchedule"}),
+    ({"tolerations": [{"key": "gpu", "operator": "Exists"}]}, ["gpu-1", "hdd-1", "ssd-1"], {}),
+    ({"nodeSelector": {"disktype": "ssd"}}, ["ssd-1"],
+     {"hdd-1": "template nodeSelector disktype=ssd not matched", "gpu-1": "untolerated taint gpu=yes:NoSchedule"}),
+    ({"affinity": required({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]})}, ["hdd-1"],
+     {"ssd-1": "template affinity requiredDuringSchedulingIgnoredDuringExecution not matched",
+      "gpu-1": "template affinity requiredDuringSchedulingIgnoredDuringExecution not matched"}),
+    # Terms are ORed; a term's requirements are ANDed; matchFields are on the node's name.
+    ({"affinity": required({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]},
+                                                 {"key": "disktype", "operator": "In", "values": ["ssd"]}]},
+                           {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["ssd-1"]}]})},
+     ["ssd-1"], {"hdd-1": "template affinity requiredDuringSchedulingIgnoredDuringExecution not matched",
+                 "gpu-1": "template affinity requiredDuringSchedulingIgnoredDuringExecution not matched"}),
+    ({"affinity": required({"matchExpressions": [{"key": "gpu", "operator": "Gt", "values": ["1"]}]}),
+      "tolerations": [{"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoSchedule"}]},
+     ["gpu-1"], {"ssd-1": "template affinity requiredDuringSchedulingIgnoredDuringExecution not matched",
+                 "hdd-1": "template affinity requiredDuringSchedulingIgnoredDuringExecution not matched"}),
+    ({"affinity": required({"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"},
+                                                 {"key": "zone", "operator": "NotIn", "values": ["b"]}]})},
+     ["ssd-1"], {"hdd-1": "template affinity requiredDuringSchedulingIgnoredDuringExecution not matched",
+                 "gpu-1": "template affinity requiredDuringSchedulingIgnoredDuringExecution not matched"}),
+])
+def test_plan_judges_the_pod_it_will_create(pod_spec, eligible, skipped):
+    result = planner.plan(NODES, [], template_spec(pod_spec), "r1")
+    assert result["eligible"] == eligible
+    assert result["skipped"] == skipped
+
+
+def test_the_pin_is_merged_into_the_templates_affinity():
+    pod_anti = {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"app": "x"}}, "topologyKey": "kubernetes.io/hostname"}]}
+    preferred = [{"weight": 1, "preference": {"matchExpressions": [{"key": "zone", "operator": "In",
+                                                                    "values": ["a"]}]}}]
+    affinity = required({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]},
+                        {"matchExpressions": [{"key": "disktype", "operator": "Exists"}]})
+    affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"] = preferred
+    affinity["podAntiAffinity"] = pod_anti
+    spec_ = template_spec({"affinity": copy.deepcopy(affinity)})
+    built = planner.build_pod(spec_, "r1", "ssd-1")["spec"]["affinity"]
+    pin = {"key": "metadata.name", "operator": "In", "values": ["ssd-1"]}
+    assert built == {
+        "podAntiAffinity": pod_anti,
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": preferred,
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}], "matchFields": [pin]},
+                {"matchExpressions": [{"key": "disktype", "operator": "Exists"}], "matchFields": [pin]}]}}}
+    assert spec_["task"]["template"]["spec"]["affinity"] == affinity   # the template is not mutated
+
+
+def test_a_preset_is_pinned_by_one_term():
+    built = planner.build_pod(broadcast_spec.validate(params()), "r1", "n1")["spec"]["affinity"]
+    assert built == required({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]})
+
+
+@pytest.mark.parametrize("preset, options", [
+    ("image_prune", {"image_prune": {"include": [], "exclude": ["nodeops.local/keep-*"], "dry_run": True}}),
+    ("path_cleanup", {"path_cleanup": {"path": "/var/log/app", "older_than_days": 3, "patterns": ["*.log"],
+                                       "dry_run": False}}),
+    ("host_command", {"host_command": {"command": ["df", "-h"], "shell": False}}),
+])
+def test_a_preset_pod_is_small_and_runs_the_script_from_its_run_record(preset, options):
+    spec_ = broadcast_spec.validate(params(preset=preset, **dict({"image_prune": None}, **options)))
+    pod = planner.build_pod(spec_, "0123456789abcdef", "ip-10-0-0-1.eu-west-1.compute.internal",
+                            owner={"apiVersion": "v1", "kind": "ConfigMap", "name": "nodeops-run-prune-0123456789abcdef",
+                                   "uid": "0c0ffee0-0000-4000-8000-000000000000", "controller": False,
+                                   "blockOwnerDeletion": False}, active_deadline=600)
+    size = len(json.dumps(pod, separators=(",", ":")))
+    assert size < 2048, "preset pod is %d bytes" % size
+    if preset != "host_command":
+        assert pod["spec"]["containers"][0]["command"] == ["python3", "/opt/nodeops-task/host_tasks.py"]
+        assert {"name": "nodeops-script", "configMap": {"name": "nodeops-run-prune-0123456789abcdef", "items": [
+            {"key": "host_tasks.py", "path": "host_tasks.py"}]}} in pod["spec"]["volumes"]
+
+
+def test_the_script_the_record_holds_runs_main_as_a_file():
+    source = broadcast_spec.script_source()
+    assert source.rstrip().endswith('if __name__ == "__main__":\n    main()')
+    compile(source, "host_tasks.py", "exec")
