@@ -64,12 +64,19 @@ def ref(obj):
 
 
 def ensure(client, desired, check_mode):
-    """Apply each desired object if it differs. Returns (changed refs, diff before/after, resulting objects)."""
-    changed, before, after, results = [], [], [], []
+    """Apply each desired object if it differs. Returns (changed refs, diff before/after, resulting objects).
+
+    Every object goes through the server-side dry run before the first one is written, so an
+    object the apiserver refuses (a schedule it cannot parse) leaves nothing half-installed.
+    """
+    planned = []
     for obj in desired:
         path = object_path(client, obj)
         current = client.get_or_none(path)
         would = client.apply(path, obj, FIELD_MANAGER, dry_run=True)
+        planned.append((obj, path, current, would))
+    changed, before, after, results = [], [], [], []
+    for obj, path, current, would in planned:
         if current is not None and normalize(would) == normalize(current):
             results.append(current)
             continue

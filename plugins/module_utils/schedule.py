@@ -1,11 +1,15 @@
 # -*- coding: utf-8 -*-
 # Copyright: nodeops.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""CronJob schedules: what Kubernetes accepts, checked up front, and the next fire times.
+"""CronJob schedules: Kubernetes is the judge, croniter only previews.
 
-croniter knows more syntax than Kubernetes (seconds and year fields, L, W,
-#, H, R). ``check_schedule`` first restricts the expression to what the
-CronJob controller's parser takes, then lets croniter check the fields.
+The apiserver decides which schedules a CronJob takes (its parser accepts
+``@every 1h`` and ``?``, refuses reversed ranges and upper-case macros, and
+changes between releases). So the module keeps the schedule exactly as
+written, rejects locally only what no apiserver takes (nothing at all), and
+asks the apiserver with a server-side dry run before anything is written;
+``refused_by_apiserver`` turns its refusal into an InvalidInput that names
+the parameter. croniter computes the next fire times where it can.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,70 +17,43 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import re
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import InvalidInput, MissingDependency
 
-MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
-EXAMPLE = "e.g. '30 2 * * *' (02:30 every day) or '@daily'"
-_FIELD = re.compile(r"^[0-9A-Za-z*/,\-?]+$")
-_NAMES = re.compile(r"[A-Za-z]+")
-MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-# Bounds of the parser Kubernetes uses; croniter is wider (it takes 7 for Sunday).
-BOUNDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6))
-
-
-def _reject(expr, why):
-    raise InvalidInput("schedule", expr, "a 5-field cron expression or one of %s, %s" % (", ".join(MACROS), EXAMPLE),
-                       why=why)
+ACCEPTED = "a schedule the Kubernetes CronJob takes, e.g. '30 2 * * *' (02:30 every day) or '@daily'"
+# CronJob fields the apiserver may refuse, and the module option that sets each.
+FIELD_PARAMS = {"spec.schedule": "schedule", "spec.timeZone": "time_zone"}
 
 
 def check_schedule(expr):
-    """Raise InvalidInput unless Kubernetes and croniter both accept ``expr``. Returns it normalised."""
+    """Refuse only what the apiserver refuses too (no schedule at all). Returns ``expr`` as written."""
     if not isinstance(expr, str) or not expr.strip():
-        _reject(expr, "it is empty")
-    text = " ".join(expr.split())
-    if re.match(r"^(CRON_)?TZ=", text):
-        _reject(expr, "a TZ= or CRON_TZ= prefix is not allowed in Kubernetes; use time_zone")
-    if text.startswith("@"):
-        if text.lower() not in MACROS:
-            _reject(expr, "%s is not a macro Kubernetes documents" % text.split()[0])
-        return text.lower()
-    fields = text.split(" ")
-    if len(fields) != 5:
-        _reject(expr, "it has %d fields; Kubernetes takes exactly 5 (no seconds, no year)" % len(fields))
-    for index, field in enumerate(fields):
-        if not _FIELD.match(field):
-            _reject(expr, "field %d (%r) has characters cron does not allow" % (index + 1, field))
-        names = [n.lower() for n in _NAMES.findall(field)]
-        allowed = MONTHS if index == 3 else DAYS if index == 4 else ()
-        for name in names:
-            if name not in allowed:
-                _reject(expr, "field %d (%r): %r is not allowed (no L, W, #, H or R in Kubernetes)"
-                        % (index + 1, field, name))
-        if "?" in field and index not in (2, 4):
-            _reject(expr, "field %d (%r): '?' is only allowed for day of month or day of week" % (index + 1, field))
-        label, low, high = BOUNDS[index]
-        for number in re.findall(r"\d+", field.split("/")[0]):
-            if not low <= int(number) <= high:
-                _reject(expr, "%s %s is out of range %d-%d" % (label, number, low, high))
-    try:
-        from croniter import croniter
-    except ImportError:
-        raise MissingDependency("the Python package 'croniter' is needed to check schedules: pip install croniter")
-    if not croniter.is_valid(text.replace("?", "*")):
-        _reject(expr, "croniter cannot parse it")
-    return text
+        raise InvalidInput("schedule", expr, ACCEPTED, why="it is empty")
+    return expr
+
+
+def refused_by_apiserver(exc, values):
+    """The InvalidInput for a dry run the apiserver refused over the schedule or time zone; else ``exc``.
+
+    ``values`` maps the module options (schedule, time_zone) to what the user gave.
+    """
+    body = exc.body if isinstance(getattr(exc, "body", None), dict) else {}
+    if getattr(exc, "status", None) != 422:
+        return exc
+    for cause in (body.get("details") or {}).get("causes") or []:
+        param = FIELD_PARAMS.get(cause.get("field"))
+        if param:
+            accepted = ACCEPTED if param == "schedule" else "an IANA time zone name such as 'Europe/Berlin'"
+            return InvalidInput(param, values.get(param), accepted,
+                                why="the apiserver refused it: %s" % cause.get("message"))
+    return exc
 
 
 def check_time_zone(tz):
     if tz is None:
         return None
-    try:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-    except ImportError:  # Python < 3.9
-        raise MissingDependency("time_zone needs Python 3.9 or newer (zoneinfo)")
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
@@ -85,13 +62,22 @@ def check_time_zone(tz):
 
 
 def next_runs(expr, tz=None, now=None, count=5):
-    """The next ``count`` fire times, each as {"local": ISO in tz, "utc": ISO in UTC}."""
-    from croniter import croniter
+    """The next ``count`` fire times, each as {"local": ISO in tz, "utc": ISO in UTC}.
+
+    Empty where croniter does not know the syntax (``@every 1h``); the CronJob still runs.
+    """
+    try:
+        from croniter import croniter
+    except ImportError:
+        raise MissingDependency("the Python package 'croniter' is needed to preview schedules: pip install croniter")
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(tz or "UTC")
     now = (now or datetime.datetime.now(datetime.timezone.utc)).astimezone(zone)
-    it = croniter(expr.replace("?", "*"), now)
+    try:
+        it = croniter(expr.strip().replace("?", "*"), now)
+    except (ValueError, KeyError, TypeError):
+        return []
     out = []
     for _i in range(count):
         fire = it.get_next(datetime.datetime)

@@ -19,8 +19,10 @@ description:
     C(nodeops.io/cron-broadcast=<name>), a ServiceAccount; a Role and RoleBinding for pods, pods/log and
     ConfigMaps in I(namespace); a ClusterRole and binding to get, list and watch nodes only; a ConfigMap with the
     runner's code and task; and the CronJob.
-  - The schedule is checked before anything is written, restricted to what Kubernetes accepts
-    (5 fields or an @-macro; no seconds or year field, no L, W, #, H or R, no TZ= prefix).
+  - The schedule is kept exactly as written and checked by the apiserver (a server-side dry run of every
+    object) before anything is written. What Kubernetes accepts is accepted, and a schedule it refuses fails
+    with the apiserver's reason and nothing written, in check mode as well. I(next_runs) previews the next
+    fire times where croniter knows the syntax.
   - Idempotent; each object is compared with a server-side dry run, so check mode writes nothing and
     diff mode shows only real changes.
 author:
@@ -41,7 +43,8 @@ options:
     default: default
   schedule:
     description:
-      - Cron schedule, for example C(30 2 * * *) or C(@daily). Required with I(state=present).
+      - Cron schedule, for example C(30 2 * * *), C(@daily) or C(@every 6h), as the Kubernetes CronJob takes it.
+        Required with I(state=present).
     type: str
   time_zone:
     description:
@@ -191,7 +194,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec, cron_builder, objects
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import schedule as cron_schedule
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import InvalidInput
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError, InvalidInput
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.module_runner import (
     argument_spec,
     client_from_params,
@@ -252,7 +255,10 @@ def validate(params):
 
 def present(module, client, cron, spec):
     desired = cron_builder.build_objects(cron, spec)
-    changed, diff, results = objects.ensure(client, desired, module.check_mode)
+    try:
+        changed, diff, results = objects.ensure(client, desired, module.check_mode)
+    except ApiError as exc:
+        raise cron_schedule.refused_by_apiserver(exc, cron)
     result = {"changed": bool(changed), "changes": changed, "objects": [objects.ref(o) for o in desired],
               "next_runs": cron_schedule.next_runs(cron["schedule"], cron.get("time_zone"))}
     if module._diff and changed:

@@ -23,8 +23,6 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import cron_builder
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import InvalidInput
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.schedule import check_schedule
 
 import kube_helpers as kh
 
@@ -194,9 +192,11 @@ def test_idempotence_diff_check_mode_and_absent(tmp_path, api_client, core, name
 
 
 @pytest.mark.parametrize("args, fragment", [
-    ({"schedule": "*/5 * * * * *"}, "6 fields"),
-    ({"schedule": "0 0 L * *"}, "'l' is not allowed"),
-    ({"schedule": "TZ=UTC 0 3 * * *"}, "TZ="),
+    # The apiserver refuses these in its dry run, before any object is written.
+    ({"schedule": "*/5 * * * * *"}, "schedule='*/5 * * * * *' is invalid: the apiserver refused it"),
+    ({"schedule": "5-3 * * * *"}, "schedule='5-3 * * * *' is invalid: the apiserver refused it"),
+    ({"schedule": "0 22-2 * * *"}, "schedule='0 22-2 * * *' is invalid: the apiserver refused it"),
+    ({"schedule": "TZ=UTC 0 3 * * *"}, "schedule='TZ=UTC 0 3 * * *' is invalid: the apiserver refused it"),
     ({"schedule": "0 3 * * *", "time_zone": "Mars/Olympus"}, "time_zone='Mars/Olympus' is invalid"),
     ({"schedule": "0 3 * * *", "starting_deadline_seconds": -1}, "starting_deadline_seconds=-1 is invalid"),
     ({"schedule": "0 3 * * *", "concurrency_policy": "Sometimes"}, "value of concurrency_policy must be one of"),
@@ -210,39 +210,97 @@ def test_bad_input_is_refused_before_any_write(tmp_path, namespace, audit, args,
     assert audit.writes_since(mark, namespace=None) == []
 
 
-# Kubernetes' CronJob schedule parser is stricter than croniter: no seconds or
-# year field, no L/W/#/H/R, no TZ prefix. Every schedule we accept must be one
-# the apiserver accepts; every one we refuse must say why.
-SCHEDULES = [
-    "* * * * *", "0 3 * * *", "30 2 * * 1-5", "*/15 * * * *", "0 0 1 * *", "0 0 1 1 *", "5 4 * * sun",
-    "0 22 * * mon-fri", "0 0,12 * * *", "0 9-17/2 * * *", "0 0 * jan,jul *", "0 0 1-7 * mon", "59 23 31 12 *",
-    "0 0 ? * mon", "0 0 * * ?", "0 0 * * 0", "@yearly", "@annually", "@monthly", "@weekly", "@daily",
-    "@midnight", "@hourly", "1,2,3 * * * *",
-    # croniter accepts these (or parts of them); Kubernetes does not
-    "0 0 * * 7", "0 0 * * * *", "0 0 3 * * * 2030", "0 0 L * *", "0 0 15W * *", "0 0 * * 5#3", "0 0 * * 5L", "H 3 * * *",
-    "R 3 * * *", "TZ=UTC 0 3 * * *", "CRON_TZ=Europe/Berlin 0 3 * * *", "@reboot", "@every 1h",
-    # neither accepts these
-    "60 * * * *", "* 24 * * *", "* * 32 * *", "* * * 13 *", "* * * * 8", "", "not a schedule", "* * * *",
-    "0 0 ? ? ?",
-]
+def schedule_corpus():
+    """Hundreds of schedules, generated: ranges (some reversed), steps, names in every case, macros,
+    ``@every``, ``?``, TZ prefixes, odd whitespace, wrong field counts, out-of-range numbers."""
+    out = ["* * * * *", "0 3 * * *", "", " ", "not a schedule", "* * * *", "0 0 * * * *", "0 0 3 * * * 2030",
+           "0 0 L * *", "0 0 15W * *", "0 0 * * 5#3", "H 3 * * *", "@reboot", "0 0 ? ? ?"]
+    for a, b in [(0, 59), (5, 3), (10, 10), (59, 0), (0, 60)]:
+        out.append("%d-%d * * * *" % (a, b))
+    for a, b in [(0, 23), (22, 2), (9, 17), (23, 24)]:
+        out.append("0 %d-%d * * *" % (a, b))
+    for a, b in [(1, 31), (31, 1), (0, 5), (15, 32)]:
+        out.append("0 0 %d-%d * *" % (a, b))
+    for a, b in [(1, 12), (12, 1), (0, 3), (6, 13)]:
+        out.append("0 0 * %d-%d *" % (a, b))
+    for a, b in [(0, 6), (6, 0), (1, 7), (0, 7), (5, 8)]:
+        out.append("0 0 * * %d-%d" % (a, b))
+    for step in (0, 1, 2, 7, 15, 59, 60, 61):
+        out += ["*/%d * * * *" % step, "0 */%d * * *" % step, "0-30/%d * * * *" % step]
+    for first, second in [("jan", "mar"), ("dec", "jan"), ("JAN", "MAR"), ("Jan", "Mar"), ("DEC", "JAN")]:
+        out += ["0 0 * %s-%s *" % (first, second), "0 0 * %s *" % first, "0 0 * %s,%s *" % (first, second)]
+    for first, second in [("mon", "fri"), ("fri", "mon"), ("MON", "SUN"), ("Mon", "Fri"), ("sun", "sat"),
+                          ("mon", "sun"), ("sat", "sun")]:
+        out += ["0 0 * * %s-%s" % (first, second), "0 0 * * %s" % first, "0 0 * * %s,%s" % (first, second)]
+    for macro in ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"):
+        out += [macro, macro.upper(), macro.capitalize(), " " + macro, macro + " ", macro + " x"]
+    for every in ("1h", "30m", "1h30m", "90s", "0s", "-1h", "1d", "h", ""):
+        out += ["@every " + every, "@EVERY " + every]
+    out += ["? * * * *", "* ? * * *", "* * ? * *", "* * * ? *", "* * * * ?", "0 0 ? * mon", "0 0 1 * ?"]
+    for prefix in ("TZ=UTC ", "CRON_TZ=UTC ", "TZ=Europe/Berlin ", "CRON_TZ=Mars/Base ", "tz=UTC "):
+        out += [prefix + "0 3 * * *", prefix + "@daily"]
+    out += ["  30  2 * *   * ", "\t0 3 * * *", "0\t3 * * *", "0 3 * * *\n", "0  3  *  *  *"]
+    for value in ("60", "-1", "1,2,3", "1,,2", "1-", "-", "*/", "**", "1-2-3", "07", "007", "1.5", "a"):
+        out += ["%s * * * *" % value, "0 0 %s * *" % value]
+    for n in range(2, 8):
+        out.append(" ".join(["*"] * n))
+    seen, corpus = set(), []
+    for expr in out:
+        if expr not in seen:
+            seen.add(expr)
+            corpus.append(expr)
+    return corpus
 
 
-def test_schedule_check_agrees_with_the_apiserver(api_client, namespace):
-    assert len(SCHEDULES) >= 40
+def apiserver_takes(batch, namespace, expr):
+    """The apiserver's own verdict: a CronJob with this schedule, exactly as written, dry-run created."""
+    cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "probe"},
+            "spec": {"schedule": expr, "jobTemplate": {"spec": {"template": {"spec": {
+                "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}}}
+    try:
+        batch.create_namespaced_cron_job(namespace, cron, dry_run="All")
+        return True
+    except ApiException as exc:
+        assert exc.status == 422, exc.body
+        return False
+
+
+def test_the_modules_schedule_verdicts_agree_with_the_apiserver_in_both_directions(tmp_path, api_client, namespace):
+    corpus = schedule_corpus()
+    assert len(corpus) >= 200
     batch = k8s.BatchV1Api(api_client)
-    accepted = []
-    for expr in SCHEDULES:
-        try:
-            ours = check_schedule(expr)
-        except InvalidInput as exc:
-            assert "schedule=" in exc.msg and "expected" in exc.msg and "e.g." in exc.msg, exc.msg
-            continue
-        accepted.append(expr)
-        cron = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "probe"},
-                "spec": {"schedule": ours, "jobTemplate": {"spec": {"template": {"spec": {
-                    "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}}}
-        try:
-            batch.create_namespaced_cron_job(namespace, cron, dry_run="All")
-        except ApiException as exc:
-            pytest.fail("we accept %r but the apiserver refuses it: %s" % (expr, exc.body))
-    assert len(accepted) == 24
+    truth = dict((expr, apiserver_takes(batch, namespace, expr)) for expr in corpus)
+    assert 20 < sum(truth.values()) < len(corpus) - 20, "the corpus should hold plenty of both verdicts"
+    # One play, one check-mode task per schedule: the module's verdict as a user would get it.
+    results = tmp_path / "verdicts.json"
+    play = [{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": [
+        {"name": "cron_broadcast per schedule", "nodeops.kubernetes.cron_broadcast": {
+            "name": "probe", "namespace": namespace, "schedule": "{{ item }}", "preset": "image_prune"},
+         "check_mode": True, "loop": corpus, "register": "r", "ignore_errors": True},
+        {"name": "save", "ansible.builtin.copy": {
+            "content": "{{ r.results | map(attribute='msg', default='') | zip(r.results | map(attribute='failed',"
+                       " default=False)) | list | to_json }}", "dest": str(results)}}]}]
+    playbook = tmp_path / "play.json"
+    playbook.write_text(json.dumps(play))
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+                           "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)],
+                          env=dict(os.environ, KUBECONFIG=kh.KUBECONFIG, ANSIBLE_NOCOLOR="1"),
+                          capture_output=True, text=True, timeout=1200, check=False)
+    assert results.exists(), proc.stdout[-3000:] + proc.stderr[-2000:]
+    verdicts = json.loads(results.read_text())
+    assert len(verdicts) == len(corpus)
+    disagree = []
+    for expr, (msg, failed) in zip(corpus, verdicts):
+        if failed:
+            assert msg.startswith("schedule=%r is invalid" % expr), (expr, msg)
+        if (not failed) != truth[expr]:
+            verdicts_ = ("refuses" if failed else "accepts", "accepts" if truth[expr] else "refuses")
+            disagree.append((expr, "module %s, apiserver %s" % verdicts_, msg))
+    assert disagree == [], disagree
+
+
+def test_the_schedule_is_stored_exactly_as_written(tmp_path, api_client, namespace, labelled):
+    for expr in ("@every 6h", "0 0 ? * mon"):
+        install(tmp_path, namespace, labelled[0], schedule=expr)
+        cron = k8s.BatchV1Api(api_client).read_namespaced_cron_job("nightly", namespace)
+        assert cron.spec.schedule == expr
