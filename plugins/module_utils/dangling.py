@@ -18,7 +18,12 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError, InvalidInput, WatchExpired
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import (
+    ApiError,
+    InvalidInput,
+    NotFound,
+    WatchExpired,
+)
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.plan import LABEL_MANAGED_BY, MANAGED_BY
 
 DEFAULT_POLICY_NAME = "nodeops-dangling-job-ttl"
@@ -226,10 +231,11 @@ class Sweep:
                 self.client.delete(path, propagation="Background")
             else:
                 self.client.merge_patch(path, {"spec": {"ttlSecondsAfterFinished": self.opts["ttl_seconds"]}})
+        except NotFound:
+            pass   # gone already: nothing to sweep
         except ApiError as exc:
-            if exc.status != 404:
-                with self._lock:
-                    self.errors.append("%s/%s: %s" % (ns, name, exc.msg))
+            with self._lock:
+                self.errors.append("%s/%s: %s" % (ns, name, exc.msg))
 
 
 def sweep(client, opts, action, check_mode, **options):

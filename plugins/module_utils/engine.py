@@ -40,6 +40,9 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils.broadcast_spec 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import (
     ApiError,
     ApiUnavailable,
+    Conflict,
+    Forbidden,
+    Invalid,
     InvalidInput,
     NodeFailures,
     RunAborted,
@@ -51,7 +54,7 @@ WATCH_SECONDS = 30          # server-side timeoutSeconds of one watch request
 CLEANUP_BASE_SECONDS = 60   # time limit of the pods' delete-collection: this, plus
 CLEANUP_PODS_PER_SECOND = 20  # one second per this many pods of the run
 LIST_PAGE = 500
-CREATE_ATTEMPTS = 8         # retryable create errors: 0.2 s backoff doubling to 5 s, about 16 s in all
+CREATE_RETRY_SECONDS = 16   # a pod create is retried this long on retryable errors (the client's policy)
 RECORD_PREFIX = planner.RECORD_PREFIX
 
 
@@ -104,7 +107,7 @@ def list_all(client, path, query=None, timeout=60, slim=None):
 
 
 class Watcher(threading.Thread):
-    """List-then-watch one resource; put ("sync", items, rv) and ("event", type, obj) on a queue.
+    """List-then-watch one resource; put ("sync", (items, rv, listed_from)) and ("event", (type, obj)) on a queue.
 
     Re-lists on 410 Gone; reconnects with backoff while the apiserver is away.
     Every request carries timeoutSeconds (server) and a socket timeout (client).
@@ -136,10 +139,13 @@ class Watcher(threading.Thread):
             stream.close()
 
     def _relist(self):
+        # When the list began, on the real monotonic clock: resourceVersions are opaque and
+        # may not be compared, but a list begun after a create was answered holds that object.
+        listed_from = time.monotonic()
         items, rv = list_all(self.client, self.path, self._selectors(), slim=self.slim)
         self.relists += 1
         self.resource_version = rv
-        self.events.put(("sync", self.tag, (items, rv)))
+        self.events.put(("sync", self.tag, (items, rv, listed_from)))
 
     def _selectors(self):
         query = {}
@@ -194,7 +200,7 @@ class Watcher(threading.Thread):
 class NodeRun:
     """The engine's view of one eligible node during a run (mutable, engine-private)."""
 
-    __slots__ = ("node", "pod_name", "pod", "state", "created_at", "created_rv", "pending_since", "result",
+    __slots__ = ("node", "pod_name", "pod", "state", "created_at", "confirmed_at", "pending_since", "result",
                  "log", "log_future", "fatal")
 
     def __init__(self, node, pod_name):
@@ -203,7 +209,7 @@ class NodeRun:
         self.pod = None
         self.state = "waiting"       # waiting -> creating -> created -> done
         self.created_at = None
-        self.created_rv = None
+        self.confirmed_at = None     # time.monotonic() once the create was answered
         self.pending_since = None
         self.result = None
         self.log = None
@@ -240,14 +246,12 @@ class Engine:
         pod = planner.build_pod(spec, run_id, node, active_deadline=spec["timeout"])
         try:
             self.client.create(self.client.core_path("pods", spec["namespace"]), pod, dry_run=True)
-        except ApiError as exc:
-            if exc.status == 409:
-                return pod  # that pod exists already (a resumed run): nothing to check
-            if exc.status in (400, 403, 422):
-                raise InvalidInput("pod_template" if spec["task"]["kind"] == "pod_template" else "preset",
-                                   "(the pod it makes)", "a pod the API server accepts",
-                                   why="the API server refused a dry run: %s" % exc.msg)
-            raise
+        except Conflict:
+            return pod  # that pod exists already (a resumed run): nothing to check
+        except (Invalid, Forbidden) as exc:
+            raise InvalidInput("pod_template" if spec["task"]["kind"] == "pod_template" else "preset",
+                               "(the pod it makes)", "a pod the API server accepts",
+                               why="the API server refused a dry run: %s" % exc.msg)
         return pod
 
     # ---------------------------------------------------------------- records
@@ -269,10 +273,8 @@ class Engine:
         if spec["task"].get("script"):
             body["data"][broadcast_spec.SCRIPT_KEY] = broadcast_spec.script_source()
         try:
-            record = self.client.create(path, body)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+            record = self.client.create(path, body, retry_for=CREATE_RETRY_SECONDS)
+        except Conflict:
             record = self.client.get(self.client.core_path("configmaps", spec["namespace"],
                                                            self._record_name(spec, run_id)))
         return {"apiVersion": "v1", "kind": "ConfigMap", "name": record["metadata"]["name"],
@@ -288,25 +290,17 @@ class Engine:
         """
         pod = planner.build_pod(spec, run_id, node_run.node, owner=owner, active_deadline=deadline_s)
         path = self.client.core_path("pods", spec["namespace"])
-        backoff, attempt = 0.2, 0
-        while True:
-            attempt += 1
+        try:
             try:
-                try:
-                    # Slimmed here, in the worker: a batch of thousands of full pods is never held at once.
-                    return outcomes.slim_pod(self.client.create(path, pod)), None
-                except ApiError as exc:
-                    if exc.status != 409:
-                        raise
-                    # The pod of this (run, node) exists already (made by an earlier attempt whose answer
-                    # was lost, or by an earlier run): adopt it, never make a second one.
-                    return outcomes.slim_pod(self.client.get(
-                        self.client.core_path("pods", spec["namespace"], node_run.pod_name))), None
-            except ApiError as exc:
-                if not exc.retryable or attempt == CREATE_ATTEMPTS:
-                    return None, exc
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                # Slimmed here, in the worker: a batch of thousands of full pods is never held at once.
+                created = self.client.create(path, pod, retry_for=CREATE_RETRY_SECONDS)
+            except Conflict:
+                # The pod of this (run, node) exists already (made by an earlier attempt whose answer
+                # was lost, or by an earlier run): adopt it, never make a second one.
+                created = self.client.get(self.client.core_path("pods", spec["namespace"], node_run.pod_name))
+        except ApiError as exc:
+            return None, exc
+        return outcomes.slim_pod(created), None
 
     def _read_log(self, spec, pod_name):
         if not spec["log_tail_lines"]:
@@ -506,7 +500,7 @@ class Engine:
             r.state = "created"
             self._active += 1
             r.created_at = now
-            r.created_rv = pod["metadata"].get("resourceVersion")
+            r.confirmed_at = time.monotonic()
             if r.pod is None:
                 r.pod = pod   # no watch event yet: the create response is the oldest state there is
             self._touched.add(r)
@@ -591,7 +585,7 @@ class Engine:
             r.fatal = fatal
             self._touched.add(r)
 
-    def _apply_sync(self, by_pod, items, list_rv):
+    def _apply_sync(self, by_pod, items, _list_rv, listed_from):
         seen = dict((p["metadata"]["name"], p) for p in items)
         for name, r in by_pod.items():
             if r.state == "creating" and name in seen:
@@ -602,16 +596,9 @@ class Engine:
             if name in seen:
                 r.pod = seen[name]
                 self._touched.add(r)
-            elif r.pod is not None and self._listed_after(r.created_rv, list_rv):
-                r.pod = None   # it existed when we created it and is gone now
+            elif r.pod is not None and (r.confirmed_at is None or listed_from >= r.confirmed_at):
+                r.pod = None   # it existed when we created it (or adopted it) and is gone now
                 self._touched.add(r)
-
-    @staticmethod
-    def _listed_after(created_rv, list_rv):
-        try:
-            return int(list_rv) >= int(created_rv)
-        except (TypeError, ValueError):
-            return True
 
     def _node_left(self, spec, runs, node, now):
         r = runs.get(node)
@@ -647,20 +634,15 @@ class Engine:
                 verdict.update(started_mono=r.created_at, finished_mono=now if active else None)
                 self._set_done(r, verdict)
 
-    def _delete_pod(self, spec, name, best_effort, attempts=3):
-        """Delete one pod now. Best effort: retried on retryable errors, then left to its owner record."""
-        path = self.client.core_path("pods", spec["namespace"], name)
-        for attempt in range(attempts):
-            try:
-                self.client.delete(path, grace_period=0)
-                return
-            except ApiError as exc:
-                if not best_effort:
-                    raise
-                if not exc.retryable or attempt == attempts - 1:
-                    self.warnings.append("could not delete pod %s: %s" % (name, exc.msg))
-                    return
-                time.sleep(0.5 * (attempt + 1))
+    def _delete_pod(self, spec, name, best_effort):
+        """Delete one pod now (the client retries through a restart). Best effort: a failure is a
+        warning, and the pod is left to the run record that owns it."""
+        try:
+            self.client.delete(self.client.core_path("pods", spec["namespace"], name), grace_period=0)
+        except ApiError as exc:
+            if not best_effort:
+                raise
+            self.warnings.append("could not delete pod %s: %s" % (name, exc.msg))
 
     def _cleanup(self, spec, run_id, runs):
         """Delete pods per ``cleanup``; return how many of this run's pods remain (None if unknown).

@@ -57,17 +57,55 @@ class ApiError(NodeopsError):
 
     @property
     def retryable(self):
-        # 429 is throttling; 5xx and "no answer" (status None) are usually a
+        # 429 is throttling; 500, 502, 503, 504 and "no answer" (status None) are usually a
         # restarting or overloaded apiserver. Everything else is permanent.
-        return self.status is None or self.status == 429 or self.status >= 500
+        return self.status is None or self.status in (429, 500, 502, 503, 504)
 
 
 class ApiUnavailable(ApiError):
     """The API server could not be reached or the connection broke."""
 
 
+Unavailable = ApiUnavailable
+
+
+class Unauthorized(ApiError):
+    """401: the credentials were refused (after one refresh)."""
+
+
+class Forbidden(ApiError):
+    """403: authenticated, but RBAC (or admission) does not allow it."""
+
+
+class NotFound(ApiError):
+    """404."""
+
+
+class Conflict(ApiError):
+    """409: it exists already, or it changed since it was read."""
+
+
 class WatchExpired(ApiError):
     """410 Gone: the resourceVersion a watch or list continued from is too old."""
+
+
+Gone = WatchExpired
+
+
+class Invalid(ApiError):
+    """422 (or 400): the apiserver refused the object itself."""
+
+
+class TooManyRequests(ApiError):
+    """429: throttled. ``retry_after`` is the server's Retry-After, in seconds, if it sent one."""
+
+    def __init__(self, msg, retry_after=None, **kwargs):
+        super(TooManyRequests, self).__init__(msg, **kwargs)
+        self.retry_after = retry_after
+
+
+ERRORS_BY_STATUS = {400: Invalid, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
+                    410: WatchExpired, 422: Invalid, 429: TooManyRequests}
 
 
 class RunTimeout(NodeopsError):

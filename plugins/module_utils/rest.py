@@ -23,19 +23,23 @@ import os
 import socket
 import ssl
 import threading
+import time
 
 import http.client as httplib
 from urllib.parse import quote, urlencode, urlsplit
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import (
+    ERRORS_BY_STATUS,
     ApiError,
     ApiUnavailable,
     ConnectionConfigError,
     NodeopsError,
-    WatchExpired,
+    NotFound,
+    TooManyRequests,
 )
 
 DEFAULT_TIMEOUT = 30
+RETRY_SECONDS = 30   # how long idempotent requests keep trying through a restart or throttling
 USER_AGENT = "nodeops.kubernetes"
 
 
@@ -134,6 +138,14 @@ class _SNIConnection(httplib.HTTPSConnection):
     def connect(self):
         httplib.HTTPConnection.connect(self)
         self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_name)
+
+
+def _retry_after(value):
+    """Seconds from a Retry-After header (the apiserver sends whole seconds), capped; None if absent."""
+    try:
+        return min(float(value), 30.0) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _quote_path(*parts):
@@ -255,21 +267,47 @@ class RestClient:
         return url
 
     @staticmethod
-    def _error(method, path, status, raw):
+    def _error(method, path, status, raw, retry_after=None):
+        """The typed ApiError for an error status (NotFound, Conflict, Forbidden, ...)."""
         try:
             body = json.loads(raw)
         except ValueError:
             body = {"message": raw.decode("utf-8", "replace")[:500]}
         reason = body.get("reason") if isinstance(body, dict) else None
         message = body.get("message") if isinstance(body, dict) else str(body)
-        cls = WatchExpired if status == 410 else ApiError
-        return cls("%s %s failed: %s %s: %s" % (method, path, status, reason or "", message),
-                   status=status, reason=reason, body=body)
+        cls = ERRORS_BY_STATUS.get(status, ApiError)
+        text = "%s %s failed: %s %s: %s" % (method, path, status, reason or "", message)
+        if cls is TooManyRequests:
+            return cls(text, retry_after=retry_after, status=status, reason=reason, body=body)
+        return cls(text, status=status, reason=reason, body=body)
 
     # -------------------------------------------------------------- public API
 
-    def request(self, method, path, query=None, body=None, content_type="application/json", timeout=None):
-        """One JSON request. Returns the decoded body; raises ApiError on error statuses."""
+    def request(self, method, path, query=None, body=None, content_type="application/json", timeout=None,
+                retry_for=None):
+        """One JSON request. Returns the decoded body; raises a typed ApiError on error statuses.
+
+        The one retry policy: idempotent requests (GET, DELETE, or ``retry_for`` given, as for
+        creates whose names are deterministic) are tried again on connection errors, 429 (after
+        its Retry-After), 500, 502, 503 and 504, with capped exponential backoff, for up to
+        ``retry_for`` seconds (default RETRY_SECONDS for GET and DELETE, none for other verbs).
+        """
+        if retry_for is None:
+            retry_for = RETRY_SECONDS if method in ("GET", "DELETE") else 0
+        deadline = time.monotonic() + retry_for
+        backoff = 0.2
+        while True:
+            try:
+                return self._request_once(method, path, query, body, content_type, timeout)
+            except ApiError as exc:
+                left = deadline - time.monotonic()
+                if not exc.retryable or left <= 0:
+                    raise
+                wait = getattr(exc, "retry_after", None) or backoff
+                time.sleep(max(0.0, min(wait, left)))
+                backoff = min(backoff * 2, 5.0)
+
+    def _request_once(self, method, path, query, body, content_type, timeout):
         timeout = timeout or self.timeout
         # The server-side limit, a little under the client's, so the server gives up first.
         query = dict(query or {})
@@ -278,12 +316,13 @@ class RestClient:
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode("utf-8")
         headers = self._headers(content_type if data else None)
-        status, raw, content_type_got = self._exchange(method, self._url(path, query), data, headers, timeout)
+        status, raw, resp_headers = self._exchange(method, self._url(path, query), data, headers, timeout)
         if status == 401 and self._refresh(headers):
             headers = self._headers(content_type if data else None)
-            status, raw, content_type_got = self._exchange(method, self._url(path, query), data, headers, timeout)
+            status, raw, resp_headers = self._exchange(method, self._url(path, query), data, headers, timeout)
         if status >= 400:
-            raise self._error(method, path, status, raw)
+            raise self._error(method, path, status, raw, _retry_after(resp_headers.get("Retry-After")))
+        content_type_got = resp_headers.get("Content-Type", "")
         if not raw:
             return None
         if content_type_got.startswith("application/json"):
@@ -302,7 +341,8 @@ class RestClient:
         if resp.will_close:
             conn.close()
             self._local.conn = None
-        return resp.status, raw, resp.getheader("Content-Type", "")
+        return resp.status, raw, {"Content-Type": resp.getheader("Content-Type", ""),
+                                  "Retry-After": resp.getheader("Retry-After")}
 
     def _refresh(self, sent_headers):
         """After a 401: get a new token if the credentials can. True if the request is worth once more."""
@@ -363,13 +403,14 @@ class RestClient:
     def get_or_none(self, path, query=None):
         try:
             return self.get(path, query)
-        except ApiError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
-    def create(self, path, body, dry_run=False):
-        return self.request("POST", path, query={"dryRun": "All"} if dry_run else None, body=body)
+    def create(self, path, body, dry_run=False, retry_for=0):
+        """POST. ``retry_for`` only where a retried create is safe: a deterministic name, so a
+        create whose answer was lost comes back as Conflict, never as a second object."""
+        return self.request("POST", path, query={"dryRun": "All"} if dry_run else None, body=body,
+                            retry_for=retry_for)
 
     def delete(self, path, propagation="Background", grace_period=None, missing_ok=True):
         opts = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
@@ -377,8 +418,8 @@ class RestClient:
             opts["gracePeriodSeconds"] = grace_period
         try:
             return self.request("DELETE", path, body=opts)
-        except ApiError as exc:
-            if missing_ok and exc.status == 404:
+        except NotFound:
+            if missing_ok:
                 return None
             raise
 

@@ -31,7 +31,7 @@ import sys
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine, new_run_id
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError, NodeopsError, RunAborted
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import Conflict, NodeopsError, RunAborted
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import ConnectionConfig, RestClient
 
 HISTORY_MAX_BYTES = 512 * 1024     # a ConfigMap holds 1 MiB; stay well below
@@ -102,9 +102,8 @@ def record_history(client, namespace, name, entry, keep, labels):
                 current["data"] = data
                 client.request("PUT", path, body=current)
             return
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
+        except Conflict:
+            continue   # it changed since it was read: read it again
     raise NodeopsError("could not update history %s/%s: it kept changing" % (namespace, name))
 
 

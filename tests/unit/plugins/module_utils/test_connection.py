@@ -192,7 +192,9 @@ def test_a_kept_alive_connection_closed_while_idle_is_retried_once_on_a_new_one(
     assert len(made) == 2
 
 
-def test_a_timeout_or_a_failing_new_connection_is_not_retried(monkeypatch):
+def test_a_timeout_or_a_failing_new_connection_is_not_retried_by_the_transport(monkeypatch):
+    """The transport's own once-more is for a stale kept-alive connection only; the retry policy
+    (off here: retry_for=0) is what retries an unavailable server."""
     from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiUnavailable
     from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
 
@@ -202,13 +204,13 @@ def test_a_timeout_or_a_failing_new_connection_is_not_retried(monkeypatch):
     client.get("/version")
     made[0].fail = socket.timeout("timed out")   # the server may still be working on it: not sent twice
     with pytest.raises(ApiUnavailable):
-        client.get("/version")
+        client.request("GET", "/version", retry_for=0)
     assert len(made) == 1
     monkeypatch.setattr(client, "_new_connection",
                         lambda timeout: made.append(_FakeConnection(log, ConnectionResetError(104, "reset")))
                         or made[-1])
     with pytest.raises(ApiUnavailable):
-        client.get("/version")       # a fresh connection that fails: reported, not retried
+        client.request("GET", "/version", retry_for=0)       # a fresh connection that fails: not retried
     assert len(made) == 2
 
 
@@ -235,7 +237,8 @@ def test_a_401_refreshes_the_credentials_once_and_retries(monkeypatch, statuses,
     def exchange(method, url, data, headers, timeout):
         sent.append(headers["Authorization"][len("Bearer "):])
         status = next(answers)
-        return status, b'{"ok": true}' if status == 200 else b'{"reason": "Unauthorized"}', "application/json"
+        body = b'{"ok": true}' if status == 200 else b'{"reason": "Unauthorized"}'
+        return status, body, {"Content-Type": "application/json", "Retry-After": None}
 
     monkeypatch.setattr(client, "_exchange", exchange)
     if ok:
@@ -245,3 +248,54 @@ def test_a_401_refreshes_the_credentials_once_and_retries(monkeypatch, statuses,
             client.get("/version")
         assert info.value.status == 401
     assert sent == expected_tokens
+
+
+def _scripted(monkeypatch, client, answers, sleeps):
+    """Serve ``answers`` (status, Retry-After) in turn; record the policy's sleeps instead of sleeping."""
+    answers = iter(answers)
+    sent = []
+
+    def exchange(method, url, data, headers, timeout):
+        sent.append(method)
+        status, retry_after = next(answers)
+        body = b'{"ok": true}' if status < 400 else b'{"reason": "x", "message": "m"}'
+        return status, body, {"Content-Type": "application/json", "Retry-After": retry_after}
+
+    monkeypatch.setattr(client, "_exchange", exchange)
+    monkeypatch.setattr("ansible_collections.nodeops.kubernetes.plugins.module_utils.rest.time.sleep",
+                        sleeps.append)
+    return sent
+
+
+@pytest.mark.parametrize("method, answers, ok, expected_sleeps", [
+    ("GET", [(503, None), (500, None), (200, None)], True, [0.2, 0.4]),
+    ("GET", [(429, "3"), (200, None)], True, [3.0]),                   # Retry-After is obeyed
+    ("DELETE", [(504, None), (200, None)], True, [0.2]),
+    ("GET", [(403, None)], False, []),                                  # permanent: not retried
+    ("GET", [(404, None)], False, []),
+    ("PATCH", [(503, None)], False, []),                                # not idempotent: not retried
+])
+def test_one_retry_policy(monkeypatch, method, answers, ok, expected_sleeps):
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
+
+    client = RestClient(ConnectionConfig("https://127.0.0.1:1", token="t"))
+    sleeps = []
+    sent = _scripted(monkeypatch, client, answers, sleeps)
+    if ok:
+        assert client.request(method, "/x") == {"ok": True}
+    else:
+        with pytest.raises(ApiError):
+            client.request(method, "/x")
+    assert sleeps == expected_sleeps
+    assert len(sent) == len(answers)
+
+
+@pytest.mark.parametrize("status, name", [(401, "Unauthorized"), (403, "Forbidden"), (404, "NotFound"),
+                                          (409, "Conflict"), (410, "WatchExpired"), (422, "Invalid"),
+                                          (429, "TooManyRequests"), (500, "ApiError")])
+def test_errors_are_typed_by_status(status, name):
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
+
+    exc = RestClient._error("GET", "/x", status, b'{"reason": "r", "message": "m"}', retry_after=2.0)
+    assert type(exc).__name__ == name and exc.status == status
