@@ -37,14 +37,11 @@ def _condition(pod, kind):
     return None
 
 
-def scheduler_reason(pod, events=None):
-    """Why the scheduler cannot place the pod: PodScheduled condition, else the last FailedScheduling event."""
+def scheduler_reason(pod):
+    """Why the scheduler cannot place the pod, from its PodScheduled condition."""
     cond = _condition(pod, "PodScheduled")
     if cond and cond.get("status") == "False" and cond.get("message"):
         return cond.get("reason") or "Unschedulable", cond["message"]
-    for event in reversed(events or []):
-        if event.get("reason") == "FailedScheduling":
-            return "Unschedulable", event.get("message")
     return "Unschedulable", "the pod was not scheduled in time"
 
 

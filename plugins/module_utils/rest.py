@@ -412,20 +412,19 @@ class RestClient:
         return self.request("POST", path, query={"dryRun": "All"} if dry_run else None, body=body,
                             retry_for=retry_for)
 
-    def delete(self, path, propagation="Background", grace_period=None, missing_ok=True):
+    def delete(self, path, propagation="Background", grace_period=None):
+        """DELETE; an object that is gone already is no error (the caller wanted it gone)."""
         opts = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
         if grace_period is not None:
             opts["gracePeriodSeconds"] = grace_period
         try:
             return self.request("DELETE", path, body=opts)
         except NotFound:
-            if missing_ok:
-                return None
-            raise
+            return None
 
-    def apply(self, path, body, field_manager, force=True, dry_run=False):
-        """Server-side apply."""
-        query = {"fieldManager": field_manager, "force": "true" if force else None}
+    def apply(self, path, body, field_manager, dry_run=False):
+        """Server-side apply, taking over conflicting fields (force), as kubernetes.core's apply does."""
+        query = {"fieldManager": field_manager, "force": "true"}
         if dry_run:
             query["dryRun"] = "All"
         return self.request("PATCH", path, query=query, body=body, content_type="application/apply-patch+yaml")
