@@ -220,3 +220,24 @@ def test_a_run_that_outlives_its_exec_plugin_token_gets_a_new_one(
     finally:
         rbac.delete_cluster_role_binding(cluster_name)
         rbac.delete_cluster_role(cluster_name)
+
+
+@pytest.mark.parametrize("server_name, ok", [("kubernetes.default.svc", True), ("not-the-apiserver.example", False)])
+def test_tls_server_name_is_the_name_the_certificate_is_checked_against(cluster, tmp_path, server_name, ok):
+    """The apiserver's certificate names kubernetes.default.svc (and 127.0.0.1): a kubeconfig's
+    tls-server-name decides which name is checked, whatever address is dialled."""
+    import json
+
+    kubeconfig = tmp_path / "sni.json"
+    kubeconfig.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "k", "cluster": {"server": SERVER, "tls-server-name": server_name,
+                                               "certificate-authority": os.path.join(PKI, "ca.crt")}}],
+        "users": [{"name": "u", "user": {"token": _token()}}],
+        "contexts": [{"name": "c", "context": {"cluster": "k", "user": "u"}}]}))
+    if ok:
+        assert _whoami({}, {"kubeconfig": str(kubeconfig)}) == "nodeops-token-admin"
+    else:
+        with pytest.raises(ApiUnavailable) as info:
+            _whoami({}, {"kubeconfig": str(kubeconfig)})
+        assert "not-the-apiserver.example" in info.value.msg or "certificate" in info.value.msg.lower()
