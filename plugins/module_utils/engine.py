@@ -55,7 +55,6 @@ CLEANUP_BASE_SECONDS = 60   # time limit of the pods' delete-collection: this, p
 CLEANUP_PODS_PER_SECOND = 20  # one second per this many pods of the run
 LIST_PAGE = 500
 CREATE_RETRY_SECONDS = 16   # a pod create is retried this long on retryable errors (the client's policy)
-RECORD_PREFIX = planner.RECORD_PREFIX
 
 
 class Clock:

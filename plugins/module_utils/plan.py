@@ -17,6 +17,7 @@ __metaclass__ = type
 import copy
 import hashlib
 
+from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.selectors import (
     matches,
     taint_str,
@@ -238,9 +239,9 @@ def build_pod(spec, run_id, node_name, owner=None, active_deadline=None):
             pod_spec["hostPID"] = True
         volumes = copy.deepcopy(task.get("volumes") or [])
         if task.get("script"):
-            volumes.append({"name": "nodeops-script", "configMap": {
-                "name": record_name(spec["name"], run_id), "items": [{"key": "host_tasks.py",
-                                                                      "path": "host_tasks.py"}]}})
+            key = broadcast_spec.SCRIPT_KEY
+            volumes.append({"name": broadcast_spec.SCRIPT_MOUNT["name"], "configMap": {
+                "name": record_name(spec["name"], run_id), "items": [{"key": key, "path": key}]}})
         if volumes:
             pod_spec["volumes"] = volumes
     pod_spec["restartPolicy"] = spec["restart_policy"]
