@@ -42,6 +42,10 @@ class MissingDependency(NodeopsError):
     """A Python package the module needs is not installed where it runs."""
 
 
+class PolicyEngineUnavailable(NodeopsError):
+    """The cluster serves no API for the admission policy engine asked for (or, with auto, for any)."""
+
+
 class ConnectionConfigError(NodeopsError):
     """The connection settings do not describe a reachable, authenticated cluster."""
 

@@ -29,6 +29,9 @@ KINDS = {
     ("batch/v1", "CronJob"): ("cronjobs", True),
     ("batch/v1", "Job"): ("jobs", True),
     ("kyverno.io/v1", "ClusterPolicy"): ("clusterpolicies", False),
+    ("policies.kyverno.io/v1", "MutatingPolicy"): ("mutatingpolicies", False),
+    ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy"): ("mutatingadmissionpolicies", False),
+    ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicyBinding"): ("mutatingadmissionpolicybindings", False),
 }
 VOLATILE_META = ("resourceVersion", "managedFields", "generation", "creationTimestamp", "uid", "selfLink")
 

@@ -9,17 +9,25 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 module: dangling_job_ttl
-short_description: Give ownerless Jobs a TTL with a Kyverno policy, and sweep the finished ones already there
+short_description: Give ownerless Jobs a TTL at admission, and sweep the finished ones already there
 version_added: 0.1.0
 description:
   - Jobs created without C(ownerReferences) (not by a CronJob or another controller) are never cleaned up.
-    This module installs a Kyverno C(ClusterPolicy) that adds C(spec.ttlSecondsAfterFinished) to such Jobs
-    at admission when the field is absent (C(background=false), C(failurePolicy=Ignore)).
+    This module installs an admission policy that adds C(spec.ttlSecondsAfterFinished) to such Jobs
+    when they are created without it. It acts on CREATE only, and with C(failurePolicy=Ignore) a policy
+    that cannot run never blocks a Job.
+  - The policy engine is chosen with I(policy_engine). C(native) needs no policy engine at all, since
+    the API server itself applies a C(MutatingAdmissionPolicy) (Kubernetes 1.36 or newer). C(kyverno) writes
+    Kyverno's C(MutatingPolicy) (C(policies.kyverno.io/v1)). C(kyverno_legacy) writes the deprecated
+    C(kyverno.io/v1) C(ClusterPolicy) for Kyverno releases without MutatingPolicy.
+  - Installing with one engine removes what this module wrote for the same I(policy_name) with another engine,
+    found by the labels C(app.kubernetes.io/managed-by=nodeops.kubernetes) and C(nodeops.io/dangling-job-ttl).
+    The new objects are written first, so new Jobs are never without a policy.
   - With I(sweep=true) it also handles the Jobs that exist already. It takes only Jobs with no ownerReferences,
     finished (Complete or Failed) more than I(ttl_seconds) ago, in an included and not excluded namespace,
     without the opt-out label, and, with I(skip_gitops_managed), without Argo CD tracking or Helm hook markers.
     It never touches running Jobs. It lists a page at a time and writes with bounded concurrency.
-  - The sweep works without Kyverno; set I(policy=false) where Kyverno is not installed.
+  - The sweep needs no policy engine; set I(policy=false) to only sweep.
 author:
   - nodeops maintainers (@nodeops)
 extends_documentation_fragment:
@@ -27,18 +35,34 @@ extends_documentation_fragment:
 options:
   state:
     description:
-      - Whether the policy should exist. C(absent) removes it (the sweep still runs if asked for).
+      - Whether the policy should exist. C(absent) removes the objects of every engine this module wrote for
+        I(policy_name) (the sweep still runs if asked for).
     type: str
     default: present
     choices: [ present, absent ]
   policy:
     description:
-      - Manage the Kyverno policy. With C(false) only the sweep runs, and Kyverno is not needed.
+      - Manage the admission policy. With C(false) only the sweep runs, and no policy engine is needed.
     type: bool
     default: true
+  policy_engine:
+    description:
+      - Which admission engine adds the TTL.
+      - C(native) writes a C(MutatingAdmissionPolicy) and its C(MutatingAdmissionPolicyBinding)
+        (C(admissionregistration.k8s.io/v1)), applied by the API server itself. Needs Kubernetes 1.36 or newer.
+      - C(kyverno) writes a Kyverno C(MutatingPolicy) (C(policies.kyverno.io/v1)) with the same CEL conditions.
+      - C(kyverno_legacy) writes a Kyverno C(ClusterPolicy) (C(kyverno.io/v1)), deprecated since Kyverno 1.17.
+      - C(auto) takes the first of these the cluster serves, in that order, found by API discovery.
+        The result's C(policy_engine) and C(policy_engine_reason) say which and why.
+      - An engine the cluster does not serve is an error before anything is written.
+    type: str
+    default: auto
+    choices: [ auto, native, kyverno, kyverno_legacy ]
   policy_name:
     description:
-      - Name of the ClusterPolicy.
+      - Name of the policy objects (the policy and, for C(native), its binding).
+      - A DNS-1123 label of at most 63 characters, since it is also the value of the
+        C(nodeops.io/dangling-job-ttl) label.
     type: str
     default: nodeops-dangling-job-ttl
   ttl_seconds:
@@ -102,17 +126,33 @@ requirements:
   - kubernetes (Python package), only to read kubeconfig files
 attributes:
   check_mode:
-    description: The policy is compared with a server-side dry run and the sweep lists what it would take; nothing is written.
+    description:
+      - The policy is compared with a server-side dry run, the other engines' objects are listed, and the sweep
+        lists what it would take. Nothing is written.
     support: full
   diff_mode:
-    description: Shows the policy before and after.
+    description:
+      - Shows each policy object before and after, keyed by C(Kind/name); removed objects have C(after=null).
     support: full
 """
 
 EXAMPLES = r"""
-- name: TTL of 15 minutes for new ownerless Jobs
+- name: TTL of 15 minutes for new ownerless Jobs, with whatever engine the cluster has
   nodeops.kubernetes.dangling_job_ttl:
     ttl_seconds: 900
+  register: ttl_policy
+
+- name: Say which engine was chosen
+  ansible.builtin.debug:
+    msg: "{{ ttl_policy.policy_engine }}: {{ ttl_policy.policy_engine_reason }}"
+
+- name: On Kubernetes 1.36 or newer, let the API server add the TTL (no policy engine needed)
+  nodeops.kubernetes.dangling_job_ttl:
+    policy_engine: native
+
+- name: Where Kyverno is the policy tool, use its MutatingPolicy (this removes an older ClusterPolicy of ours)
+  nodeops.kubernetes.dangling_job_ttl:
+    policy_engine: kyverno
 
 - name: See which finished ownerless Jobs a sweep would delete
   nodeops.kubernetes.dangling_job_ttl:
@@ -140,10 +180,33 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+policy_engine:
+  description: The engine used, one of native, kyverno, kyverno_legacy.
+  returned: when policy=true and state=present
+  type: str
+  sample: native
+policy_engine_reason:
+  description: Why that engine was used.
+  returned: when policy=true and state=present
+  type: str
+  sample: "auto: the apiserver serves admissionregistration.k8s.io/v1 mutatingadmissionpolicies (Kubernetes 1.36 or newer)"
 policy:
-  description: The ClusterPolicy as it is (or would be) in the cluster.
+  description: The policy object (MutatingAdmissionPolicy, MutatingPolicy or ClusterPolicy) as it is, or would be, in the cluster.
   returned: when policy=true and state=present
   type: dict
+policy_objects:
+  description: Every object the engine needs (for native the policy and its binding).
+  returned: when policy=true and state=present
+  type: list
+  elements: dict
+  sample: [{kind: MutatingAdmissionPolicy, name: nodeops-dangling-job-ttl, namespace: null},
+           {kind: MutatingAdmissionPolicyBinding, name: nodeops-dangling-job-ttl, namespace: null}]
+removed:
+  description: Objects of other engines (or, with state=absent, of every engine) that were or would be deleted.
+  returned: when policy=true
+  type: list
+  elements: dict
+  sample: [{kind: ClusterPolicy, name: nodeops-dangling-job-ttl, namespace: null}]
 sweep:
   description: What the sweep did, or would do in check mode.
   returned: when sweep=true
@@ -179,24 +242,20 @@ sweep:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import dangling, objects
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import NodeopsError
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import NodeopsError, NotFound
 from ansible_collections.nodeops.kubernetes.plugins.module_utils.module_runner import (
     argument_spec,
     client_from_params,
     run_module,
 )
-
-KYVERNO_CRD = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/clusterpolicies.kyverno.io"
-
-
-class KyvernoMissing(NodeopsError):
-    """The Kyverno CRDs are not installed."""
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.plan import LABEL_MANAGED_BY, MANAGED_BY
 
 
 def build_argument_spec():
     return argument_spec(
         state=dict(type="str", default="present", choices=["present", "absent"]),
         policy=dict(type="bool", default=True),
+        policy_engine=dict(type="str", default="auto", choices=list(dangling.ENGINE_CHOICES)),
         policy_name=dict(type="str", default=dangling.DEFAULT_POLICY_NAME),
         ttl_seconds=dict(type="int", default=900),
         include_namespaces=dict(type="list", elements="str", default=[]),
@@ -211,29 +270,68 @@ def build_argument_spec():
     )
 
 
+def served_engines(client):
+    """Which engines' APIs this cluster serves, from discovery (no CRD read rights needed)."""
+    served = {}
+    for engine, (api_version, _kinds, resource) in dangling.ENGINES.items():
+        listing = client.get_or_none("/apis/" + api_version)
+        served[engine] = any(r.get("name") == resource for r in (listing or {}).get("resources") or [])
+    return served
+
+
+def _key(ref):
+    return "%s/%s" % (ref["kind"], ref["name"])
+
+
+def our_objects(client, served, policy_name, engines):
+    """This policy name's objects of ``engines`` (those served), found by our labels."""
+    found = []
+    for engine in engines:
+        if not served.get(engine):
+            continue
+        api_version, kinds, _resource = dangling.ENGINES[engine]
+        for kind in kinds:
+            listing = client.get(objects.path_for(client, api_version, kind),
+                                 {"labelSelector": "%s=%s" % (LABEL_MANAGED_BY, MANAGED_BY)})
+            for item in listing.get("items") or []:
+                if dangling.ours(item, policy_name):
+                    item.update(apiVersion=api_version, kind=kind)
+                    found.append(item)
+    return found
+
+
 def manage_policy(module, client, opts, result):
-    if client.get_or_none(KYVERNO_CRD) is None:
-        if module.params["state"] == "absent":
-            return
-        raise KyvernoMissing("Kyverno is not installed in this cluster (no clusterpolicies.kyverno.io CRD), so the "
-                             "TTL policy cannot be created. Install Kyverno, or set policy=false to only sweep.")
-    policy = dangling.build_policy(opts)
+    served = served_engines(client)
+    name = opts["policy_name"]
+    before, after = {}, {}
     if module.params["state"] == "absent":
-        path = objects.object_path(client, policy)
-        current = client.get_or_none(path)
-        if current is not None:
-            result["changed"] = True
-            if module._diff:
-                result["diff"] = {"before": objects.normalize(current), "after": None}
-            if not module.check_mode:
-                client.delete(path)
-        return
-    changed, diff, results = objects.ensure(client, [policy], module.check_mode)
-    result["policy"] = results[0]
-    if changed:
+        stale = our_objects(client, served, name, dangling.ENGINE_ORDER)
+    else:
+        engine, why = dangling.choose_engine(opts["policy_engine"], served)
+        result.update(policy_engine=engine, policy_engine_reason=why)
+        others = [e for e in dangling.ENGINE_ORDER if e != engine]
+        stale = our_objects(client, served, name, others)
+        # Every object is dry-run by the apiserver before the first write; the old engine's objects
+        # go only after the new ones are in, so new Jobs are never left without a policy.
+        changed, diff, stored = objects.ensure(client, dangling.build_policy(opts, engine), module.check_mode)
+        result["policy"] = stored[0]
+        result["policy_objects"] = [objects.ref(o) for o in stored]
+        for obj, old, new in zip(changed, diff["before"], diff["after"]):
+            before[_key(obj)], after[_key(obj)] = old, new
+    removed = []
+    for item in stale:
+        removed.append(objects.ref(item))
+        before[_key(removed[-1])], after[_key(removed[-1])] = objects.normalize(item), None
+        if not module.check_mode:
+            try:
+                client.delete(objects.object_path(client, item))
+            except NotFound:
+                pass
+    result["removed"] = removed
+    if before:
         result["changed"] = True
         if module._diff:
-            result["diff"] = {"before": diff["before"][0], "after": diff["after"][0]}
+            result["diff"] = {"before": before, "after": after}
 
 
 def action(module):

@@ -129,60 +129,221 @@ def test_bad_input_writes_nothing(tmp_path, audit, args, fragment):
 
 @pytest.fixture
 def kyverno_crds(api_client):
-    """Kyverno's own CRDs, from the pinned Kyverno Go module, in the local control plane."""
+    """Kyverno's own CRDs (kyverno.io and policies.kyverno.io), from the pinned Kyverno Go module."""
     kyverno_tools.install_crds()
     ext = k8s.ApiextensionsV1Api(api_client)
-    kh.wait_for("the ClusterPolicy CRD to be established", lambda: any(
-        c.type == "Established" and c.status == "True" for c in ext.read_custom_resource_definition(CRD).status.conditions))
+    for crd in (CRD, "mutatingpolicies.policies.kyverno.io"):
+        kh.wait_for("the %s CRD to be established" % crd, lambda crd=crd: any(
+            c.type == "Established" and c.status == "True"
+            for c in ext.read_custom_resource_definition(crd).status.conditions))
+    kh.wait_for("discovery to list Kyverno's policies", lambda: (
+        served("kyverno.io/v1", "clusterpolicies") and served("policies.kyverno.io/v1", "mutatingpolicies")))
 
 
-def test_missing_kyverno_is_reported_and_sweep_still_works(tmp_path, api_client):
-    ext = k8s.ApiextensionsV1Api(api_client)
-    try:
-        ext.delete_custom_resource_definition(CRD)
-    except ApiException as exc:
-        assert exc.status == 404
+# What each engine writes: (group, version, plural) of each object, the policy first.
+ENGINE_OBJECTS = {
+    "native": [("admissionregistration.k8s.io", "v1", "mutatingadmissionpolicies"),
+               ("admissionregistration.k8s.io", "v1", "mutatingadmissionpolicybindings")],
+    "kyverno": [("policies.kyverno.io", "v1", "mutatingpolicies")],
+    "kyverno_legacy": [("kyverno.io", "v1", "clusterpolicies")],
+}
 
-    def gone():
+
+def served(group_version, plural):
+    listing = kh.rest_client().get_or_none("/apis/" + group_version) or {}
+    return any(r["name"] == plural for r in listing.get("resources") or [])
+
+
+def stored_objects(api_client, engine, name):
+    """The objects of ``engine`` named ``name`` as the apiserver stored them (404s left out)."""
+    custom = k8s.CustomObjectsApi(api_client)
+    found = []
+    for group, version, plural in ENGINE_OBJECTS[engine]:
         try:
-            ext.read_custom_resource_definition(CRD)
-            return False
+            found.append(custom.get_cluster_custom_object(group, version, plural, name))
         except ApiException as exc:
-            return exc.status == 404
-    kh.wait_for("the CRD to be gone", gone)
-    result = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600})
-    assert result["failed"] and "Kyverno is not installed" in result["msg"] and "policy=false" in result["msg"]
+            assert exc.status == 404
+    return found
+
+
+def ttl_of(stored, engine):
+    """The TTL the stored policy adds."""
+    spec = stored["spec"]
+    if engine == "kyverno_legacy":
+        return spec["rules"][0]["mutate"]["patchStrategicMerge"]["spec"]["+(ttlSecondsAfterFinished)"]
+    expression = spec["mutations"][0]["jsonPatch"]["expression"]
+    return int(expression.rsplit("value:", 1)[1].strip(" }]"))
+
+
+def test_missing_engine_is_reported_and_sweep_still_works(tmp_path, api_client, audit):
+    ext = k8s.ApiextensionsV1Api(api_client)
+    for crd in (CRD, "mutatingpolicies.policies.kyverno.io"):
+        try:
+            ext.delete_custom_resource_definition(crd)
+        except ApiException as exc:
+            assert exc.status == 404
+    kh.wait_for("Kyverno's APIs to leave discovery", lambda: not (
+        served("kyverno.io/v1", "clusterpolicies") or served("policies.kyverno.io/v1", "mutatingpolicies")))
+    mark = audit.mark()
+    for engine, needs in (("kyverno_legacy", "kyverno.io/v1 ClusterPolicy CRD"),
+                          ("kyverno", "policies.kyverno.io/v1 MutatingPolicy CRD")):
+        result = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600, "policy_engine": engine})
+        assert result["failed"] and ("policy_engine=%s cannot be used here" % engine) in result["msg"], result["msg"]
+        assert needs in result["msg"] and "policy=false" in result["msg"] and "policy_engine=auto" in result["msg"]
+    assert audit.writes_since(mark, namespace=None) == []
+    # auto takes what the cluster has: the apiserver's own MutatingAdmissionPolicy.
+    chosen = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600, "policy_name": kh.unique("auto")},
+                           check=True)
+    assert chosen["policy_engine"] == "native" and "mutatingadmissionpolicies" in chosen["policy_engine_reason"]
     swept = kh.run_module(tmp_path, "dangling_job_ttl", {"policy": False, "sweep": True}, check=True)
     assert not swept.get("failed"), swept.get("msg")
 
 
-def test_policy_present_idempotent_diff_and_absent(tmp_path, api_client, kyverno_crds, audit):
-    custom = k8s.CustomObjectsApi(api_client)
+@pytest.mark.parametrize("engine", ["native", "kyverno", "kyverno_legacy"])
+def test_policy_present_idempotent_diff_and_absent(tmp_path, api_client, kyverno_crds, audit, engine):
     name = kh.unique("ttl-policy")
-    args = {"policy_name": name, "ttl_seconds": 600}
+    args = {"policy_name": name, "ttl_seconds": 600, "policy_engine": engine}
+    mark = audit.mark()
     check = kh.run_module(tmp_path, "dangling_job_ttl", args, check=True)
-    assert check["changed"] is True
+    assert check["changed"] is True and check["policy_engine"] == engine
+    assert audit.writes_since(mark, namespace=None) == [] and stored_objects(api_client, engine, name) == []
     first = kh.run_module(tmp_path, "dangling_job_ttl", args)
-    assert first["changed"] is True
-    stored = custom.get_cluster_custom_object("kyverno.io", "v1", "clusterpolicies", name)
-    rule = stored["spec"]["rules"][0]
-    assert rule["mutate"]["patchStrategicMerge"] == {"spec": {"+(ttlSecondsAfterFinished)": 600}}
-    assert stored["spec"]["background"] is False
+    assert first["changed"] is True, first.get("msg")
+    stored = stored_objects(api_client, engine, name)
+    assert len(stored) == len(ENGINE_OBJECTS[engine]) and ttl_of(stored[0], engine) == 600
+    assert [o["kind"] for o in first["policy_objects"]] == [o["kind"] for o in stored]
+    for obj in stored:
+        assert obj["metadata"]["labels"]["nodeops.io/dangling-job-ttl"] == name
+    if engine == "kyverno_legacy":
+        assert stored[0]["spec"]["background"] is False
+    else:
+        assert stored[0]["spec"]["failurePolicy"] == "Ignore"
     second = kh.run_module(tmp_path, "dangling_job_ttl", args)
     assert second["changed"] is False
     mark = audit.mark()
     changed = kh.run_module(tmp_path, "dangling_job_ttl", dict(args, ttl_seconds=300), check=True, diff=True)
     assert changed["changed"] is True and audit.writes_since(mark, namespace=None) == []
-    assert changed["diff"]["before"]["spec"]["rules"][0]["mutate"]["patchStrategicMerge"]["spec"] == {
-        "+(ttlSecondsAfterFinished)": 600}
-    assert changed["diff"]["after"]["spec"]["rules"][0]["mutate"]["patchStrategicMerge"]["spec"] == {
-        "+(ttlSecondsAfterFinished)": 300}
+    key = "%s/%s" % (stored[0]["kind"], name)
+    assert ttl_of(changed["diff"]["before"][key], engine) == 600
+    assert ttl_of(changed["diff"]["after"][key], engine) == 300
+    mark = audit.mark()
+    preview = kh.run_module(tmp_path, "dangling_job_ttl", dict(args, state="absent"), check=True, diff=True)
+    assert preview["changed"] is True and sorted(preview["diff"]["before"]) == sorted(
+        "%s/%s" % (o["kind"], name) for o in stored)
+    assert audit.writes_since(mark, namespace=None) == []
     gone = kh.run_module(tmp_path, "dangling_job_ttl", dict(args, state="absent"))
-    assert gone["changed"] is True
-    with pytest.raises(ApiException) as info:
-        custom.get_cluster_custom_object("kyverno.io", "v1", "clusterpolicies", name)
-    assert info.value.status == 404
+    assert gone["changed"] is True and stored_objects(api_client, engine, name) == []
     assert kh.run_module(tmp_path, "dangling_job_ttl", dict(args, state="absent"))["changed"] is False
+
+
+def test_switching_engines_removes_the_old_engines_objects(tmp_path, api_client, kyverno_crds, audit):
+    name = kh.unique("switch")
+    other = kh.unique("other")   # another policy name: never touched by this one's switches
+    kh.run_module(tmp_path, "dangling_job_ttl", {"policy_name": other, "policy_engine": "kyverno_legacy"})
+    previous = None
+    for engine in ("kyverno_legacy", "kyverno", "native", "kyverno_legacy"):
+        args = {"policy_name": name, "policy_engine": engine, "ttl_seconds": 120}
+        if previous:
+            mark = audit.mark()
+            preview = kh.run_module(tmp_path, "dangling_job_ttl", args, check=True, diff=True)
+            assert preview["changed"] is True and audit.writes_since(mark, namespace=None) == []
+            assert sorted(r["kind"] for r in preview["removed"]) == sorted(
+                o["kind"] for o in stored_objects(api_client, previous, name))
+            assert all(preview["diff"]["after"]["%s/%s" % (r["kind"], name)] is None for r in preview["removed"])
+            assert stored_objects(api_client, previous, name)
+        result = kh.run_module(tmp_path, "dangling_job_ttl", args)
+        assert result["changed"] is True and result["policy_engine"] == engine, result.get("msg")
+        for each in ENGINE_OBJECTS:
+            assert len(stored_objects(api_client, each, name)) == (len(ENGINE_OBJECTS[each]) if each == engine else 0)
+        previous = engine
+    gone = kh.run_module(tmp_path, "dangling_job_ttl", {"policy_name": name, "state": "absent"})
+    assert gone["changed"] is True and [r["kind"] for r in gone["removed"]] == ["ClusterPolicy"]
+    assert len(stored_objects(api_client, "kyverno_legacy", other)) == 1
+    kh.run_module(tmp_path, "dangling_job_ttl", {"policy_name": other, "state": "absent"})
+    assert stored_objects(api_client, "kyverno_legacy", other) == []
+
+
+def test_policy_name_and_engine_are_checked_before_any_write(tmp_path, audit):
+    mark = audit.mark()
+    bad = kh.run_module(tmp_path, "dangling_job_ttl", {"policy_name": "Not_A_Name"})
+    assert bad["failed"] and "policy_name='Not_A_Name' is invalid" in bad["msg"] and "DNS-1123" in bad["msg"]
+    engine = kh.run_module(tmp_path, "dangling_job_ttl", {"policy_engine": "gatekeeper"})
+    assert engine["failed"] and "policy_engine must be one of: auto, native, kyverno, kyverno_legacy" in engine["msg"]
+    assert audit.writes_since(mark, namespace=None) == []
+
+
+# ------------------------------------------------------------------ native: the apiserver adds the TTL
+
+NATIVE_TTL = 3
+
+
+@pytest.fixture
+def native_policy(tmp_path, namespace, second_namespace):
+    """The native policy for the test namespace (second_namespace included but excluded), removed afterwards."""
+    name = kh.unique("native")
+    args = {"policy_name": name, "policy_engine": "native", "ttl_seconds": NATIVE_TTL,
+            "include_namespaces": [namespace, second_namespace], "exclude_namespaces": [second_namespace]}
+    result = kh.run_module(tmp_path, "dangling_job_ttl", args)
+    assert result["changed"] is True and result["policy_engine"] == "native", result.get("msg")
+    yield args
+    assert kh.run_module(tmp_path, "dangling_job_ttl", dict(args, state="absent"))["changed"] is True
+
+
+def _ttl(job):
+    return job.spec.ttl_seconds_after_finished
+
+
+def test_native_policy_adds_the_ttl_on_the_real_apiserver(batch, core, namespace, second_namespace, native_policy):
+    """No CLI: Jobs are created through the API and what the apiserver stored is read back."""
+    # The apiserver loads a new policy from its informer; wait until a probe Job shows it acts.
+    def probe():
+        job = batch.create_namespaced_job(namespace, make_job(kh.unique("probe"), labels={"grp": "probe"}))
+        return _ttl(job) == NATIVE_TTL
+    kh.wait_for("the apiserver to apply the new policy", probe, timeout=30, interval=0.5)
+    cron = batch.create_namespaced_cron_job(namespace, {
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "owner"},
+        "spec": {"schedule": "0 0 1 1 *", "suspend": True, "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}}})
+    holder = core.create_namespaced_config_map(namespace, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="holder")))
+    cron_owner = k8s.V1OwnerReference(api_version="batch/v1", kind="CronJob", name="owner", uid=cron.metadata.uid,
+                                      controller=True)
+    cm_owner = k8s.V1OwnerReference(api_version="v1", kind="ConfigMap", name="holder", uid=holder.metadata.uid)
+    own_ttl = make_job("own-ttl")
+    own_ttl.spec.ttl_seconds_after_finished = 42
+    running = {"pod_annotations": {"sim.nodeops.io/delay": "1h"}}   # kwok keeps these running
+    created = {
+        "ownerless": batch.create_namespaced_job(namespace, make_job("ownerless", **running)),
+        "cron-owned": batch.create_namespaced_job(namespace, make_job("cron-owned", owner=cron_owner, **running)),
+        "configmap-owned": batch.create_namespaced_job(namespace, make_job("cm-owned", owner=cm_owner, **running)),
+        "own-ttl": batch.create_namespaced_job(namespace, own_ttl),
+        "excluded-namespace": batch.create_namespaced_job(second_namespace, make_job("elsewhere", **running)),
+        "opted-out": batch.create_namespaced_job(namespace, make_job(
+            "opted-out", labels={"nodeops.io/keep-job": "yes"}, **running)),
+        "argocd": batch.create_namespaced_job(namespace, make_job(
+            "argocd", annotations={"argocd.argoproj.io/tracking-id": "app:batch/Job:x/argocd"}, **running)),
+        "helm-hook": batch.create_namespaced_job(namespace, make_job(
+            "helm-hook", annotations={"helm.sh/hook": "pre-upgrade"}, **running)),
+    }
+    expected = {"ownerless": NATIVE_TTL, "own-ttl": 42}
+    # Read back what was stored, not only what the create returned.
+    stored = {key: _ttl(batch.read_namespaced_job(job.metadata.name, job.metadata.namespace))
+              for key, job in created.items()}
+    assert stored == {key: expected.get(key) for key in created}
+
+    # UPDATE never adds the TTL: the opted-out Job loses its label and the ConfigMap-owned one its owner,
+    # so both would match on CREATE now, and keep no TTL.
+    batch.patch_namespaced_job("opted-out", namespace, {"metadata": {"labels": {"nodeops.io/keep-job": None}}})
+    batch.patch_namespaced_job("cm-owned", namespace, {"metadata": {"ownerReferences": None}})
+    for name in ("opted-out", "cm-owned"):
+        job = batch.read_namespaced_job(name, namespace)
+        assert not job.metadata.owner_references and "nodeops.io/keep-job" not in (job.metadata.labels or {})
+        assert _ttl(job) is None, name
+
+    # A finished ownerless Job is deleted by the real TTL-after-finished controller.
+    quick = batch.create_namespaced_job(namespace, make_job("finishes", labels={"grp": "quick"}))
+    assert _ttl(quick) == NATIVE_TTL
+    kh.wait_for("the TTL controller to delete the finished Job", lambda: batch.list_namespaced_job(
+        namespace, label_selector="grp=quick").items == [], timeout=60)
 
 
 # ------------------------------------------------------------------ the real Kyverno engine
@@ -196,11 +357,12 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("engine", ["kyverno", "kyverno_legacy"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_kyverno_engine_applies_the_generated_policy(tmp_path, case):
+def test_kyverno_engine_applies_the_generated_policy(tmp_path, case, engine):
     """kyverno test, with the policy the module generates, on Jobs of every kind the policy must tell apart."""
     binary = kyverno_tools.kyverno_binary()
-    expected = kyverno_tools.write_test_case(tmp_path / case, CASES[case])
+    expected = kyverno_tools.write_test_case(tmp_path / case, CASES[case], engine)
     proc = subprocess.run([binary, "test", str(tmp_path / case), "--detailed-results"], capture_output=True,
                           text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

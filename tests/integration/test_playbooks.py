@@ -66,3 +66,50 @@ def test_install_report_sweep_and_remove(tmp_path, core, cluster):
         gone = playbook("install_maintenance.yml", *extra + ["-e", "node_maintenance_state=absent"])
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert namespace not in [ns.metadata.name for ns in core.list_namespace().items]
+
+
+ENGINE_KINDS = {
+    "native": [("admissionregistration.k8s.io", "v1", "mutatingadmissionpolicies"),
+               ("admissionregistration.k8s.io", "v1", "mutatingadmissionpolicybindings")],
+    "kyverno": [("policies.kyverno.io", "v1", "mutatingpolicies")],
+    "kyverno_legacy": [("kyverno.io", "v1", "clusterpolicies")],
+}
+
+
+def ttl_policy_kinds(api_client, name="nodeops-dangling-job-ttl"):
+    """Which engines' objects named ``name`` exist: {engine: count}."""
+    custom = k8s.CustomObjectsApi(api_client)
+    found = {}
+    for engine, kinds in ENGINE_KINDS.items():
+        for group, version, plural in kinds:
+            try:
+                custom.get_cluster_custom_object(group, version, plural, name)
+                found[engine] = found.get(engine, 0) + 1
+            except k8s.ApiException as exc:
+                assert exc.status == 404
+    return found
+
+
+def test_install_and_sweep_playbooks_with_each_policy_engine(core, cluster):
+    """install_maintenance.yml and sweep_dangling_jobs.yml with every engine in turn; absent removes the last."""
+    import kyverno_tools  # pylint: disable=import-outside-toplevel
+
+    kyverno_tools.install_crds()
+    namespace = kh.unique("t-engines")
+    extra = ["-e", "node_maintenance_namespace=" + namespace, "-e", '{"node_maintenance_tasks": []}']
+    try:
+        for engine in ("kyverno_legacy", "kyverno", "native"):
+            install = playbook("install_maintenance.yml", *extra + ["-e", "ttl_policy_engine=" + engine])
+            assert install.returncode == 0, install.stdout + install.stderr
+            assert ttl_policy_kinds(core.api_client) == {engine: len(ENGINE_KINDS[engine])}
+            sweep = playbook("sweep_dangling_jobs.yml", "-e", "sweep_ttl_seconds=86400",
+                             "-e", "ttl_policy_engine=" + engine)
+            assert sweep.returncode == 0, sweep.stdout + sweep.stderr
+            assert "TTL policy: %s (asked for;" % engine in sweep.stdout and "would delete" in sweep.stdout
+            assert ttl_policy_kinds(core.api_client) == {engine: len(ENGINE_KINDS[engine])}
+        auto = playbook("sweep_dangling_jobs.yml", "-e", "ttl_policy_engine=auto")
+        assert auto.returncode == 0 and "TTL policy: native (auto:" in auto.stdout, auto.stdout + auto.stderr
+    finally:
+        gone = playbook("install_maintenance.yml", *extra + ["-e", "node_maintenance_state=absent"])
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert ttl_policy_kinds(core.api_client) == {}

@@ -39,53 +39,70 @@ def module_dir():
     return json.loads(out.stdout)["Dir"]
 
 
-def install_crds():
-    """Server-side apply Kyverno's ClusterPolicy and Policy CRDs with the admin credentials."""
+# (directory under config/crds, group, plurals): the legacy kyverno.io policies and the policies.kyverno.io
+# MutatingPolicy that replaces them.
+CRDS = (("kyverno", "kyverno.io", ("clusterpolicies", "policies")),
+        ("policies.kyverno.io", "policies.kyverno.io", ("mutatingpolicies", "namespacedmutatingpolicies")))
+
+
+def install_crds(groups=None):
+    """Server-side apply Kyverno's CRDs (all of CRDS, or those of ``groups``) with the admin credentials."""
     import urllib.request
 
     api = cluster.Api()
-    crd_dir = os.path.join(module_dir(), "config", "crds", "kyverno")
-    for name in ("clusterpolicies", "policies"):
-        with open(os.path.join(crd_dir, "kyverno.io_%s.yaml" % name), "rb") as f:
-            manifest = f.read()
-        req = urllib.request.Request(
-            api.base + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s.kyverno.io"
-            "?fieldManager=nodeops-tests&force=true" % name,
-            data=manifest, method="PATCH", headers={"Content-Type": "application/apply-patch+yaml"})
-        urllib.request.urlopen(req, context=api.ctx, timeout=60).read()
+    for directory, group, plurals in CRDS:
+        if groups and group not in groups:
+            continue
+        crd_dir = os.path.join(module_dir(), "config", "crds", directory)
+        for name in plurals:
+            with open(os.path.join(crd_dir, "%s_%s.yaml" % (group, name)), "rb") as f:
+                manifest = f.read()
+            req = urllib.request.Request(
+                api.base + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s.%s"
+                "?fieldManager=nodeops-tests&force=true" % (name, group),
+                data=manifest, method="PATCH", headers={"Content-Type": "application/apply-patch+yaml"})
+            urllib.request.urlopen(req, context=api.ctx, timeout=60).read()
 
 
 # ---------------------------------------------------------------- kyverno test cases
 
 
-def _job(name, namespace, labels=None, annotations=None, owner=False, ttl=None):
+def _job(name, namespace, labels=None, annotations=None, owner=None, ttl=None):
     meta = {"name": name, "namespace": namespace}
     if labels:
         meta["labels"] = labels
     if annotations:
         meta["annotations"] = annotations
-    if owner:
+    if owner == "CronJob":
         meta["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "nightly",
                                     "uid": "2c3f6a8e-0000-4000-8000-000000000001", "controller": True}]
+    elif owner:
+        meta["ownerReferences"] = [{"apiVersion": "v1", "kind": owner, "name": "holder",
+                                    "uid": "2c3f6a8e-0000-4000-8000-000000000002"}]
     spec = {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}
     if ttl is not None:
         spec["ttlSecondsAfterFinished"] = ttl
     return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": spec}
 
 
-def write_test_case(directory, options):
-    """A ``kyverno test`` directory: the generated policy, one Job of each kind, and what must happen to each."""
+def write_test_case(directory, options, engine="kyverno_legacy"):
+    """A ``kyverno test`` directory: the policy the module generates for ``engine``, one Job of each kind,
+    and what must happen to each. Returns {"ns/name": what Kyverno must say}."""
     from ansible_collections.nodeops.kubernetes.plugins.module_utils import dangling
 
+    if engine not in ("kyverno", "kyverno_legacy"):
+        raise ValueError("the Kyverno CLI runs only the kyverno and kyverno_legacy engines, not %r" % engine)
     params = {"ttl_seconds": 900, "include_namespaces": [], "exclude_namespaces": ["kube-system", "kyverno"],
               "opt_out_label": "nodeops.io/keep-job", "skip_gitops_managed": True}
     params.update(options)
     opts = dangling.validate(params)
-    policy = dangling.build_policy(opts)
+    policies = dangling.build_policy(opts, engine)
+    policy = policies[0]
     os.makedirs(str(directory), exist_ok=True)
     jobs = {
         "ownerless": _job("ownerless", "ci"),
-        "cron-owned": _job("cron-owned", "ci", owner=True),
+        "cron-owned": _job("cron-owned", "ci", owner="CronJob"),
+        "configmap-owned": _job("configmap-owned", "ci", owner="ConfigMap"),
         "in-kube-system": _job("in-kube-system", "kube-system"),
         "own-ttl": _job("own-ttl", "ci", ttl=42),
         "opted-out": _job("opted-out", "ci", labels={opts["opt_out_label"]: "true"}),
@@ -95,7 +112,8 @@ def write_test_case(directory, options):
     ttl = opts["ttl_seconds"]
     # What Kyverno must report for each Job: the TTL added, or why not (its message in --detailed-results).
     mutated = "mutated Job/%s"
-    expect = {"ownerless": mutated, "cron-owned": "preconditions not met", "own-ttl": "no patches applied",
+    expect = {"ownerless": mutated, "cron-owned": "preconditions not met", "configmap-owned": "preconditions not met",
+              "own-ttl": "no patches applied",
               "opted-out": "Excluded",
               "in-kube-system": "Excluded" if "kube-system" in opts["exclude_namespaces"] else mutated,
               "argocd": "Excluded" if opts["skip_gitops_managed"] else mutated,
@@ -104,17 +122,29 @@ def write_test_case(directory, options):
         for key, job in jobs.items():
             if job["metadata"]["namespace"] not in opts["include_namespaces"] and expect[key] != "Excluded":
                 expect[key] = "Excluded"   # Kyverno reports a rule that does not match as excluded
+    if engine == "kyverno":
+        # MutatingPolicy rows say "success" for a mutation, "Excluded" when the namespace selector does not
+        # match, and only "skip" when a match condition is false.
+        def cel(key, job):
+            ns = job["metadata"]["namespace"]
+            if (opts["include_namespaces"] and ns not in opts["include_namespaces"]) or ns in opts["exclude_namespaces"]:
+                return "Excluded"
+            return "success" if expect[key] == mutated else "skip"
+        expect = dict((key, cel(key, job)) for key, job in jobs.items())
     with open(os.path.join(str(directory), "policy.yaml"), "w") as f:
-        json.dump(policy, f)
+        f.write("\n---\n".join(json.dumps(p) for p in policies))
     with open(os.path.join(str(directory), "resources.yaml"), "w") as f:
         f.write("\n---\n".join(json.dumps(j) for j in jobs.values()))
     results = []
     for key, job in jobs.items():
         ref = "%s/%s" % (job["metadata"]["namespace"], job["metadata"]["name"])
-        entry = {"policy": policy["metadata"]["name"], "rule": "add-ttl-to-ownerless-jobs", "kind": "Job",
-                 "resources": [ref]}
-        if expect[key] == mutated:
-            expect[key] = mutated % job["metadata"]["name"]
+        entry = {"policy": policy["metadata"]["name"], "kind": "Job", "resources": [ref]}
+        if engine == "kyverno_legacy":
+            entry["rule"] = dangling.RULE_NAME
+        else:
+            entry["isMutatingPolicy"] = True
+        if expect[key] in (mutated, "success"):
+            expect[key] = expect[key].replace("%s", job["metadata"]["name"])
             patched = json.loads(json.dumps(job))
             patched["spec"]["ttlSecondsAfterFinished"] = ttl
             patched_file = "patched-%s.yaml" % key
@@ -126,6 +156,14 @@ def write_test_case(directory, options):
         results.append(entry)
     test = {"apiVersion": "cli.kyverno.io/v1alpha1", "kind": "Test", "metadata": {"name": "nodeops-dangling-ttl"},
             "policies": ["policy.yaml"], "resources": ["resources.yaml"], "results": results}
+    if engine == "kyverno":
+        # The namespace selector needs each namespace's labels; the CLI takes them from a values file.
+        names = sorted(set(j["metadata"]["namespace"] for j in jobs.values()))
+        values = {"apiVersion": "cli.kyverno.io/v1alpha1", "kind": "Value", "metadata": {"name": "values"},
+                  "namespaceSelector": [{"name": n, "labels": {"kubernetes.io/metadata.name": n}} for n in names]}
+        with open(os.path.join(str(directory), "values.yaml"), "w") as f:
+            json.dump(values, f)
+        test["variables"] = "values.yaml"
     with open(os.path.join(str(directory), "kyverno-test.yaml"), "w") as f:
         json.dump(test, f)
     return dict(("%s/%s" % (j["metadata"]["namespace"], j["metadata"]["name"]), expect[k]) for k, j in jobs.items())

@@ -11,7 +11,7 @@ import datetime
 import pytest
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils import dangling
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import InvalidInput
+from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import InvalidInput, PolicyEngineUnavailable
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.timezone.utc)
 
@@ -62,6 +62,9 @@ def test_sweep_verdict(the_job, options, expected):
     ({"include_namespaces": ["a" * 64]}, "include_namespaces"),
     ({"opt_out_label": "bad label"}, "opt_out_label"),
     ({"sweep_page_size": 0}, "sweep_page_size"),
+    ({"policy_name": "Upper_Case"}, "policy_name"),
+    ({"policy_name": "x" * 64}, "policy_name"),
+    ({"policy_engine": "gatekeeper"}, "policy_engine"),
 ])
 def test_bad_options(overrides, param):
     with pytest.raises(InvalidInput) as info:
@@ -69,8 +72,8 @@ def test_bad_options(overrides, param):
     assert info.value.param == param and info.value.msg.startswith(param + "=")
 
 
-def test_policy_shape():
-    policy = dangling.build_policy(opts(ttl_seconds=600, include_namespaces=["ci"]))
+def test_legacy_policy_shape():
+    [policy] = dangling.build_policy(opts(ttl_seconds=600, include_namespaces=["ci"]), "kyverno_legacy")
     spec = policy["spec"]
     assert policy["apiVersion"] == "kyverno.io/v1" and policy["kind"] == "ClusterPolicy"
     assert spec["background"] is False and spec["webhookConfiguration"] == {"failurePolicy": "Ignore"}
@@ -81,8 +84,74 @@ def test_policy_shape():
     excluded = [e["resources"] for e in rule["exclude"]["any"]]
     assert {"namespaces": ["kube-system", "kyverno"]} in excluded
     assert {"annotations": {"helm.sh/hook": "?*"}} in excluded
-    no_gitops = dangling.build_policy(opts(skip_gitops_managed=False, exclude_namespaces=[]))
+    [no_gitops] = dangling.build_policy(opts(skip_gitops_managed=False, exclude_namespaces=[]), "kyverno_legacy")
     assert len(no_gitops["spec"]["rules"][0]["exclude"]["any"]) == 1   # the opt-out label only
+
+
+def test_native_policy_and_binding():
+    policy, binding = dangling.build_policy(opts(ttl_seconds=600, include_namespaces=["ci", "web"]), "native")
+    assert (policy["apiVersion"], policy["kind"]) == ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy")
+    assert binding["kind"] == "MutatingAdmissionPolicyBinding"
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"] == "nodeops-dangling-job-ttl"
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Ignore"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["jobs"]}]
+    assert spec["mutations"][0]["jsonPatch"]["expression"] == (
+        '[JSONPatch{op: "add", path: "/spec/ttlSecondsAfterFinished", value: 600}]')
+    names = [c["name"] for c in spec["matchConditions"]]
+    assert names == ["no-owner-references", "no-ttl-of-its-own", "not-opted-out", "not-gitops-managed"]
+    gitops = spec["matchConditions"][-1]["expression"]
+    for marker in dangling.GITOPS_ANNOTATIONS + dangling.GITOPS_LABELS:
+        assert "'%s' in object.metadata." % marker in gitops
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["ci", "web"]},
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "kyverno"]}]}
+    for obj in (policy, binding):
+        assert obj["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "nodeops.kubernetes",
+                                             "nodeops.io/dangling-job-ttl": "nodeops-dangling-job-ttl"}
+
+
+def test_kyverno_mutating_policy_matches_native():
+    [mpol] = dangling.build_policy(opts(skip_gitops_managed=False, exclude_namespaces=[]), "kyverno")
+    policy, _binding = dangling.build_policy(opts(skip_gitops_managed=False, exclude_namespaces=[]), "native")
+    assert (mpol["apiVersion"], mpol["kind"]) == ("policies.kyverno.io/v1", "MutatingPolicy")
+    assert mpol["spec"]["matchConditions"] == policy["spec"]["matchConditions"]
+    assert [c["name"] for c in mpol["spec"]["matchConditions"]][-1] == "not-opted-out"   # no gitops condition
+    assert mpol["spec"]["mutations"] == policy["spec"]["mutations"]
+    assert mpol["spec"]["matchConstraints"]["namespaceSelector"] == {}
+    assert mpol["spec"]["evaluation"]["mutateExisting"] == {"enabled": False}
+
+
+@pytest.mark.parametrize("requested, served, engine", [
+    ("auto", {"native": True, "kyverno": True, "kyverno_legacy": True}, "native"),
+    ("auto", {"native": False, "kyverno": True, "kyverno_legacy": True}, "kyverno"),
+    ("auto", {"native": False, "kyverno": False, "kyverno_legacy": True}, "kyverno_legacy"),
+    ("kyverno_legacy", {"native": True, "kyverno": True, "kyverno_legacy": True}, "kyverno_legacy"),
+])
+def test_choose_engine(requested, served, engine):
+    chosen, why = dangling.choose_engine(requested, served)
+    assert chosen == engine and why.startswith("auto: " if requested == "auto" else "asked for; ")
+
+
+def test_choose_engine_names_the_three_ways_when_none_is_served():
+    with pytest.raises(PolicyEngineUnavailable) as info:
+        dangling.choose_engine("auto", {"native": False, "kyverno": False, "kyverno_legacy": False})
+    for way in ("native needs Kubernetes 1.36", "kyverno needs", "kyverno_legacy needs", "policy=false"):
+        assert way in info.value.msg
+    with pytest.raises(PolicyEngineUnavailable) as info:
+        dangling.choose_engine("native", {"native": False, "kyverno": True, "kyverno_legacy": True})
+    assert info.value.msg.startswith("policy_engine=native cannot be used here")
+
+
+def test_ours_takes_this_policy_name_and_objects_of_older_releases():
+    def item(name, **labels):
+        return {"metadata": {"name": name, "labels": labels}}
+    managed = {"app.kubernetes.io/managed-by": "nodeops.kubernetes"}
+    assert dangling.ours(item("p", **dict(managed, **{"nodeops.io/dangling-job-ttl": "p"})), "p")
+    assert not dangling.ours(item("q", **dict(managed, **{"nodeops.io/dangling-job-ttl": "q"})), "p")
+    assert dangling.ours(item("p", **managed), "p")          # written before the label existed
+    assert not dangling.ours(item("p"), "p")                 # not ours: someone else's policy of that name
 
 
 class PagedJobs:
