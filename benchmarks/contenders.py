@@ -20,10 +20,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec, dangling  # noqa: E402
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner  # noqa: E402
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine, list_all  # noqa: E402
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import NodeFailures  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, options  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods as pod_builder  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import options as dangling_options, sweep as job_sweep  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import list_all  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import NodeFailures  # noqa: E402
 
 BROADCAST = "bench"
 TERMINAL = ("Succeeded", "Failed")
@@ -32,28 +34,28 @@ TERMINAL = ("Succeeded", "Failed")
 def broadcast_params(namespace, selector, name=BROADCAST, log_tail_lines=20):
     """The one broadcast every fan-out contender runs: a host command that exits at once, on each node."""
     key, _, value = selector.partition("=")
-    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in broadcast_spec.BROADCAST_OPTIONS.items())
+    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in options.BROADCAST_OPTIONS.items())
     params.update(name=name, namespace=namespace, run_id=None, preset="host_command",
                   host_command={"command": ["true"], "shell": False}, node_selector={key: value},
                   parallelism="100%", timeout=3600, pending_timeout=1800, log_tail_lines=log_tail_lines)
     return params
 
 
-def _eligible_pods(api, spec, run_id):
-    nodes, _rv = list_all(api, "/api/v1/nodes", {"labelSelector": "%s=%s" % next(iter(spec["node_selector"].items()))})
-    return [planner.build_pod(spec, run_id, n["metadata"]["name"], active_deadline=spec["timeout"]) for n in nodes]
+def _eligible_pods(api, opts, run_id):
+    nodes, _rv = list_all(api, "/api/v1/nodes", {"labelSelector": "%s=%s" % next(iter(opts["node_selector"].items()))})
+    return [pod_builder.build_pod(opts, run_id, n["metadata"]["name"], active_deadline=opts["timeout"]) for n in nodes]
 
 
 def engine(args):
     api = harness.client(counting=True)
-    spec = broadcast_spec.validate(broadcast_params(args.namespace, args.selector, log_tail_lines=args.log_tail_lines))
+    opts = options.validate(broadcast_params(args.namespace, args.selector, log_tail_lines=args.log_tail_lines))
     profiler = None
     if args.profile:
         import pyinstrument
         profiler = pyinstrument.Profiler(interval=0.005)
         profiler.start()
     try:
-        result = Engine(api).run(spec, "e" + str(int(time.time())))
+        result = Engine(api).run(opts, "e" + str(int(time.time())))
     except NodeFailures as exc:
         result = exc.result
     if profiler:
@@ -109,10 +111,10 @@ def bare(args):
     (The harness deletes its pods afterwards, untimed.)
     """
     api = harness.client(counting=True)
-    spec = broadcast_spec.validate(broadcast_params(args.namespace, args.selector, name="bare"))
+    opts = options.validate(broadcast_params(args.namespace, args.selector, name="bare"))
     run_id = "b" + str(int(time.time()))
-    pods = _eligible_pods(api, spec, run_id)
-    selector = planner.run_selector(spec["name"], run_id)
+    pods = _eligible_pods(api, opts, run_id)
+    selector = naming.run_selector(opts["name"], run_id)
     watch = PhaseWatch(api, args.namespace, selector, len(pods))
     watch.start()
     watch.ready.wait(30)
@@ -128,9 +130,9 @@ def polling(args):
     No cleanup: the harness deletes its pods afterwards, untimed.
     """
     api = harness.client(counting=True)
-    spec = broadcast_spec.validate(broadcast_params(args.namespace, args.selector, name="poll"))
+    opts = options.validate(broadcast_params(args.namespace, args.selector, name="poll"))
     run_id = "p" + str(int(time.time()))
-    pods = _eligible_pods(api, spec, run_id)
+    pods = _eligible_pods(api, opts, run_id)
     _create_all(api, args.namespace, pods)
     succeeded = 0
     for pod in pods:
@@ -147,10 +149,10 @@ def polling(args):
 def pods(args):
     """Write the pods (one file per node) for the one-node-at-a-time shell baseline. Not measured."""
     api = harness.client()
-    spec = broadcast_spec.validate(broadcast_params(args.namespace, args.selector, name="serial"))
-    spec["pin"] = "node_name"    # as kubectl node-shell pins its pod
+    opts = options.validate(broadcast_params(args.namespace, args.selector, name="serial"))
+    opts["pin"] = "node_name"    # as kubectl node-shell pins its pod
     run_id = "s" + str(int(time.time()))
-    built = _eligible_pods(api, spec, run_id)
+    built = _eligible_pods(api, opts, run_id)
     os.makedirs(args.out, exist_ok=True)
     for pod in built:
         with open(os.path.join(args.out, pod["metadata"]["name"] + ".json"), "w") as f:
@@ -160,9 +162,10 @@ def pods(args):
 
 def sweep(args):
     api = harness.client(counting=True)
-    opts = dangling.validate({"ttl_seconds": 60, "exclude_namespaces": args.exclude, "include_namespaces": [],
-                              "opt_out_label": dangling.DEFAULT_OPT_OUT_LABEL, "skip_gitops_managed": True, "policy_name": None})
-    result = dangling.sweep(api, opts, "delete", False)
+    opts = dangling_options.validate({"ttl_seconds": 60, "exclude_namespaces": args.exclude, "include_namespaces": [],
+                                      "opt_out_label": dangling_options.DEFAULT_OPT_OUT_LABEL,
+                                      "skip_gitops_managed": True, "policy_name": None})
+    result = job_sweep.run(api, opts, "delete", False)
     return {"jobs": result["total"], "errors": len(result["errors"]), "spared": result["spared"],
             "pages": result["stats"]["pages"], "client_requests": api.sent}
 

@@ -21,9 +21,9 @@ sys.path.insert(0, os.path.join(REPO, "tools", "localcluster"))
 
 import cluster as local_cluster  # noqa: E402
 import nodes as node_manifests  # noqa: E402
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import list_all  # noqa: E402
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError  # noqa: E402
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import ConnectionConfig, RestClient  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import list_all  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import ConnectionConfig, RestClient  # noqa: E402
 
 BENCH_LABEL = "bench.nodeops.io/node"
 FIRST_LABEL = "bench.nodeops.io/first-%d"

@@ -23,20 +23,20 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools", "localcluster"))
 import harness  # noqa: E402
 import images  # noqa: E402
 import realnode  # noqa: E402
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec  # noqa: E402
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options  # noqa: E402
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine  # noqa: E402
 
 NAMESPACE = "nodeops-bench-realnode"
 KWOK_NODE = "kwok-worker-1"
 
 
 def spec_for(node):
-    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in broadcast_spec.BROADCAST_OPTIONS.items())
+    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in options.BROADCAST_OPTIONS.items())
     params.update(name="lat", namespace=NAMESPACE, run_id=None, nodes=[node], preset="host_command",
                   host_command={"command": ["true"], "shell": False}, image=images.PYTHON_IMAGE,
                   tolerations=[{"key": realnode.TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
                   timeout=300, pending_timeout=120, cleanup="always")
-    return broadcast_spec.validate(params)
+    return options.validate(params)
 
 
 def one(api, node, i):

@@ -110,16 +110,14 @@ runs:
             pods: [{name: image-prune-1123031500ab12-0c1d2e3f, node: node-3, phase: Failed}]}]
 """
 
-import json
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import cron_builder
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import schedule as cron_schedule
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.broadcast_spec import validate_identity
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import list_all
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.module_runner import (
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history, naming
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule as cron_schedule
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.options import validate_identity
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import list_all
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
     run_module,
@@ -128,7 +126,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils.module_runner i
 
 def cron_info(client, namespace, name, history_cm, runs):
     cron = client.get_or_none(client.group_path("batch/v1", "cronjobs", namespace, name))
-    runs_recorded = json.loads(((history_cm or {}).get("data") or {}).get("runs") or "[]")
+    runs_recorded = history.read_runs(history_cm)
     entry = {"name": name, "installed": cron is not None, "history": runs_recorded[:runs],
              "last_run": runs_recorded[0] if runs_recorded else None}
     if cron is not None:
@@ -141,15 +139,16 @@ def cron_info(client, namespace, name, history_cm, runs):
 
 
 def gather(client, namespace, name, runs):
-    selector = planner.LABEL_MANAGED_BY + "=" + planner.MANAGED_BY
+    selector = LABEL_MANAGED_BY + "=" + MANAGED_BY
     cron_names = set()
     histories, records = {}, []
     # One listing of our ConfigMaps serves both the histories and the run records.
     for cm in list_all(client, client.core_path("configmaps", namespace), {"labelSelector": selector})[0]:
         labels = cm["metadata"].get("labels") or {}
-        if labels.get("nodeops.io/kind") == "history":
-            histories[labels.get(cron_builder.LABEL_CRON)] = cm
-        elif labels.get("nodeops.io/kind") == "run-record" and (not name or labels.get(planner.LABEL_BROADCAST) == name):
+        if labels.get(naming.LABEL_KIND) == naming.KIND_HISTORY:
+            histories[labels.get(naming.LABEL_CRON)] = cm
+        elif labels.get(naming.LABEL_KIND) == naming.KIND_RUN_RECORD and (
+                not name or labels.get(naming.LABEL_BROADCAST) == name):
             records.append(cm)
     for cj in list_all(client, client.group_path("batch/v1", "cronjobs", namespace), {"labelSelector": selector})[0]:
         cron_names.add(cj["metadata"]["name"])
@@ -162,17 +161,15 @@ def gather(client, namespace, name, runs):
     one_off = []
     for rec in records:
         labels = rec["metadata"]["labels"]
-        run_id = labels.get(planner.LABEL_RUN)
-        data = rec.get("data") or {}
-        one_off.append({
-            "name": labels.get(planner.LABEL_BROADCAST), "run_id": run_id, "state": data.get("state"),
-            "started_at": data.get("started_at"), "finished_at": data.get("finished_at"),
-            "failed_nodes": json.loads(data.get("failed_nodes") or "[]"),
+        run_id = labels.get(naming.LABEL_RUN)
+        entry = {"name": labels.get(naming.LABEL_BROADCAST), "run_id": run_id}
+        entry.update(history.read_record(rec))
+        one_off.append(dict(entry, **{
             "pods": sorted(({"name": p["metadata"]["name"],
-                             "node": (p["metadata"].get("annotations") or {}).get(planner.ANNOTATION_NODE),
+                             "node": (p["metadata"].get("annotations") or {}).get(naming.ANNOTATION_NODE),
                              "phase": (p.get("status") or {}).get("phase")}
-                            for p in pods if (p["metadata"].get("labels") or {}).get(planner.LABEL_RUN) == run_id),
-                           key=lambda p: p["name"])})
+                            for p in pods if (p["metadata"].get("labels") or {}).get(naming.LABEL_RUN) == run_id),
+                           key=lambda p: p["name"])}))
     return {"changed": False, "cron_broadcasts": crons, "runs": one_off}
 
 

@@ -117,7 +117,7 @@ EXAMPLES = r"""
     name: node-check
     namespace: node-maintenance
     pod_template:
-      spec:
+      opts:
         containers:
           - name: check
             image: busybox:1.36
@@ -216,10 +216,10 @@ deleted:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine, new_run_id
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.module_runner import (
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine, new_run_id
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
     run_module,
@@ -232,7 +232,7 @@ def build_argument_spec():
         namespace=dict(type="str", default="default"),
         run_id=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
-        **broadcast_spec.broadcast_options()
+        **options.broadcast_options()
     )
 
 
@@ -242,9 +242,9 @@ def absent(module, engine):
     return {"changed": bool(deleted["pods"] or deleted["records"]), "deleted": deleted}
 
 
-def present(module, engine, spec):
+def present(module, engine, opts):
     run_id = module.params.get("run_id") or new_run_id()
-    run_plan = engine.plan(spec, run_id)
+    run_plan = engine.plan(opts, run_id)
     if module.check_mode:
         first = run_plan["eligible"][0] if run_plan["eligible"] else None
         result = {"changed": bool(run_plan["eligible"]), "run_id": run_id,
@@ -252,9 +252,9 @@ def present(module, engine, spec):
                            "existing_pods": sorted(p["metadata"]["name"] for p in run_plan["existing"].values()),
                            "to_delete": run_plan["to_delete"]}}
         if first:
-            result["pod"] = planner.build_pod(spec, run_id, first, active_deadline=spec["timeout"])
+            result["pod"] = pods.build_pod(opts, run_id, first, active_deadline=opts["timeout"])
         return result
-    return engine.run(spec, run_id, plan=run_plan)
+    return engine.run(opts, run_id, plan=run_plan)
 
 
 def main():
@@ -263,10 +263,10 @@ def main():
     def action(mod):
         # Everything is validated before the first request, let alone the first write.
         if mod.params["state"] == "absent":
-            broadcast_spec.validate_identity(mod.params)
+            options.validate_identity(mod.params)
             return absent(mod, Engine(client_from_params(mod.params)))
-        spec = broadcast_spec.validate(mod.params)
-        return present(mod, Engine(client_from_params(mod.params)), spec)
+        opts = options.validate(mod.params)
+        return present(mod, Engine(client_from_params(mod.params)), opts)
 
     run_module(module, action)
 

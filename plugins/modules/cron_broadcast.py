@@ -191,11 +191,14 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec, cron_builder, objects
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import schedule as cron_schedule
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError, InvalidInput
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.module_runner import (
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule as cron_schedule
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_CRON
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, InvalidInput
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
     run_module,
@@ -218,17 +221,17 @@ def build_argument_spec():
         failed_jobs_history_limit=dict(type="int", default=3),
         history_limit=dict(type="int", default=10),
         suspend=dict(type="bool", default=False),
-        runner_image=dict(type="str", default=broadcast_spec.DEFAULT_IMAGE),
+        runner_image=dict(type="str", default=options.DEFAULT_IMAGE),
         runner_node_selector=dict(type="dict", default={}),
         runner_tolerations=dict(type="list", elements="dict", default=[]),
         run_now=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
-        **broadcast_spec.broadcast_options()
+        **options.broadcast_options()
     )
 
 
 def validate(params):
-    """Everything checked before the first request. Returns (cron options, broadcast spec)."""
+    """Everything checked before the first request. Returns (cron options, broadcast options)."""
     if params.get("schedule") is None:
         raise InvalidInput("schedule", None, "a cron schedule such as '30 2 * * *' when state=present")
     expr = cron_schedule.check_schedule(params["schedule"])
@@ -241,25 +244,25 @@ def validate(params):
             raise InvalidInput(key, params[key], "a number of at least 0")
     if params.get("history_limit") is not None and params["history_limit"] < 1:
         raise InvalidInput("history_limit", params["history_limit"], "a number of runs of at least 1")
-    spec = broadcast_spec.validate(dict(params, run_id=None))
-    broadcast_spec.check_labels("runner_node_selector", params.get("runner_node_selector"))
-    broadcast_spec.check_tolerations("runner_tolerations", params.get("runner_tolerations"))
+    opts = options.validate(dict(params, run_id=None))
+    options.check_labels("runner_node_selector", params.get("runner_node_selector"))
+    options.check_tolerations("runner_tolerations", params.get("runner_tolerations"))
     cron = dict((k, params.get(k)) for k in (
         "name", "time_zone", "concurrency_policy", "starting_deadline_seconds", "successful_jobs_history_limit",
         "failed_jobs_history_limit", "history_limit", "suspend"))
     cron.update(schedule=expr, runner_image=image.strip(),
                 runner_node_selector=dict(params.get("runner_node_selector") or {}),
                 runner_tolerations=list(params.get("runner_tolerations") or []))
-    return cron, spec
+    return cron, opts
 
 
-def present(module, client, cron, spec):
-    desired = cron_builder.build_objects(cron, spec)
+def present(module, client, cron, opts):
+    desired = manifests.build_objects(cron, opts)
     try:
-        changed, diff, results = objects.ensure(client, desired, module.check_mode)
+        changed, diff, results = apply.ensure(client, desired, module.check_mode)
     except ApiError as exc:
         raise cron_schedule.refused_by_apiserver(exc, cron)
-    result = {"changed": bool(changed), "changes": changed, "objects": [objects.ref(o) for o in desired],
+    result = {"changed": bool(changed), "changes": changed, "objects": [apply.ref(o) for o in desired],
               "next_runs": cron_schedule.next_runs(cron["schedule"], cron.get("time_zone"))}
     if module._diff and changed:
         result["diff"] = diff
@@ -267,18 +270,18 @@ def present(module, client, cron, spec):
         job_name = "%s-manual-%d" % (cron["name"], int(time.time()))
         result.update(changed=True, job=job_name)
         if not module.check_mode:
-            job = cron_builder.job_from_cron(results[-1], job_name)
-            client.create(objects.path_for(client, "batch/v1", "Job", spec["namespace"]), job)
+            job = manifests.job_from_cron(results[-1], job_name)
+            client.create(apply.path_for(client, "batch/v1", "Job", opts["namespace"]), job)
     return result
 
 
 def absent(module, client):
     name, namespace = module.params["name"], module.params["namespace"]
-    names = cron_builder.object_names(name, namespace)
-    selector = "%s=%s" % (cron_builder.LABEL_CRON, name)
-    deleted = objects.delete_labelled(client, NAMESPACED, selector, namespace, module.check_mode)
-    deleted += objects.delete_labelled(client, CLUSTER, selector, None, module.check_mode,
-                                       name_filter=lambda kind, n: n == names["cluster_role"])
+    names = manifests.object_names(name, namespace)
+    selector = "%s=%s" % (LABEL_CRON, name)
+    deleted = apply.delete_labelled(client, NAMESPACED, selector, namespace, module.check_mode)
+    deleted += apply.delete_labelled(client, CLUSTER, selector, None, module.check_mode,
+                                     name_filter=lambda kind, n: n == names["cluster_role"])
     leftovers = Engine(client).delete_runs(name, namespace, check_mode=module.check_mode)
     deleted += [{"kind": "Pod", "name": p, "namespace": namespace} for p in leftovers["pods"]]
     deleted += [{"kind": "ConfigMap", "name": c, "namespace": namespace} for c in leftovers["records"]]
@@ -289,11 +292,11 @@ def main():
     module = AnsibleModule(argument_spec=build_argument_spec(), supports_check_mode=True)
 
     def action(mod):
-        broadcast_spec.validate_identity(mod.params)
+        options.validate_identity(mod.params)
         if mod.params["state"] == "absent":
             return absent(mod, client_from_params(mod.params))
-        cron, spec = validate(mod.params)
-        return present(mod, client_from_params(mod.params), cron, spec)
+        cron, opts = validate(mod.params)
+        return present(mod, client_from_params(mod.params), cron, opts)
 
     run_module(module, action)
 

@@ -213,7 +213,7 @@ sweep:
   type: dict
   contains:
     action:
-      description: delete or set_ttl.
+      description: delete or set_policy.
       type: str
     total:
       description: Jobs taken.
@@ -241,26 +241,27 @@ sweep:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import dangling, objects
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import NodeopsError, NotFound
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.module_runner import (
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import options, policy, sweep
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import NodeopsError, NotFound
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
     run_module,
 )
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.plan import LABEL_MANAGED_BY, MANAGED_BY
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
 
 
 def build_argument_spec():
     return argument_spec(
         state=dict(type="str", default="present", choices=["present", "absent"]),
         policy=dict(type="bool", default=True),
-        policy_engine=dict(type="str", default="auto", choices=list(dangling.ENGINE_CHOICES)),
-        policy_name=dict(type="str", default=dangling.DEFAULT_POLICY_NAME),
-        ttl_seconds=dict(type="int", default=900),
+        policy_engine=dict(type="str", default="auto", choices=list(policy.ENGINE_CHOICES)),
+        policy_name=dict(type="str", default=options.DEFAULT_POLICY_NAME),
+        ttl_seconds=dict(type="int", default=options.DEFAULT_TTL_SECONDS),
         include_namespaces=dict(type="list", elements="str", default=[]),
-        exclude_namespaces=dict(type="list", elements="str", default=list(dangling.DEFAULT_EXCLUDED_NAMESPACES)),
-        opt_out_label=dict(type="str", default=dangling.DEFAULT_OPT_OUT_LABEL),
+        exclude_namespaces=dict(type="list", elements="str", default=list(options.DEFAULT_EXCLUDED_NAMESPACES)),
+        opt_out_label=dict(type="str", default=options.DEFAULT_OPT_OUT_LABEL),
         skip_gitops_managed=dict(type="bool", default=True),
         sweep=dict(type="bool", default=False),
         sweep_action=dict(type="str", default="delete", choices=["delete", "set_ttl"]),
@@ -273,7 +274,7 @@ def build_argument_spec():
 def served_engines(client):
     """Which engines' APIs this cluster serves, from discovery (no CRD read rights needed)."""
     served = {}
-    for engine, (api_version, _kinds, resource) in dangling.ENGINES.items():
+    for engine, (api_version, _kinds, resource) in policy.ENGINES.items():
         listing = client.get_or_none("/apis/" + api_version)
         served[engine] = any(r.get("name") == resource for r in (listing or {}).get("resources") or [])
     return served
@@ -289,12 +290,12 @@ def our_objects(client, served, policy_name, engines):
     for engine in engines:
         if not served.get(engine):
             continue
-        api_version, kinds, _resource = dangling.ENGINES[engine]
+        api_version, kinds, _resource = policy.ENGINES[engine]
         for kind in kinds:
-            listing = client.get(objects.path_for(client, api_version, kind),
+            listing = client.get(apply.path_for(client, api_version, kind),
                                  {"labelSelector": "%s=%s" % (LABEL_MANAGED_BY, MANAGED_BY)})
             for item in listing.get("items") or []:
-                if dangling.ours(item, policy_name):
+                if policy.ours(item, policy_name):
                     item.update(apiVersion=api_version, kind=kind)
                     found.append(item)
     return found
@@ -305,26 +306,26 @@ def manage_policy(module, client, opts, result):
     name = opts["policy_name"]
     before, after = {}, {}
     if module.params["state"] == "absent":
-        stale = our_objects(client, served, name, dangling.ENGINE_ORDER)
+        stale = our_objects(client, served, name, policy.ENGINE_ORDER)
     else:
-        engine, why = dangling.choose_engine(opts["policy_engine"], served)
+        engine, why = policy.choose_engine(opts["policy_engine"], served)
         result.update(policy_engine=engine, policy_engine_reason=why)
-        others = [e for e in dangling.ENGINE_ORDER if e != engine]
+        others = [e for e in policy.ENGINE_ORDER if e != engine]
         stale = our_objects(client, served, name, others)
         # Every object is dry-run by the apiserver before the first write; the old engine's objects
         # go only after the new ones are in, so new Jobs are never left without a policy.
-        changed, diff, stored = objects.ensure(client, dangling.build_policy(opts, engine), module.check_mode)
+        changed, diff, stored = apply.ensure(client, policy.build_policy(opts, engine), module.check_mode)
         result["policy"] = stored[0]
-        result["policy_objects"] = [objects.ref(o) for o in stored]
+        result["policy_objects"] = [apply.ref(o) for o in stored]
         for obj, old, new in zip(changed, diff["before"], diff["after"]):
             before[_key(obj)], after[_key(obj)] = old, new
     removed = []
     for item in stale:
-        removed.append(objects.ref(item))
-        before[_key(removed[-1])], after[_key(removed[-1])] = objects.normalize(item), None
+        removed.append(apply.ref(item))
+        before[_key(removed[-1])], after[_key(removed[-1])] = apply.normalize(item), None
         if not module.check_mode:
             try:
-                client.delete(objects.object_path(client, item))
+                client.delete(apply.object_path(client, item))
             except NotFound:
                 pass
     result["removed"] = removed
@@ -336,14 +337,14 @@ def manage_policy(module, client, opts, result):
 
 def action(module):
     p = module.params
-    opts = dangling.validate(p)
+    opts = options.validate(p)
     client = client_from_params(p)
     result = {"changed": False}
     if p["policy"]:
         manage_policy(module, client, opts, result)
     if p["sweep"]:
-        swept = dangling.sweep(client, opts, p["sweep_action"], module.check_mode, page_size=p["sweep_page_size"],
-                               concurrency=p["sweep_concurrency"], max_names=p["sweep_max_names"])
+        swept = sweep.run(client, opts, p["sweep_action"], module.check_mode, page_size=p["sweep_page_size"],
+                          concurrency=p["sweep_concurrency"], max_names=p["sweep_max_names"])
         result["sweep"] = swept
         result["changed"] = result["changed"] or swept["total"] > 0
         if swept["errors"]:

@@ -177,11 +177,11 @@ def run_module(tmp_path, module, args, check=False, env=None, timeout=600, diff=
 
 def rest_client(kubeconfig=KUBECONFIG):
     """The collection's own client, for driving the engine directly."""
-    from ansible_collections.nodeops.kubernetes.plugins.module_utils.connection import (
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.connection import (
         auth_settings,
         connection_config,
     )
-    from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import RestClient
 
     return RestClient(connection_config(auth_settings({"kubeconfig": kubeconfig}, {}), environ={}))
 

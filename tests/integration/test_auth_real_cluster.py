@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.connection import auth_settings, connection_config
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import ApiError, ApiUnavailable
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.rest import RestClient
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.connection import auth_settings, connection_config
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, ApiUnavailable
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import RestClient
 
 import kube_helpers as kh
 

@@ -19,10 +19,11 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import broadcast_spec
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import plan as planner
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.engine import Engine
-from ansible_collections.nodeops.kubernetes.plugins.module_utils.errors import NodeFailures, RunTimeout
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import NodeFailures, RunTimeout
 
 import kube_helpers as kh
 
@@ -32,12 +33,12 @@ import cluster as local_cluster  # noqa: E402  pylint: disable=wrong-import-posi
 FIXTURES = os.path.join(kh.REPO, "tests", "unit", "fixtures")
 
 
-def spec(namespace, **overrides):
-    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in broadcast_spec.BROADCAST_OPTIONS.items())
+def opts(namespace, **overrides):
+    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in options.BROADCAST_OPTIONS.items())
     params.update(name="bj", namespace=namespace, run_id=None, preset="image_prune",
                   image_prune={"include": [], "exclude": [], "dry_run": True}, timeout=120, pending_timeout=30)
     params.update(overrides)
-    return broadcast_spec.validate(params)
+    return options.validate(params)
 
 
 def by_node(result):
@@ -77,7 +78,7 @@ def test_module_runs_once_on_every_worker(tmp_path, core, namespace, audit):
     for name in workers:
         rec = nodes[name]
         assert (rec["outcome"], rec["exit_code"], rec["reason"]) == ("succeeded", 0, "Completed")
-        assert rec["pod"] == planner.pod_name("all", result["run_id"], name)
+        assert rec["pod"] == naming.pod_name("all", result["run_id"], name)
         assert "simulated container done" in rec["log"]
         assert rec["duration_s"] >= 0 and rec["started_at"] <= rec["finished_at"]
     # One pod per node, each pinned by affinity; all cleaned up, the run record too.
@@ -149,7 +150,7 @@ def test_observed_concurrency_never_exceeds_parallelism(api_client, core, namesp
     watcher = threading.Thread(target=observe, daemon=True)
     watcher.start()
     time.sleep(0.5)
-    result = Engine(kh.rest_client()).run(spec(namespace, node_selector=selector, parallelism=2,
+    result = Engine(kh.rest_client()).run(opts(namespace, node_selector=selector, parallelism=2,
                                                pod_annotations={"sim.nodeops.io/delay": "1s"}), "conc1")
     stop.set()
     watcher.join(30)
@@ -186,7 +187,7 @@ def test_unschedulable_pod_is_reported_with_the_schedulers_reason(core, namespac
     result = None
     started = time.monotonic()
     with pytest.raises(NodeFailures) as info:
-        Engine(kh.rest_client()).run(spec(namespace, nodes=[small], pending_timeout=3,
+        Engine(kh.rest_client()).run(opts(namespace, nodes=[small], pending_timeout=3,
                                           resources={"requests": {"cpu": "2"}}), "unsched")
     result = info.value.result
     rec = by_node(result)[small]
@@ -204,7 +205,7 @@ def test_node_deleted_mid_run_is_reported_lost(core, namespace, labelled_nodes, 
 
     def run():
         try:
-            box["result"] = Engine(kh.rest_client()).run(spec(namespace, node_selector=selector, pod_annotations={
+            box["result"] = Engine(kh.rest_client()).run(opts(namespace, node_selector=selector, pod_annotations={
                 "sim.nodeops.io/delay." + doomed: "1h", "sim.nodeops.io/delay." + survivor: "3s"}), "lost1")
         except NodeFailures as exc:
             box["result"] = exc.result
@@ -307,27 +308,35 @@ def pod_output_on_a_host(pod, tmp_path):
     nsenter.chmod(0o755)
     env = dict((e["name"], e["value"]) for e in container["env"])
     env["PATH"] = "%s:%s" % (bindir, os.environ["PATH"])
-    # The script comes from the run record the pod mounts; here, from the same source.
-    assert container["command"] == ["python3", "/opt/nodeops-task/host_tasks.py"]
-    script = tmp_path / "host_tasks.py"
-    script.write_text(broadcast_spec.script_source())
-    proc = subprocess.run([sys.executable, "-S", str(script)], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    # The node script comes from the run record the pod mounts, laid out by the volume's items;
+    # here, the same files from the same source, under a stand-in for the pod's working directory.
+    assert container["command"][:2] == ["python3", "-m"]
+    workdir = tmp_path / "opt-nodeops-node"
+    mount = [m for m in container["volumeMounts"] if m["name"] == "nodeops-node"][0]["mountPath"]
+    volume = [v for v in pod["spec"]["volumes"] if v["name"] == "nodeops-node"][0]["configMap"]
+    files = dict((shipping.config_key(path), source) for path, source in
+                 pods.node_files(json.loads(env["NODEOPS_PRESET"])["preset"]).items())
+    for item in volume["items"]:
+        target = workdir / mount[len(container["workingDir"]) + 1:] / item["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(files[item["key"]])
+    proc = subprocess.run([sys.executable, "-S"] + container["command"][1:], env=env, cwd=str(workdir),
+                          capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
 
 def test_logs_and_preset_results_come_through_the_api(api_client, tmp_path, namespace, labelled_nodes):
     selector, names = labelled_nodes(2)
-    run_spec = spec(namespace, name="logs", node_selector=selector)
-    output = pod_output_on_a_host(planner.build_pod(run_spec, "logs1", names[0]), tmp_path)
+    run_spec = opts(namespace, name="logs", node_selector=selector)
+    output = pod_output_on_a_host(pods.build_pod(run_spec, "logs1", names[0]), tmp_path)
     custom = k8s.CustomObjectsApi(api_client)
     for node in names:
         log_file = tmp_path / ("%s.log" % node)
         log_file.write_text("".join("2026-01-01T00:00:00Z stdout F %s\n" % line for line in output.splitlines()))
         custom.create_namespaced_custom_object("kwok.x-k8s.io", "v1alpha1", namespace, "logs", {
             "apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
-            "metadata": {"name": planner.pod_name("logs", "logs1", node)},
+            "metadata": {"name": naming.pod_name("logs", "logs1", node)},
             "spec": {"logs": [{"logsFile": str(log_file)}]}})
     result = Engine(kh.rest_client()).run(run_spec, "logs1")
     for node in names:
@@ -347,7 +356,7 @@ def test_two_hundred_nodes(core, namespace, sim_nodes, audit):
         if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
         and not any(t.key == "node.kubernetes.io/not-ready" for t in n.spec.taints or [])]) == 200, timeout=90)
     mark = audit.mark()
-    result = Engine(kh.rest_client()).run(spec(namespace, node_selector={"nodeops-test": tag},
+    result = Engine(kh.rest_client()).run(opts(namespace, node_selector={"nodeops-test": tag},
                                                parallelism="100%"), "big1")
     assert result["summary"]["succeeded"] == 200 == result["summary"]["desired"]
     assert len({rec["pod"] for rec in result["nodes"] if rec["pod"]}) == 200
@@ -361,7 +370,7 @@ def test_apiserver_restart_mid_run(core, namespace, labelled_nodes, audit):
     box = {}
     thread = threading.Thread(target=lambda: box.setdefault("result", engine.run(
         # The scheduler can take half a minute to act again after the restart: pending_timeout leaves room.
-        spec(namespace, node_selector=selector, parallelism="100%", pod_annotations={"sim.nodeops.io/delay": "12s"},
+        opts(namespace, node_selector=selector, parallelism="100%", pod_annotations={"sim.nodeops.io/delay": "12s"},
              pending_timeout=120),
         "restart1")))
     thread.start()
@@ -381,7 +390,7 @@ def test_watch_expiry_410_is_survived(namespace, labelled_nodes):
     selector, names = labelled_nodes(3)
     # Start the pod watch from a resourceVersion long compacted away: the apiserver answers 410 Gone.
     engine = Engine(kh.rest_client(), initial_resource_version="1")
-    result = engine.run(spec(namespace, node_selector=selector), "expired1")
+    result = engine.run(opts(namespace, node_selector=selector), "expired1")
     assert result["summary"]["succeeded"] == 3, [(r["node"], r["reason"]) for r in result["nodes"]]
     assert engine.stats["relists"] >= 1
 
@@ -389,7 +398,7 @@ def test_watch_expiry_410_is_survived(namespace, labelled_nodes):
 def test_restart_limit_fails_a_crash_looping_pod(core, namespace, labelled_nodes):
     selector, names = labelled_nodes(1)
     with pytest.raises(NodeFailures) as info:
-        Engine(kh.rest_client()).run(spec(namespace, node_selector=selector, restart_policy="OnFailure",
+        Engine(kh.rest_client()).run(opts(namespace, node_selector=selector, restart_policy="OnFailure",
                                           restart_limit=2, pod_annotations={"sim.nodeops.io/exit-code": "4",
                                                                             "sim.nodeops.io/delay": "200ms"}), "crash1")
     rec = by_node(info.value.result)[names[0]]
@@ -401,7 +410,7 @@ def test_run_timeout_reports_timed_out_nodes_and_removes_their_pods(core, namesp
     selector, names = labelled_nodes(2)
     started = time.monotonic()
     with pytest.raises(RunTimeout) as info:
-        Engine(kh.rest_client()).run(spec(namespace, node_selector=selector, timeout=3,
+        Engine(kh.rest_client()).run(opts(namespace, node_selector=selector, timeout=3,
                                           pod_annotations={"sim.nodeops.io/delay": "1h"}), "slow1")
     assert time.monotonic() - started < 20
     assert "timed out after 3s" in info.value.msg

@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils import cron_builder
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
 
 import kube_helpers as kh
 
@@ -43,7 +43,7 @@ def install(tmp_path, namespace, selector, diff=False, **extra):
 
 def sa_token_dir(core, namespace, tmp_path, name="nightly"):
     token = core.create_namespaced_service_account_token(
-        cron_builder.object_names(name, namespace)["service_account"], namespace,
+        manifests.object_names(name, namespace)["service_account"], namespace,
         k8s.AuthenticationV1TokenRequest(spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)))
     directory = tmp_path / "sa"
     directory.mkdir(exist_ok=True)

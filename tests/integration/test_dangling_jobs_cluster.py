@@ -135,7 +135,7 @@ def kyverno_crds(api_client):
     for crd in (CRD, "mutatingpolicies.policies.kyverno.io"):
         kh.wait_for("the %s CRD to be established" % crd, lambda crd=crd: any(
             c.type == "Established" and c.status == "True"
-            for c in ext.read_custom_resource_definition(crd).status.conditions))
+            for c in ext.read_custom_resource_definition(crd).status.conditions or []))
     kh.wait_for("discovery to list Kyverno's policies", lambda: (
         served("kyverno.io/v1", "clusterpolicies") and served("policies.kyverno.io/v1", "mutatingpolicies")))
 

@@ -123,6 +123,47 @@ def test_path_cleanup_deletes_only_old_matching_files_under_the_path(tmp_path, n
         real_node.sh("rm -rf %s %s-other" % (root, root))
 
 
+# journald's names for archived journal files (<prefix>@<seqnum id>-<seqnum>-<realtime>.journal), which
+# journalctl --vacuum-* removes; it never removes the active ones (system.journal).
+ARCHIVED = ["system@0123456789abcdef0123456789abcdef-0000000000000001-0005a1b2c3d4e5f6.journal",
+            "system@0123456789abcdef0123456789abcdef-0000000000000042-0005a1b2c3d4e5f7.journal",
+            "user-1000@0123456789abcdef0123456789abcdef-0000000000000007-0005a1b2c3d4e5f8.journal"]
+
+
+def test_journal_vacuum_runs_the_hosts_journalctl_and_removes_archived_journals_only(tmp_path, namespace, real_node):
+    # journalctl vacuums the local machine's journal: /var/log/journal/<the host's machine id>.
+    machine = "/var/log/journal/" + real_node.sh("cat /etc/machine-id").strip()
+    assert real_node.sh("ls -A %s 2>/dev/null; true" % machine).strip() == "", "the node already has a journal"
+    sizes = [300000, 200000, 100000]
+    setup = ["mkdir -p %s" % machine, "head -c 50000 /dev/urandom > %s/system.journal" % machine]
+    setup += ["head -c %d /dev/urandom > %s/%s" % (size, machine, name) for size, name in zip(sizes, ARCHIVED)]
+    real_node.sh(" && ".join(setup))
+    try:
+        before = real_node.sh("find /var/log/journal /run/log/journal -type f -printf '%s\\n' 2>/dev/null; true")
+        args = on_real_node(real_node, namespace, name="jv", preset="journal_vacuum",
+                            journal_vacuum={"max_size": "1K", "max_age": "1d"})
+        rec = only_record(kh.run_module(tmp_path, "broadcast_job", args))
+        assert rec["outcome"] == "succeeded", rec
+        result = rec["result"]
+        assert result["command"] == ["journalctl", "--vacuum-size=1K", "--vacuum-time=1d"]
+        assert result["bytes_freed"] == sum(sizes) and result["files_removed_count"] == 3, result
+        assert result["bytes_before"] == sum(int(n) for n in before.split())
+        assert "Vacuuming done" in rec["log"], rec["log"]
+        left = real_node.sh("ls %s" % machine).split()
+        assert left == ["system.journal"], left   # the active journal stays
+    finally:
+        real_node.sh("rm -rf %s" % machine)
+
+
+def test_journal_vacuum_options_are_refused_before_anything_is_written(tmp_path, namespace, real_node, audit):
+    mark = audit.mark()
+    args = on_real_node(real_node, namespace, name="jvbad", preset="journal_vacuum",
+                        journal_vacuum={"max_size": "a lot"})
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert result["failed"] and "journal_vacuum.max_size='a lot' is invalid" in result["msg"], result["msg"]
+    assert audit.writes_since(mark, namespace=namespace) == []
+
+
 def test_host_command_runs_in_the_hosts_namespaces(tmp_path, namespace, real_node):
     marker = "/var/tmp/nodeops-marker-%s" % uuid.uuid4().hex[:6]
     try:

@@ -88,15 +88,16 @@ def _job(name, namespace, labels=None, annotations=None, owner=None, ttl=None):
 def write_test_case(directory, options, engine="kyverno_legacy"):
     """A ``kyverno test`` directory: the policy the module generates for ``engine``, one Job of each kind,
     and what must happen to each. Returns {"ns/name": what Kyverno must say}."""
-    from ansible_collections.nodeops.kubernetes.plugins.module_utils import dangling
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import options as dangling_options
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import policy as admission
 
     if engine not in ("kyverno", "kyverno_legacy"):
         raise ValueError("the Kyverno CLI runs only the kyverno and kyverno_legacy engines, not %r" % engine)
     params = {"ttl_seconds": 900, "include_namespaces": [], "exclude_namespaces": ["kube-system", "kyverno"],
               "opt_out_label": "nodeops.io/keep-job", "skip_gitops_managed": True}
     params.update(options)
-    opts = dangling.validate(params)
-    policies = dangling.build_policy(opts, engine)
+    opts = dangling_options.validate(params)
+    policies = admission.build_policy(opts, engine)
     policy = policies[0]
     os.makedirs(str(directory), exist_ok=True)
     jobs = {
@@ -140,7 +141,7 @@ def write_test_case(directory, options, engine="kyverno_legacy"):
         ref = "%s/%s" % (job["metadata"]["namespace"], job["metadata"]["name"])
         entry = {"policy": policy["metadata"]["name"], "kind": "Job", "resources": [ref]}
         if engine == "kyverno_legacy":
-            entry["rule"] = dangling.RULE_NAME
+            entry["rule"] = admission.RULE_NAME
         else:
             entry["isMutatingPolicy"] = True
         if expect[key] in (mutated, "success"):

@@ -70,6 +70,8 @@ PACKAGES = {
     "/usr/bin/unshare": "util-linux",
     "/usr/bin/nsenter": "util-linux",
     "/usr/sbin/ip": "iproute2",
+    # Not for the node itself: the journal_vacuum preset runs the host's journalctl.
+    "/usr/bin/journalctl": "systemd",
 }
 # Host sysctls something on the node changes (the bridge CNI plugin turns on ip_forward for its
 # gateway): recorded when the node starts, put back when it stops.

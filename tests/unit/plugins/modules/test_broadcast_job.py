@@ -29,7 +29,7 @@ BASE = {"name": "prune", "host": "https://127.0.0.1:1", "api_key": "x"}
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (dict(preset="image_nuke"), "value of preset must be one of: image_prune, path_cleanup, host_command, got: image_nuke"),
+    (dict(preset="image_nuke"), "value of preset must be one of: image_prune, path_cleanup, host_command, journal_vacuum, got: image_nuke"),
     (dict(preset="image_prune", parallelism=0), "parallelism=0 is invalid"),
     (dict(preset="image_prune", parallelism="150%"), "parallelism='150%' is invalid"),
     (dict(preset="image_prune", timeout=-5), "timeout=-5 is invalid"),

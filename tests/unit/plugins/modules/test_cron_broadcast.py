@@ -55,7 +55,7 @@ def test_broadcast_info_bad_namespace(edge):
 
 def test_cron_broadcast_shares_the_broadcast_options():
     spec = cron_broadcast.build_argument_spec()
-    from ansible_collections.nodeops.kubernetes.plugins.module_utils.broadcast_spec import BROADCAST_OPTIONS
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.options import BROADCAST_OPTIONS
 
     for key, value in BROADCAST_OPTIONS.items():
         assert spec[key] == value

@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Decide where a broadcast runs. Pure: no API calls.
+
+``plan(nodes, pods, opts, run_id)`` is keyed by node name: it returns the eligible nodes, the
+skipped ones with a reason, the pods that already exist for this run (to adopt on resume) and the
+stray pods to delete. Eligibility is judged on the pod that will be created (``pods``), as the
+Kruise BroadcastJob controller does.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_RUN
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.pods import CONTROL_PLANE_LABELS, pod_tolerations, template_constraints
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.selectors import (
+    matches,
+    taint_str,
+    term_matches,
+    untolerated_taints,
+)
+
+
+def _ready(node):
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+def slim_node(node):
+    """The part of a Node that ``skip_reason`` reads. Lists of thousands of nodes are kept this small."""
+    meta = node.get("metadata") or {}
+    opts = node.get("spec") or {}
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
+            "spec": {"unschedulable": opts.get("unschedulable"), "taints": opts.get("taints") or []},
+            "status": {"conditions": [{"type": c.get("type"), "status": c.get("status")}
+                                      for c in conditions if c.get("type") == "Ready"]}}
+
+
+def skip_reason(node, opts, tolerations, constraints=None):
+    """Why ``node`` is not eligible, or None. Checks run from most to least specific.
+
+    ``tolerations`` are the built pod's (``pod_tolerations``); ``constraints`` the template's
+    own (``template_constraints``).
+    """
+    meta = node.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = meta.get("name")
+    for key, value in opts["node_selector"].items():
+        if labels.get(key) != str(value):
+            return "selector mismatch: node_selector %s=%s" % (key, value)
+    if opts["label_requirements"] and not matches(opts["label_requirements"], labels):
+        return "selector mismatch: node_label_selector"
+    constraints = constraints or {}
+    for key, value in sorted((constraints.get("node_selector") or {}).items()):
+        if labels.get(key) != str(value):
+            return "template nodeSelector %s=%s not matched" % (key, value)
+    terms = constraints.get("terms") or []
+    if terms and not any(term_matches(term, name, labels) for term in terms):
+        return "template affinity requiredDuringSchedulingIgnoredDuringExecution not matched"
+    if any(k in labels for k in CONTROL_PLANE_LABELS) and not opts["include_control_plane"]:
+        return "control plane"
+    if (node.get("spec") or {}).get("unschedulable") and not opts["include_cordoned"]:
+        return "cordoned"
+    if not _ready(node) and not opts["include_not_ready"]:
+        return "NotReady"
+    # Taints the node lifecycle controller puts on cordoned/NotReady nodes are
+    # reported as such above; what is left is the user's.
+    blocking = untolerated_taints((node.get("spec") or {}).get("taints"), tolerations)
+    if blocking:
+        return "untolerated taint %s" % ", ".join(taint_str(t) for t in blocking)
+    return None
+
+
+def plan(nodes, pods, opts, run_id):
+    """Plan a run. Pure.
+
+    nodes: Node dicts. pods: the pods already labeled with this broadcast.
+    Returns {"eligible": [names], "skipped": {name: reason}, "existing": {node: pod},
+    "to_delete": [pod names]} where ``existing`` are this run's pods to adopt
+    and ``to_delete`` this run's pods on nodes that are no longer eligible.
+    """
+    tolerations = pod_tolerations(opts)
+    constraints = template_constraints(opts)
+    eligible, skipped = [], {}
+    for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
+        name = node["metadata"]["name"]
+        if opts["nodes"] is not None and name not in opts["nodes"]:
+            continue  # an explicit list is the whole universe of the run; others are not reported
+        reason = skip_reason(node, opts, tolerations, constraints)
+        if reason:
+            skipped[name] = reason
+        else:
+            eligible.append(name)
+    if opts["nodes"] is not None:
+        known = {n["metadata"]["name"] for n in nodes}
+        for missing in opts["nodes"]:
+            if missing not in known:
+                skipped[missing] = "no such node"
+    wanted = {naming.pod_name(opts["name"], run_id, n): n for n in eligible}
+    existing, to_delete = {}, []
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        if labels.get(LABEL_RUN) != run_id:
+            continue
+        node = wanted.get(pod["metadata"]["name"])
+        if node is not None:
+            existing[node] = pod
+        elif not pod["metadata"].get("deletionTimestamp"):
+            to_delete.append(pod["metadata"]["name"])
+    return {"eligible": eligible, "skipped": skipped, "existing": existing, "to_delete": sorted(to_delete)}

@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Pod of one (run, node), and the tolerations and placement it carries. Pure: no API calls."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import (
+    ANNOTATION_NODE,
+    LABEL_BROADCAST,
+    LABEL_NODE,
+    LABEL_NODE_HASH,
+    LABEL_RUN,
+)
+
+# The preset pods run the node script (``_node`` and the presets) from their run record, a
+# ConfigMap mounted here as packages; their argv stays small (a pod carrying the script would
+# count against etcd at thousands of nodes).
+NODE_ENTRY = shipping.PACKAGE + "._node.main"
+NODE_ROOT = "/opt/nodeops-node"
+NODE_COMMAND = ("python3", "-m", NODE_ENTRY)
+# Mounted at the package's own path, so that the volume's items stay short.
+NODE_MOUNT = {"name": "nodeops-node", "mountPath": NODE_ROOT + "/" + shipping.PACKAGE_DIR, "readOnly": True}
+_NODE_FILES = {}
+
+
+def node_files(preset):
+    """{path: source} of the node script and ``preset``'s module, with all they import. Read once."""
+    if preset not in _NODE_FILES:
+        _NODE_FILES[preset] = shipping.closure(NODE_ENTRY, "%s._presets.%s" % (shipping.PACKAGE, preset))
+    return dict(_NODE_FILES[preset])
+
+
+CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
+
+# Tolerations a broadcast adds for the nodes the user opted into, as the
+# DaemonSet controller does for its pods.
+CONTROL_PLANE_TOLERATIONS = [{"key": k, "operator": "Exists", "effect": "NoSchedule"} for k in CONTROL_PLANE_LABELS]
+CORDON_TOLERATION = {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}
+NOT_READY_TOLERATIONS = [
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoSchedule"},
+    {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"},
+]
+
+
+def effective_tolerations(opts):
+    tolerations = list(opts["tolerations"])
+    if opts["tolerate_all_taints"]:
+        tolerations.append({"operator": "Exists"})
+    if opts["include_control_plane"]:
+        tolerations.extend(CONTROL_PLANE_TOLERATIONS)
+    if opts["include_cordoned"]:
+        tolerations.append(CORDON_TOLERATION)
+    if opts["include_not_ready"]:
+        tolerations.extend(NOT_READY_TOLERATIONS)
+    return tolerations
+
+
+def template_constraints(opts):
+    """What the pod's own template adds to where it may run: tolerations, nodeSelector and the
+    required node-affinity terms. Plain dict; empty for presets. Pure.
+
+    Eligibility is judged on the pod that will be created, as the Kruise BroadcastJob
+    controller does, so a template that tolerates a taint or selects nodes is respected.
+    """
+    workload = opts["workload"]
+    if workload["kind"] != "pod_template":
+        return {"tolerations": [], "node_selector": {}, "terms": []}
+    pod_spec = workload["template"].get("spec") or {}
+    required = (((pod_spec.get("affinity") or {}).get("nodeAffinity") or {})
+                .get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    return {"tolerations": list(pod_spec.get("tolerations") or []),
+            "node_selector": dict(pod_spec.get("nodeSelector") or {}),
+            "terms": list(required.get("nodeSelectorTerms") or [])}
+
+
+def pod_tolerations(opts):
+    """Every toleration the built pod carries: the template's, then the options'."""
+    return template_constraints(opts)["tolerations"] + effective_tolerations(opts)
+
+
+def pin_affinity(affinity, node_name):
+    """The template's affinity with the pod pinned to ``node_name``. Pure.
+
+    The pin is ANDed into every required nodeSelectorTerm the template has (terms are ORed,
+    so the pin must hold in each); preferred terms, podAffinity and podAntiAffinity are kept.
+    """
+    pin = {"key": "metadata.name", "operator": "In", "values": [node_name]}
+    merged = copy.deepcopy(affinity or {})
+    node_affinity = merged.setdefault("nodeAffinity", {})
+    required = node_affinity.setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    terms = required.get("nodeSelectorTerms") or [{}]
+    required["nodeSelectorTerms"] = [dict(term, matchFields=list(term.get("matchFields") or []) + [pin])
+                                     for term in terms]
+    return merged
+
+
+def build_pod(opts, run_id, node_name, owner=None, active_deadline=None):
+    """The Pod for one node of one run. Pure."""
+    workload = opts["workload"]
+    labels = dict(opts["pod_labels"])
+    labels.update({LABEL_MANAGED_BY: MANAGED_BY, LABEL_BROADCAST: opts["name"], LABEL_RUN: run_id,
+                   LABEL_NODE_HASH: naming.node_hash(node_name)})
+    if len(node_name) <= 63:
+        # Node names are DNS subdomains (up to 253 characters); most fit a label value.
+        labels[LABEL_NODE] = node_name
+    annotations = dict(opts["pod_annotations"])
+    annotations[ANNOTATION_NODE] = node_name
+    if workload["kind"] == "pod_template":
+        template = copy.deepcopy(workload["template"])
+        pod_spec = template.get("spec") or {}
+        tmeta = template.get("metadata") or {}
+        labels = dict(tmeta.get("labels") or {}, **labels)
+        annotations = dict(tmeta.get("annotations") or {}, **annotations)
+    else:
+        container = copy.deepcopy(workload["container"])
+        if opts["resources"]:
+            container["resources"] = copy.deepcopy(opts["resources"])
+        pod_spec = {"containers": [container]}
+        if workload.get("host_pid"):
+            pod_spec["hostPID"] = True
+        volumes = copy.deepcopy(workload.get("volumes") or [])
+        if workload.get("node_script"):
+            items = shipping.mount_items(node_files(workload["preset"]), under_package=True)
+            volumes.append({"name": NODE_MOUNT["name"], "configMap": {
+                "name": naming.record_name(opts["name"], run_id), "items": items}})
+        if volumes:
+            pod_spec["volumes"] = volumes
+    pod_spec["restartPolicy"] = opts["restart_policy"]
+    pod_spec.setdefault("terminationGracePeriodSeconds", 10)
+    pod_spec["tolerations"] = list(pod_spec.get("tolerations") or []) + effective_tolerations(opts)
+    if opts["priority_class_name"]:
+        pod_spec["priorityClassName"] = opts["priority_class_name"]
+    if opts["service_account"]:
+        pod_spec["serviceAccountName"] = opts["service_account"]
+    if workload["kind"] == "preset":
+        # Preset pods need no API access.
+        pod_spec["automountServiceAccountToken"] = False
+    if active_deadline:
+        # If the module dies, the pod still stops when the run would have timed out.
+        pod_spec["activeDeadlineSeconds"] = int(active_deadline)
+    if opts["pin"] == "node_name":
+        pod_spec["nodeName"] = node_name
+    else:
+        pod_spec["affinity"] = pin_affinity(pod_spec.get("affinity"), node_name)
+    metadata = {"name": naming.pod_name(opts["name"], run_id, node_name), "namespace": opts["namespace"],
+                "labels": labels, "annotations": annotations}
+    if owner:
+        metadata["ownerReferences"] = [owner]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}

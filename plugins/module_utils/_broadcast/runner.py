@@ -1,0 +1,109 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The in-cluster runner that a cron_broadcast CronJob starts.
+
+How the code gets there, and why: cron_broadcast writes this module and
+everything it imports (``shipping.closure``: ``_broadcast``, ``_kube``, ``_node``
+and ``_presets``, all standard-library only) into a ConfigMap, and the CronJob
+mounts them under ``/opt/nodeops/ansible_collections/nodeops/kubernetes/plugins/module_utils/``
+with ``PYTHONPATH=/opt/nodeops``. So the runner is *the same engine* as
+broadcast_job, imported by the same names, on a stock ``python`` image:
+nothing to build, nothing to pip install. It talks to the API with ``_kube.api``
+(http.client + ssl) and the pod's ServiceAccount token, re-read on every
+request because it is rotated. Its input is ``runner.json``: the cron
+broadcast's name, its validated options and where its history goes.
+
+It logs progress lines for ``kubectl logs -f``, then one JSON summary line;
+records the run in a history ConfigMap (last N runs, size-capped), which
+outlives every pod and Job; exits 1 when the run failed under its failure
+policy; and on SIGTERM records the run as interrupted and deletes its pods.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import json
+import os
+import signal
+import sys
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine, new_run_id
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import KIND_HISTORY, LABEL_CRON, LABEL_KIND
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import ConnectionConfig, RestClient
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import NodeopsError, RunAborted
+
+INPUT_FILE = "/opt/nodeops/runner.json"
+
+
+class Interrupted(Exception):
+    """SIGTERM arrived (a deleted Job, or concurrencyPolicy Replace)."""
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _say(text):
+    sys.stdout.write("%s %s\n" % (_now(), text))
+    sys.stdout.flush()
+
+
+def main(environ=None):
+    environ = os.environ if environ is None else environ
+    with open(environ.get("NODEOPS_RUNNER_INPUT", INPUT_FILE)) as f:
+        runner_input = json.load(f)
+    opts, kept = runner_input["options"], runner_input["history"]
+    sa_dir = environ.get("NODEOPS_SA_DIR")
+    config = ConnectionConfig.in_cluster()
+    if sa_dir:  # a local run with a copied token, as the tests do
+        config.ca_file = os.path.join(sa_dir, "ca.crt")
+        config.token_file = os.path.join(sa_dir, "token")
+    client = RestClient(config)
+    run_id = environ.get("NODEOPS_RUN_ID") or new_run_id()
+    job = environ.get("NODEOPS_JOB_NAME")
+    started = _now()
+    labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CRON: runner_input["cron"], LABEL_KIND: KIND_HISTORY}
+
+    def on_sigterm(signum, frame):
+        raise Interrupted()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    _say("run %s of %s/%s starts (job %s)" % (run_id, opts["namespace"], opts["name"], job))
+    engine = Engine(client, log=_say)
+    state, result, code = "succeeded", None, 0
+    try:
+        result = engine.run(opts, run_id)
+    except RunAborted as exc:
+        # The engine deleted the run's active pods and kept every node's outcome so far.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        interrupted = isinstance(exc.cause, Interrupted)
+        state, result, code = ("interrupted", exc.result or None, 143) if interrupted else \
+            ("failed", exc.result or None, 1)
+        _say(("SIGTERM: " if interrupted else "run failed: ") + exc.msg)
+    except Interrupted:
+        # Before the run's first pod: nothing of it is in the cluster but what delete_runs finds.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        state, code = "interrupted", 143
+        _say("SIGTERM: deleting this run's pods")
+        engine.delete_runs(opts["name"], opts["namespace"], run_id)
+    except NodeopsError as exc:
+        state, result, code = "failed", exc.result or None, 1
+        _say("run failed: %s" % exc.msg)
+    finished = _now()
+    entry = history.history_entry(run_id, job, started, finished, state, result)
+    history.record_history(client, opts["namespace"], kept["configmap"], entry, kept["keep"], labels)
+    for rec in entry["nodes"]:
+        _say("node %s: %s%s" % (rec["node"], rec["outcome"], " (%s)" % rec["reason"] if rec.get("reason") else ""))
+    sys.stdout.write(json.dumps({"run_id": run_id, "state": state, "summary": entry["summary"]},
+                                sort_keys=True) + "\n")
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

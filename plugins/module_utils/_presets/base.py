@@ -1,0 +1,49 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every preset shares. Standard library only: presets run in the node pods too.
+
+A preset is one module in this package, listed in ``REGISTRY`` (``__init__.py``). It declares:
+
+* ``NAME`` and ``SUMMARY`` (one sentence for the ``preset`` option's documentation);
+* ``OPTIONS``: the argument spec of its options dict (the module option of the same name);
+* ``DOCUMENTATION``: that option's documentation, as YAML (description, type, suboptions);
+* ``pod(opts)``: from its validated options, the part of the pod it needs (see ``pod_part``);
+  it raises ``OptionError`` for options Ansible's argument spec cannot judge;
+* ``on_node(params)``: what runs in the node pod, returning the result dict (``bytes_freed``,
+  ``errors``, ...); omit it for a preset whose container runs its own command.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+HOST_PRIVILEGED = {"privileged": True}
+
+
+class OptionError(ValueError):
+    """A preset option is wrong: the broadcast options turn it into InvalidInput (before any write)."""
+
+    def __init__(self, param, value, accepted, why=None):
+        super(OptionError, self).__init__("%s=%r: %s" % (param, value, why or accepted))
+        self.param = param
+        self.value = value
+        self.accepted = accepted
+        self.why = why
+
+
+def pod_part(container_name, params=None, command=None, host_pid=False, security=None, volumes=None,
+             mounts=None):
+    """The part of the pod a preset decides.
+
+    ``params`` (JSON-able) makes the node pod run ``on_node(params)``; ``command`` instead runs that
+    argv in the preset's container. ``volumes`` and ``mounts`` are the host paths it needs.
+    """
+    container = {"name": container_name}
+    if command is not None:
+        container["command"] = list(command)
+    if security:
+        container["securityContext"] = dict(security)
+    if mounts:
+        container["volumeMounts"] = list(mounts)
+    return {"container": container, "params": params, "host_pid": bool(host_pid), "volumes": list(volumes or [])}

@@ -1,0 +1,172 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Preset image_prune: remove the images no container on the node uses, through the host's crictl.
+
+The decision (``plan_image_prune``) is pure and unit-tested on real-shaped crictl output; the node
+side only gathers facts, applies it and reports.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import fnmatch
+import json
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import MAX_LISTED, HostProblem, host_run, missing_tool, say
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import HOST_PRIVILEGED, pod_part
+
+NAME = "image_prune"
+SUMMARY = ("C(image_prune) removes images no container on the node uses, through the host's C(crictl). "
+           "The pod runs privileged with the host PID namespace (C(nsenter) into PID 1's mount namespace).")
+OPTIONS = dict(
+    include=dict(type="list", elements="str", default=[]),
+    exclude=dict(type="list", elements="str", default=[]),
+    dry_run=dict(type="bool", default=False),
+)
+DOCUMENTATION = r"""
+description:
+  - Options of the C(image_prune) preset. The sandbox (pause) image, pinned images and
+    every image a container uses (in any state) are always kept.
+type: dict
+suboptions:
+  include:
+    description:
+      - Only images with a tag or digest matching one of these shell patterns are pruned.
+    type: list
+    elements: str
+    default: []
+  exclude:
+    description:
+      - Images with a tag or digest matching one of these shell patterns are kept.
+    type: list
+    elements: str
+    default: []
+  dry_run:
+    description:
+      - List what would be removed and remove nothing.
+    type: bool
+    default: false
+"""
+
+
+def pod(opts):
+    params = {"include": list(opts.get("include") or []), "exclude": list(opts.get("exclude") or []),
+              "dry_run": bool(opts.get("dry_run"))}
+    return pod_part("image-prune", params=params, host_pid=True, security=HOST_PRIVILEGED)
+
+
+# ------------------------------------------------------------------ the decision (pure)
+
+
+def _refs(image):
+    return list(image.get("repoTags") or []) + list(image.get("repoDigests") or [])
+
+
+def _short_id(image_id):
+    return image_id.split(":", 1)[-1]
+
+
+def images_in_use(containers):
+    """Every id, tag and digest that a container (in any state) refers to."""
+    used = set()
+    for c in containers or []:
+        for ref in (c.get("imageRef"), (c.get("image") or {}).get("image")):
+            if ref:
+                used.add(ref)
+                used.add(_short_id(ref))
+    return used
+
+
+def sandbox_images(info):
+    """The pause image(s) named in ``crictl info -o json`` (containerd 1.x and 2.x layouts)."""
+    found = set()
+    config = (info or {}).get("config") or {}
+    for value in (config.get("sandboxImage"), (config.get("pinnedImages") or {}).get("sandbox"),
+                  ((info or {}).get("sandboxImage"))):
+        if value:
+            found.add(value)
+    return found
+
+
+def plan_image_prune(images, containers, info=None, include=None, exclude=None):
+    """Decide which images to remove. Pure.
+
+    Kept, always: pinned images, the sandbox (pause) image, and every image a
+    container uses. With ``include`` only images with a tag or digest matching
+    one of its patterns are considered; ``exclude`` patterns keep images.
+    Returns {"remove": [...], "kept": [{"id", "refs", "why"}]}.
+    """
+    used = images_in_use(containers)
+    sandbox = sandbox_images(info)
+    remove, kept = [], []
+    for image in images or []:
+        image_id = image.get("id") or ""
+        refs = _refs(image)
+        entry = {"id": image_id, "refs": refs, "size": int(image.get("size") or 0)}
+        names = set(refs) | {image_id, _short_id(image_id)}
+        why = None
+        if image.get("pinned"):
+            why = "pinned"
+        elif names & sandbox or any(r.startswith("registry.k8s.io/pause:") for r in refs):
+            why = "sandbox image"
+        elif names & used:
+            why = "in use"
+        elif exclude and any(fnmatch.fnmatchcase(r, p) for r in refs for p in exclude):
+            why = "excluded"
+        elif include and not any(fnmatch.fnmatchcase(r, p) for r in refs for p in include):
+            why = "not included"
+        if why:
+            kept.append({"id": image_id, "refs": refs, "why": why})
+        else:
+            remove.append(entry)
+    return {"remove": remove, "kept": kept}
+
+
+def crictl_problem(args, returncode, stderr):
+    """Say in words a person understands why ``crictl ARGS`` failed on the host. Pure."""
+    stderr = (stderr or "").strip()
+    last = stderr.splitlines()[-1] if stderr else ""
+    if missing_tool(returncode, stderr):
+        return "crictl is not installed on the node's host (not on its PATH); image_prune needs it"
+    if "connect" in stderr or "validate service connection" in stderr or "connection refused" in stderr:
+        return "crictl cannot reach the container runtime on the node's host: %s" % last
+    return "crictl %s exited %d: %s" % (" ".join(args), returncode, last)
+
+
+# ------------------------------------------------------------------ in the node pod
+
+
+def _crictl(*args):
+    returncode, out, err = host_run(("crictl",) + args)
+    if returncode != 0:
+        raise HostProblem(crictl_problem(args, returncode, err))
+    return json.loads(out.decode("utf-8")) if out.strip() else {}
+
+
+def on_node(params):
+    images = _crictl("images", "-o", "json").get("images") or []
+    containers = _crictl("ps", "-a", "-o", "json").get("containers") or []
+    try:
+        info = _crictl("info", "-o", "json")
+    except (HostProblem, ValueError):
+        info = {}
+    plan = plan_image_prune(images, containers, info, params.get("include"), params.get("exclude"))
+    removed, errors = [], []
+    for image in plan["remove"]:
+        label = image["refs"][0] if image["refs"] else image["id"]
+        if params.get("dry_run"):
+            say("would remove %s (%d bytes)" % (label, image["size"]))
+            removed.append(image)
+            continue
+        returncode, _out, err = host_run(("crictl", "rmi", image["id"]))
+        if returncode == 0:
+            say("removed %s (%d bytes)" % (label, image["size"]))
+            removed.append(image)
+        else:
+            errors.append("crictl rmi %s exited %d: %s" % (image["id"], returncode, err.strip()))
+    return {"preset": NAME, "dry_run": bool(params.get("dry_run")),
+            "images_removed": [(i["refs"][0] if i["refs"] else i["id"]) for i in removed][:MAX_LISTED],
+            "images_removed_count": len(removed), "bytes_freed": sum(i["size"] for i in removed),
+            "images_kept": len(plan["kept"]), "errors": errors}

@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The run loop's decisions, pure, driven by an injected clock."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import collections
+import datetime
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import outcomes, run
+
+
+class FakeClock:
+    """The engine's Clock seam: monotonic seconds and wall time that move only when told."""
+
+    def __init__(self, start=1000.0):
+        self.mono = start
+        self.wall = datetime.datetime(2026, 11, 23, 2, 30, tzinfo=datetime.timezone.utc)
+
+    def monotonic(self):
+        return self.mono
+
+    def now(self):
+        return self.wall
+
+    def advance(self, seconds):
+        self.mono += seconds
+        self.wall += datetime.timedelta(seconds=seconds)
+
+
+def node_runs(*names, **state):
+    runs = [run.NodeRun(n, "p-" + n) for n in names]
+    for r in runs:
+        r.state = state.get("state", "waiting")
+    return runs
+
+
+def pod(name, phase="Pending", **extra):
+    return dict({"metadata": {"name": name}, "status": {"phase": phase}}, **extra)
+
+
+def test_next_batch_takes_the_free_slots_up_to_the_slow_start_size_and_drops_cancelled_runs():
+    a, b, c, d = node_runs("a", "b", "c", "d")
+    b.state = "done"   # cancelled while waiting
+    waiting = collections.deque([a, b, c, d])
+    assert run.next_batch(waiting, active=0, parallelism=10, batch_size=2) == [a, c]
+    assert list(waiting) == [d]
+    assert run.next_batch(waiting, active=10, parallelism=10, batch_size=4) == []   # no free slot
+    assert run.next_batch(waiting, active=9, parallelism=10, batch_size=4) == [d]
+    assert [run.next_batch_size(s, e) for s, e in ((1, 0), (4, 0), (8, 2))] == [2, 8, 1]
+
+
+def test_pending_timeouts_come_due_on_the_clock_not_before():
+    clock = FakeClock()
+    [r] = node_runs("a", state="created")
+    r.pod = pod("p-a")
+    pending = set()
+    run.track_pending(r, clock.monotonic(), pending)
+    assert pending == {r} and r.pending_since == 1000.0
+    clock.advance(119.9)
+    assert run.due_pending_timeouts(pending, clock.monotonic(), 120) == []
+    run.track_pending(r, clock.monotonic(), pending)   # still Pending: the start time is kept
+    assert r.pending_since == 1000.0
+    clock.advance(0.1)
+    assert run.due_pending_timeouts(pending, clock.monotonic(), 120) == [r]
+    r.pod = pod("p-a", "Running")
+    run.track_pending(r, clock.monotonic(), pending)
+    assert pending == set() and r.pending_since is None
+
+
+def test_a_list_begun_after_the_create_was_answered_proves_the_pod_gone():
+    clock = FakeClock()
+    gone, young, creating = node_runs("gone", "young", "creating", state="created")
+    creating.state = "creating"
+    for r in (gone, young):
+        r.pod = pod(r.pod_name, "Running")
+    gone.confirmed_at = clock.monotonic()
+    clock.advance(5)
+    young.confirmed_at = clock.monotonic()
+    by_pod = dict((r.pod_name, r) for r in (gone, young, creating))
+    # A list begun between the two creates: it may predate "young", but not "gone".
+    touched = run.apply_sync(by_pod, [pod("p-creating")], listed_from=clock.monotonic() - 1)
+    assert touched == {gone} and gone.pod is None
+    assert young.pod is not None and creating.pod == pod("p-creating")
+
+
+def test_pod_events_touch_created_runs_only():
+    created, waiting = node_runs("c", "w")
+    created.state = "created"
+    by_pod = {"p-c": created, "p-w": waiting}
+    assert run.apply_pod_event(by_pod, "MODIFIED", pod("p-c", "Running")) is created
+    assert run.apply_pod_event(by_pod, "DELETED", pod("p-c", "Running")) is created and created.pod is None
+    assert run.apply_pod_event(by_pod, "ADDED", pod("p-w")) is None and waiting.pod is None
+    assert run.apply_pod_event(by_pod, "ADDED", pod("someone-else")) is None
+
+
+def test_a_kubelet_warning_that_the_pod_can_never_start_is_kept_once():
+    [r] = node_runs("a", state="created")
+    by_pod = {"p-a": r}
+    missing = {"pod": "p-a", "reason": "FailedMount",
+               "message": 'MountVolume.SetUp failed for volume "target" : hostPath type check failed: '
+                          '/var/log/app is not a directory'}
+    assert run.apply_kubelet_event(by_pod, missing) is r
+    assert r.fatal == outcomes.fatal_event(missing)
+    assert run.apply_kubelet_event(by_pod, missing) is None   # already known
+    assert run.apply_kubelet_event(by_pod, {"pod": "p-a", "reason": "Pulling", "message": "x"}) is None
+
+
+def test_node_result_reports_wall_times_from_the_clock():
+    clock = FakeClock()
+    started, started_wall = clock.monotonic(), clock.now()
+    [r] = node_runs("a", state="done")
+    verdict = outcomes.outcome("succeeded", None, None)
+    clock.advance(2)
+    verdict["started_mono"] = clock.monotonic()
+    clock.advance(1.5)
+    verdict["finished_mono"] = clock.monotonic()
+    r.result = verdict
+    r.log = 'removed x\nNODEOPS_RESULT {"bytes_freed": 7, "errors": []}\n'
+    rec = run.node_result(r, started_wall, started)
+    assert (rec["started_at"], rec["finished_at"], rec["duration_s"]) == (
+        "2026-11-23T02:30:02Z", "2026-11-23T02:30:03Z", 1.5)
+    assert rec["pod"] == "p-a" and rec["result"] == {"bytes_freed": 7, "errors": []}

@@ -1,0 +1,154 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure parts of cron_broadcast: schedules, objects, history capping."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import copy
+import datetime
+import json
+
+import pytest
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput
+
+
+@pytest.mark.parametrize("expr", ["30 2 * * *", "  30  2 * *   * ", "@DAILY", "@every 1h", "0 0 ? * mon",
+                                  "5-3 * * * *", "TZ=UTC 0 3 * * *"])
+def test_schedules_are_kept_exactly_as_written_for_the_apiserver_to_judge(expr):
+    assert schedule.check_schedule(expr) == expr
+
+
+@pytest.mark.parametrize("expr", ["", "   ", None, 5])
+def test_only_no_schedule_at_all_is_refused_locally(expr):
+    with pytest.raises(InvalidInput) as info:
+        schedule.check_schedule(expr)
+    assert info.value.param == "schedule" and "e.g. '30 2 * * *'" in info.value.msg
+
+
+class Refusal(Exception):
+    def __init__(self, status, causes):
+        super(Refusal, self).__init__("refused")
+        self.status = status
+        self.body = {"kind": "Status", "reason": "Invalid", "details": {"causes": causes}}
+
+
+@pytest.mark.parametrize("exc, param, fragment", [
+    (Refusal(422, [{"field": "spec.schedule", "message": "Invalid value: \"5-3 * * * *\": beginning of range (5) "
+                                                         "beyond end of range (3): 5-3"}]),
+     "schedule", "schedule='5-3 * * * *' is invalid: the apiserver refused it: Invalid value"),
+    (Refusal(422, [{"field": "spec.timeZone", "message": "Invalid value: \"Mars/Base\": unknown time zone"}]),
+     "time_zone", "time_zone='Mars/Base' is invalid: the apiserver refused it"),
+])
+def test_an_apiserver_refusal_names_the_parameter(exc, param, fragment):
+    err = schedule.refused_by_apiserver(exc, {"schedule": "5-3 * * * *", "time_zone": "Mars/Base"})
+    assert isinstance(err, InvalidInput) and err.param == param
+    assert err.msg.startswith(fragment), err.msg
+
+
+@pytest.mark.parametrize("exc", [Refusal(403, [{"field": "spec.schedule"}]),
+                                 Refusal(422, [{"field": "metadata.name", "message": "too long"}])])
+def test_other_refusals_pass_through(exc):
+    assert schedule.refused_by_apiserver(exc, {"schedule": "x"}) is exc
+
+
+def test_next_runs_is_empty_where_croniter_does_not_know_the_syntax():
+    assert schedule.next_runs("@every 1h", None) == []
+
+
+def test_next_runs_in_time_zone_and_utc():
+    now = datetime.datetime(2026, 3, 28, 12, 0, tzinfo=datetime.timezone.utc)
+    runs = schedule.next_runs("30 2 * * *", "Europe/Berlin", now=now, count=2)
+    # The clocks go forward on 2026-03-29 and 02:30 does not exist; croniter fires at 03:00.
+    assert runs[0] == {"local": "2026-03-29T03:00:00+02:00", "utc": "2026-03-29T01:00:00+00:00"}
+    assert runs[1] == {"local": "2026-03-30T02:30:00+02:00", "utc": "2026-03-30T00:30:00+00:00"}
+    assert len(schedule.next_runs("@hourly", None, now=now)) == 5
+
+
+def test_time_zone_check():
+    assert schedule.check_time_zone("America/New_York") == "America/New_York"
+    with pytest.raises(InvalidInput) as info:
+        schedule.check_time_zone("Europe/Atlantis")
+    assert info.value.param == "time_zone"
+
+
+def opts():
+    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in options.BROADCAST_OPTIONS.items())
+    params.update(name="nightly", namespace="ops", preset="image_prune",
+                  image_prune={"include": [], "exclude": [], "dry_run": False})
+    return options.validate(params)
+
+
+CRON = {"name": "nightly", "schedule": "30 2 * * *", "time_zone": "Europe/Berlin", "concurrency_policy": "Forbid",
+        "starting_deadline_seconds": 120, "successful_jobs_history_limit": 3, "failed_jobs_history_limit": 1,
+        "history_limit": 10, "suspend": False, "runner_image": "python:3.13-slim"}
+
+
+def test_objects_are_labelled_and_rbac_is_minimal():
+    objs = manifests.build_objects(CRON, opts(), sources={"engine.py": "# code"})
+    assert [o["kind"] for o in objs] == ["ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                                         "ClusterRoleBinding", "ConfigMap", "CronJob"]
+    for obj in objs:
+        assert obj["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "nodeops.kubernetes",
+                                             "nodeops.io/cron-broadcast": "nightly"}
+    cluster_role = objs[3]
+    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+    assert cluster_role["metadata"]["name"] == "nodeops-ops-nightly-nodes"
+    role_resources = sorted(r for rule in objs[1]["rules"] for r in rule["resources"])
+    assert role_resources == ["configmaps", "events", "pods", "pods/log"]
+    assert [r["verbs"] for r in objs[1]["rules"] if r["resources"] == ["events"]] == [["get", "list", "watch"]]
+
+
+def test_cronjob_runs_the_runner_from_the_configmap():
+    objs = manifests.build_objects(CRON, opts(), sources={"_broadcast/engine.py": "# code",
+                                                          "_broadcast/runner.py": "# r"})
+    cron = objs[-1]["spec"]
+    assert (cron["schedule"], cron["timeZone"], cron["concurrencyPolicy"], cron["startingDeadlineSeconds"]) == (
+        "30 2 * * *", "Europe/Berlin", "Forbid", 120)
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "nodeops-nightly"
+    items = pod["volumes"][0]["configMap"]["items"]
+    assert {"key": "_broadcast.runner.py", "path": shipping.PACKAGE_DIR + "/_broadcast/runner.py"} in items
+    assert objs[-2]["data"]["_broadcast.runner.py"] == "# r"
+    container = pod["containers"][0]
+    assert container["image"] == "python:3.13-slim"
+    assert container["command"][-1] == "ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.runner"
+    runner_input = json.loads(objs[-2]["data"]["runner.json"])
+    assert runner_input["options"]["name"] == "nightly" and runner_input["history"] == {
+        "configmap": "nodeops-nightly-history", "keep": 10}
+
+
+def test_history_is_capped_by_runs_then_size():
+    runs = [{"run_id": str(i), "nodes": [{"node": "n", "log": "x" * 1000}]} for i in range(20)]
+    assert [r["run_id"] for r in history.cap_history(runs, keep=5)] == ["0", "1", "2", "3", "4"]
+    capped = history.cap_history(copy.deepcopy(runs), keep=20, max_bytes=6000)
+    assert len(json.dumps(capped)) <= 6000
+    assert capped[0]["nodes"][0]["log"] == "x" * 1000      # the newest run keeps its logs
+    assert all(r["nodes"][0]["log"] is None for r in capped[1:])
+
+
+def test_history_entry_trims_logs():
+    entry = history.history_entry("r1", "job", "a", "b", "succeeded",
+                                  {"summary": {"succeeded": 1}, "nodes": [{"node": "n", "log": "y" * 5000}]})
+    assert len(entry["nodes"][0]["log"]) == history.LOG_CHARS_IN_HISTORY
+
+
+@pytest.mark.parametrize("placement, expected", [
+    ({}, {}),
+    ({"runner_node_selector": {"node-role.example/system": "true"}},
+     {"nodeSelector": {"node-role.example/system": "true"}}),
+    ({"runner_tolerations": [{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}]},
+     {"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}]}),
+])
+def test_runner_placement_goes_on_the_runner_pod_only(placement, expected):
+    objs = manifests.build_objects(dict(CRON, **placement), opts(), sources={"_broadcast/engine.py": "# code"})
+    pod_spec = objs[-1]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert dict((k, pod_spec[k]) for k in ("nodeSelector", "tolerations") if k in pod_spec) == expected
+    runner_input = json.loads(objs[-2]["data"]["runner.json"])
+    assert "tolerations" not in runner_input["options"] or runner_input["options"]["tolerations"] == []

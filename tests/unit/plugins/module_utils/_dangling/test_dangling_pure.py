@@ -1,0 +1,200 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Pure parts of dangling_job_ttl: validation, the policy, and which Jobs a sweep takes."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+
+import pytest
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import options, sweep
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import policy as admission
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput, PolicyEngineUnavailable
+
+NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.timezone.utc)
+
+
+def opts(**overrides):
+    params = {"ttl_seconds": 900, "include_namespaces": [], "exclude_namespaces": ["kube-system", "kyverno"],
+              "opt_out_label": "nodeops.io/keep-job", "skip_gitops_managed": True}
+    params.update(overrides)
+    return options.validate(params)
+
+
+def job(ns="ci", owner=False, finished_minutes_ago=60, labels=None, annotations=None, failed=False):
+    status = {}
+    if finished_minutes_ago is not None:
+        stamp = (NOW - datetime.timedelta(minutes=finished_minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        status["conditions"] = [{"type": "Failed" if failed else "Complete", "status": "True",
+                                 "lastTransitionTime": stamp}]
+    meta = {"name": "j", "namespace": ns, "labels": labels or {}, "annotations": annotations or {}}
+    if owner:
+        meta["ownerReferences"] = [{"kind": "CronJob", "name": "c", "uid": "u", "apiVersion": "batch/v1"}]
+    return {"metadata": meta, "status": status}
+
+
+@pytest.mark.parametrize("the_job, options, expected", [
+    (job(), {}, None),
+    (job(failed=True), {}, None),
+    (job(owner=True), {}, "owned"),
+    (job(finished_minutes_ago=None), {}, "not finished"),
+    (job(finished_minutes_ago=5), {}, "finished recently"),
+    (job(ns="kube-system"), {}, "namespace excluded"),
+    (job(ns="ci"), {"include_namespaces": ["prod"]}, "namespace not included"),
+    (job(labels={"nodeops.io/keep-job": "yes"}), {}, "opted out"),
+    (job(annotations={"argocd.argoproj.io/tracking-id": "app:batch/Job:ci/j"}), {}, "gitops-managed"),
+    (job(annotations={"helm.sh/hook": "pre-install"}), {}, "gitops-managed"),
+    (job(labels={"app.kubernetes.io/instance": "web"}), {}, "gitops-managed"),
+    (job(annotations={"helm.sh/hook": "pre-install"}), {"skip_gitops_managed": False}, None),
+    (job(finished_minutes_ago=5), {"ttl_seconds": 60}, None),
+    (dict(job(), spec={"ttlSecondsAfterFinished": 3600}), {}, "has a TTL"),
+    (dict(job(), metadata=dict(job()["metadata"], deletionTimestamp="2026-11-23T11:00:00Z")), {}, "being deleted"),
+])
+def test_sweep_verdict(the_job, options, expected):
+    assert sweep.sweep_verdict(the_job, NOW, opts(**options)) == expected
+
+
+@pytest.mark.parametrize("overrides, param", [
+    ({"ttl_seconds": -1}, "ttl_seconds"),
+    ({"exclude_namespaces": ["Kube_System"]}, "exclude_namespaces"),
+    ({"include_namespaces": ["a" * 64]}, "include_namespaces"),
+    ({"opt_out_label": "bad label"}, "opt_out_label"),
+    ({"sweep_page_size": 0}, "sweep_page_size"),
+    ({"policy_name": "Upper_Case"}, "policy_name"),
+    ({"policy_name": "x" * 64}, "policy_name"),
+    ({"policy_engine": "gatekeeper"}, "policy_engine"),
+])
+def test_bad_options(overrides, param):
+    with pytest.raises(InvalidInput) as info:
+        opts(**overrides)
+    assert info.value.param == param and info.value.msg.startswith(param + "=")
+
+
+def test_legacy_policy_shape():
+    [policy] = admission.build_policy(opts(ttl_seconds=600, include_namespaces=["ci"]), "kyverno_legacy")
+    spec = policy["spec"]
+    assert policy["apiVersion"] == "kyverno.io/v1" and policy["kind"] == "ClusterPolicy"
+    assert spec["background"] is False and spec["webhookConfiguration"] == {"failurePolicy": "Ignore"}
+    assert "failurePolicy" not in spec   # deprecated, and refused by Kyverno 1.19
+    rule = spec["rules"][0]
+    assert rule["mutate"]["patchStrategicMerge"] == {"spec": {"+(ttlSecondsAfterFinished)": 600}}
+    assert rule["match"]["any"][0]["resources"]["namespaces"] == ["ci"]
+    excluded = [e["resources"] for e in rule["exclude"]["any"]]
+    assert {"namespaces": ["kube-system", "kyverno"]} in excluded
+    assert {"annotations": {"helm.sh/hook": "?*"}} in excluded
+    [no_gitops] = admission.build_policy(opts(skip_gitops_managed=False, exclude_namespaces=[]), "kyverno_legacy")
+    assert len(no_gitops["spec"]["rules"][0]["exclude"]["any"]) == 1   # the opt-out label only
+
+
+def test_native_policy_and_binding():
+    policy, binding = admission.build_policy(opts(ttl_seconds=600, include_namespaces=["ci", "web"]), "native")
+    assert (policy["apiVersion"], policy["kind"]) == ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy")
+    assert binding["kind"] == "MutatingAdmissionPolicyBinding"
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"] == "nodeops-dangling-job-ttl"
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Ignore"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["jobs"]}]
+    assert spec["mutations"][0]["jsonPatch"]["expression"] == (
+        '[JSONPatch{op: "add", path: "/spec/ttlSecondsAfterFinished", value: 600}]')
+    names = [c["name"] for c in spec["matchConditions"]]
+    assert names == ["no-owner-references", "no-ttl-of-its-own", "not-opted-out", "not-gitops-managed"]
+    gitops = spec["matchConditions"][-1]["expression"]
+    for marker in admission.GITOPS_ANNOTATIONS + admission.GITOPS_LABELS:
+        assert "'%s' in object.metadata." % marker in gitops
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {"matchExpressions": [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["ci", "web"]},
+        {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", "kyverno"]}]}
+    for obj in (policy, binding):
+        assert obj["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "nodeops.kubernetes",
+                                             "nodeops.io/dangling-job-ttl": "nodeops-dangling-job-ttl"}
+
+
+def test_kyverno_mutating_policy_matches_native():
+    [mpol] = admission.build_policy(opts(skip_gitops_managed=False, exclude_namespaces=[]), "kyverno")
+    policy, _binding = admission.build_policy(opts(skip_gitops_managed=False, exclude_namespaces=[]), "native")
+    assert (mpol["apiVersion"], mpol["kind"]) == ("policies.kyverno.io/v1", "MutatingPolicy")
+    assert mpol["spec"]["matchConditions"] == policy["spec"]["matchConditions"]
+    assert [c["name"] for c in mpol["spec"]["matchConditions"]][-1] == "not-opted-out"   # no gitops condition
+    assert mpol["spec"]["mutations"] == policy["spec"]["mutations"]
+    assert mpol["spec"]["matchConstraints"]["namespaceSelector"] == {}
+    assert mpol["spec"]["evaluation"]["mutateExisting"] == {"enabled": False}
+
+
+@pytest.mark.parametrize("requested, served, engine", [
+    ("auto", {"native": True, "kyverno": True, "kyverno_legacy": True}, "native"),
+    ("auto", {"native": False, "kyverno": True, "kyverno_legacy": True}, "kyverno"),
+    ("auto", {"native": False, "kyverno": False, "kyverno_legacy": True}, "kyverno_legacy"),
+    ("kyverno_legacy", {"native": True, "kyverno": True, "kyverno_legacy": True}, "kyverno_legacy"),
+])
+def test_choose_engine(requested, served, engine):
+    chosen, why = admission.choose_engine(requested, served)
+    assert chosen == engine and why.startswith("auto: " if requested == "auto" else "asked for; ")
+
+
+def test_choose_engine_names_the_three_ways_when_none_is_served():
+    with pytest.raises(PolicyEngineUnavailable) as info:
+        admission.choose_engine("auto", {"native": False, "kyverno": False, "kyverno_legacy": False})
+    for way in ("native needs Kubernetes 1.36", "kyverno needs", "kyverno_legacy needs", "policy=false"):
+        assert way in info.value.msg
+    with pytest.raises(PolicyEngineUnavailable) as info:
+        admission.choose_engine("native", {"native": False, "kyverno": True, "kyverno_legacy": True})
+    assert info.value.msg.startswith("policy_engine=native cannot be used here")
+
+
+def test_ours_takes_this_policy_name_and_objects_of_older_releases():
+    def item(name, **labels):
+        return {"metadata": {"name": name, "labels": labels}}
+    managed = {"app.kubernetes.io/managed-by": "nodeops.kubernetes"}
+    assert admission.ours(item("p", **dict(managed, **{"nodeops.io/dangling-job-ttl": "p"})), "p")
+    assert not admission.ours(item("q", **dict(managed, **{"nodeops.io/dangling-job-ttl": "q"})), "p")
+    assert admission.ours(item("p", **managed), "p")          # written before the label existed
+    assert not admission.ours(item("p"), "p")                 # not ours: someone else's policy of that name
+
+
+class PagedJobs:
+    """A stand-in for the API's paginated Job list whose first continue token has expired (410)."""
+
+    def __init__(self, jobs, page_size):
+        self.jobs = list(jobs)
+        self.page_size = page_size
+        self.expired_once = False
+        self.deleted = []
+
+    @staticmethod
+    def group_path(group_version, resource, namespace=None, name=None):
+        return "/apis/%s/%s/%s/%s" % (group_version, namespace, resource, name)
+
+    def get(self, path, query, timeout=None):
+        from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import WatchExpired
+
+        after = query.get("continue")   # like the API's tokens: "after this key", not an offset
+        if after and not self.expired_once:
+            self.expired_once = True
+            raise WatchExpired("continue token expired", status=410)
+        live = sorted((j for j in self.jobs if j["metadata"]["name"] not in self.deleted),
+                      key=lambda j: j["metadata"]["name"])
+        if after:
+            live = [j for j in live if j["metadata"]["name"] > after]
+        page = live[:self.page_size]
+        more = len(live) > self.page_size
+        return {"items": page, "metadata": {"continue": page[-1]["metadata"]["name"] if more else None}}
+
+    def delete(self, path, propagation=None):
+        self.deleted.append(path.rsplit("/", 1)[-1])
+
+
+def test_sweep_restarts_the_list_when_the_continue_token_expires():
+    jobs = []
+    for i in range(10):
+        j = job(ns="ci")
+        j["metadata"]["name"] = "j%d" % i
+        jobs.append(j)
+    client = PagedJobs(jobs, page_size=3)
+    result = sweep.run(client, opts(), "delete", check_mode=False, page_size=3, concurrency=1, now=NOW)
+    assert result["stats"]["restarts"] == 1
+    assert result["total"] == 10
+    assert sorted(client.deleted) == sorted("j%d" % i for i in range(10))

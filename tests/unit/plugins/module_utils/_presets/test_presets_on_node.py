@@ -1,0 +1,184 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+import pytest
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._node import main as node_main
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import HostProblem, parse_result
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets import image_prune, path_cleanup
+
+FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "fixtures")
+
+
+def load(name):
+    with open(os.path.join(FIXTURES, name)) as f:
+        return json.load(f)
+
+
+IMAGES = load("crictl_images.json")["images"]
+CONTAINERS = load("crictl_ps_a.json")["containers"]
+INFO = load("crictl_info.json")
+
+
+def removed_tags(plan):
+    return sorted((i["refs"] or [i["id"]])[0] for i in plan["remove"])
+
+
+def test_prune_keeps_pause_in_use_and_exited_container_images():
+    plan = image_prune.plan_image_prune(IMAGES, CONTAINERS, INFO)
+    assert removed_tags(plan) == [
+        "docker.io/library/nginx:1.25",
+        "quay.io/prometheus/node-exporter@sha256:bbbb00000000000000000000000000000000000000000000000000000000bbbb",
+        "registry.example.com/base/python:3.12",
+    ]
+    why = dict(((k["refs"] or [k["id"]])[0], k["why"]) for k in plan["kept"])
+    assert why == {"registry.k8s.io/pause:3.10": "pinned", "docker.io/library/nginx:1.27": "in use",
+                   "quay.io/coreos/etcd:v3.5.0": "in use"}
+
+
+def test_unpinned_sandbox_image_is_kept_from_crictl_info():
+    images = [dict(IMAGES[0], pinned=False, repoTags=["registry.example.com/pause:3.9"])]
+    info = {"config": {"sandboxImage": "registry.example.com/pause:3.9"}}
+    assert image_prune.plan_image_prune(images, [], info)["remove"] == []
+    info2 = {"config": {"pinnedImages": {"sandbox": "registry.example.com/pause:3.9"}}}
+    assert image_prune.plan_image_prune(images, [], info2)["remove"] == []
+
+
+@pytest.mark.parametrize("include, exclude, expected", [
+    (["docker.io/*"], [], ["docker.io/library/nginx:1.25"]),
+    ([], ["registry.example.com/base/*"], [
+        "docker.io/library/nginx:1.25",
+        "quay.io/prometheus/node-exporter@sha256:bbbb00000000000000000000000000000000000000000000000000000000bbbb"]),
+    (["*nginx*"], ["*:1.25"], []),
+    (["*nginx:1.27"], [], []),  # matches, but in use
+])
+def test_prune_include_and_exclude_patterns(include, exclude, expected):
+    assert removed_tags(image_prune.plan_image_prune(IMAGES, CONTAINERS, INFO, include, exclude)) == expected
+
+
+def test_prune_sizes_sum_to_bytes_freed(monkeypatch, capsys):
+    outputs = {("images", "-o", "json"): {"images": IMAGES}, ("ps", "-a", "-o", "json"): {"containers": CONTAINERS},
+               ("info", "-o", "json"): INFO}
+    monkeypatch.setattr(image_prune, "_crictl", lambda *args: outputs[args])
+    result = image_prune.on_node({"dry_run": True})
+    assert result["images_removed_count"] == 3
+    assert result["bytes_freed"] == 70000000 + 12000000 + 150000000
+    assert result["images_kept"] == 3
+    assert "would remove docker.io/library/nginx:1.25 (70000000 bytes)" in capsys.readouterr().out
+
+
+def test_main_prints_a_parseable_result_line(monkeypatch, capsys):
+    params = {"dry_run": True, "include": ["docker.io/*"]}
+    monkeypatch.setenv(node_main.ENV, json.dumps({"preset": "image_prune", "params": params}))
+    outputs = {("images", "-o", "json"): {"images": IMAGES}, ("ps", "-a", "-o", "json"): {"containers": CONTAINERS},
+               ("info", "-o", "json"): INFO}
+    monkeypatch.setattr(image_prune, "_crictl", lambda *args: outputs[args])
+    assert node_main.main() == 0
+    parsed = parse_result(capsys.readouterr().out)
+    assert parsed["images_removed"] == ["docker.io/library/nginx:1.25"] and parsed["bytes_freed"] == 70000000
+
+
+@pytest.mark.parametrize("path, refused", [
+    ("/", "protected"), ("/etc", "protected"), ("/etc/ssl", "inside"), ("/usr", "protected"),
+    ("/boot", "protected"), ("/proc/1", "inside"), ("/sys", "protected"), ("/dev", "protected"),
+    ("/var/lib/kubelet", "protected"), ("/var/lib/kubelet/pods", "inside"), ("/var/lib/containerd", "protected"),
+    ("/var/lib/etcd", "protected"), ("/var", "contains"), ("/var/lib", "contains"), ("var/log", "relative"),
+    ("/var/log/../lib", ".."), ("", "required"), ("//etc", "protected"), ("/etc/", "protected"),
+    ("/var/log/app", None), ("/tmp/cache", None), ("/var/lib/app-data", None), ("/home/ci/.cache", None),
+])
+def test_path_cleanup_refuses_dangerous_paths(path, refused):
+    why = path_cleanup.path_cleanup_refusal(path)
+    if refused is None:
+        assert why is None
+    else:
+        assert why is not None and refused in why
+
+
+def test_plan_path_cleanup_age_and_patterns():
+    now = 1000 * 86400
+    entries = [("a.log", 10, now - 8 * 86400, True), ("b.log", 20, now - 1 * 86400, True),
+               ("sub/c.gz", 30, now - 30 * 86400, True), ("keep.txt", 40, now - 30 * 86400, True),
+               ("dir-like", 0, now - 99 * 86400, False)]
+    assert [e["path"] for e in path_cleanup.plan_path_cleanup(entries, now, 7, ["*.log", "*.gz"])] == ["a.log", "sub/c.gz"]
+    assert [e["path"] for e in path_cleanup.plan_path_cleanup(entries, now, 7)] == ["a.log", "sub/c.gz", "keep.txt"]
+    assert [e["path"] for e in path_cleanup.plan_path_cleanup(entries, now, None, ["sub/*"])] == ["sub/c.gz"]
+
+
+def test_path_cleanup_removes_files_not_symlink_targets(tmp_path, monkeypatch):
+    root = tmp_path / "logs"
+    (root / "sub").mkdir(parents=True)
+    outside = tmp_path / "precious.log"
+    outside.write_text("keep me")
+    old = root / "old.log"
+    old.write_text("x" * 100)
+    os.utime(str(old), (0, 0))
+    (root / "sub" / "new.log").write_text("fresh")
+    link = root / "link.log"
+    link.symlink_to(outside)
+    os.utime(str(link), (0, 0), follow_symlinks=False)
+    result = path_cleanup.on_node({"path": "/var/log/app", "mount": str(root), "older_than_days": 1,
+                                   "patterns": ["*.log"]})
+    assert sorted(result["files_removed"]) == ["link.log", "old.log"]
+    assert outside.read_text() == "keep me"
+    assert (root / "sub" / "new.log").exists() and not old.exists()
+    assert result["bytes_freed"] == 100 + len(str(outside))
+
+
+def test_pod_side_refuses_dangerous_path_too():
+    with pytest.raises(SystemExit):
+        path_cleanup.on_node({"path": "/etc", "mount": "/nonexistent", "older_than_days": 1})
+
+
+@pytest.mark.parametrize("returncode, stderr, expected", [
+    (127, "nsenter: failed to execute crictl: No such file or directory", "crictl is not installed"),
+    (1, 'time="x" level=fatal msg="validate service connection: validate CRI v1 image API for endpoint '
+        '\\"unix:///run/containerd/containerd.sock\\": rpc error: code = Unavailable desc = connection error: '
+        'desc = \\"transport: Error while dialing: dial unix /run/containerd/containerd.sock: connect: no such '
+        'file or directory\\""', "crictl cannot reach the container runtime"),
+    (3, "something else\nthe last line", "crictl images -o json exited 3: the last line"),
+])
+def test_crictl_problems_are_said_plainly(returncode, stderr, expected):
+    assert image_prune.crictl_problem(("images", "-o", "json"), returncode, stderr).startswith(expected)
+
+
+def test_a_host_without_crictl_gives_a_result_with_the_error(monkeypatch, capsys):
+    def no_crictl(*args):
+        raise HostProblem(image_prune.crictl_problem(args, 127, "nsenter: failed to execute crictl"))
+    monkeypatch.setattr(image_prune, "_crictl", no_crictl)
+    monkeypatch.setenv(node_main.ENV, json.dumps({"preset": "image_prune", "params": {}}))
+    assert node_main.main() == 2
+    result = parse_result(capsys.readouterr().out)
+    assert result["errors"] == ["crictl is not installed on the node's host (not on its PATH); image_prune needs it"]
+
+
+def test_journal_vacuum_command_and_sizes():
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets import journal_vacuum
+
+    part = journal_vacuum.pod({"max_size": "500M", "max_age": "2weeks", "max_files": None})
+    assert part["params"] == {"max_size": "500M", "max_age": "2weeks"} and part["host_pid"] is True
+    assert journal_vacuum.vacuum_argv(part["params"]) == ["journalctl", "--vacuum-size=500M", "--vacuum-time=2weeks"]
+    assert journal_vacuum.vacuum_argv({"max_files": 3}) == ["journalctl", "--vacuum-files=3"]
+    assert journal_vacuum.parse_sizes("300\n200\n\n") == (500, 2)
+    assert journal_vacuum.parse_sizes("") == (0, 0)
+
+
+def test_journal_vacuum_says_plainly_when_the_host_has_no_journalctl(monkeypatch, capsys):
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets import journal_vacuum
+
+    def host_run(argv):
+        if argv[0] == "find":
+            return 0, b"10\n", ""
+        return 127, b"", "nsenter: failed to execute journalctl: No such file or directory"
+    monkeypatch.setattr(journal_vacuum, "host_run", host_run)
+    monkeypatch.setenv(node_main.ENV, json.dumps({"preset": "journal_vacuum", "params": {"max_size": "1G"}}))
+    assert node_main.main() == 2
+    result = parse_result(capsys.readouterr().out)
+    assert result["errors"] == ["journalctl is not installed on the node's host (not on its PATH); "
+                                "journal_vacuum needs it"]
