@@ -115,6 +115,12 @@ options:
           - Keep at most this many archived journal files (C(journalctl --vacuum-files)).
         type: int
   # END presets
+  preset_options:
+    description:
+      - The options of the chosen I(preset), under one name whatever the preset, for roles and loops.
+        They are checked against that preset's options, as if given under its own name.
+      - Give either this or the preset's own option (for example I(image_prune)), not both.
+    type: dict
   image:
     description:
       - Image for the preset pods. A stock image with C(python3) and C(nsenter); point it at a mirror

@@ -222,6 +222,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engi
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
+    resolve_preset_options,
     run_module,
 )
 
@@ -265,7 +266,7 @@ def main():
         if mod.params["state"] == "absent":
             options.validate_identity(mod.params)
             return absent(mod, Engine(client_from_params(mod.params)))
-        opts = options.validate(mod.params)
+        opts = options.validate(resolve_preset_options(mod.params))
         return present(mod, Engine(client_from_params(mod.params)), opts)
 
     run_module(module, action)

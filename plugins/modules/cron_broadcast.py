@@ -201,6 +201,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors im
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
+    resolve_preset_options,
     run_module,
 )
 
@@ -295,7 +296,7 @@ def main():
         options.validate_identity(mod.params)
         if mod.params["state"] == "absent":
             return absent(mod, client_from_params(mod.params))
-        cron, opts = validate(mod.params)
+        cron, opts = validate(resolve_preset_options(mod.params))
         return present(mod, client_from_params(mod.params), cron, opts)
 
     run_module(module, action)

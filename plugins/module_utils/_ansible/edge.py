@@ -18,8 +18,9 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.connec
     auth_settings,
     connection_config,
 )
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import NodeopsError
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput, NodeopsError
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import RestClient
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.registry import REGISTRY
 
 
 def argument_spec(**module_options):
@@ -42,3 +43,23 @@ def run_module(module, action):
     except NodeopsError as exc:
         module.fail_json(msg=exc.msg, **exc.result)
     module.exit_json(**result)
+
+
+def resolve_preset_options(params):
+    """``preset_options`` (one dict for whichever preset is chosen, handy in roles and loops) checked
+    against that preset's argument spec and moved to the preset's own option. Returns new params."""
+    given = params.get("preset_options")
+    if given is None or (given == {} and not params.get("preset")):
+        return params
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+    preset = params.get("preset")
+    if preset not in REGISTRY:
+        raise InvalidInput("preset_options", given, "a preset (one of %s) for them to apply to" % ", ".join(REGISTRY))
+    if params.get(preset) is not None:
+        raise InvalidInput("preset_options", given, "either preset_options or %s, not both" % preset)
+    checked = ArgumentSpecValidator(REGISTRY[preset].OPTIONS).validate(given)
+    if checked.error_messages:
+        raise InvalidInput("preset_options", given, "the options of preset %s" % preset,
+                           why="; ".join(checked.error_messages))
+    return dict(params, **{preset: checked.validated_parameters, "preset_options": None})

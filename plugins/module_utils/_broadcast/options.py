@@ -48,6 +48,7 @@ def _preset_options():
 
 BROADCAST_OPTIONS = dict(
     _preset_options(),
+    preset_options=dict(type="dict"),
     image=dict(type="str", default=DEFAULT_IMAGE),
     pod_template=dict(type="dict"),
     node_selector=dict(type="dict", default={}),

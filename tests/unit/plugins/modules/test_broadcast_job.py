@@ -57,3 +57,30 @@ def test_connection_errors_become_fail_json(module_edge):
     with pytest.raises(Fail) as info:
         run(dict(BASE, preset="image_prune", host="ftp://nowhere"))
     assert "must start with https://" in info.value.args[0]["msg"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ({"preset": "journal_vacuum", "preset_options": {"max_size": "1G", "keep": 3}},
+     "preset_options={'max_size': '1G', 'keep': 3} is invalid: keep. Supported parameters include: max_age, "
+     "max_files, max_size"),
+    ({"preset": "journal_vacuum", "preset_options": {"max_files": "many"}}, "preset_options={'max_files': 'many'}"),
+    ({"preset": "image_prune", "preset_options": {}, "image_prune": {"dry_run": True}},
+     "either preset_options or image_prune, not both"),
+    ({"preset_options": {"dry_run": True}, "pod_template": {"spec": {"containers": [{}]}}},
+     "preset_options={'dry_run': True} is invalid; expected a preset"),
+])
+def test_preset_options_are_checked_against_the_chosen_preset_before_any_api_call(edge, args, fragment):
+    base = {"name": "x", "host": "https://127.0.0.1:1", "api_key": "x"}
+    with pytest.raises(Fail) as info:
+        with patch_module_args(dict(base, **args)):
+            broadcast_job.main()
+    assert fragment in info.value.args[0]["msg"]
+
+
+def test_preset_options_become_the_presets_own_options():
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import resolve_preset_options
+
+    params = resolve_preset_options({"preset": "journal_vacuum", "preset_options": {"max_age": "2weeks"},
+                                     "journal_vacuum": None})
+    assert params["journal_vacuum"] == {"max_age": "2weeks", "max_size": None, "max_files": None}
+    assert params["preset_options"] is None
