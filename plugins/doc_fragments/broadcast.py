@@ -49,6 +49,19 @@ options:
           - List what would be removed and remove nothing.
         type: bool
         default: false
+      disk_usage_above:
+        description:
+          - Prune only on nodes whose image filesystem is at least this full, in percent (C(80)). The node reads where
+            the runtime keeps its images (C(crictl imagefsinfo)) and that filesystem's usage (C(stat -f)). Below it,
+            nothing is removed and the result says C(skipped_below_threshold) with the usage seen.
+          - The usage before and after is reported on every run, with or without this option.
+        type: int
+      runtime_endpoint:
+        description:
+          - The CRI socket C(crictl) talks to, for example C(unix:///run/containerd/containerd.sock) (containerd) or
+            C(unix:///var/run/crio/crio.sock) (CRI-O). By default crictl finds it itself (its config file, then the
+            usual sockets).
+        type: str
   path_cleanup:
     description:
       - Options of the C(path_cleanup) preset.
@@ -192,6 +205,51 @@ options:
     type: str
     default: continue
     choices: [ continue, fail_fast ]
+  max_failures:
+    description:
+      - The failure budget. Once more nodes than this have failed, no new pod starts; pods already running finish.
+        The nodes never started get the outcome C(not_started) with the reason C(FailureBudgetExhausted), and the run
+        fails.
+      - A number of nodes (C(5)) or a percentage of the eligible nodes (C(10%), rounded down).
+      - Not with C(failure_policy=fail_fast), which is the budget 0 that also deletes the active pods.
+    type: raw
+  window:
+    description:
+      - A maintenance window. No new pod starts after it closes; pods already running finish and are reported.
+        The nodes never started get the outcome C(not_started) with the reason C(WindowClosed), and are counted in
+        the summary. The run does not fail because of them unless I(fail_on_window_closed).
+      - Either I(end) with I(time_zone), or I(duration) from the run's start.
+    type: dict
+    suboptions:
+      end:
+        description:
+          - Time of day (C(HH:MM)) the window closes, the next time it comes after the run starts.
+        type: str
+      time_zone:
+        description:
+          - IANA time zone of I(end), for example C(Europe/Berlin). Default C(UTC).
+        type: str
+      duration:
+        description:
+          - How long after the run's start the window closes, for example C(90m), C(2h), C(1h30m), or seconds.
+        type: str
+  fail_on_window_closed:
+    description:
+      - Fail the run when the window closed before every eligible node was started.
+    type: bool
+    default: false
+  node_events:
+    description:
+      - Kubernetes Events where operators look first. C(failures) posts one Warning event per node that failed,
+        timed out, was lost or was unschedulable, on that Node (C(kubectl describe node) shows it), with the
+        broadcast, run id, exit code and reason; C(all) also one Normal event per node that succeeded; C(none) posts
+        none. Every run that started pods also gets one Normal event with its summary, on its run record.
+      - The Node events are in the C(default) namespace, the only one where the API server accepts events about
+        Nodes, and need C(create) on events there (cron_broadcast gives its runner a Role for just that); the run's
+        event is in the run's namespace. Without the rights the run reports a warning.
+    type: str
+    default: failures
+    choices: [ failures, all, none ]
   fail_on_node_failure:
     description:
       - With C(failure_policy=continue), whether failed nodes fail the task.

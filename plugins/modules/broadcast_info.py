@@ -102,11 +102,17 @@ cron_broadcasts:
       suspended: false
       history: [{run_id: "1123023000ab12", state: succeeded, summary: {desired: 8, succeeded: 8}}]
 runs:
-  description: One-off broadcast_job runs still in the cluster.
+  description:
+    - Runs still in the cluster (their run record exists), from broadcast_job or a cron broadcast's runner.
+    - A run in progress has C(state=running) and C(progress), the counts so far (outcomes, C(active) pods,
+      C(waiting) nodes, C(desired)), written at most every 5 seconds; C(updated_at) says when.
   returned: always
   type: list
   elements: dict
-  sample: [{name: image-prune, run_id: "1123031500ab12", state: finished, failed_nodes: [node-3],
+  sample: [{name: image-prune, run_id: "1123031500ab12", state: running, failed_nodes: [],
+            progress: {desired: 500, succeeded: 120, failed: 1, active: 25, waiting: 354},
+            updated_at: "2026-11-23T03:16:05Z", pods: []},
+           {name: image-prune, run_id: "1123021500ab12", state: finished, failed_nodes: [node-3],
             pods: [{name: image-prune-1123031500ab12-0c1d2e3f, node: node-3, phase: Failed}]}]
 """
 

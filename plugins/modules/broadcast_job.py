@@ -148,7 +148,15 @@ summary:
   description: Counts of node outcomes, and the run's duration.
   returned: state=present, also on failure
   type: dict
-  sample: {desired: 8, succeeded: 7, failed: 1, skipped: 1, unschedulable: 0, timed_out: 0, lost: 0, duration_s: 4.2}
+  sample: {desired: 8, succeeded: 6, failed: 1, skipped: 1, not_started: 1, unschedulable: 0, timed_out: 0, lost: 0,
+           duration_s: 4.2}
+limits:
+  description:
+    - When the run closed its maintenance window, its failure budget, and why it stopped starting pods
+      (C(WindowClosed), C(FailureBudgetExhausted), or null).
+  returned: state=present, when nodes were eligible
+  type: dict
+  sample: {window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 5, stopped_starting: null}
 nodes:
   description: One record per node, eligible or skipped, sorted by node name.
   returned: state=present, also on failure
@@ -162,7 +170,9 @@ nodes:
       description: The pod that ran on the node, if one was created.
       type: str
     outcome:
-      description: One of succeeded, failed, skipped, unschedulable, timed_out, lost.
+      description:
+        - One of succeeded, failed, skipped (not eligible), not_started (eligible, but the run stopped starting
+          pods first), unschedulable, timed_out, lost.
       type: str
     exit_code:
       description: Exit code of the (first) container, when it terminated.
@@ -170,7 +180,8 @@ nodes:
     reason:
       description:
         - Short reason, for example C(Completed), C(Error), C(untolerated taint dedicated=db:NoSchedule),
-          C(ImagePullBackOff), C(HostPathMissing).
+          C(ImagePullBackOff), C(HostPathMissing); for not_started C(WindowClosed), C(FailureBudgetExhausted),
+          C(FailFast) or C(NotStarted) (the run's timeout or an abort).
       type: str
     message:
       description: Longer explanation, for example the scheduler's message for an unschedulable pod.
@@ -199,10 +210,13 @@ nodes:
        reason: Completed, message: null, log: "...", started_at: "2026-11-23T03:15:00Z",
        finished_at: "2026-11-23T03:15:04Z", duration_s: 4.1, restarts: 0}
 plan:
-  description: In check mode, the nodes it would run on and the skipped ones with their reasons.
+  description:
+    - In check mode, the nodes it would run on and the skipped ones with their reasons, and what the window and the
+      failure budget would do to a run starting now.
   returned: check mode
   type: dict
-  sample: {eligible: [kwok-worker-1], skipped: {kwok-control-plane: control plane}, existing_pods: [], to_delete: []}
+  sample: {eligible: [kwok-worker-1], skipped: {kwok-control-plane: control plane}, existing_pods: [], to_delete: [],
+           window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 0}
 pod:
   description: In check mode, the pod manifest for the first eligible node.
   returned: check mode, when a node is eligible
@@ -218,7 +232,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine, new_run_id
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Clock, Engine, new_run_id
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
@@ -248,10 +263,15 @@ def present(module, engine, opts):
     run_plan = engine.plan(opts, run_id)
     if module.check_mode:
         first = run_plan["eligible"][0] if run_plan["eligible"] else None
+        closes_at = limits.window_closes_at(opts["window"], Clock.now())
         result = {"changed": bool(run_plan["eligible"]), "run_id": run_id,
                   "plan": {"eligible": run_plan["eligible"], "skipped": run_plan["skipped"],
                            "existing_pods": sorted(p["metadata"]["name"] for p in run_plan["existing"].values()),
-                           "to_delete": run_plan["to_delete"]}}
+                           "to_delete": run_plan["to_delete"],
+                           # What the window and the failure budget would do to a run starting now.
+                           "window_closes_at": closes_at.strftime("%Y-%m-%dT%H:%M:%SZ") if closes_at else None,
+                           "failure_budget": limits.failure_budget(opts["max_failures"], len(run_plan["eligible"]),
+                                                                   fail_fast=opts["failure_policy"] == "fail_fast")}}
         if first:
             result["pod"] = pods.build_pod(opts, run_id, first, active_deadline=opts["timeout"])
         return result

@@ -196,6 +196,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import ma
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule as cron_schedule
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.events import NODE_EVENTS_NAMESPACE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_CRON
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, InvalidInput
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
@@ -208,6 +209,8 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge i
 NAMESPACED = [("batch/v1", "CronJob"), ("v1", "ConfigMap"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
               ("rbac.authorization.k8s.io/v1", "Role"), ("v1", "ServiceAccount")]
 CLUSTER = [("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), ("rbac.authorization.k8s.io/v1", "ClusterRole")]
+# The Role that lets the runner post events about Nodes, which live in the default namespace.
+NODE_EVENTS = [("rbac.authorization.k8s.io/v1", "RoleBinding"), ("rbac.authorization.k8s.io/v1", "Role")]
 
 
 def build_argument_spec():
@@ -283,6 +286,9 @@ def absent(module, client):
     deleted = apply.delete_labelled(client, NAMESPACED, selector, namespace, module.check_mode)
     deleted += apply.delete_labelled(client, CLUSTER, selector, None, module.check_mode,
                                      name_filter=lambda kind, n: n == names["cluster_role"])
+    if namespace != NODE_EVENTS_NAMESPACE:
+        deleted += apply.delete_labelled(client, NODE_EVENTS, selector, NODE_EVENTS_NAMESPACE, module.check_mode,
+                                         name_filter=lambda kind, n: n == names["node_events_role"])
     leftovers = Engine(client).delete_runs(name, namespace, check_mode=module.check_mode)
     deleted += [{"kind": "Pod", "name": p, "namespace": namespace} for p in leftovers["pods"]]
     deleted += [{"kind": "ConfigMap", "name": c, "namespace": namespace} for c in leftovers["records"]]

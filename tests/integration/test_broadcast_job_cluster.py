@@ -125,10 +125,125 @@ def test_fail_fast_stops_creating_and_deletes_active_pods(tmp_path, core, namesp
     assert (nodes[first]["outcome"], nodes[first]["exit_code"]) == ("failed", 9)
     assert (nodes[slow]["outcome"], nodes[slow]["reason"]) == ("failed", "CancelledByFailFast")
     for other in sorted(names)[2:]:
-        assert (nodes[other]["outcome"], nodes[other]["reason"], nodes[other]["pod"]) == ("skipped", "NotStarted", None)
+        assert (nodes[other]["outcome"], nodes[other]["reason"], nodes[other]["pod"]) == ("not_started", "FailFast", None)
     assert len(pod_creates(audit, mark, namespace)) == 2
     kh.wait_for("the cancelled pod to go", lambda: [p.metadata.name for p in pods_of(core, namespace)]
                 == [nodes[first]["pod"]])
+
+
+def test_a_window_that_closes_mid_run_starts_no_new_pod(tmp_path, core, namespace, labelled_nodes, audit):
+    """One pod at a time, 2 s each, in a 3 s window: the first nodes run to the end, the rest never start."""
+    selector, names = labelled_nodes(6)
+    args = {"name": "win", "namespace": namespace, "preset": "image_prune", "image_prune": {"dry_run": True},
+            "node_selector": selector, "parallelism": 1, "window": {"duration": "3s"},
+            "pod_annotations": {"sim.nodeops.io/delay": "2s"}}
+    check = kh.run_module(tmp_path, "broadcast_job", args, check=True)
+    assert check["plan"]["window_closes_at"] and check["plan"]["failure_budget"] is None
+    mark = audit.mark()
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert not result.get("failed"), result.get("msg")
+    nodes = by_node(result)
+    started = [n for n in sorted(names) if nodes[n]["outcome"] == "succeeded"]
+    not_started = [n for n in sorted(names) if nodes[n]["outcome"] == "not_started"]
+    assert 1 <= len(started) < len(names) and sorted(started + not_started) == sorted(names), nodes
+    assert started == sorted(names)[:len(started)]   # in order, and each ran to its end
+    closes = result["limits"]["window_closes_at"]
+    for n in not_started:
+        assert (nodes[n]["reason"], nodes[n]["pod"]) == ("WindowClosed", None)
+        assert nodes[n]["message"] == "not started: maintenance window closed at %s" % closes
+    summary = result["summary"]
+    assert (summary["succeeded"], summary["not_started"], summary["desired"]) == (len(started), len(not_started), 6)
+    assert result["limits"]["stopped_starting"] == "WindowClosed"
+    # No pod was created after the window closed (the audit log's own clock; closes_at is to the second).
+    assert len(pod_creates(audit, mark, namespace)) == len(started)
+    created = [e["requestReceivedTimestamp"][:19] for e in audit.events_since(mark)
+               if e.get("verb") == "create" and (e.get("objectRef") or {}).get("resource") == "pods"
+               and (e.get("objectRef") or {}).get("namespace") == namespace and e.get("stage") == "ResponseComplete"
+               and not (e.get("objectRef") or {}).get("subresource") and "dryRun" not in e.get("requestURI", "")]
+    assert created and max(created) <= closes[:19], (created, closes)
+    strict = kh.run_module(tmp_path, "broadcast_job", dict(args, name="win2", fail_on_window_closed=True))
+    assert strict["failed"] and "maintenance window closed at" in strict["msg"] and strict["summary"]["not_started"]
+
+
+def test_a_spent_failure_budget_starts_no_new_pod_and_fails_the_run(tmp_path, core, namespace, labelled_nodes):
+    """max_failures=1: the first two nodes fail (one pod at a time), the rest are never started."""
+    selector, names = labelled_nodes(5)
+    first, second = sorted(names)[:2]
+    args = {"name": "budget", "namespace": namespace, "preset": "image_prune", "image_prune": {"dry_run": True},
+            "node_selector": selector, "parallelism": 1, "max_failures": 1,
+            "pod_annotations": {"sim.nodeops.io/exit-code." + first: "3", "sim.nodeops.io/exit-code." + second: "4"}}
+    check = kh.run_module(tmp_path, "broadcast_job", args, check=True)
+    assert check["plan"]["failure_budget"] == 1
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert result["failed"] and "failure budget of 1 exhausted: 2 of 5 nodes failed" in result["msg"], result["msg"]
+    nodes = by_node(result)
+    assert [nodes[n]["exit_code"] for n in (first, second)] == [3, 4]
+    for n in sorted(names)[2:]:
+        assert (nodes[n]["outcome"], nodes[n]["reason"], nodes[n]["pod"]) == ("not_started", "FailureBudgetExhausted",
+                                                                              None)
+    assert result["summary"]["not_started"] == 3 and result["limits"]["failure_budget"] == 1
+    # A percentage of the eligible nodes: 40% of 5 is 2, so two failures are within the budget.
+    within = kh.run_module(tmp_path, "broadcast_job", dict(args, name="budget2", max_failures="40%",
+                                                           fail_on_node_failure=False))
+    assert not within.get("failed") and within["summary"]["not_started"] == 0 and within["summary"]["failed"] == 2
+
+
+def test_failed_nodes_get_an_event_on_the_node_and_the_run_one_on_its_record(
+        tmp_path, core, namespace, labelled_nodes):
+    selector, names = labelled_nodes(3)
+    bad = sorted(names)[1]
+    result = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "ev", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+        "pod_annotations": {"sim.nodeops.io/exit-code." + bad: "7"}})
+    assert result["failed"] and result["summary"]["failed"] == 1
+    assert not result.get("warnings"), result["warnings"]   # admin may post events: none refused
+    run_id = result["run_id"]
+
+    def node_events(node):
+        # What `kubectl get events -A --field-selector involvedObject.kind=Node` lists, for one node.
+        return [e for e in core.list_event_for_all_namespaces(
+            field_selector="involvedObject.kind=Node,involvedObject.name=%s" % node).items if run_id in e.message]
+    events = kh.wait_for("the event on the failed node", lambda: node_events(bad))
+    assert len(events) == 1, [e.message for e in events]
+    event = events[0]
+    assert (event.reason, event.type, event.involved_object.uid) == ("NodeopsBroadcastFailed", "Warning", bad)
+    assert event.message == "broadcast %s/ev run %s: failed (exit code 7, Error)" % (namespace, run_id)
+    for good in set(names) - {bad}:
+        assert node_events(good) == []   # none for successes unless asked
+    record = naming.record_name("ev", run_id)
+    summary = [e for e in core.list_namespaced_event(namespace, field_selector="involvedObject.kind=ConfigMap").items
+               if e.involved_object.name == record]
+    assert len(summary) == 1 and summary[0].type == "Normal"
+    assert "of 3 eligible nodes, 2 succeeded, 1 failed;" in summary[0].message
+
+
+def test_a_run_in_progress_shows_its_counts_in_broadcast_info(tmp_path, namespace, labelled_nodes, audit):
+    """One pod at a time, 2 s each, on 6 nodes: broadcast_info, asked mid-run, sees counts between 0 and
+    desired, from the run record the engine updates at most every 5 seconds."""
+    selector, names = labelled_nodes(6)
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=Engine(kh.rest_client()).run(opts(
+        namespace, name="prog", node_selector=selector, parallelism=1,
+        pod_annotations={"sim.nodeops.io/delay": "2s"}), "prog1")))
+    mark = audit.mark()
+    thread.start()
+
+    def in_progress():
+        info = kh.run_module(tmp_path, "broadcast_info", {"namespace": namespace, "name": "prog"})
+        runs = [r for r in info["runs"] if r["run_id"] == "prog1" and r["state"] == "running" and r["progress"]]
+        done = runs and sum(v for k, v in runs[0]["progress"].items() if k not in ("desired", "active", "waiting"))
+        return runs[0] if runs and 0 < done < 6 else None
+    seen = kh.wait_for("a run in progress with some nodes done", in_progress, timeout=60, interval=1)
+    thread.join(60)
+    assert not thread.is_alive() and box["result"]["summary"]["succeeded"] == 6
+    progress = seen["progress"]
+    assert progress["desired"] == 6 and progress["active"] <= 1
+    assert progress["waiting"] + progress["active"] + progress.get("succeeded", 0) == 6, progress
+    assert seen["updated_at"]
+    # At most one progress write per 5 seconds (plus the record's create, finish and delete).
+    patches = [w for w in audit.writes_since(mark, namespace=namespace)
+               if w["resource"] == "configmaps" and w["verb"] == "patch"]
+    assert 1 <= len(patches) <= 1 + int(box["result"]["summary"]["duration_s"] // 5) + 1, patches
 
 
 def test_observed_concurrency_never_exceeds_parallelism(api_client, core, namespace, labelled_nodes):

@@ -160,7 +160,7 @@ def test_run_now_creates_a_job_owned_by_the_cronjob(tmp_path, api_client, namesp
 
 def test_idempotence_diff_check_mode_and_absent(tmp_path, api_client, core, namespace, labelled, audit):
     first = install(tmp_path, namespace, labelled[0])
-    assert first["changed"] and len(first["changes"]) == 7
+    assert first["changed"] and len(first["changes"]) == 9   # with the Role to post Node events in default
     second = install(tmp_path, namespace, labelled[0])
     assert second["changed"] is False and second["changes"] == []
     mark = audit.mark()
@@ -179,7 +179,10 @@ def test_idempotence_diff_check_mode_and_absent(tmp_path, api_client, core, name
     gone = kh.run_module(tmp_path, "cron_broadcast", {"name": "nightly", "namespace": namespace, "state": "absent"})
     assert gone["changed"] is True
     assert sorted(d["kind"] for d in gone["deleted"]) == sorted(
-        ["CronJob", "ConfigMap", "RoleBinding", "Role", "ServiceAccount", "ClusterRoleBinding", "ClusterRole"])
+        ["CronJob", "ConfigMap", "RoleBinding", "Role", "ServiceAccount", "ClusterRoleBinding", "ClusterRole",
+         "RoleBinding", "Role"])
+    assert sorted(d["namespace"] for d in gone["deleted"] if d["kind"] in ("Role", "RoleBinding")) == sorted(
+        [namespace, namespace, "default", "default"])
     selector = "nodeops.io/cron-broadcast=nightly"
     assert core.list_namespaced_config_map(namespace, label_selector=selector).items == []
     assert k8s.BatchV1Api(api_client).list_namespaced_cron_job(namespace).items == []
@@ -187,6 +190,8 @@ def test_idempotence_diff_check_mode_and_absent(tmp_path, api_client, core, name
     assert rbac.list_cluster_role(label_selector=selector).items == [] or all(
         namespace not in r.metadata.name for r in rbac.list_cluster_role(label_selector=selector).items)
     assert core.read_namespaced_config_map("not-ours", namespace)
+    assert rbac.list_namespaced_role("default", label_selector=selector).items == [] or all(
+        namespace not in r.metadata.name for r in rbac.list_namespaced_role("default", label_selector=selector).items)
     again = kh.run_module(tmp_path, "cron_broadcast", {"name": "nightly", "namespace": namespace, "state": "absent"})
     assert again["changed"] is False
 

@@ -113,3 +113,12 @@ def test_install_and_sweep_playbooks_with_each_policy_engine(core, cluster):
         gone = playbook("install_maintenance.yml", *extra + ["-e", "node_maintenance_state=absent"])
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert ttl_policy_kinds(core.api_client) == {}
+
+
+def test_long_run_progress_playbook_polls_broadcast_info_until_done(namespace, cluster):
+    proc = playbook("long_run_progress.yml", "-v", "-e", "progress_namespace=" + namespace,
+                    "-e", '{"progress_pod_annotations": {"sim.nodeops.io/delay": "3s"}}')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAILED - RETRYING: [localhost]: Show the run's progress" in proc.stdout   # it really polled
+    assert '"progress": {' in proc.stdout and '"state": "running"' in proc.stdout
+    assert '"succeeded": 8' in proc.stdout   # the summary, once collected

@@ -85,6 +85,37 @@ def test_image_prune_dry_run_lists_exactly_the_unused_images_then_a_real_run_rem
         real_node.import_images(PRUNABLE)
 
 
+def test_image_prune_prunes_only_when_the_image_filesystem_is_full_enough(tmp_path, namespace, real_node):
+    """disk_usage_above=100 leaves every image (the node's disk is not full); 0 prunes. Both report the usage
+    crictl imagefsinfo and statvfs of its mountpoint gave, compared here with df on the node itself."""
+    real_node.import_images(PRUNABLE)
+    try:
+        before = real_node.crictl_images()
+        args = on_real_node(real_node, namespace, name="thr", preset="image_prune",
+                            image_prune={"disk_usage_above": 100, "include": ["nodeops.local/prune-test-*"],
+                                         "runtime_endpoint": "unix:///run/containerd/containerd.sock"})
+        full = only_record(kh.run_module(tmp_path, "broadcast_job", args))
+        assert full["outcome"] == "succeeded", full
+        result = full["result"]
+        assert result["skipped_below_threshold"] is True and result["images_removed_count"] == 0, result
+        assert "nothing to prune" in full["log"]
+        assert real_node.crictl_images() == before, "images were removed below the threshold"
+        mountpoint = result["imagefs_mountpoint"]
+        assert mountpoint.startswith("/var/lib/containerd"), result
+        used = real_node.sh("df -P %s | tail -1" % mountpoint).split()[4]
+        assert abs(result["disk_usage_before"] - float(used.rstrip("%"))) <= 1.0, (result, used)
+
+        args["image_prune"]["disk_usage_above"] = 0
+        pruned = only_record(kh.run_module(tmp_path, "broadcast_job", args))
+        assert pruned["outcome"] == "succeeded", pruned
+        assert pruned["result"]["skipped_below_threshold"] is False
+        assert sorted(pruned["result"]["images_removed"]) == PRUNABLE
+        assert not set(PRUNABLE) & set(real_node.crictl_images())
+        assert pruned["result"]["disk_usage_after"] is not None
+    finally:
+        real_node.import_images(PRUNABLE)
+
+
 def _make_tree(real_node, root):
     """Files with set mtimes under ``root`` on the node: two old logs, one new log, one old non-log."""
     old = int(time.time()) - 10 * 86400
@@ -162,6 +193,22 @@ def test_journal_vacuum_options_are_refused_before_anything_is_written(tmp_path,
     result = kh.run_module(tmp_path, "broadcast_job", args)
     assert result["failed"] and "journal_vacuum.max_size='a lot' is invalid" in result["msg"], result["msg"]
     assert audit.writes_since(mark, namespace=namespace) == []
+
+
+def test_a_failure_on_the_real_node_spends_the_budget_and_the_simulated_nodes_never_start(
+        tmp_path, namespace, real_node, sim_nodes):
+    """max_failures=0, one pod at a time: the real node (first by name) fails for real, exit 5, and the
+    two simulated nodes after it are never started."""
+    later = [sim_nodes.add(name="zz-%s-%d" % (uuid.uuid4().hex[:5], i)) for i in range(2)]
+    args = on_real_node(real_node, namespace, name="rbudget", preset="host_command", parallelism=1, max_failures=0,
+                        nodes=[real_node.name] + later, host_command={"command": "exit 5", "shell": True})
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert result["failed"] and "failure budget of 0 exhausted: 1 of 3 nodes failed" in result["msg"], result["msg"]
+    nodes = dict((rec["node"], rec) for rec in result["nodes"])
+    assert (nodes[real_node.name]["outcome"], nodes[real_node.name]["exit_code"]) == ("failed", 5)
+    for name in later:
+        assert (nodes[name]["outcome"], nodes[name]["reason"], nodes[name]["pod"]) == (
+            "not_started", "FailureBudgetExhausted", None)
 
 
 def test_host_command_runs_in_the_hosts_namespaces(tmp_path, namespace, real_node):

@@ -83,9 +83,14 @@ def read_runs(configmap):
     return json.loads(((configmap or {}).get("data") or {}).get("runs") or "[]")
 
 
-def record_data(state, started_at=None, finished_at=None, eligible=None, failed_nodes=None):
-    """The ``data`` of a run record (only the fields given)."""
+def record_data(state, started_at=None, finished_at=None, eligible=None, failed_nodes=None, progress=None,
+                updated_at=None):
+    """The ``data`` of a run record (only the fields given). ``progress``: the counts so far, while it runs."""
     data = {"state": state}
+    if progress is not None:
+        data["progress"] = json.dumps(progress, sort_keys=True)
+    if updated_at is not None:
+        data["updated_at"] = updated_at
     if started_at is not None:
         data["started_at"] = started_at
     if finished_at is not None:
@@ -98,7 +103,10 @@ def record_data(state, started_at=None, finished_at=None, eligible=None, failed_
 
 
 def read_record(configmap):
-    """What a run record says: state, started_at, finished_at and failed_nodes."""
+    """What a run record says: state, started_at, finished_at, failed_nodes, and while it runs its progress
+    (counts per outcome so far, active and waiting nodes) and when that was last updated."""
     data = configmap.get("data") or {}
     return {"state": data.get("state"), "started_at": data.get("started_at"), "finished_at": data.get("finished_at"),
-            "failed_nodes": json.loads(data.get("failed_nodes") or "[]")}
+            "failed_nodes": json.loads(data.get("failed_nodes") or "[]"),
+            "progress": json.loads(data["progress"]) if data.get("progress") else None,
+            "updated_at": data.get("updated_at")}

@@ -22,7 +22,7 @@ import copy
 import json
 import re
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import ENV as NODE_ENV
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.registry import REGISTRY
@@ -62,6 +62,14 @@ BROADCAST_OPTIONS = dict(
     pin=dict(type="str", default="affinity", choices=["affinity", "node_name"]),
     parallelism=dict(type="raw", default=10),
     failure_policy=dict(type="str", default="continue", choices=["continue", "fail_fast"]),
+    max_failures=dict(type="raw"),
+    window=dict(type="dict", options=dict(
+        end=dict(type="str"),
+        time_zone=dict(type="str"),
+        duration=dict(type="str"),
+    )),
+    fail_on_window_closed=dict(type="bool", default=False),
+    node_events=dict(type="str", default="failures", choices=["failures", "all", "none"]),
     fail_on_node_failure=dict(type="bool", default=True),
     restart_policy=dict(type="str", default="Never", choices=["Never", "OnFailure"]),
     restart_limit=dict(type="int", default=3),
@@ -206,6 +214,11 @@ def validate(params):
     for name in ("restart_limit", "log_tail_lines", "log_max_bytes"):
         _non_negative(params, name)
     parallelism = parse_parallelism(params["parallelism"])
+    max_failures = limits.parse_max_failures(params.get("max_failures"))
+    if max_failures is not None and params["failure_policy"] == "fail_fast":
+        raise InvalidInput("max_failures", params.get("max_failures"),
+                           "no max_failures with failure_policy=fail_fast, which is the budget 0 (and also deletes "
+                           "the active pods)")
     try:
         requirements = parse_label_selector(params.get("node_label_selector"))
     except SelectorError as exc:
@@ -232,6 +245,10 @@ def validate(params):
         "pin": params["pin"],
         "parallelism": parallelism,
         "failure_policy": params["failure_policy"],
+        "max_failures": max_failures,
+        "window": limits.parse_window(params.get("window")),
+        "fail_on_window_closed": bool(params["fail_on_window_closed"]),
+        "node_events": params["node_events"],
         "fail_on_node_failure": params["fail_on_node_failure"] is not False,
         "restart_policy": params["restart_policy"],
         "restart_limit": params["restart_limit"],

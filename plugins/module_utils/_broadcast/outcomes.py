@@ -3,7 +3,9 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Classify a pod into a node outcome, and summarise a run. Pure.
 
-Outcomes: succeeded, failed, skipped, unschedulable, timed_out, lost.
+Outcomes: succeeded, failed, skipped (not eligible), not_started (eligible, but the run stopped
+starting pods first: fail_fast, the failure budget, the maintenance window, the run timeout or an
+abort), unschedulable, timed_out, lost.
 ``classify`` returns None while a pod is still pending or running within its
 limits; the engine keeps watching it then.
 """
@@ -12,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-OUTCOMES = ("succeeded", "failed", "skipped", "unschedulable", "timed_out", "lost")
+OUTCOMES = ("succeeded", "failed", "skipped", "not_started", "unschedulable", "timed_out", "lost")
 FAILURES = ("failed", "unschedulable", "timed_out", "lost")
 
 

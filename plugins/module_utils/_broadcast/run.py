@@ -30,7 +30,7 @@ import time
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history, naming, outcomes, pods
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import events, history, limits, naming, outcomes, pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.options import resolve_parallelism
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
@@ -40,6 +40,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors im
     NodeFailures,
     RunAborted,
     RunTimeout,
+    WindowClosed,
 )
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import Watcher
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import parse_result
@@ -47,6 +48,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main impo
 CLEANUP_BASE_SECONDS = 60   # time limit of the pods' delete-collection: this, plus
 CLEANUP_PODS_PER_SECOND = 20  # one second per this many pods of the run
 CREATE_RETRY_SECONDS = 16   # a pod create is retried this long on retryable errors (the client's policy)
+PROGRESS_SECONDS = 5        # the run record's progress is written at most this often (one request)
 
 
 def iso(dt):
@@ -144,6 +146,18 @@ def track_pending(r, now, pending):
         pending.discard(r)
 
 
+def progress_counts(node_runs, active):
+    """The counts a run in progress shows: outcomes so far, pods active, nodes waiting. Pure."""
+    counts = {"desired": 0, "active": active, "waiting": 0}
+    for r in node_runs:
+        counts["desired"] += 1
+        if r.state == "done":
+            counts[r.result["outcome"]] = counts.get(r.result["outcome"], 0) + 1
+        elif r.state == "waiting":
+            counts["waiting"] += 1
+    return counts
+
+
 def due_pending_timeouts(pending, now, pending_timeout):
     """The node runs whose pod has been Pending for ``pending_timeout`` seconds by ``now``."""
     return [r for r in pending if now - r.pending_since >= pending_timeout]
@@ -225,6 +239,13 @@ class BroadcastRun:
         self.batch_lock = threading.Lock()
         self.events = queue.Queue()
         self.pool = None
+        # When the run stops starting pods: the window's close and the failure budget, fixed at its start.
+        self.closes_at = None
+        self.budget = limits.failure_budget(opts.get("max_failures"), len(self.runs),
+                                            fail_fast=opts["failure_policy"] == "fail_fast")
+        self.stopped = None   # (reason, message) once it stopped starting pods
+        self.owner = None     # the run record, once made
+        self.progress_at, self.progress_sent = None, None
 
     # ---------------------------------------------------------------- start and end
 
@@ -233,6 +254,7 @@ class BroadcastRun:
         started = self.clock.monotonic()
         started_wall = self.clock.now()
         deadline = started + self.opts["timeout"]
+        self.closes_at = limits.window_closes_at(self.opts.get("window"), started_wall)
         plan = self.plan
         self.log("run %s: %d eligible nodes, %d skipped" % (self.run_id, len(plan["eligible"]), len(plan["skipped"])))
         if not plan["eligible"]:
@@ -240,7 +262,7 @@ class BroadcastRun:
         fresh = [n for n in plan["eligible"] if n not in plan["existing"]]
         if fresh:
             preflight(self.opts, self.run_id, fresh[0])
-        owner = self.ensure_record()
+        owner = self.owner = self.ensure_record()
         for name in plan["to_delete"]:
             self.client.delete(self.client.core_path("pods", self.namespace, name))
         self.adopt(plan["existing"], started)
@@ -323,36 +345,65 @@ class BroadcastRun:
     # ---------------------------------------------------------------- act
 
     def drive(self, owner, parallelism, pods_watch, deadline):
-        """The run's loop: create in slow-start batches, apply events, honour fail_fast and the timeout.
+        """The run's loop: create in slow-start batches, apply events; stop starting pods when the
+        failure budget (fail_fast: 0) is spent or the window closes; stop at the timeout.
 
         Returns whether the run timed out.
         """
-        stop_creating, synced = False, False
+        synced = False
         while self.remaining:
             now = self.clock.monotonic()
             if now >= deadline:
                 self.finish_batch(wait=True)
-                self.cancel("skipped", "NotStarted", "not started before the run timeout", active=False)
+                self.cancel("not_started", "NotStarted", "not started before the run timeout", active=False)
                 self.cancel("timed_out", "RunTimeout",
                             "still running when timeout=%ds was reached" % self.opts["timeout"], active=True)
                 return True
-            if synced and not stop_creating:
-                self.launch(owner, parallelism, max(1, int(deadline - now)))
+            if self.stopped is None:
+                # Checked right before starting pods: none starts after the window closes.
+                why = limits.stop_starting(self.clock.now(), self.closes_at, len(self.failures), self.budget)
+                if why:
+                    self.stop_starting(why)
+                elif synced:
+                    self.launch(owner, parallelism, max(1, int(deadline - now)))
             self.observe(min(0.5, max(0.01, deadline - now)))
             if not synced and (pods_watch.relists or pods_watch.streaming):
                 synced = True
-            if self.failures and self.opts["failure_policy"] == "fail_fast" and not stop_creating:
-                stop_creating = True
-                self.fail_fast(self.failures[0])
+            self.report_progress()
         return False
 
-    def fail_fast(self, failure_seen):
-        self.log("fail_fast: %s failed; stopping" % failure_seen)
+    def report_progress(self):
+        """Write the counts so far to the run record: at most every PROGRESS_SECONDS, and only when they
+        changed, so the cost is one request per few seconds whatever the number of nodes or events."""
+        now = self.clock.monotonic()
+        if self.progress_at is not None and now - self.progress_at < PROGRESS_SECONDS:
+            return
+        self.progress_at = now
+        counts = progress_counts(self.runs.values(), self.active)
+        if counts == self.progress_sent:
+            return
+        self.progress_sent = counts
+        try:
+            self.client.merge_patch(self.client.core_path("configmaps", self.namespace, self.record_name), {
+                "data": history.record_data("running", progress=counts, updated_at=iso(self.clock.now()))})
+        except ApiError as exc:
+            self.log("could not write the run's progress: %s" % exc.msg)
+
+    def stop_starting(self, why):
+        """No new pod from now on: the nodes not started get ``not_started``. Pods running finish,
+        unless fail_fast, which deletes them too."""
+        self.stopped = why
         self.finish_batch(wait=True)
-        self.cancel("skipped", "NotStarted", "not started: fail_fast after a failure on %s" % failure_seen,
-                    active=False)
-        self.cancel("failed", "CancelledByFailFast", "deleted by fail_fast after a failure on %s" % failure_seen,
-                    active=True)
+        if self.opts["failure_policy"] == "fail_fast" and why[0] == limits.BUDGET_EXHAUSTED:
+            failure_seen = self.failures[0]
+            self.log("fail_fast: %s failed; stopping" % failure_seen)
+            self.cancel("not_started", "FailFast", "not started: fail_fast after a failure on %s" % failure_seen,
+                        active=False)
+            self.cancel("failed", "CancelledByFailFast", "deleted by fail_fast after a failure on %s" % failure_seen,
+                        active=True)
+            return
+        self.log("%s; pods already running finish" % why[1])
+        self.cancel("not_started", why[0], why[1], active=False)
 
     def launch(self, owner, parallelism, deadline_s):
         """Start the next slow-start batch once the previous one is created. Never blocks."""
@@ -563,7 +614,7 @@ class BroadcastRun:
         except Exception:   # noqa: BLE001 -- a batch that cannot be collected is left to the record's cleanup
             pass
         why = "%s: %s" % (type(cause).__name__, getattr(cause, "msg", None) or cause)
-        self.cancel("skipped", "NotStarted", "not started: the run was aborted (%s)" % why, active=False)
+        self.cancel("not_started", "NotStarted", "not started: the run was aborted (%s)" % why, active=False)
         self.cancel("failed", "RunAborted", "deleted: the run was aborted (%s)" % why, active=True, best_effort=True)
 
     def delete_pod(self, name, best_effort):
@@ -629,12 +680,27 @@ class BroadcastRun:
                 return
             state = "aborted" if aborted is not None else "finished" if remaining is not None else "cleanup-incomplete"
             self.client.merge_patch(path, {"data": history.record_data(
-                state, finished_at=iso(self.clock.now()), failed_nodes=failed)})
+                state, finished_at=iso(self.clock.now()), failed_nodes=failed,
+                progress=progress_counts(self.runs.values(), self.active), updated_at=iso(self.clock.now()))})
         except ApiError as exc:
             # The results are in hand: report them, with the record left as it was.
             self.warnings.append("could not update run record %s: %s" % (self.record_name, exc.msg))
 
     # ---------------------------------------------------------------- report
+
+    def post_events(self, results, summary):
+        """Events on the Nodes the run failed on, and one on its run record. Best effort: a cluster that
+        refuses them (RBAC) costs a warning, never the results."""
+        now = iso(self.clock.now())
+        posted = events.node_events(self.opts, self.run_id, results, now)
+        if self.owner is not None:
+            posted.append(events.run_event(self.opts, self.run_id, summary, self.owner, now))
+        for body in posted:
+            try:
+                self.client.create(self.client.core_path("events", body["metadata"]["namespace"]), body)
+            except ApiError as exc:
+                self.warnings.append("could not post %d events (%s): %s" % (len(posted), body["reason"], exc.msg))
+                return
 
     def result(self, started, started_wall, timed_out, aborted=None):
         opts, plan, runs = self.opts, self.plan, self.runs
@@ -642,7 +708,10 @@ class BroadcastRun:
         results.extend(skipped_result(node, plan["skipped"][node]) for node in sorted(plan["skipped"]))
         results.sort(key=lambda rec: rec["node"])
         summary = outcomes.summarize(results, len(plan["eligible"]), self.clock.monotonic() - started)
-        result = {"run_id": self.run_id, "summary": summary, "nodes": results, "changed": bool(plan["eligible"])}
+        result = {"run_id": self.run_id, "summary": summary, "nodes": results, "changed": bool(plan["eligible"]),
+                  "limits": {"window_closes_at": iso(self.closes_at) if self.closes_at else None,
+                             "failure_budget": self.budget, "stopped_starting": self.stopped[0] if self.stopped else None}}
+        self.post_events(results, summary)
         if self.warnings:
             result["warnings"] = list(self.warnings)
         failed = outcomes.failed_nodes(results)
@@ -651,12 +720,21 @@ class BroadcastRun:
                              % (opts["name"], self.run_id, type(aborted).__name__,
                                 getattr(aborted, "msg", None) or aborted,
                                 sum(1 for rec in results if rec["node"] in runs
-                                    and rec["reason"] not in ("RunAborted", "NotStarted")),
+                                    and rec["outcome"] != "not_started" and rec["reason"] != "RunAborted"),
                                 summary["desired"]), cause=aborted, **result) from aborted
         if timed_out:
             raise RunTimeout("broadcast %s run %s timed out after %ds: %d of %d nodes did not finish"
-                             % (opts["name"], self.run_id, opts["timeout"], summary["timed_out"] + summary["skipped"]
-                                - len(plan["skipped"]), summary["desired"]), **result)
+                             % (opts["name"], self.run_id, opts["timeout"], summary["timed_out"] + summary["not_started"],
+                                summary["desired"]), **result)
+        if self.stopped and self.stopped[0] == limits.BUDGET_EXHAUSTED:
+            raise NodeFailures("broadcast %s run %s: failure budget of %d exhausted: %d of %d nodes failed (%s), "
+                               "%d not started" % (opts["name"], self.run_id, self.budget, len(failed),
+                                                   summary["desired"], ", ".join(failed[:10]),
+                                                   summary["not_started"]), **result)
+        if self.stopped and self.stopped[0] == limits.WINDOW_CLOSED and opts.get("fail_on_window_closed"):
+            raise WindowClosed("broadcast %s run %s: %s; %d of %d nodes not started"
+                               % (opts["name"], self.run_id, self.stopped[1][len("not started: "):],
+                                  summary["not_started"], summary["desired"]), **result)
         if failed and (opts["failure_policy"] == "fail_fast" or opts["fail_on_node_failure"]):
             raise NodeFailures("broadcast %s run %s: %d of %d nodes failed: %s"
                                % (opts["name"], self.run_id, len(failed), summary["desired"],

@@ -17,6 +17,7 @@ import hashlib
 import json
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import runner, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.events import NODE_EVENTS_NAMESPACE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_CRON
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
 
@@ -34,7 +35,9 @@ def object_names(name, namespace):
     return {"service_account": base, "role": base, "role_binding": base, "config_map": base + "-runner",
             "cron_job": name, "history": base + "-history",
             # Cluster-scoped: the namespace must be part of the name.
-            "cluster_role": "nodeops-%s-%s-nodes" % (namespace, name)}
+            "cluster_role": "nodeops-%s-%s-nodes" % (namespace, name),
+            # In the default namespace, where events about Nodes live (node_events).
+            "node_events_role": "nodeops-%s-%s-node-events" % (namespace, name)}
 
 
 def runner_sources():
@@ -67,7 +70,8 @@ def build_objects(cron, opts, sources=None):
         {"apiGroups": [""], "resources": ["pods"],
          "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"]},
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
+        # Watched for a pod that can never start; created on the Nodes a run failed on (node_events).
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch", "create"]},
         # Run records (owners of the node pods) and the run history.
         {"apiGroups": [""], "resources": ["configmaps"],
          "verbs": ["create", "get", "list", "update", "patch", "delete", "deletecollection"]},
@@ -126,7 +130,17 @@ def build_objects(cron, opts, sources=None):
         cron_spec["startingDeadlineSeconds"] = cron["starting_deadline_seconds"]
     cron_job = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": _meta(names["cron_job"], ns, name),
                 "spec": cron_spec}
-    return [sa, role, role_binding, cluster_role, cluster_binding, config_map, cron_job]
+    node_events = []
+    if opts.get("node_events", "failures") != "none" and ns != NODE_EVENTS_NAMESPACE:
+        node_events = [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+             "metadata": dict(_meta(names["node_events_role"], NODE_EVENTS_NAMESPACE, name)),
+             "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+             "metadata": dict(_meta(names["node_events_role"], NODE_EVENTS_NAMESPACE, name)),
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": names["node_events_role"]},
+             "subjects": subject}]
+    return [sa, role, role_binding, cluster_role, cluster_binding] + node_events + [config_map, cron_job]
 
 
 def job_from_cron(cron_job, job_name):

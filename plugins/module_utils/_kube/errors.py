@@ -128,5 +128,9 @@ class RunAborted(NodeopsError):
         self.cause = cause
 
 
+class WindowClosed(NodeopsError):
+    """The maintenance window closed before every node was started (with fail_on_window_closed)."""
+
+
 class NodeFailures(NodeopsError):
     """The run finished, and the failure policy says the failed nodes fail it."""

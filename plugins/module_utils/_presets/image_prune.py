@@ -13,9 +13,14 @@ __metaclass__ = type
 
 import fnmatch
 import json
+import re
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import MAX_LISTED, HostProblem, host_run, missing_tool, say
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import HOST_PRIVILEGED, pod_part
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import (
+    HOST_PRIVILEGED,
+    OptionError,
+    pod_part,
+)
 
 NAME = "image_prune"
 SUMMARY = ("C(image_prune) removes images no container on the node uses, through the host's C(crictl). "
@@ -24,6 +29,8 @@ OPTIONS = dict(
     include=dict(type="list", elements="str", default=[]),
     exclude=dict(type="list", elements="str", default=[]),
     dry_run=dict(type="bool", default=False),
+    disk_usage_above=dict(type="int"),
+    runtime_endpoint=dict(type="str"),
 )
 DOCUMENTATION = r"""
 description:
@@ -48,12 +55,36 @@ suboptions:
       - List what would be removed and remove nothing.
     type: bool
     default: false
+  disk_usage_above:
+    description:
+      - Prune only on nodes whose image filesystem is at least this full, in percent (C(80)). The node reads where
+        the runtime keeps its images (C(crictl imagefsinfo)) and that filesystem's usage (C(stat -f)). Below it,
+        nothing is removed and the result says C(skipped_below_threshold) with the usage seen.
+      - The usage before and after is reported on every run, with or without this option.
+    type: int
+  runtime_endpoint:
+    description:
+      - The CRI socket C(crictl) talks to, for example C(unix:///run/containerd/containerd.sock) (containerd) or
+        C(unix:///var/run/crio/crio.sock) (CRI-O). By default crictl finds it itself (its config file, then the
+        usual sockets).
+    type: str
 """
 
 
 def pod(opts):
     params = {"include": list(opts.get("include") or []), "exclude": list(opts.get("exclude") or []),
               "dry_run": bool(opts.get("dry_run"))}
+    threshold = opts.get("disk_usage_above")
+    if threshold is not None:
+        if not 0 <= threshold <= 100:
+            raise OptionError("image_prune.disk_usage_above", threshold, "a percentage from 0 to 100")
+        params["disk_usage_above"] = threshold
+    endpoint = opts.get("runtime_endpoint")
+    if endpoint is not None:
+        if not re.match(r"^(unix|npipe|tcp)://\S+$", endpoint):
+            raise OptionError("image_prune.runtime_endpoint", endpoint,
+                              "a CRI endpoint such as unix:///run/containerd/containerd.sock")
+        params["runtime_endpoint"] = endpoint
     return pod_part("image-prune", params=params, host_pid=True, security=HOST_PRIVILEGED)
 
 
@@ -138,18 +169,66 @@ def crictl_problem(args, returncode, stderr):
 # ------------------------------------------------------------------ in the node pod
 
 
-def _crictl(*args):
-    returncode, out, err = host_run(("crictl",) + args)
+def imagefs_mountpoint(info):
+    """Where the runtime keeps its images, from ``crictl imagefsinfo -o json``, or None. Pure."""
+    for fs in ((info or {}).get("status") or {}).get("imageFilesystems") or []:
+        mountpoint = (fs.get("fsId") or {}).get("mountpoint")
+        if mountpoint:
+            return mountpoint
+    return None
+
+
+def usage_percent(stat_f_output):
+    """Percent used, as df computes it, from ``stat -f -c '%S %b %f %a'`` (block size, blocks, free, available).
+    Pure."""
+    size, blocks, free, avail = (int(v) for v in stat_f_output.split()[:4])
+    used = blocks - free
+    if used + avail <= 0:
+        return 0.0
+    return round(100.0 * used / (used + avail), 1)
+
+
+def _crictl(*args, **kwargs):
+    endpoint = kwargs.get("endpoint")
+    prefix = ("crictl", "--runtime-endpoint", endpoint, "--image-endpoint", endpoint) if endpoint else ("crictl",)
+    returncode, out, err = host_run(prefix + args)
     if returncode != 0:
         raise HostProblem(crictl_problem(args, returncode, err))
     return json.loads(out.decode("utf-8")) if out.strip() else {}
 
 
-def on_node(params):
-    images = _crictl("images", "-o", "json").get("images") or []
-    containers = _crictl("ps", "-a", "-o", "json").get("containers") or []
+def _disk_usage(endpoint):
+    """(mountpoint, percent used) of the image filesystem, or (None, None) if the runtime does not say."""
     try:
-        info = _crictl("info", "-o", "json")
+        mountpoint = imagefs_mountpoint(_crictl("imagefsinfo", "-o", "json", endpoint=endpoint))
+    except (HostProblem, ValueError):
+        return None, None
+    if not mountpoint:
+        return None, None
+    code, out, err = host_run(["stat", "-f", "-c", "%S %b %f %a", mountpoint])
+    if code != 0:
+        return mountpoint, None
+    return mountpoint, usage_percent(out.decode("utf-8", "replace"))
+
+
+def on_node(params):
+    endpoint = params.get("runtime_endpoint")
+    mountpoint, before = _disk_usage(endpoint)
+    usage = {"imagefs_mountpoint": mountpoint, "disk_usage_before": before}
+    threshold = params.get("disk_usage_above")
+    if threshold is not None:
+        if before is None:
+            raise HostProblem("disk_usage_above=%d needs the image filesystem's usage, and the runtime did not say "
+                              "where it keeps its images (crictl imagefsinfo)" % threshold)
+        if before < threshold:
+            say("image filesystem %s is %.1f%% full, below %d%%: nothing to prune" % (mountpoint, before, threshold))
+            return dict(usage, preset=NAME, dry_run=bool(params.get("dry_run")), skipped_below_threshold=True,
+                        disk_usage_after=before, images_removed=[], images_removed_count=0, bytes_freed=0,
+                        images_kept=None, errors=[])
+    images = _crictl("images", "-o", "json", endpoint=endpoint).get("images") or []
+    containers = _crictl("ps", "-a", "-o", "json", endpoint=endpoint).get("containers") or []
+    try:
+        info = _crictl("info", "-o", "json", endpoint=endpoint)
     except (HostProblem, ValueError):
         info = {}
     plan = plan_image_prune(images, containers, info, params.get("include"), params.get("exclude"))
@@ -160,13 +239,15 @@ def on_node(params):
             say("would remove %s (%d bytes)" % (label, image["size"]))
             removed.append(image)
             continue
-        returncode, _out, err = host_run(("crictl", "rmi", image["id"]))
+        rmi = ("crictl", "--runtime-endpoint", endpoint, "--image-endpoint", endpoint) if endpoint else ("crictl",)
+        returncode, _out, err = host_run(rmi + ("rmi", image["id"]))
         if returncode == 0:
             say("removed %s (%d bytes)" % (label, image["size"]))
             removed.append(image)
         else:
             errors.append("crictl rmi %s exited %d: %s" % (image["id"], returncode, err.strip()))
-    return {"preset": NAME, "dry_run": bool(params.get("dry_run")),
-            "images_removed": [(i["refs"][0] if i["refs"] else i["id"]) for i in removed][:MAX_LISTED],
-            "images_removed_count": len(removed), "bytes_freed": sum(i["size"] for i in removed),
-            "images_kept": len(plan["kept"]), "errors": errors}
+    usage["disk_usage_after"] = _disk_usage(endpoint)[1] if removed and not params.get("dry_run") else before
+    return dict(usage, preset=NAME, dry_run=bool(params.get("dry_run")), skipped_below_threshold=False,
+                images_removed=[(i["refs"][0] if i["refs"] else i["id"]) for i in removed][:MAX_LISTED],
+                images_removed_count=len(removed), bytes_freed=sum(i["size"] for i in removed),
+                images_kept=len(plan["kept"]), errors=errors)

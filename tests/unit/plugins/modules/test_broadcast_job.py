@@ -40,6 +40,12 @@ BASE = {"name": "prune", "host": "https://127.0.0.1:1", "api_key": "x"}
      "path_cleanup.path='/etc' is invalid: /etc is a protected system path"),
     (dict(preset="image_prune", name="n" * 40), "name='" + "n" * 40 + "' is invalid: 40 characters"),
     (dict(state="absent", name="Bad_Name"), "name='Bad_Name' is invalid"),
+    (dict(preset="image_prune", failure_policy="fail_fast", max_failures=2),
+     "max_failures=2 is invalid; expected no max_failures with failure_policy=fail_fast"),
+    (dict(preset="image_prune", max_failures="half"), "max_failures='half' is invalid"),
+    (dict(preset="image_prune", window={"end": "5am"}), "window.end='5am' is invalid; expected a time of day HH:MM"),
+    (dict(preset="image_prune", window={"end": "05:00", "time_zone": "Europe/Atlantis"}),
+     "window.time_zone='Europe/Atlantis' is invalid"),
 ])
 def test_bad_input_fails_before_any_api_call(edge, args, fragment):
     with pytest.raises(Fail) as info:

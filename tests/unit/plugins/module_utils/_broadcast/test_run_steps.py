@@ -123,3 +123,36 @@ def test_node_result_reports_wall_times_from_the_clock():
     assert (rec["started_at"], rec["finished_at"], rec["duration_s"]) == (
         "2026-11-23T02:30:02Z", "2026-11-23T02:30:03Z", 1.5)
     assert rec["pod"] == "p-a" and rec["result"] == {"bytes_freed": 7, "errors": []}
+
+
+def test_events_are_one_per_failed_node_and_one_per_run():
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import events
+
+    opts = {"name": "prune", "namespace": "ops", "node_events": "failures"}
+    results = [{"node": "a", "outcome": "succeeded", "exit_code": 0, "reason": "Completed", "message": None},
+               {"node": "b", "outcome": "failed", "exit_code": 3, "reason": "Error", "message": None},
+               {"node": "c", "outcome": "unschedulable", "exit_code": None, "reason": "Unschedulable",
+                "message": "0/1 nodes are available"},
+               {"node": "d", "outcome": "skipped", "exit_code": None, "reason": "cordoned", "message": None},
+               {"node": "e", "outcome": "not_started", "exit_code": None, "reason": "WindowClosed", "message": "x"}]
+    posted = events.node_events(opts, "r1", results, "2026-11-24T02:00:00Z")
+    assert [(e["involvedObject"]["name"], e["reason"], e["type"]) for e in posted] == [
+        ("b", "NodeopsBroadcastFailed", "Warning"), ("c", "NodeopsBroadcastUnschedulable", "Warning")]
+    assert posted[0]["message"] == "broadcast ops/prune run r1: failed (exit code 3, Error)"
+    assert posted[0]["involvedObject"] == {"apiVersion": "v1", "kind": "Node", "name": "b", "uid": "b"}
+    assert len(events.node_events(dict(opts, node_events="all"), "r1", results, "t")) == 3
+    assert events.node_events(dict(opts, node_events="none"), "r1", results, "t") == []
+    summary = {"desired": 4, "succeeded": 1, "failed": 1, "unschedulable": 1, "not_started": 1, "duration_s": 9.5}
+    run_event = events.run_event(opts, "r1", summary, {"name": "nodeops-run-prune-r1", "uid": "u1"}, "t")
+    assert run_event["involvedObject"]["kind"] == "ConfigMap" and run_event["type"] == "Normal"
+    assert run_event["message"] == ("broadcast ops/prune run r1 finished in 9.5s: of 4 eligible nodes, 1 succeeded, "
+                                    "1 failed, 1 not_started, 1 unschedulable; 0 nodes skipped")
+
+
+def test_progress_counts_what_is_done_running_and_waiting():
+    a, b, c, d = node_runs("a", "b", "c", "d")
+    a.state, a.result = "done", outcomes.outcome("succeeded", None, None)
+    b.state, b.result = "done", outcomes.outcome("failed", "Error", None)
+    c.state = "created"
+    assert run.progress_counts([a, b, c, d], active=1) == {"desired": 4, "succeeded": 1, "failed": 1, "active": 1,
+                                                           "waiting": 1}

@@ -93,7 +93,14 @@ CRON = {"name": "nightly", "schedule": "30 2 * * *", "time_zone": "Europe/Berlin
 def test_objects_are_labelled_and_rbac_is_minimal():
     objs = manifests.build_objects(CRON, opts(), sources={"engine.py": "# code"})
     assert [o["kind"] for o in objs] == ["ServiceAccount", "Role", "RoleBinding", "ClusterRole",
-                                         "ClusterRoleBinding", "ConfigMap", "CronJob"]
+                                         "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "CronJob"]
+    # Events about Nodes live in the default namespace: the runner may create events there, nothing more.
+    events_role, events_binding = objs[5], objs[6]
+    assert events_role["metadata"]["namespace"] == events_binding["metadata"]["namespace"] == "default"
+    assert events_role["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
+    assert events_binding["subjects"] == objs[2]["subjects"]
+    quiet = manifests.build_objects(CRON, dict(opts(), node_events="none"), sources={})
+    assert [o["kind"] for o in quiet].count("Role") == 1
     for obj in objs:
         assert obj["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "nodeops.kubernetes",
                                              "nodeops.io/cron-broadcast": "nightly"}
@@ -102,7 +109,7 @@ def test_objects_are_labelled_and_rbac_is_minimal():
     assert cluster_role["metadata"]["name"] == "nodeops-ops-nightly-nodes"
     role_resources = sorted(r for rule in objs[1]["rules"] for r in rule["resources"])
     assert role_resources == ["configmaps", "events", "pods", "pods/log"]
-    assert [r["verbs"] for r in objs[1]["rules"] if r["resources"] == ["events"]] == [["get", "list", "watch"]]
+    assert [r["verbs"] for r in objs[1]["rules"] if r["resources"] == ["events"]] == [["get", "list", "watch", "create"]]
 
 
 def test_cronjob_runs_the_runner_from_the_configmap():

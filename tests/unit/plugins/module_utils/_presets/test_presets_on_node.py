@@ -66,7 +66,7 @@ def test_prune_include_and_exclude_patterns(include, exclude, expected):
 def test_prune_sizes_sum_to_bytes_freed(monkeypatch, capsys):
     outputs = {("images", "-o", "json"): {"images": IMAGES}, ("ps", "-a", "-o", "json"): {"containers": CONTAINERS},
                ("info", "-o", "json"): INFO}
-    monkeypatch.setattr(image_prune, "_crictl", lambda *args: outputs[args])
+    monkeypatch.setattr(image_prune, "_crictl", lambda *args, **kwargs: outputs.get(args, {}))
     result = image_prune.on_node({"dry_run": True})
     assert result["images_removed_count"] == 3
     assert result["bytes_freed"] == 70000000 + 12000000 + 150000000
@@ -79,7 +79,7 @@ def test_main_prints_a_parseable_result_line(monkeypatch, capsys):
     monkeypatch.setenv(node_main.ENV, json.dumps({"preset": "image_prune", "params": params}))
     outputs = {("images", "-o", "json"): {"images": IMAGES}, ("ps", "-a", "-o", "json"): {"containers": CONTAINERS},
                ("info", "-o", "json"): INFO}
-    monkeypatch.setattr(image_prune, "_crictl", lambda *args: outputs[args])
+    monkeypatch.setattr(image_prune, "_crictl", lambda *args, **kwargs: outputs.get(args, {}))
     assert node_main.main() == 0
     parsed = parse_result(capsys.readouterr().out)
     assert parsed["images_removed"] == ["docker.io/library/nginx:1.25"] and parsed["bytes_freed"] == 70000000
@@ -149,7 +149,7 @@ def test_crictl_problems_are_said_plainly(returncode, stderr, expected):
 
 
 def test_a_host_without_crictl_gives_a_result_with_the_error(monkeypatch, capsys):
-    def no_crictl(*args):
+    def no_crictl(*args, **kwargs):
         raise HostProblem(image_prune.crictl_problem(args, 127, "nsenter: failed to execute crictl"))
     monkeypatch.setattr(image_prune, "_crictl", no_crictl)
     monkeypatch.setenv(node_main.ENV, json.dumps({"preset": "image_prune", "params": {}}))
@@ -182,3 +182,34 @@ def test_journal_vacuum_says_plainly_when_the_host_has_no_journalctl(monkeypatch
     result = parse_result(capsys.readouterr().out)
     assert result["errors"] == ["journalctl is not installed on the node's host (not on its PATH); "
                                 "journal_vacuum needs it"]
+
+
+MOUNTPOINT = "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs"
+IMAGEFS = {"status": {"imageFilesystems": [{"timestamp": "1", "usedBytes": {"value": "1"},
+                                            "fsId": {"mountpoint": MOUNTPOINT}}]}}
+
+
+def test_image_filesystem_usage_as_df_computes_it():
+    assert image_prune.imagefs_mountpoint(IMAGEFS) == "/var/lib/containerd/io.containerd.snapshotter.v1.overlayfs"
+    assert image_prune.imagefs_mountpoint({}) is None
+    # 4096-byte blocks: 1000 in all, 200 free, 150 available to non-root: used 800 of 950 usable.
+    assert image_prune.usage_percent("4096 1000 200 150\n") == 84.2
+
+
+@pytest.mark.parametrize("threshold, pruned", [(85, False), (84, True), (0, True), (100, False)])
+def test_prune_only_at_or_above_the_threshold(monkeypatch, capsys, threshold, pruned):
+    outputs = {("images", "-o", "json"): {"images": IMAGES}, ("ps", "-a", "-o", "json"): {"containers": CONTAINERS},
+               ("info", "-o", "json"): INFO, ("imagefsinfo", "-o", "json"): IMAGEFS}
+    calls = []
+
+    def crictl(*args, **kwargs):
+        calls.append((args, kwargs.get("endpoint")))
+        return outputs[args]
+    monkeypatch.setattr(image_prune, "_crictl", crictl)
+    monkeypatch.setattr(image_prune, "host_run", lambda argv: (0, b"4096 1000 200 150\n", ""))
+    result = image_prune.on_node({"dry_run": True, "disk_usage_above": threshold,
+                                  "runtime_endpoint": "unix:///run/crio/crio.sock"})
+    assert result["disk_usage_before"] == 84.2 and result["skipped_below_threshold"] is (not pruned)
+    assert result["images_removed_count"] == (3 if pruned else 0)
+    assert all(endpoint == "unix:///run/crio/crio.sock" for _args, endpoint in calls)
+    assert (("images", "-o", "json"), "unix:///run/crio/crio.sock") in calls if pruned else len(calls) == 1

@@ -1,0 +1,111 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""When a run stops starting pods: the maintenance window and the failure budget. Pure.
+
+* ``window``: ``{"end": "05:00", "time_zone": "Europe/Berlin"}`` closes at the next 05:00 in that
+  zone after the run starts; ``{"duration": "2h"}`` closes that long after it starts.
+* ``max_failures``: a number, or a percentage of the eligible nodes. Once more nodes than that
+  have failed, no new pod starts. ``failure_policy: fail_fast`` is the budget 0 (and also deletes
+  the active pods).
+
+Pods already running when a run stops starting finish and are reported; the nodes never started
+get the outcome ``not_started`` with the reason.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import re
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput
+
+END = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+WINDOW_CLOSED = "WindowClosed"
+BUDGET_EXHAUSTED = "FailureBudgetExhausted"
+
+
+def _zone(name):
+    try:
+        from zoneinfo import ZoneInfo
+        return ZoneInfo(name)
+    except Exception:   # noqa: BLE001 -- ZoneInfoNotFoundError, ValueError, or no time zone database
+        return None
+
+
+def parse_window(window):
+    """The ``window`` option, checked: None, {"end", "time_zone"} or {"duration_s"}. Raises InvalidInput."""
+    if not window or all(window.get(k) is None for k in ("end", "duration")):
+        return None
+    end, duration = window.get("end"), window.get("duration")
+    if end is not None and duration is not None:
+        raise InvalidInput("window", window, "either end (with time_zone) or duration, not both")
+    if duration is not None:
+        text = str(duration).strip()
+        match = DURATION.match(text) if not text.isdigit() else None
+        seconds = int(text) if text.isdigit() else (
+            int(match.group(1) or 0) * 3600 + int(match.group(2) or 0) * 60 + int(match.group(3) or 0)
+            if match else 0)
+        if seconds < 1:
+            raise InvalidInput("window.duration", duration, "a duration such as 90m, 2h, 1h30m or a number of seconds")
+        return {"duration_s": seconds}
+    if not isinstance(end, str) or not END.match(end.strip()):
+        raise InvalidInput("window.end", end, "a time of day HH:MM, such as 05:00")
+    zone = window.get("time_zone") or "UTC"
+    if _zone(zone) is None:
+        raise InvalidInput("window.time_zone", zone, "an IANA time zone such as Europe/Berlin or UTC")
+    return {"end": end.strip(), "time_zone": zone}
+
+
+def parse_max_failures(value):
+    """None, ("count", n) or ("percent", p). Raises InvalidInput."""
+    accepted = "a number of failed nodes of at least 0, or a percentage of the eligible nodes from 0% to 100%"
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput("max_failures", value, accepted)
+    text = str(value).strip()
+    if text.isdigit():
+        return ("count", int(text))
+    if text.endswith("%") and text[:-1].strip().isdigit() and 0 <= int(text[:-1]) <= 100:
+        return ("percent", int(text[:-1]))
+    raise InvalidInput("max_failures", value, accepted)
+
+
+def failure_budget(max_failures, eligible, fail_fast=False):
+    """How many nodes may fail before no new pod starts (None: no budget)."""
+    if fail_fast:
+        return 0
+    if max_failures is None:
+        return None
+    kind, n = max_failures
+    return n if kind == "count" else eligible * n // 100
+
+
+def window_closes_at(window, started):
+    """When the window closes (aware UTC datetime) for a run started at ``started``, or None."""
+    if not window:
+        return None
+    if "duration_s" in window:
+        return started + datetime.timedelta(seconds=window["duration_s"])
+    zone = _zone(window["time_zone"])
+    if zone is None:
+        raise InvalidInput("window.time_zone", window["time_zone"], "a time zone this Python's zoneinfo knows")
+    hour, minute = (int(p) for p in window["end"].split(":"))
+    local = started.astimezone(zone)
+    end = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if end <= local:
+        end = (end.replace(tzinfo=None) + datetime.timedelta(days=1)).replace(tzinfo=zone)
+    return end.astimezone(datetime.timezone.utc)
+
+
+def stop_starting(now, closes_at, failures, budget):
+    """(reason, message) when no new pod may start now, or None."""
+    if budget is not None and failures > budget:
+        return BUDGET_EXHAUSTED, "not started: failure budget of %d exhausted (%d nodes failed)" % (budget, failures)
+    if closes_at is not None and now >= closes_at:
+        return WINDOW_CLOSED, "not started: maintenance window closed at %s" % closes_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None
