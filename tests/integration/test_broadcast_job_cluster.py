@@ -121,6 +121,7 @@ def test_fail_fast_stops_creating_and_deletes_active_pods(tmp_path, core, namesp
         "pod_annotations": {"sim.nodeops.io/exit-code." + first: "9", "sim.nodeops.io/delay." + first: "1s",
                             "sim.nodeops.io/delay." + slow: "1h"}})
     assert result["failed"] is True
+    assert "of 4 nodes failed: %s" % first in result["msg"] and "budget" not in result["msg"], result["msg"]
     nodes = by_node(result)
     assert (nodes[first]["outcome"], nodes[first]["exit_code"]) == ("failed", 9)
     assert (nodes[slow]["outcome"], nodes[slow]["reason"]) == ("failed", "CancelledByFailFast")

@@ -726,7 +726,7 @@ class BroadcastRun:
             raise RunTimeout("broadcast %s run %s timed out after %ds: %d of %d nodes did not finish"
                              % (opts["name"], self.run_id, opts["timeout"], summary["timed_out"] + summary["not_started"],
                                 summary["desired"]), **result)
-        if self.stopped and self.stopped[0] == limits.BUDGET_EXHAUSTED:
+        if self.stopped and self.stopped[0] == limits.BUDGET_EXHAUSTED and opts["failure_policy"] != "fail_fast":
             raise NodeFailures("broadcast %s run %s: failure budget of %d exhausted: %d of %d nodes failed (%s), "
                                "%d not started" % (opts["name"], self.run_id, self.budget, len(failed),
                                                    summary["desired"], ", ".join(failed[:10]),
