@@ -56,6 +56,15 @@ options:
             nothing is removed and the result says C(skipped_below_threshold) with the usage seen.
           - The usage before and after is reported on every run, with or without this option.
         type: int
+      keep_images_in_cluster:
+        description:
+          - Also keep every image a Pod, Deployment, DaemonSet, StatefulSet, ReplicaSet, Job or CronJob in the cluster
+            refers to, even when nothing runs it now (a Deployment scaled to zero, a suspended CronJob). The engine lists
+            them, cluster-wide and a page at a time, at the start of each run, and passes them to the node script.
+          - Needs C(list) on those kinds cluster-wide; cron_broadcast gives its runner these read-only rights only when
+            this is on.
+        type: bool
+        default: false
       runtime_endpoint:
         description:
           - The CRI socket C(crictl) talks to, for example C(unix:///run/containerd/containerd.sock) (containerd) or

@@ -47,6 +47,11 @@ def batch(api_client):
     return k8s.BatchV1Api(api_client)
 
 
+@pytest.fixture(scope="session")
+def apps(api_client):
+    return k8s.AppsV1Api(api_client)
+
+
 @pytest.fixture
 def namespace(core, request):
     """A fresh namespace per test, deleted afterwards whatever happens."""

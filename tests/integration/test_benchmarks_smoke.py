@@ -38,14 +38,17 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
         if r["contender"] in ("engine", "engine-nologs", "bare", "polling"):
             assert r["output"]["summary"]["succeeded"] == r["size"]
     for r in (r for r in fanout if r["contender"] in ("engine", "bare")):
-        # The apiserver's count of the tool's requests agrees with what its client sent.
-        assert abs(r["tool_requests"] - r["client_requests"]) <= 2, r
+        # The apiserver's count of the tool's requests agrees with what its client sent, but for its events
+        # requests (one list, one watch, the run's summary event), which cannot be told apart from the
+        # scheduler's and the kubelets' own event traffic (harness.TOOL_ROWS).
+        assert abs(r["tool_requests"] - r["client_requests"]) <= 3, r
         assert r["requests"] == r["client_requests"] and r["requests_counted_by"] == "client"
     polling = [r for r in fanout if r["contender"] == "polling"]
     assert all(r["requests"] >= 2 * r["size"] for r in polling), polling   # a create and at least one GET each
     engine = [r for r in fanout if r["contender"] == "engine"]
-    # One create and one log read per node, plus a fixed handful (lists, watches, the run record).
-    assert all(2 * r["size"] <= r["tool_requests"] <= 2 * r["size"] + 15 for r in engine), engine
+    # One create and one log read per node, plus a handful that does not grow with the nodes or the watch
+    # events: lists, watches, the run record, its progress (at most one write per 5 s) and its summary event.
+    assert all(2 * r["size"] <= r["tool_requests"] <= 2 * r["size"] + 15 + r["wall_s"] / 5 + 2 for r in engine), engine
     module = [r for r in fanout if r["contender"] == "module"]
     assert all(r["module_process_peak_rss_mib"] > 5 for r in module)
 

@@ -116,6 +116,29 @@ def test_image_prune_prunes_only_when_the_image_filesystem_is_full_enough(tmp_pa
         real_node.import_images(PRUNABLE)
 
 
+def test_image_prune_keeps_an_image_only_a_scaled_to_zero_deployment_refers_to(
+        tmp_path, namespace, real_node, apps):
+    """keep_images_in_cluster: prune-test-a is referred to only by a Deployment with no replicas; it stays,
+    prune-test-b goes. Without the option both would go (the first test shows that)."""
+    real_node.import_images(PRUNABLE)
+    apps.create_namespaced_deployment(namespace, {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "idle"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "idle"}}, "template": {
+            "metadata": {"labels": {"app": "idle"}},
+            "spec": {"containers": [{"name": "c", "image": PRUNABLE[0]}]}}}})
+    try:
+        args = on_real_node(real_node, namespace, name="keep", preset="image_prune",
+                            image_prune={"include": ["nodeops.local/prune-test-*"], "keep_images_in_cluster": True})
+        rec = only_record(kh.run_module(tmp_path, "broadcast_job", args))
+        assert rec["outcome"] == "succeeded", rec
+        assert rec["result"]["images_removed"] == [PRUNABLE[1]], rec["result"]
+        assert "keeping the" in rec["log"] and "images the cluster's workloads refer to" in rec["log"]
+        left = real_node.crictl_images()
+        assert PRUNABLE[0] in left and PRUNABLE[1] not in left
+    finally:
+        real_node.import_images(PRUNABLE)
+
+
 def _make_tree(real_node, root):
     """Files with set mtimes under ``root`` on the node: two old logs, one new log, one old non-log."""
     old = int(time.time()) - 10 * 86400

@@ -181,7 +181,7 @@ def workload(params):
                                                                    sort_keys=True, separators=(",", ":"))}]
         container["volumeMounts"] = list(container.get("volumeMounts") or []) + [dict(pods.NODE_MOUNT)]
     return {"kind": "preset", "preset": preset, "container": container, "volumes": part["volumes"],
-            "host_pid": part["host_pid"], "node_script": node_script}
+            "host_pid": part["host_pid"], "node_script": node_script, "inputs": list(part.get("inputs") or [])}
 
 
 def validate_identity(params):

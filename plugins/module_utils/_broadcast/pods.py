@@ -11,6 +11,7 @@ import copy
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES, CLUSTER_IMAGES_FILE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import (
     ANNOTATION_NODE,
     LABEL_BROADCAST,
@@ -28,6 +29,8 @@ NODE_COMMAND = ("python3", "-m", NODE_ENTRY)
 # Mounted at the package's own path, so that the volume's items stay short.
 NODE_MOUNT = {"name": "nodeops-node", "mountPath": NODE_ROOT + "/" + shipping.PACKAGE_DIR, "readOnly": True}
 _NODE_FILES = {}
+# The cluster_images input, in the run record, laid next to the node script.
+CLUSTER_IMAGES_KEY = CLUSTER_IMAGES_FILE
 
 
 def node_files(preset):
@@ -130,6 +133,8 @@ def build_pod(opts, run_id, node_name, owner=None, active_deadline=None):
         volumes = copy.deepcopy(workload.get("volumes") or [])
         if workload.get("node_script"):
             items = shipping.mount_items(node_files(workload["preset"]), under_package=True)
+            if CLUSTER_IMAGES in (workload.get("inputs") or []):
+                items.append({"key": CLUSTER_IMAGES_KEY, "path": "_node/" + CLUSTER_IMAGES_FILE})
             volumes.append({"name": NODE_MOUNT["name"], "configMap": {
                 "name": naming.record_name(opts["name"], run_id), "items": items}})
         if volumes:

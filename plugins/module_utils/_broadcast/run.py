@@ -30,7 +30,7 @@ import time
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import events, history, limits, naming, outcomes, pods
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import events, history, inputs, limits, naming, outcomes, pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.options import resolve_parallelism
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
@@ -44,6 +44,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors im
 )
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import Watcher
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import parse_result
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES
 
 CLEANUP_BASE_SECONDS = 60   # time limit of the pods' delete-collection: this, plus
 CLEANUP_PODS_PER_SECOND = 20  # one second per this many pods of the run
@@ -334,6 +335,8 @@ class BroadcastRun:
         if self.opts["workload"].get("node_script"):
             node_files = pods.node_files(self.opts["workload"]["preset"])
             body["data"].update((shipping.config_key(path), source) for path, source in node_files.items())
+        if CLUSTER_IMAGES in (self.opts["workload"].get("inputs") or []):
+            body["data"][pods.CLUSTER_IMAGES_KEY] = json.dumps(inputs.cluster_images(self.client))
         try:
             record = self.client.create(self.client.core_path("configmaps", self.namespace), body,
                                         retry_for=CREATE_RETRY_SECONDS)

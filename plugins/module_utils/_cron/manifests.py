@@ -16,7 +16,8 @@ __metaclass__ = type
 import hashlib
 import json
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import runner, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import inputs, runner, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.events import NODE_EVENTS_NAMESPACE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_CRON
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
@@ -85,7 +86,9 @@ def build_objects(cron, opts, sources=None):
                     "subjects": subject}
     cluster_role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                     "metadata": _meta(names["cluster_role"], None, name),
-                    "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]}
+                    "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
+                    # keep_images_in_cluster: read-only listing of the workloads' images, only when asked.
+                    + (inputs.RBAC_RULES if CLUSTER_IMAGES in (opts["workload"].get("inputs") or []) else [])}
     cluster_binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
                        "metadata": _meta(names["cluster_role"], None, name),
                        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",

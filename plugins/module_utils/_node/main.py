@@ -57,6 +57,11 @@ def parse_result(log_text):
     return None
 
 
+def input_path(name):
+    """Where an input the engine gathered for the preset (see _presets/base.py) lies: next to this file."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), name)
+
+
 def host_run(argv):
     """Run ``argv`` in the host's mount namespace. Returns (exit code, stdout bytes, stderr text)."""
     proc = subprocess.run(list(NSENTER_MOUNT) + list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -19,6 +19,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 HOST_PRIVILEGED = {"privileged": True}
+CLUSTER_IMAGES = "cluster_images"
+CLUSTER_IMAGES_FILE = "cluster-images.json"   # in the node script's directory (_node/)
 
 
 class OptionError(ValueError):
@@ -33,11 +35,14 @@ class OptionError(ValueError):
 
 
 def pod_part(container_name, params=None, command=None, host_pid=False, security=None, volumes=None,
-             mounts=None):
+             mounts=None, inputs=()):
     """The part of the pod a preset decides.
 
     ``params`` (JSON-able) makes the node pod run ``on_node(params)``; ``command`` instead runs that
-    argv in the preset's container. ``volumes`` and ``mounts`` are the host paths it needs.
+    argv in the preset's container. ``volumes`` and ``mounts`` are the host paths it needs. ``inputs``
+    names what the engine gathers from the cluster for the node side, at the start of each run:
+    ``cluster_images`` puts every image the cluster's workloads refer to in ``CLUSTER_IMAGES_FILE``,
+    next to the node script.
     """
     container = {"name": container_name}
     if command is not None:
@@ -46,4 +51,5 @@ def pod_part(container_name, params=None, command=None, host_pid=False, security
         container["securityContext"] = dict(security)
     if mounts:
         container["volumeMounts"] = list(mounts)
-    return {"container": container, "params": params, "host_pid": bool(host_pid), "volumes": list(volumes or [])}
+    return {"container": container, "params": params, "host_pid": bool(host_pid), "volumes": list(volumes or []),
+            "inputs": sorted(inputs)}

@@ -15,8 +15,17 @@ import fnmatch
 import json
 import re
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import MAX_LISTED, HostProblem, host_run, missing_tool, say
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import (
+    MAX_LISTED,
+    HostProblem,
+    host_run,
+    input_path,
+    missing_tool,
+    say,
+)
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import (
+    CLUSTER_IMAGES,
+    CLUSTER_IMAGES_FILE,
     HOST_PRIVILEGED,
     OptionError,
     pod_part,
@@ -30,6 +39,7 @@ OPTIONS = dict(
     exclude=dict(type="list", elements="str", default=[]),
     dry_run=dict(type="bool", default=False),
     disk_usage_above=dict(type="int"),
+    keep_images_in_cluster=dict(type="bool", default=False),
     runtime_endpoint=dict(type="str"),
 )
 DOCUMENTATION = r"""
@@ -62,6 +72,15 @@ suboptions:
         nothing is removed and the result says C(skipped_below_threshold) with the usage seen.
       - The usage before and after is reported on every run, with or without this option.
     type: int
+  keep_images_in_cluster:
+    description:
+      - Also keep every image a Pod, Deployment, DaemonSet, StatefulSet, ReplicaSet, Job or CronJob in the cluster
+        refers to, even when nothing runs it now (a Deployment scaled to zero, a suspended CronJob). The engine lists
+        them, cluster-wide and a page at a time, at the start of each run, and passes them to the node script.
+      - Needs C(list) on those kinds cluster-wide; cron_broadcast gives its runner these read-only rights only when
+        this is on.
+    type: bool
+    default: false
   runtime_endpoint:
     description:
       - The CRI socket C(crictl) talks to, for example C(unix:///run/containerd/containerd.sock) (containerd) or
@@ -85,7 +104,11 @@ def pod(opts):
             raise OptionError("image_prune.runtime_endpoint", endpoint,
                               "a CRI endpoint such as unix:///run/containerd/containerd.sock")
         params["runtime_endpoint"] = endpoint
-    return pod_part("image-prune", params=params, host_pid=True, security=HOST_PRIVILEGED)
+    wanted = []
+    if opts.get("keep_images_in_cluster"):
+        params["keep_images_file"] = CLUSTER_IMAGES_FILE
+        wanted = [CLUSTER_IMAGES]
+    return pod_part("image-prune", params=params, host_pid=True, security=HOST_PRIVILEGED, inputs=wanted)
 
 
 # ------------------------------------------------------------------ the decision (pure)
@@ -121,15 +144,28 @@ def sandbox_images(info):
     return found
 
 
-def plan_image_prune(images, containers, info=None, include=None, exclude=None):
+def normalize_ref(ref):
+    """An image reference as the runtime lists it: ``nginx`` is ``docker.io/library/nginx:latest``. Pure."""
+    name, digest = (ref.split("@", 1) + [None])[:2]
+    first = name.split("/", 1)[0]
+    if "/" not in name or not ("." in first or ":" in first or first == "localhost"):
+        name = "docker.io/" + (name if "/" in name else "library/" + name)
+    if not digest and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name + ("@" + digest if digest else "")
+
+
+def plan_image_prune(images, containers, info=None, include=None, exclude=None, keep_refs=None):
     """Decide which images to remove. Pure.
 
     Kept, always: pinned images, the sandbox (pause) image, and every image a
     container uses. With ``include`` only images with a tag or digest matching
     one of its patterns are considered; ``exclude`` patterns keep images.
+    ``keep_refs`` are images the cluster's workloads refer to (keep_images_in_cluster).
     Returns {"remove": [...], "kept": [{"id", "refs", "why"}]}.
     """
     used = images_in_use(containers)
+    wanted = set(normalize_ref(r) for r in keep_refs or [])
     sandbox = sandbox_images(info)
     remove, kept = [], []
     for image in images or []:
@@ -144,6 +180,8 @@ def plan_image_prune(images, containers, info=None, include=None, exclude=None):
             why = "sandbox image"
         elif names & used:
             why = "in use"
+        elif wanted & set(normalize_ref(r) for r in refs):
+            why = "used in the cluster"
         elif exclude and any(fnmatch.fnmatchcase(r, p) for r in refs for p in exclude):
             why = "excluded"
         elif include and not any(fnmatch.fnmatchcase(r, p) for r in refs for p in include):
@@ -231,7 +269,13 @@ def on_node(params):
         info = _crictl("info", "-o", "json", endpoint=endpoint)
     except (HostProblem, ValueError):
         info = {}
-    plan = plan_image_prune(images, containers, info, params.get("include"), params.get("exclude"))
+    keep_refs = None
+    if params.get("keep_images_file"):
+        # Laid next to the node script by the run record (the cluster_images input).
+        with open(input_path(params["keep_images_file"])) as f:
+            keep_refs = json.load(f)
+        say("keeping the %d images the cluster's workloads refer to" % len(keep_refs))
+    plan = plan_image_prune(images, containers, info, params.get("include"), params.get("exclude"), keep_refs)
     removed, errors = [], []
     for image in plan["remove"]:
         label = image["refs"][0] if image["refs"] else image["id"]

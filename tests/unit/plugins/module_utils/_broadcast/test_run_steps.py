@@ -156,3 +156,16 @@ def test_progress_counts_what_is_done_running_and_waiting():
     c.state = "created"
     assert run.progress_counts([a, b, c, d], active=1) == {"desired": 4, "succeeded": 1, "failed": 1, "active": 1,
                                                            "waiting": 1}
+
+
+def test_the_images_a_workload_refers_to():
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import inputs
+
+    deployment = {"spec": {"replicas": 0, "template": {"spec": {
+        "initContainers": [{"image": "busybox:1.36"}], "containers": [{"image": "nginx:1.25"}, {"image": "nginx:1.25"}]}}}}
+    cron_job = {"spec": {"jobTemplate": {"spec": {"template": {"spec": {"containers": [{"image": "app:2"}]}}}}}}
+    pod = {"spec": {"containers": [{"image": "pause"}], "ephemeralContainers": [{"image": "debug:1"}]}}
+    assert inputs.images_of(deployment, ("spec", "template")) == ["busybox:1.36", "nginx:1.25"]
+    assert inputs.images_of(cron_job, ("spec", "jobTemplate", "spec", "template")) == ["app:2"]
+    assert inputs.images_of(pod, ()) == ["debug:1", "pause"]
+    assert inputs.images_of({}, ("spec", "template")) == []

@@ -101,6 +101,10 @@ def test_objects_are_labelled_and_rbac_is_minimal():
     assert events_binding["subjects"] == objs[2]["subjects"]
     quiet = manifests.build_objects(CRON, dict(opts(), node_events="none"), sources={})
     assert [o["kind"] for o in quiet].count("Role") == 1
+    # Listing the workloads' images only when keep_images_in_cluster asks for it, and read-only.
+    keeping = dict(opts(), workload=dict(opts()["workload"], inputs=["cluster_images"]))
+    rules = manifests.build_objects(CRON, keeping, sources={})[3]["rules"]
+    assert len(rules) == 4 and all(r["verbs"] == ["list"] for r in rules[1:])
     for obj in objs:
         assert obj["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "nodeops.kubernetes",
                                              "nodeops.io/cron-broadcast": "nightly"}

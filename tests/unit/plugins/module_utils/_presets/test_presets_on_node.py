@@ -213,3 +213,23 @@ def test_prune_only_at_or_above_the_threshold(monkeypatch, capsys, threshold, pr
     assert result["images_removed_count"] == (3 if pruned else 0)
     assert all(endpoint == "unix:///run/crio/crio.sock" for _args, endpoint in calls)
     assert (("images", "-o", "json"), "unix:///run/crio/crio.sock") in calls if pruned else len(calls) == 1
+
+
+@pytest.mark.parametrize("ref, normal", [
+    ("nginx", "docker.io/library/nginx:latest"), ("nginx:1.25", "docker.io/library/nginx:1.25"),
+    ("bitnami/redis:7", "docker.io/bitnami/redis:7"), ("quay.io/prometheus/node-exporter", "quay.io/prometheus/node-exporter:latest"),
+    ("localhost:5000/app:1", "localhost:5000/app:1"), ("registry.k8s.io/pause:3.10", "registry.k8s.io/pause:3.10"),
+    ("nginx@sha256:abc", "docker.io/library/nginx@sha256:abc"),
+])
+def test_image_references_are_compared_as_the_runtime_lists_them(ref, normal):
+    assert image_prune.normalize_ref(ref) == normal
+
+
+def test_images_the_cluster_refers_to_are_kept():
+    plan = image_prune.plan_image_prune(IMAGES, CONTAINERS, INFO, keep_refs=["nginx:1.25"])
+    assert "docker.io/library/nginx:1.25" not in removed_tags(plan)
+    assert ("docker.io/library/nginx:1.25", "used in the cluster") in [((k["refs"] or [k["id"]])[0], k["why"])
+                                                                       for k in plan["kept"]]
+    part = image_prune.pod({"keep_images_in_cluster": True})
+    assert part["inputs"] == ["cluster_images"] and part["params"]["keep_images_file"] == "cluster-images.json"
+    assert image_prune.pod({})["inputs"] == []
