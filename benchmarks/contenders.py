@@ -29,15 +29,25 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors im
 
 BROADCAST = "bench"
 TERMINAL = ("Succeeded", "Failed")
+# What an image_prune dry run's node script writes to its termination message on a node with three
+# unused images. kwok runs no containers: its simulated kubelet copies this pod annotation into the
+# container's terminated state, where a real kubelet copies /dev/termination-log (tools/kwok/kwok.yaml).
+RESULT_MESSAGE = "NODEOPS_RESULT " + json.dumps({
+    "bytes_freed": 232000000, "dry_run": True, "errors": [], "preset": "image_prune",
+    "images_removed": ["docker.io/library/nginx:1.25", "docker.io/library/redis:7.2", "quay.io/prometheus/busybox:1"],
+    "images_removed_count": 3, "disk_usage_before": 81.5, "disk_usage_after": None,
+    "skipped_below_threshold": False}, sort_keys=True, separators=(",", ":"))
+SIM_MESSAGE = "sim.nodeops.io/message"
 
 
-def broadcast_params(namespace, selector, name=BROADCAST, log_tail_lines=20):
-    """The one broadcast every fan-out contender runs: a host command that exits at once, on each node."""
+def broadcast_params(namespace, selector, name=BROADCAST, log_on_success=False):
+    """The one broadcast every fan-out contender runs: an image_prune dry run on each node, whose pods
+    end at once, each with its node's result in its termination message."""
     key, _, value = selector.partition("=")
     params = dict((k, copy.deepcopy(v.get("default"))) for k, v in options.BROADCAST_OPTIONS.items())
-    params.update(name=name, namespace=namespace, run_id=None, preset="host_command",
-                  host_command={"command": ["true"], "shell": False}, node_selector={key: value},
-                  parallelism="100%", timeout=3600, pending_timeout=1800, log_tail_lines=log_tail_lines)
+    params.update(name=name, namespace=namespace, run_id=None, preset="image_prune", image_prune={"dry_run": True},
+                  node_selector={key: value}, parallelism="100%", timeout=3600, pending_timeout=1800,
+                  log_on_success=log_on_success, pod_annotations={SIM_MESSAGE: RESULT_MESSAGE})
     return params
 
 
@@ -48,7 +58,7 @@ def _eligible_pods(api, opts, run_id):
 
 def engine(args):
     api = harness.client(counting=True)
-    opts = options.validate(broadcast_params(args.namespace, args.selector, log_tail_lines=args.log_tail_lines))
+    opts = options.validate(broadcast_params(args.namespace, args.selector, log_on_success=args.log_on_success))
     profiler = None
     if args.profile:
         import pyinstrument
@@ -63,7 +73,8 @@ def engine(args):
         with open(args.profile, "w") as f:
             f.write(profiler.output_text(unicode=False, color=False, show_all=False))
     return {"nodes": len(result["nodes"]), "summary": result["summary"], "client_requests": api.sent,
-            "log_tails": sum(1 for r in result["nodes"] if r.get("log") is not None)}
+            "log_tails": sum(1 for r in result["nodes"] if r.get("log") is not None),
+            "results": sum(1 for r in result["nodes"] if (r.get("result") or {}).get("images_removed_count") == 3)}
 
 
 class PhaseWatch(threading.Thread):
@@ -176,7 +187,8 @@ def main(argv=None):
     parser.add_argument("--namespace")
     parser.add_argument("--selector")
     parser.add_argument("--interval", type=float, default=1.0)
-    parser.add_argument("--log-tail-lines", type=int, default=20, help="engine: 0 reads no logs")
+    parser.add_argument("--log-on-success", action="store_true",
+                        help="engine: also read every succeeded node's log (one more request per node)")
     parser.add_argument("--profile")
     parser.add_argument("--out")
     parser.add_argument("--exclude", action="append", default=[])

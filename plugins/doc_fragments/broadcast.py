@@ -237,6 +237,8 @@ options:
       time_zone:
         description:
           - IANA time zone of I(end), for example C(Europe/Berlin). Default C(UTC).
+          - M(nodeops.kubernetes.cron_broadcast) ships the zone's rules from the controller's zone database with the
+            runner, and the runner uses them, so the runner's image needs no time zone database.
         type: str
       duration:
         description:
@@ -302,7 +304,14 @@ options:
     choices: [ on_success, always, never ]
   log_tail_lines:
     description:
-      - Lines of each pod's log to return. C(0) reads no logs.
+      - Lines of each pod's log to return. C(0) returns no logs.
+      - A failed node's log is its container's termination message. Every pod's containers get
+        C(terminationMessagePolicy=FallbackToLogsOnError) (unless a I(pod_template) sets another), so the kubelet
+        puts the last lines of a failed container's log (at most 80 lines and 2 KiB) in the pod status that
+        the module already watches, and no log is read through the API.
+      - The log is read through the API only when a failed container left no termination message, when a preset's
+        result did not fit in its termination message (4096 bytes), or for a succeeded node with
+        I(log_on_success=true).
     type: int
     default: 20
   log_max_bytes:
@@ -310,6 +319,13 @@ options:
       - At most this many bytes of each pod's log.
     type: int
     default: 8192
+  log_on_success:
+    description:
+      - Also return the log tail of nodes that succeeded, read through the API: one more request per node.
+      - A preset's result (what it removed, bytes freed) does not need it. The preset writes it to its
+        container's termination message, and the module reads it from the pod status.
+    type: bool
+    default: false
   pod_labels:
     description:
       - Extra labels for the pods.

@@ -93,14 +93,27 @@ cron_broadcasts:
       description: The newest recorded run, with its per-node outcomes.
       type: dict
     history:
-      description: The newest I(runs) runs, each with run_id, job, started_at, finished_at, state, summary and nodes.
+      description:
+        - The newest I(runs) runs, each with run_id, job, started_at, finished_at, state, summary, removed and nodes.
+        - This is the record of what was removed. Each node's C(result) is its preset's result. It lists what was
+          removed (C(images_removed) or C(files_removed), at most 50 names) and gives the full count and
+          C(bytes_freed). Each run's C(removed) holds the totals over its nodes (C(bytes_freed), C(items),
+          C(nodes_reporting)).
+        - "How it is bounded: at most the cron broadcast's I(history_limit) runs, in one ConfigMap of at most 512 KiB.
+          When the runs do not fit, detail goes in this order: the older runs' logs (oldest first), then the older
+          runs' lists of names (their counts and bytes stay, with C(lists_dropped=true)), then the newest run's logs,
+          then the oldest runs, then the newest run's lists, and last its succeeded nodes (C(nodes_dropped) counts
+          them). Every run that is kept keeps its summary and C(removed)."
       type: list
       elements: dict
   sample:
     - name: nightly-prune
       schedule: "30 2 * * *"
       suspended: false
-      history: [{run_id: "1123023000ab12", state: succeeded, summary: {desired: 8, succeeded: 8}}]
+      history: [{run_id: "1123023000ab12", state: succeeded, summary: {desired: 8, succeeded: 8},
+                 removed: {bytes_freed: 1856000000, items: 24, nodes_reporting: 8},
+                 nodes: [{node: node-1, outcome: succeeded, result: {images_removed: ["docker.io/library/nginx:1.25"],
+                                                                    images_removed_count: 3, bytes_freed: 232000000}}]}]
 runs:
   description:
     - Runs still in the cluster (their run record exists), from broadcast_job or a cron broadcast's runner.

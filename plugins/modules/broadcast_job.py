@@ -184,13 +184,20 @@ nodes:
           C(FailFast) or C(NotStarted) (the run's timeout or an abort).
       type: str
     message:
-      description: Longer explanation, for example the scheduler's message for an unschedulable pod.
+      description:
+        - Longer explanation, for example the scheduler's message for an unschedulable pod, a preset's errors,
+          or the last line of a failed container's log.
       type: str
     log:
-      description: Tail of the pod's log (I(log_tail_lines), I(log_max_bytes)), read before the pod was deleted.
+      description:
+        - Tail of the pod's log (I(log_tail_lines), I(log_max_bytes)).
+        - For a failed node, the tail the kubelet put in the container's termination message; for a succeeded node,
+          only with I(log_on_success=true), read through the API before the pod was deleted.
       type: str
     result:
-      description: What a preset did, parsed from its output (images or files removed, bytes freed).
+      description:
+        - What a preset did (images or files removed, bytes freed), from the result line the node script wrote to its
+          termination message, or from the log when it did not fit there.
       type: dict
       returned: for presets, when the pod printed a result
     started_at:

@@ -122,16 +122,19 @@ class AuditLog:
                 events.append(json.loads(line))
         return events
 
-    def writes_since(self, offset, user=ADMIN_USER, namespace=None, settle=1.0):
+    def writes_since(self, offset, user=ADMIN_USER, namespace=None, settle=1.0, reads=False):
         """Write events by ``user`` (and in ``namespace``) recorded after ``offset``.
 
         Waits ``settle`` seconds first: the apiserver records an event as the
         response completes, which can trail the client's view slightly.
+        The only reads the policy records are pod log reads: ``reads=True`` returns those instead.
         """
         time.sleep(settle)
         out = []
         for event in self.events_since(offset):
             if event.get("stage") != "ResponseComplete":
+                continue
+            if (event.get("verb") in ("get", "list", "watch")) != reads:
                 continue
             if user and event.get("user", {}).get("username") != user:
                 continue
@@ -144,6 +147,11 @@ class AuditLog:
                         "subresource": ref.get("subresource"), "namespace": ref.get("namespace"),
                         "name": ref.get("name"), "code": event.get("responseStatus", {}).get("code")})
         return out
+
+    def log_reads_since(self, offset, user=ADMIN_USER, namespace=None):
+        """The pod names whose log ``user`` read (in ``namespace``) after ``offset``."""
+        return sorted(e["name"] for e in self.writes_since(offset, user, namespace, reads=True)
+                      if (e["resource"], e["subresource"]) == ("pods", "log"))
 
 
 def new_api_client(kubeconfig=KUBECONFIG):

@@ -28,14 +28,14 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
     results = json.loads((tmp_path / "latest.json").read_text())
 
     fanout = results["fanout"]
-    assert {r["contender"] for r in fanout} == {"bare", "engine", "engine-nologs", "module", "polling", "serial"}
+    assert {r["contender"] for r in fanout} == {"bare", "engine", "engine-logread", "module", "polling", "serial"}
     for r in fanout:
         assert r["complete"] and r["rc"] == 0, r
         assert r["wall_s"] > 0 and r["peak_rss_mib"] > 5
         rows = r["apiserver_rows"]
         # Every contender made its pods: one create per node reached the apiserver.
         assert rows.get("POST pods", 0) >= r["size"], (r["contender"], rows)
-        if r["contender"] in ("engine", "engine-nologs", "bare", "polling"):
+        if r["contender"] in ("engine", "engine-logread", "bare", "polling"):
             assert r["output"]["summary"]["succeeded"] == r["size"]
     for r in (r for r in fanout if r["contender"] in ("engine", "bare")):
         # The apiserver's count of the tool's requests agrees with what its client sent, but for its events
@@ -46,9 +46,15 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
     polling = [r for r in fanout if r["contender"] == "polling"]
     assert all(r["requests"] >= 2 * r["size"] for r in polling), polling   # a create and at least one GET each
     engine = [r for r in fanout if r["contender"] == "engine"]
-    # One create and one log read per node, plus a handful that does not grow with the nodes or the watch
-    # events: lists, watches, the run record, its progress (at most one write per 5 s) and its summary event.
-    assert all(2 * r["size"] <= r["tool_requests"] <= 2 * r["size"] + 15 + r["wall_s"] / 5 + 2 for r in engine), engine
+    # One create per node and no log read: every node's result came in its pod's termination message. Plus
+    # a handful that does not grow with the nodes or the watch events: lists, watches, the run record, its
+    # progress (at most one write per 5 s) and its summary event.
+    for r in engine:
+        assert r["output"]["results"] == r["size"] and "CONNECT pods/log" not in r["apiserver_rows"], r
+        assert r["size"] <= r["tool_requests"] <= r["size"] + 15 + r["wall_s"] / 5 + 2, r
+    logread = [r for r in fanout if r["contender"] == "engine-logread"]
+    assert logread and all(r["output"]["log_tails"] == r["size"] == r["apiserver_rows"].get("CONNECT pods/log")
+                           for r in logread), logread
     module = [r for r in fanout if r["contender"] == "module"]
     assert all(r["module_process_peak_rss_mib"] > 5 for r in module)
 
@@ -61,9 +67,6 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
 
     assert results["harness"]["node_creation"] and results["harness"]["job_creation"]
     assert results["machine"]["cores"] >= 1 and results["kubernetes"]["gitVersion"].startswith("v1.")
-    nologs = [r for r in fanout if r["contender"] == "engine-nologs"]
-    assert nologs and all(r["output"]["log_tails"] == 0 and "CONNECT pods/log" not in r["apiserver_rows"]
-                          for r in nologs)
     assert len(results["targets"]) == 14 and all(isinstance(t["value"], float) for t in results["targets"])
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| target | value | wanted | met |" in (tmp_path / "latest.md").read_text()

@@ -88,6 +88,55 @@ def test_module_runs_once_on_every_worker(tmp_path, core, namespace, audit):
     kh.wait_for("the garbage collector to delete the pods", lambda: pods_of(core, namespace) == [])
 
 
+def test_results_and_failure_tails_come_from_the_pod_status_with_no_log_read(tmp_path, namespace, labelled_nodes,
+                                                                             audit):
+    """The simulated kubelet puts a result line in each container's termination message, as the node
+    script does on a real node (test_real_node.py shows that), and a failed container's log tail, as
+    FallbackToLogsOnError does. Results and tails come back, and the one log read is the failed node's:
+    its simulated tail holds no result line (a real node script's does), so its result is looked for in
+    the log, as when a result line is longer than the kubelet's 2 KiB tail."""
+    selector, names = labelled_nodes(3)
+    bad = names[1]
+    line = 'NODEOPS_RESULT {"bytes_freed":123,"dry_run":true,"errors":[],"images_removed":["x:1"]}'
+    mark = audit.mark()
+    result = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "tm", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+        "parallelism": "100%", "fail_on_node_failure": False, "cleanup": "always",
+        "pod_annotations": {"sim.nodeops.io/message": line, "sim.nodeops.io/exit-code." + bad: "3"}})
+    assert not result.get("failed"), result.get("msg")
+    nodes = by_node(result)
+    for name in set(names) - {bad}:
+        assert nodes[name]["result"] == {"bytes_freed": 123, "dry_run": True, "errors": [], "images_removed": ["x:1"]}
+        assert nodes[name]["log"] is None and nodes[name]["message"] is None
+    assert nodes[bad]["outcome"] == "failed" and "simulated container done" in nodes[bad]["log"]
+    assert audit.log_reads_since(mark, namespace=namespace) == [nodes[bad]["pod"]]
+    # log_on_success: one log read per succeeded node, and nothing else.
+    mark = audit.mark()
+    again = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "tm", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+        "parallelism": "100%", "log_on_success": True, "pod_annotations": {"sim.nodeops.io/message": line}})
+    assert not again.get("failed"), again.get("msg")
+    ran = [by_node(again)[name] for name in names]
+    assert all("simulated container done" in rec["log"] for rec in ran), ran
+    assert audit.log_reads_since(mark, namespace=namespace) == sorted(rec["pod"] for rec in ran)
+
+
+def test_a_failed_containers_log_tail_is_its_termination_message(tmp_path, namespace, labelled_nodes, audit):
+    selector, names = labelled_nodes(2)
+    template = {"spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]}}
+    mark = audit.mark()
+    result = kh.run_module(tmp_path, "broadcast_job", {
+        "name": "tail", "namespace": namespace, "pod_template": template, "node_selector": selector,
+        "parallelism": "100%", "fail_on_node_failure": False, "cleanup": "always",
+        "pod_annotations": {"sim.nodeops.io/exit-code." + names[0]: "4"}})
+    nodes = by_node(result)
+    assert (nodes[names[0]]["outcome"], nodes[names[0]]["exit_code"]) == ("failed", 4)
+    assert nodes[names[0]]["log"] == "simulated container started\nworking\nsimulated container done\n"
+    assert nodes[names[0]]["message"] == "simulated container done"
+    assert (nodes[names[1]]["outcome"], nodes[names[1]]["log"]) == ("succeeded", None)
+    assert audit.log_reads_since(mark, namespace=namespace) == []
+
+
 def test_continue_runs_every_node_then_fails_and_keeps_failed_pods(tmp_path, core, namespace, labelled_nodes):
     selector, names = labelled_nodes(4)
     bad = names[2]
@@ -191,12 +240,12 @@ def test_a_spent_failure_budget_starts_no_new_pod_and_fails_the_run(tmp_path, co
 
 def test_failed_nodes_get_an_event_on_the_node_and_the_run_one_on_its_record(
         tmp_path, core, namespace, labelled_nodes):
-    selector, names = labelled_nodes(3)
-    bad = sorted(names)[1]
+    selector, names = labelled_nodes(4)
+    bad, other_bad = sorted(names)[1:3]
     result = kh.run_module(tmp_path, "broadcast_job", {
         "name": "ev", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
-        "pod_annotations": {"sim.nodeops.io/exit-code." + bad: "7"}})
-    assert result["failed"] and result["summary"]["failed"] == 1
+        "pod_annotations": {"sim.nodeops.io/exit-code." + bad: "7", "sim.nodeops.io/exit-code." + other_bad: "7"}})
+    assert result["failed"] and result["summary"]["failed"] == 2
     assert not result.get("warnings"), result["warnings"]   # admin may post events: none refused
     run_id = result["run_id"]
 
@@ -208,14 +257,67 @@ def test_failed_nodes_get_an_event_on_the_node_and_the_run_one_on_its_record(
     assert len(events) == 1, [e.message for e in events]
     event = events[0]
     assert (event.reason, event.type, event.involved_object.uid) == ("NodeopsBroadcastFailed", "Warning", bad)
-    assert event.message == "broadcast %s/ev run %s: failed (exit code 7, Error)" % (namespace, run_id)
-    for good in set(names) - {bad}:
+    # The last line of the container's log tail (its termination message) says what went wrong.
+    assert event.message == "broadcast %s/ev run %s: failed (exit code 7, Error, simulated container done)" % (
+        namespace, run_id)
+    assert len(kh.wait_for("the event on the other failed node", lambda: node_events(other_bad))) == 1
+    for good in set(names) - {bad, other_bad}:
         assert node_events(good) == []   # none for successes unless asked
     record = naming.record_name("ev", run_id)
     summary = [e for e in core.list_namespaced_event(namespace, field_selector="involvedObject.kind=ConfigMap").items
                if e.involved_object.name == record]
     assert len(summary) == 1 and summary[0].type == "Normal"
-    assert "of 3 eligible nodes, 2 succeeded, 1 failed;" in summary[0].message
+    assert "of 4 eligible nodes, 2 succeeded, 2 failed;" in summary[0].message
+
+
+def test_keep_images_in_cluster_without_the_rights_it_needs_names_the_option_and_writes_nothing(
+        tmp_path, api_client, namespace, labelled_nodes, audit):
+    user = kh.unique("no-list")
+    granted = kh.grant(api_client, namespace, user, [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete",
+                                                             "deletecollection"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}])
+    try:
+        selector, _names = labelled_nodes(2)
+        mark = audit.mark()
+        result = kh.run_module(tmp_path, "broadcast_job", {
+            "name": "keep", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+            "image_prune": {"keep_images_in_cluster": True}, "impersonate_user": user})
+        assert result["failed"], result
+        assert result["msg"].startswith("image_prune.keep_images_in_cluster=true needs the read-only right to list "
+                                        "pods, deployments, daemonsets, statefulsets, replicasets, jobs, cronjobs"), \
+            result["msg"]
+        assert "refused to list pods" in result["msg"] and "keep_images_in_cluster=false" in result["msg"]
+        # Impersonated requests are audited under the impersonator (the admin), in the namespace.
+        assert audit.writes_since(mark, namespace=namespace) == []
+    finally:
+        kh.revoke(api_client, namespace, granted)
+
+
+def test_events_the_cluster_refuses_cost_a_warning_never_the_results(tmp_path, api_client, namespace,
+                                                                      labelled_nodes):
+    """A user who may run broadcasts but not post events: the run's results are whole, and one warning
+    says how many events were refused and why."""
+    user = kh.unique("no-events")
+    granted = kh.grant(api_client, namespace, user, [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete",
+                                                             "deletecollection"]},
+        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}])
+    try:
+        selector, names = labelled_nodes(3)
+        result = kh.run_module(tmp_path, "broadcast_job", {
+            "name": "noev", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+            "impersonate_user": user, "fail_on_node_failure": False,
+            "pod_annotations": {"sim.nodeops.io/exit-code." + names[0]: "3", "sim.nodeops.io/exit-code." + names[1]: "3"}})
+        assert not result.get("failed"), result.get("msg")
+        assert (result["summary"]["succeeded"], result["summary"]["failed"]) == (1, 2)
+        refused = [w for w in result["warnings"] if "could not post" in w]
+        # Two node events and the run's own, all refused.
+        assert len(refused) == 1 and refused[0].startswith("could not post 3 of 3 events (NodeopsBroadcast"), refused
+        assert "forbidden" in refused[0].lower(), refused
+    finally:
+        kh.revoke(api_client, namespace, granted)
 
 
 def test_a_run_in_progress_shows_its_counts_in_broadcast_info(tmp_path, namespace, labelled_nodes, audit):

@@ -103,6 +103,31 @@ def test_runner_end_to_end_and_history_outlives_pods_and_jobs(tmp_path, api_clie
     assert outcomes == {names[0]: "succeeded", names[1]: "failed", names[2]: "succeeded"}
 
 
+def test_the_history_records_what_each_run_removed_on_each_node(tmp_path, namespace, labelled):
+    """Two runs, each node's result in its termination message (the simulated kubelet's copy of what the
+    node script writes): broadcast_info returns per run and per node the images removed and bytes freed."""
+    selector, names = labelled
+    freed = []
+    for run, images in enumerate([["a:1", "b:1"], ["c:1"]]):
+        result = {"bytes_freed": 1000 * (run + 1), "dry_run": True, "errors": [], "images_removed": images,
+                  "images_removed_count": len(images), "preset": "image_prune"}
+        install(tmp_path, namespace, selector, pod_annotations={
+            "sim.nodeops.io/message": "NODEOPS_RESULT " + json.dumps(result, separators=(",", ":"))})
+        command, env = run_runner.runner_command(namespace, "nightly", str(tmp_path))
+        env["NODEOPS_RUN_ID"] = "removal%d" % run
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        freed.append((images, result["bytes_freed"]))
+    runs = history(tmp_path, namespace)["history"]
+    assert [r["run_id"] for r in runs] == ["removal1", "removal0"]
+    for run, (images, bytes_freed) in zip(runs, reversed(freed)):
+        assert run["removed"] == {"bytes_freed": 3 * bytes_freed, "items": 3 * len(images), "nodes_reporting": 3}
+        ran = [rec for rec in run["nodes"] if rec["node"] in names]
+        assert len(ran) == 3 and all(rec["outcome"] == "skipped" for rec in run["nodes"] if rec not in ran)
+        for rec in ran:
+            assert (rec["result"]["images_removed"], rec["result"]["bytes_freed"]) == (images, bytes_freed), rec
+
+
 def test_runner_token_is_limited_to_its_job(tmp_path, api_client, core, namespace, labelled):
     install(tmp_path, namespace, labelled[0])
     _dir, token = sa_token_dir(core, namespace, tmp_path)

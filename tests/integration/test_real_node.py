@@ -55,16 +55,21 @@ def sleeper_pod(core, namespace, real_node):
 
 
 def test_image_prune_dry_run_lists_exactly_the_unused_images_then_a_real_run_removes_them(
-        tmp_path, namespace, real_node, sleeper_pod):
+        tmp_path, namespace, real_node, sleeper_pod, audit):
     real_node.import_images(PRUNABLE + [EXCLUDED, SLEEPER])
     try:
         before = real_node.crictl_images()
         args = on_real_node(real_node, namespace, name="prune", preset="image_prune",
                             image_prune={"dry_run": True, "exclude": ["nodeops.local/prune-keep-*"]})
+        mark = audit.mark()
         dry = kh.run_module(tmp_path, "broadcast_job", args)
         assert not dry.get("failed"), dry.get("msg")
         rec = only_record(dry)
         assert rec["outcome"] == "succeeded", rec
+        # The result came in the pod status: the kubelet copied the node script's termination message.
+        # The module read no log (the audit policy records every pod log read).
+        assert audit.log_reads_since(mark, namespace=namespace) == []
+        assert rec["log"] is None and rec["message"] is None
         assert sorted(rec["result"]["images_removed"]) == PRUNABLE
         assert rec["result"]["bytes_freed"] == sum(before[ref] for ref in PRUNABLE)
         assert rec["result"]["bytes_freed"] > 900 * 1024     # the two test images are 300 and 600 KiB of data
@@ -93,7 +98,8 @@ def test_image_prune_prunes_only_when_the_image_filesystem_is_full_enough(tmp_pa
         before = real_node.crictl_images()
         args = on_real_node(real_node, namespace, name="thr", preset="image_prune",
                             image_prune={"disk_usage_above": 100, "include": ["nodeops.local/prune-test-*"],
-                                         "runtime_endpoint": "unix:///run/containerd/containerd.sock"})
+                                         "runtime_endpoint": "unix:///run/containerd/containerd.sock"},
+                            log_on_success=True)
         full = only_record(kh.run_module(tmp_path, "broadcast_job", args))
         assert full["outcome"] == "succeeded", full
         result = full["result"]
@@ -128,7 +134,8 @@ def test_image_prune_keeps_an_image_only_a_scaled_to_zero_deployment_refers_to(
             "spec": {"containers": [{"name": "c", "image": PRUNABLE[0]}]}}}})
     try:
         args = on_real_node(real_node, namespace, name="keep", preset="image_prune",
-                            image_prune={"include": ["nodeops.local/prune-test-*"], "keep_images_in_cluster": True})
+                            image_prune={"include": ["nodeops.local/prune-test-*"], "keep_images_in_cluster": True},
+                            log_on_success=True)
         rec = only_record(kh.run_module(tmp_path, "broadcast_job", args))
         assert rec["outcome"] == "succeeded", rec
         assert rec["result"]["images_removed"] == [PRUNABLE[1]], rec["result"]
@@ -195,7 +202,7 @@ def test_journal_vacuum_runs_the_hosts_journalctl_and_removes_archived_journals_
     try:
         before = real_node.sh("find /var/log/journal /run/log/journal -type f -printf '%s\\n' 2>/dev/null; true")
         args = on_real_node(real_node, namespace, name="jv", preset="journal_vacuum",
-                            journal_vacuum={"max_size": "1K", "max_age": "1d"})
+                            journal_vacuum={"max_size": "1K", "max_age": "1d"}, log_on_success=True)
         rec = only_record(kh.run_module(tmp_path, "broadcast_job", args))
         assert rec["outcome"] == "succeeded", rec
         result = rec["result"]
@@ -249,26 +256,53 @@ def test_host_command_runs_in_the_hosts_namespaces(tmp_path, namespace, real_nod
         real_node.sh("rm -f %s" % marker, check=False)
 
 
-def test_a_failing_host_command_comes_back_with_its_exit_code_and_log(tmp_path, namespace, real_node):
+def test_a_failing_host_command_comes_back_with_its_exit_code_and_log(tmp_path, namespace, real_node, audit):
     args = on_real_node(real_node, namespace, name="hcf", preset="host_command",
                         host_command={"command": "echo about to fail; echo disk full >&2; exit 7", "shell": True})
+    mark = audit.mark()
     result = kh.run_module(tmp_path, "broadcast_job", args)
     assert result.get("failed")
     rec = only_record(result)
     assert (rec["outcome"], rec["exit_code"]) == ("failed", 7)
+    # The tail is the kubelet's: FallbackToLogsOnError put the failed container's last lines in its
+    # termination message. No log was read through the API.
     assert "about to fail" in rec["log"] and "disk full" in rec["log"]
+    assert rec["message"] == "disk full", rec
+    assert audit.log_reads_since(mark, namespace=namespace) == []
 
 
-def test_a_users_pod_template_runs_on_the_real_node(tmp_path, namespace, real_node):
+def test_a_preset_that_fails_on_the_node_brings_its_errors_and_tail_in_the_pod_status(
+        tmp_path, namespace, real_node, audit):
+    """A runtime endpoint with no runtime behind it: crictl fails, the node script prints its result
+    line and exits 2, and the kubelet's FallbackToLogsOnError tail carries both to the module."""
+    args = on_real_node(real_node, namespace, name="ipf", preset="image_prune",
+                        image_prune={"runtime_endpoint": "unix:///run/nodeops-no-such-runtime.sock"})
+    mark = audit.mark()
+    rec = only_record(kh.run_module(tmp_path, "broadcast_job", args))
+    assert (rec["outcome"], rec["exit_code"]) == ("failed", 2), rec
+    assert rec["result"]["errors"] and "nodeops-no-such-runtime.sock" in rec["result"]["errors"][0], rec
+    assert rec["message"] == "; ".join(rec["result"]["errors"]) and "NODEOPS_RESULT" in rec["log"]
+    assert audit.log_reads_since(mark, namespace=namespace) == []
+
+
+def test_a_users_pod_template_runs_on_the_real_node(tmp_path, namespace, real_node, audit):
+    """A user's container that writes its own termination message: it is the node's message, with no
+    log read. With log_on_success the log is read too, one request per node."""
+    script = ("import platform; line = 'hello from %s' % platform.node(); print(line); "
+              "open('/dev/termination-log', 'w').write(line)")
     template = {"metadata": {"labels": {"app": "mine"}}, "spec": {"containers": [{
-        "name": "mine", "image": real_node.image,
-        "command": ["python3", "-c", "import platform; print('hello from', platform.node())"]}]}}
+        "name": "mine", "image": real_node.image, "command": ["python3", "-c", script]}]}}
     args = on_real_node(real_node, namespace, name="tpl", pod_template=template)
     del args["image"]
-    result = kh.run_module(tmp_path, "broadcast_job", args)
-    rec = only_record(result)
+    mark = audit.mark()
+    rec = only_record(kh.run_module(tmp_path, "broadcast_job", args))
     assert rec["outcome"] == "succeeded", rec
-    assert "hello from" in rec["log"]
+    assert rec["message"].startswith("hello from") and rec["log"] is None, rec
+    assert audit.log_reads_since(mark, namespace=namespace) == []
+    mark = audit.mark()
+    rec = only_record(kh.run_module(tmp_path, "broadcast_job", dict(args, log_on_success=True)))
+    assert "hello from" in rec["log"], rec
+    assert audit.log_reads_since(mark, namespace=namespace) == [rec["pod"]]
 
 
 # ---------------------------------------------------------------- what only a real node shows
@@ -324,14 +358,17 @@ def test_image_prune_on_a_host_without_a_working_crictl_says_why(tmp_path, names
 
 
 def test_cron_run_now_runs_the_real_runner_in_a_pod_on_the_real_node(tmp_path, api_client, core, namespace,
-                                                                     real_node):
+                                                                     real_node, audit):
     """The CronJob's Job pod runs the runner as its ServiceAccount through the kubernetes Service;
-    the runner creates the node pod, it runs, and broadcast_info reads the history it wrote."""
+    the runner creates the node pod, it runs, and broadcast_info reads the history it wrote. The node's
+    result reaches the runner in the pod status, and the runner's own summary is its termination message."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import parse_result
     from kubernetes import client as k8s
 
     args = on_real_node(real_node, namespace, name="nightly", schedule="0 3 * * *", preset="image_prune",
                         image_prune={"dry_run": True}, run_now=True, runner_image=real_node.image,
                         runner_node_selector=real_node.label, runner_tolerations=real_node.tolerations)
+    mark = audit.mark()
     try:
         installed = kh.run_module(tmp_path, "cron_broadcast", args)
         assert not installed.get("failed"), installed.get("msg")
@@ -347,6 +384,10 @@ def test_cron_run_now_runs_the_real_runner_in_a_pod_on_the_real_node(tmp_path, a
         runner_log = core.read_namespaced_pod_log(runner_pods[0].metadata.name, namespace)
         assert job.status.succeeded == 1, runner_log
         assert "created 1 pods" in runner_log, runner_log
+        summary = parse_result(runner_pods[0].status.container_statuses[0].state.terminated.message)
+        assert (summary["state"], summary["summary"]["succeeded"]) == ("succeeded", 1), summary
+        # The only log read is this test's own, of the runner: none of the node pod.
+        assert audit.log_reads_since(mark, user=None, namespace=namespace) == [runner_pods[0].metadata.name]
         info = kh.run_module(tmp_path, "broadcast_info", {"name": "nightly", "namespace": namespace})
         assert not info.get("failed"), info.get("msg")
         last = info["cron_broadcasts"][0]["last_run"]
@@ -357,6 +398,48 @@ def test_cron_run_now_runs_the_real_runner_in_a_pod_on_the_real_node(tmp_path, a
         assert rec["result"]["dry_run"] is True and rec["result"]["bytes_freed"] > 0, rec["result"]
     finally:
         kh.run_module(tmp_path, "cron_broadcast", {"name": "nightly", "namespace": namespace, "state": "absent"})
+
+
+def test_the_runner_in_its_pod_closes_the_window_in_its_time_zone(tmp_path, api_client, namespace, real_node,
+                                                                   sim_nodes):
+    """A cron broadcast with a window ending at a wall-clock time in New York: the runner, in its pod on the
+    real node, reads the zone's rules that cron_broadcast shipped with it, starts nodes one by one until
+    that moment, and records the rest as not started, with the moment in UTC."""
+    import datetime
+    import zoneinfo
+
+    from kubernetes import client as k8s
+
+    zone = zoneinfo.ZoneInfo("America/New_York")
+    # The next whole minute at least 40 s away: after the first pod starts, long before the fifth would.
+    end_local = (datetime.datetime.now(zone) + datetime.timedelta(seconds=100)).replace(second=0, microsecond=0)
+    end_utc = end_local.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    nodes = [sim_nodes.add(name="w%d-%s" % (i, uuid.uuid4().hex[:5])) for i in range(5)]
+    args = {"name": "windowed", "namespace": namespace, "schedule": "0 3 * * *", "preset": "image_prune",
+            "image_prune": {"dry_run": True}, "nodes": nodes, "parallelism": 1, "run_now": True,
+            "window": {"end": end_local.strftime("%H:%M"), "time_zone": "America/New_York"},
+            "pod_annotations": {"sim.nodeops.io/delay": "30s"}, "runner_image": real_node.image,
+            "runner_node_selector": real_node.label, "runner_tolerations": real_node.tolerations}
+    try:
+        installed = kh.run_module(tmp_path, "cron_broadcast", args)
+        assert not installed.get("failed"), installed.get("msg")
+        batch = k8s.BatchV1Api(api_client)
+        kh.wait_for("the run_now Job to finish", lambda: (lambda s: s.succeeded or s.failed)(
+            batch.read_namespaced_job(installed["job"], namespace).status), timeout=300, interval=2)
+        info = kh.run_module(tmp_path, "broadcast_info", {"name": "windowed", "namespace": namespace})
+        last = info["cron_broadcasts"][0]["last_run"]
+        recs = dict((rec["node"], rec) for rec in last["nodes"] if rec["node"] in nodes)
+        started = [n for n in nodes if recs[n]["outcome"] == "succeeded"]
+        stopped = [n for n in nodes if recs[n]["outcome"] == "not_started"]
+        assert started and stopped and len(started) + len(stopped) == 5, recs
+        assert started == nodes[:len(started)], "nodes start in order, one at a time"
+        for node in stopped:
+            assert (recs[node]["reason"], recs[node]["message"]) == (
+                "WindowClosed", "not started: maintenance window closed at %s" % end_utc), recs[node]
+        # The run is not a failure because of them (fail_on_window_closed is off).
+        assert last["state"] == "succeeded", last
+    finally:
+        kh.run_module(tmp_path, "cron_broadcast", {"name": "windowed", "namespace": namespace, "state": "absent"})
 
 
 # ---------------------------------------------------------------- faults on the real node
@@ -372,7 +455,7 @@ def test_a_fault_on_the_node_mid_run_ends_with_a_clear_outcome_and_loses_no_othe
         "name": "work", "image": real_node.image,
         "command": ["python3", "-u", "-c", "import time; print('started'); time.sleep(20); print('finished')"]}]}}
     args = on_real_node(real_node, namespace, name="fault", pod_template=template, nodes=[real_node.name] + kwok,
-                        timeout=150)
+                        timeout=150, log_on_success=True)
     del args["image"]
 
     def break_the_node():

@@ -10,6 +10,7 @@ a fresh token of the runner's own ServiceAccount: same code, same RBAC.
 """
 
 import argparse
+import base64
 import os
 import subprocess
 import sys
@@ -27,13 +28,14 @@ def runner_command(namespace, name, workdir, job_name=None):
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     volume = pod["volumes"][0]["configMap"]
-    data = api.call("GET", "/api/v1/namespaces/%s/configmaps/%s" % (namespace, volume["name"]))["data"]
+    config_map = api.call("GET", "/api/v1/namespaces/%s/configmaps/%s" % (namespace, volume["name"]))
+    data, binary = config_map.get("data") or {}, config_map.get("binaryData") or {}
     root = os.path.join(workdir, "opt-nodeops")
     for item in volume["items"]:
         target = os.path.join(root, item["path"])
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "w") as f:
-            f.write(data[item["key"]])
+        with open(target, "wb") as f:
+            f.write(data[item["key"]].encode("utf-8") if item["key"] in data else base64.b64decode(binary[item["key"]]))
     token = api.call("POST", "/api/v1/namespaces/%s/serviceaccounts/%s/token" % (namespace, pod["serviceAccountName"]),
                      {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                       "spec": {"audiences": [], "expirationSeconds": 3600}})["status"]["token"]

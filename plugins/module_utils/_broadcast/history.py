@@ -6,6 +6,10 @@
 * The history is a ConfigMap per cron broadcast (``data.runs``: the last N runs, newest first,
   size-capped; ``data.last_run``: the newest without its nodes). The runner writes it after each
   run; broadcast_info reads it.
+* It is also the record of what was removed. Each node keeps its preset's ``result``: what it
+  removed (``images_removed`` or ``files_removed``, at most 50 names, the node script's bound) with the
+  count and ``bytes_freed``; each run keeps ``removed``, the totals over its nodes. How it stays under
+  ``HISTORY_MAX_BYTES`` is ``cap_history``'s order: the totals and the counts are the last to go.
 * The run record is the ConfigMap that owns one run's pods (see run.py); its ``data`` holds the
   run's state, and broadcast_info reads that too.
 """
@@ -20,10 +24,26 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors im
 
 HISTORY_MAX_BYTES = 512 * 1024     # a ConfigMap holds 1 MiB; stay well below
 LOG_CHARS_IN_HISTORY = 2000
+# The lists of removed things in the presets' results, and their counts.
+REMOVED_LISTS = (("images_removed", "images_removed_count"), ("files_removed", "files_removed_count"))
+
+
+def removed_totals(nodes):
+    """What a run removed over all its nodes: items and bytes, and the nodes that reported it. Pure."""
+    totals = {"bytes_freed": 0, "items": 0, "nodes_reporting": 0}
+    for rec in nodes:
+        res = rec.get("result") or {}
+        if "bytes_freed" not in res:
+            continue
+        totals["nodes_reporting"] += 1
+        totals["bytes_freed"] += res.get("bytes_freed") or 0
+        totals["items"] += sum(res.get(count) or len(res.get(items) or []) for items, count in REMOVED_LISTS
+                               if items in res or count in res)
+    return totals
 
 
 def history_entry(run_id, job, started, finished, state, result):
-    """One run as it is kept in the history. Logs are trimmed so that many runs fit."""
+    """One run as it is kept in the history, with its ``removed`` totals. Logs are trimmed so that many runs fit."""
     nodes = []
     for rec in (result or {}).get("nodes") or []:
         rec = dict(rec)
@@ -31,25 +51,59 @@ def history_entry(run_id, job, started, finished, state, result):
             rec["log"] = rec["log"][-LOG_CHARS_IN_HISTORY:]
         nodes.append(rec)
     return {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
-            "summary": (result or {}).get("summary"), "nodes": nodes}
+            "summary": (result or {}).get("summary"), "removed": removed_totals(nodes), "nodes": nodes}
+
+
+def _drop_logs(run):
+    for rec in run.get("nodes") or []:
+        rec["log"] = None
+
+
+def _drop_lists(run):
+    """Keep each node's counts and bytes, drop the names (``lists_dropped`` says so)."""
+    for rec in run.get("nodes") or []:
+        res = rec.get("result")
+        if res and any(res.get(items) for items, _count in REMOVED_LISTS):
+            rec["result"] = dict(res, lists_dropped=True, **dict((items, None) for items, _count in REMOVED_LISTS
+                                                                 if items in res))
+
+
+def _drop_succeeded_nodes(run):
+    """The last resort for one huge run: keep the nodes that did not succeed, and say how many went."""
+    nodes = run.get("nodes") or []
+    kept = [rec for rec in nodes if rec.get("outcome") != "succeeded"]
+    run["nodes_dropped"] = len(nodes) - len(kept)
+    run["nodes"] = kept
 
 
 def cap_history(runs, keep, max_bytes=HISTORY_MAX_BYTES):
-    """Newest first: keep at most ``keep`` runs, then drop node logs, then old runs, to fit ``max_bytes``. Pure."""
+    """Newest first: keep at most ``keep`` runs, then shed detail until they fit in ``max_bytes``. Pure.
+
+    The order, each step only while still too big: the older runs' logs, oldest first; the older runs'
+    lists of removed names (their counts and bytes stay), oldest first; the newest run's logs; the oldest
+    runs, one by one; the newest run's lists; the newest run's succeeded nodes. Every run kept keeps its summary and ``removed`` totals.
+    """
     runs = list(runs)[:keep]
 
-    def size():
-        return len(json.dumps(runs))
+    def fits():
+        return len(json.dumps(runs)) <= max_bytes
 
-    if size() > max_bytes:
-        for run in runs[1:]:
-            for rec in run.get("nodes") or []:
-                rec["log"] = None
-    while len(runs) > 1 and size() > max_bytes:
+    for run in reversed(runs[1:]):
+        if fits():
+            return runs
+        _drop_logs(run)
+    for run in reversed(runs[1:]):
+        if fits():
+            return runs
+        _drop_lists(run)
+    if runs and not fits():
+        _drop_logs(runs[0])
+    while len(runs) > 1 and not fits():
         runs.pop()
-    if size() > max_bytes and runs:
-        for rec in runs[0].get("nodes") or []:
-            rec["log"] = None
+    if runs and not fits():
+        _drop_lists(runs[0])
+    if runs and not fits():
+        _drop_succeeded_nodes(runs[0])
     return runs
 
 
@@ -62,7 +116,7 @@ def record_history(client, namespace, name, entry, keep, labels):
         runs = [r for r in runs if r.get("run_id") != entry["run_id"]]
         runs = cap_history([entry] + runs, keep)
         data = {"runs": json.dumps(runs, sort_keys=True), "last_run": json.dumps(
-            {k: entry[k] for k in ("run_id", "job", "started_at", "finished_at", "state", "summary")},
+            {k: entry[k] for k in ("run_id", "job", "started_at", "finished_at", "state", "summary", "removed")},
             sort_keys=True)}
         try:
             if current is None:

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import Forbidden
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import list_all
 
 # (path, where the pod spec is) of every kind whose pods' images count.
@@ -44,10 +45,23 @@ def images_of(obj, where):
                       for c in spec.get(kind) or [] if c.get("image")))
 
 
+def missing_rights_message(path, refusal):
+    """What a refused list means for the user: the option that needs it, the rights, the way out. Pure."""
+    kinds = ", ".join(path.rsplit("/", 1)[-1] for path, _where in SOURCES)
+    return ("image_prune.keep_images_in_cluster=true needs the read-only right to list %s in every namespace, "
+            "and the API server refused to list %s: %s. Grant those rights (cron_broadcast gives them to its runner "
+            "by itself), or set keep_images_in_cluster=false" % (kinds, path.rsplit("/", 1)[-1], refusal))
+
+
 def cluster_images(client):
-    """Every image the cluster's workloads refer to, sorted and without repeats."""
+    """Every image the cluster's workloads refer to, sorted and without repeats. The engine calls it before
+    the run's first write, so a missing right stops the run with nothing written (``Forbidden``, saying why)."""
     found = set()
     for path, where in SOURCES:
-        for images in list_all(client, path, slim=lambda obj, where=where: images_of(obj, where))[0]:
+        try:
+            pages = list_all(client, path, slim=lambda obj, where=where: images_of(obj, where))[0]
+        except Forbidden as exc:
+            raise Forbidden(missing_rights_message(path, exc.msg), status=exc.status, reason=exc.reason)
+        for images in pages:
             found.update(images)
     return sorted(found)

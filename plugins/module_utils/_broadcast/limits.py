@@ -28,11 +28,24 @@ WINDOW_CLOSED = "WindowClosed"
 BUDGET_EXHAUSTED = "FailureBudgetExhausted"
 
 
+# Time zones read from a file rather than the system's database: the cron runner's, shipped with it.
+_ZONE_FILES = {}
+
+
+def use_zone_file(name, path):
+    """Take time zone ``name``'s rules from the TZif file at ``path``, not from this Python's database: the
+    rules the controller checked the window against, whatever database the runner's image has (or lacks)."""
+    _ZONE_FILES[name] = path
+
+
 def _zone(name):
     try:
         from zoneinfo import ZoneInfo
+        if name in _ZONE_FILES:
+            with open(_ZONE_FILES[name], "rb") as f:
+                return ZoneInfo.from_file(f, key=name)
         return ZoneInfo(name)
-    except Exception:   # noqa: BLE001 -- ZoneInfoNotFoundError, ValueError, or no time zone database
+    except Exception:   # noqa: BLE001 -- ZoneInfoNotFoundError, ValueError, no database, an unreadable file
         return None
 
 
@@ -60,19 +73,27 @@ def parse_window(window):
     return {"end": end.strip(), "time_zone": zone}
 
 
+def parse_count_or_percent(param, value, least, accepted):
+    """("count", n) for a whole number of at least ``least``, or ("percent", p) for "P%" with ``least`` <= P
+    <= 100. Whole numbers may come as text, as Ansible passes them. Pure; raises InvalidInput naming ``param``."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise InvalidInput(param, value, accepted)
+    match = re.match(r"^\s*(\d+)\s*(%?)\s*$", str(value))
+    if not match:
+        raise InvalidInput(param, value, accepted)
+    n = int(match.group(1))
+    if n < least or (match.group(2) and n > 100):
+        raise InvalidInput(param, value, accepted)
+    return ("percent" if match.group(2) else "count", n)
+
+
 def parse_max_failures(value):
     """None, ("count", n) or ("percent", p). Raises InvalidInput."""
-    accepted = "a number of failed nodes of at least 0, or a percentage of the eligible nodes from 0% to 100%"
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise InvalidInput("max_failures", value, accepted)
-    text = str(value).strip()
-    if text.isdigit():
-        return ("count", int(text))
-    if text.endswith("%") and text[:-1].strip().isdigit() and 0 <= int(text[:-1]) <= 100:
-        return ("percent", int(text[:-1]))
-    raise InvalidInput("max_failures", value, accepted)
+    return parse_count_or_percent(
+        "max_failures", value, 0,
+        "a number of failed nodes of at least 0, or a percentage of the eligible nodes from 0% to 100%")
 
 
 def failure_budget(max_failures, eligible, fail_fast=False):

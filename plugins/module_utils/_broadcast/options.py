@@ -20,7 +20,6 @@ __metaclass__ = type
 
 import copy
 import json
-import re
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput
@@ -78,6 +77,7 @@ BROADCAST_OPTIONS = dict(
     cleanup=dict(type="str", default="on_success", choices=["on_success", "always", "never"]),
     log_tail_lines=dict(type="int", default=20),
     log_max_bytes=dict(type="int", default=8192),
+    log_on_success=dict(type="bool", default=False),
     pod_labels=dict(type="dict", default={}),
     pod_annotations=dict(type="dict", default={}),
     resources=dict(type="dict"),
@@ -92,20 +92,9 @@ def broadcast_options():
 
 def parse_parallelism(value):
     """Return ("count", n) or ("percent", p). Raises InvalidInput."""
-    accepted = "a whole number of pods of at least 1, or a percentage of the eligible nodes from 1% to 100%"
-    if isinstance(value, bool):
-        raise InvalidInput("parallelism", value, accepted)
-    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
-        n = int(value)
-        if n < 1:
-            raise InvalidInput("parallelism", value, accepted)
-        return ("count", n)
-    if isinstance(value, str) and re.match(r"^\s*\d+\s*%\s*$", value):
-        p = int(value.strip().rstrip("%").strip())
-        if not 1 <= p <= 100:
-            raise InvalidInput("parallelism", value, accepted)
-        return ("percent", p)
-    raise InvalidInput("parallelism", value, accepted)
+    return limits.parse_count_or_percent(
+        "parallelism", value, 1,
+        "a whole number of pods of at least 1, or a percentage of the eligible nodes from 1% to 100%")
 
 
 def resolve_parallelism(parallelism, eligible):
@@ -257,6 +246,7 @@ def validate(params):
         "cleanup": params["cleanup"],
         "log_tail_lines": params["log_tail_lines"],
         "log_max_bytes": params["log_max_bytes"],
+        "log_on_success": bool(params["log_on_success"]),
         "pod_labels": dict(params["pod_labels"]),
         "pod_annotations": dict(params["pod_annotations"]),
         "resources": params.get("resources"),

@@ -32,6 +32,12 @@ def _terminated(pod):
     return (status.get("state") or {}).get("terminated") or (status.get("lastState") or {}).get("terminated") or {}
 
 
+def termination_message(pod):
+    """The (first) container's termination message: what it wrote to its terminationMessagePath, or
+    with FallbackToLogsOnError the last lines of its log when it failed and wrote nothing. None if empty."""
+    return _terminated(pod).get("message") or None
+
+
 def _condition(pod, kind):
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == kind:
@@ -107,11 +113,13 @@ def classify(pod, pending_for, opts, fatal=None):
     status = pod.get("status") or {}
     phase = status.get("phase")
     term = _terminated(pod)
+    # The termination message is not the outcome's message: it carries a result or a log tail
+    # (see ``termination_message``), which the engine reads on its own.
     if phase == "Succeeded":
-        return outcome("succeeded", term.get("reason") or "Completed", term.get("message"), term.get("exitCode", 0))
+        return outcome("succeeded", term.get("reason") or "Completed", None, term.get("exitCode", 0))
     if phase == "Failed":
         reason = status.get("reason") or term.get("reason") or "Failed"
-        return outcome("failed", reason, status.get("message") or term.get("message"), term.get("exitCode"))
+        return outcome("failed", reason, status.get("message"), term.get("exitCode"))
     if phase == "Running" and opts["restart_policy"] == "OnFailure" and restarts(pod) > opts["restart_limit"]:
         return outcome("failed", "RestartLimitExceeded",
                        "restarted %d times, more than restart_limit=%d" % (restarts(pod), opts["restart_limit"]),

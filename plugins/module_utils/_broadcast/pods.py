@@ -26,6 +26,8 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.nami
 NODE_ENTRY = shipping.PACKAGE + "._node.main"
 NODE_ROOT = "/opt/nodeops-node"
 NODE_COMMAND = ("python3", "-m", NODE_ENTRY)
+# Where a failed container's log tail goes: its termination message (see run.finished_log).
+TERMINATION_POLICY = "FallbackToLogsOnError"
 # Mounted at the package's own path, so that the volume's items stay short.
 NODE_MOUNT = {"name": "nodeops-node", "mountPath": NODE_ROOT + "/" + shipping.PACKAGE_DIR, "readOnly": True}
 _NODE_FILES = {}
@@ -139,6 +141,9 @@ def build_pod(opts, run_id, node_name, owner=None, active_deadline=None):
                 "name": naming.record_name(opts["name"], run_id), "items": items}})
         if volumes:
             pod_spec["volumes"] = volumes
+    for container in pod_spec.get("containers") or []:
+        # A failed container's last log lines reach the pod status: its tail costs no log read.
+        container.setdefault("terminationMessagePolicy", TERMINATION_POLICY)
     pod_spec["restartPolicy"] = opts["restart_policy"]
     pod_spec.setdefault("terminationGracePeriodSeconds", 10)
     pod_spec["tolerations"] = list(pod_spec.get("tolerations") or []) + effective_tolerations(opts)

@@ -60,7 +60,7 @@ class NodeRun:
     """One eligible node during a run (mutable, private to the run)."""
 
     __slots__ = ("node", "pod_name", "pod", "state", "created_at", "confirmed_at", "pending_since", "result",
-                 "log", "log_future", "fatal")
+                 "log", "log_future", "fatal", "message", "fetched")
 
     def __init__(self, node, pod_name):
         self.node = node
@@ -71,9 +71,11 @@ class NodeRun:
         self.confirmed_at = None     # time.monotonic() once the create was answered
         self.pending_since = None
         self.result = None
-        self.log = None
-        self.log_future = None
+        self.log = None              # what the result returns as the node's log
+        self.log_future = None       # a log read through the API, under way
         self.fatal = None            # (reason, message) of a kubelet event saying the pod can never start
+        self.message = None          # the container's termination message, from the watched pod status
+        self.fetched = None          # the log text read through the API, if it was read
 
 
 # ------------------------------------------------------------------ the loop's decisions (pure)
@@ -159,6 +161,45 @@ def progress_counts(node_runs, active):
     return counts
 
 
+def trim_log(text, lines, max_bytes):
+    """The last ``lines`` lines of ``text``, and at most its last ``max_bytes`` bytes. Pure."""
+    if text is None or not lines:
+        return None
+    kept = "\n".join(text.rstrip("\n").split("\n")[-lines:]) + ("\n" if text.endswith("\n") else "")
+    raw = kept.encode("utf-8")
+    if len(raw) > max_bytes:
+        kept = raw[-max_bytes:].decode("utf-8", "ignore")
+    return kept
+
+
+def finished_log(kind, message, opts, wants_result):
+    """For a pod that ended ``kind`` (succeeded or failed) with termination ``message``: the log the
+    result returns without any request, and whether to read the log through the API. Pure.
+
+    Results and failure tails travel in the pod status the run already watches: a node script writes
+    its result line to the termination message, and the kubelet's FallbackToLogsOnError puts a failed
+    container's last log lines there. The log is read through the API only when a wanted result is not
+    in the message (it did not fit), when a failed container left no message, or for a succeeded one
+    when ``log_on_success`` asks for it.
+    """
+    lines = opts["log_tail_lines"]
+    need_result = wants_result and parse_result(message) is None
+    if kind == "failed" and message:
+        return trim_log(message, lines, opts["log_max_bytes"]), need_result
+    if kind == "failed":
+        return None, bool(lines) or need_result
+    return None, (bool(lines) and opts["log_on_success"]) or need_result
+
+
+def last_line(text, limit=300):
+    """The last non-empty line of ``text`` that is not a result line, cut at ``limit`` characters. Pure."""
+    for line in reversed((text or "").splitlines()):
+        line = line.strip()
+        if line and parse_result(line) is None:
+            return line[:limit]
+    return None
+
+
 def due_pending_timeouts(pending, now, pending_timeout):
     """The node runs whose pod has been Pending for ``pending_timeout`` seconds by ``now``."""
     return [r for r in pending if now - r.pending_since >= pending_timeout]
@@ -183,11 +224,16 @@ def node_result(r, started_wall, started):
            "message": res.get("message"), "log": r.log, "started_at": wall(res.get("started_mono")),
            "finished_at": wall(res.get("finished_mono")), "duration_s": duration,
            "restarts": outcomes.restarts(pod) if pod else 0}
-    parsed = parse_result(r.log)
+    parsed = parse_result(r.message)
+    if parsed is None:
+        parsed = parse_result(r.fetched)
     if parsed is not None:
         rec["result"] = parsed
         if rec["outcome"] in outcomes.FAILURES and parsed.get("errors") and not rec["message"]:
             rec["message"] = "; ".join(parsed["errors"][:3])   # the node script's own words
+    if not rec["message"] and rec["outcome"] in ("succeeded", "failed"):
+        # A workload's own termination message, or the last line of a failed container's log tail.
+        rec["message"] = last_line(r.message)
     return rec
 
 
@@ -286,7 +332,7 @@ class BroadcastRun:
             self.pool.shutdown(wait=True)
         for r in self.runs.values():
             if r.log_future is not None:
-                r.log = r.log_future.result()
+                self.take_log(r, r.log_future.result())
         self.stats = {"relists": watchers[0].relists, "reconnects": watchers[0].reconnects + watchers[1].reconnects}
         try:
             remaining = self.cleanup()
@@ -553,7 +599,7 @@ class BroadcastRun:
         if r is None or r.state == "done":
             return
         if r.state in ("created", "creating") and r.pod is not None:
-            r.log = self.read_log(r.pod_name)
+            self.take_log(r, self.read_log(r.pod_name))
             self.client.delete(self.client.core_path("pods", self.namespace, r.pod_name), grace_period=0)
         verdict = outcomes.outcome("lost", "NodeDeleted", "node %s was deleted during the run" % node)
         verdict.update(started_mono=r.created_at, finished_mono=now)
@@ -579,18 +625,32 @@ class BroadcastRun:
         verdict.update(started_mono=r.created_at, finished_mono=now)
         self.set_done(r, verdict)
         if r.pod is not None and verdict["outcome"] in ("succeeded", "failed"):
-            # Read now, while the pod surely exists: before any cleanup or cancellation. The
-            # pool finishes every read before the run deletes anything.
-            r.log_future = self.pool.submit(self.read_log, r.pod_name)
+            r.message = outcomes.termination_message(r.pod)
+            r.log, read = finished_log(verdict["outcome"], r.message, self.opts, self.wants_result)
+            if read:
+                # Read now, while the pod surely exists: before any cleanup or cancellation. The
+                # pool finishes every read before the run deletes anything.
+                r.log_future = self.pool.submit(self.read_log, r.pod_name, self.wants_result)
 
-    def read_log(self, pod_name):
+    @property
+    def wants_result(self):
+        return bool(self.opts["workload"].get("node_script"))
+
+    def take_log(self, r, text):
+        r.fetched = text
+        r.log = trim_log(text, self.opts["log_tail_lines"], self.opts["log_max_bytes"])
+
+    def read_log(self, pod_name, for_result=False):
+        """The tail of a pod's log, through the API. For a result, at least its last line, and up to
+        64 KiB (a result line lists up to 50 items); ``take_log`` trims it to the log options."""
         opts = self.opts
-        if not opts["log_tail_lines"]:
+        if not opts["log_tail_lines"] and not for_result:
             return None
+        query = {"tailLines": max(opts["log_tail_lines"], 1),
+                 "limitBytes": max(opts["log_max_bytes"], 65536) if for_result else opts["log_max_bytes"]}
         path = self.client.core_path("pods", self.namespace, pod_name, "log")
         try:
-            text = self.client.get(path, {"tailLines": opts["log_tail_lines"], "limitBytes": opts["log_max_bytes"]},
-                                   timeout=30)
+            text = self.client.get(path, query, timeout=30)
         except ApiError as exc:
             return "(log unavailable: %s)" % (exc.reason or exc.status)
         return text if isinstance(text, str) else json.dumps(text)
@@ -603,7 +663,7 @@ class BroadcastRun:
         for r in self.runs.values():
             if r.state == ("created" if active else "waiting"):
                 if active and r.pod is not None:
-                    r.log = self.read_log(r.pod_name)
+                    self.take_log(r, self.read_log(r.pod_name))
                     self.delete_pod(r.pod_name, best_effort)
                 verdict = outcomes.outcome(kind, reason, message)
                 verdict.update(started_mono=r.created_at, finished_mono=now if active else None)
@@ -698,12 +758,22 @@ class BroadcastRun:
         posted = events.node_events(self.opts, self.run_id, results, now)
         if self.owner is not None:
             posted.append(events.run_event(self.opts, self.run_id, summary, self.owner, now))
-        for body in posted:
+        if not posted:
+            return
+
+        def post(body):
             try:
                 self.client.create(self.client.core_path("events", body["metadata"]["namespace"]), body)
+                return None
             except ApiError as exc:
-                self.warnings.append("could not post %d events (%s): %s" % (len(posted), body["reason"], exc.msg))
-                return
+                return "%s: %s" % (body["reason"], exc.msg)
+
+        # The run's pool is shut down by now; events get a short-lived one of their own, as many
+        # threads as the run's (a run that failed on 500 nodes posts 500 events).
+        with ThreadPoolExecutor(max_workers=min(self.create_workers, len(posted))) as pool:
+            refused = [why for why in pool.map(post, posted) if why]
+        if refused:
+            self.warnings.append("could not post %d of %d events (%s)" % (len(refused), len(posted), refused[0]))
 
     def result(self, started, started_wall, timed_out, aborted=None):
         opts, plan, runs = self.opts, self.plan, self.runs

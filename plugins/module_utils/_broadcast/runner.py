@@ -14,8 +14,9 @@ nothing to build, nothing to pip install. It talks to the API with ``_kube.api``
 request because it is rotated. Its input is ``runner.json``: the cron
 broadcast's name, its validated options and where its history goes.
 
-It logs progress lines for ``kubectl logs -f``, then one JSON summary line;
-records the run in a history ConfigMap (last N runs, size-capped), which
+It logs progress lines for ``kubectl logs -f``, then one JSON summary line,
+which it also writes as the pod's termination message (``kubectl get pod`` shows
+it, and no log read is needed to see how the run ended); records the run in a history ConfigMap (last N runs, size-capped), which
 outlives every pod and Job; exits 1 when the run failed under its failure
 policy; and on SIGTERM records the run as interrupted and deletes its pods.
 """
@@ -30,14 +31,19 @@ import os
 import signal
 import sys
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history, limits
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine, new_run_id
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import KIND_HISTORY, LABEL_CRON, LABEL_KIND
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import ConnectionConfig, RestClient
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import NodeopsError, RunAborted
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import (
+    TERMINATION_ENV, TERMINATION_LOG, write_termination_message)
 
 INPUT_FILE = "/opt/nodeops/runner.json"
+# Next to the input: the rules of the window's time zone, which cron_broadcast ships, so that the
+# runner's image needs no time zone database.
+ZONE_FILE = "time-zone.tzif"
 
 
 class Interrupted(Exception):
@@ -55,9 +61,13 @@ def _say(text):
 
 def main(environ=None):
     environ = os.environ if environ is None else environ
-    with open(environ.get("NODEOPS_RUNNER_INPUT", INPUT_FILE)) as f:
+    input_file = environ.get("NODEOPS_RUNNER_INPUT", INPUT_FILE)
+    with open(input_file) as f:
         runner_input = json.load(f)
     opts, kept = runner_input["options"], runner_input["history"]
+    if runner_input.get("time_zone_file"):
+        limits.use_zone_file(opts["window"]["time_zone"],
+                             os.path.join(os.path.dirname(input_file), runner_input["time_zone_file"]))
     sa_dir = environ.get("NODEOPS_SA_DIR")
     config = ConnectionConfig.in_cluster()
     if sa_dir:  # a local run with a copied token, as the tests do
@@ -99,9 +109,10 @@ def main(environ=None):
     history.record_history(client, opts["namespace"], kept["configmap"], entry, kept["keep"], labels)
     for rec in entry["nodes"]:
         _say("node %s: %s%s" % (rec["node"], rec["outcome"], " (%s)" % rec["reason"] if rec.get("reason") else ""))
-    sys.stdout.write(json.dumps({"run_id": run_id, "state": state, "summary": entry["summary"]},
-                                sort_keys=True) + "\n")
+    summary = {"run_id": run_id, "state": state, "summary": entry["summary"]}
+    sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     sys.stdout.flush()
+    write_termination_message(summary, environ.get(TERMINATION_ENV, TERMINATION_LOG))
     return code
 
 

@@ -7,14 +7,19 @@ ServiceAccount, Role + RoleBinding (pods, pods/log, ConfigMaps in the
 namespace), ClusterRole + ClusterRoleBinding (nodes: get, list, watch only),
 the ConfigMap with the runner's code and input (runner.json), and the CronJob. Every object
 carries our labels, which is how state=absent and the role find them.
+
+A maintenance window with a time zone ships that zone's rules too (``ZONE_KEY``, the TZif file from
+the controller's zone database): the runner's image needs no time zone database of its own.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import hashlib
 import json
+import os
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import inputs, runner, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES
@@ -25,6 +30,24 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply imp
 CODE_ROOT = "/opt/nodeops"
 RUNNER_ENTRY = runner.__name__
 INPUT_KEY = "runner.json"
+ZONE_KEY = runner.ZONE_FILE
+
+
+def zone_file(name):
+    """The TZif rules of time zone ``name`` from this controller's zone database (the system's, then the
+    tzdata package's), or None. ``name`` was accepted by zoneinfo already (see limits.parse_window)."""
+    import zoneinfo
+
+    for root in zoneinfo.TZPATH:
+        path = os.path.join(root, *name.split("/"))
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                return f.read()
+    try:
+        from importlib import resources
+        return resources.files("tzdata.zoneinfo").joinpath(*name.split("/")).read_bytes()
+    except Exception:   # noqa: BLE001 -- no tzdata package, or it lacks the zone
+        return None
 
 
 def labels(name):
@@ -53,19 +76,27 @@ def _meta(name, namespace, cron_name):
     return meta
 
 
-def build_objects(cron, opts, sources=None):
+def build_objects(cron, opts, sources=None, zone=None):
     """Every object of one cron broadcast. ``cron`` holds the CronJob options, ``opts`` the validated
-    broadcast options. Pure but for ``sources``."""
+    broadcast options. Pure but for ``sources`` and ``zone`` (the window's TZif bytes), read when not given."""
     name, ns = cron["name"], opts["namespace"]
     names = object_names(name, ns)
     sources = sources if sources is not None else runner_sources()
     runner_input = {"cron": name, "options": opts,
                     "history": {"configmap": names["history"], "keep": cron["history_limit"]}}
+    binary = {}
+    time_zone = (opts.get("window") or {}).get("time_zone")
+    if time_zone:
+        tzif = zone if zone is not None else zone_file(time_zone)
+        if tzif:
+            binary[ZONE_KEY] = base64.b64encode(tzif).decode("ascii")
+            runner_input["time_zone_file"] = ZONE_KEY
     data = dict((shipping.config_key(path), source) for path, source in sources.items())
     data[INPUT_KEY] = json.dumps(runner_input, sort_keys=True, indent=1)
     # The CronJob's pod template carries a hash of the code and input, so a change shows in its diff.
-    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps([data, binary], sort_keys=True).encode("utf-8")).hexdigest()[:16]
     items = shipping.mount_items(sources) + [{"key": INPUT_KEY, "path": INPUT_KEY}]
+    items += [{"key": key, "path": key} for key in sorted(binary)]
     sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(names["service_account"], ns, name)}
     role_rules = [
         {"apiGroups": [""], "resources": ["pods"],
@@ -96,6 +127,8 @@ def build_objects(cron, opts, sources=None):
                        "subjects": subject}
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(names["config_map"], ns, name),
                   "data": data}
+    if binary:
+        config_map["binaryData"] = binary
     container = {
         "name": "runner", "image": cron["runner_image"],
         "command": ["python3", "-u", "-m", RUNNER_ENTRY],
@@ -105,6 +138,8 @@ def build_objects(cron, opts, sources=None):
                 {"name": "NODEOPS_JOB_NAME",
                  "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}}],
         "volumeMounts": [{"name": "runner", "mountPath": CODE_ROOT, "readOnly": True}],
+        # The runner writes its summary there; a crash leaves its last log lines there instead.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 65532,
                             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},

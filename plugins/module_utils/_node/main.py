@@ -6,8 +6,15 @@
 The pod mounts its run record, which holds this file and the chosen preset's module (see
 ``_broadcast/shipping.py``), and runs this with ``NODEOPS_PRESET={"preset": name, "params": {...}}``.
 It imports the preset, runs its ``on_node(params)`` and prints progress lines, then the result as one
-``NODEOPS_RESULT {json}`` line that the engine parses from the pod's log (``parse_result``). It exits
-0 when the preset reported no errors, 1 when it did, 2 when the host cannot do the preset at all.
+``NODEOPS_RESULT {json}`` line (``parse_result`` reads it back). It exits 0 when the preset reported no
+errors, 1 when it did, 2 when the host cannot do the preset at all.
+
+How the result reaches the engine without a log read: on success the script also writes the result
+line to the container's termination message (``/dev/termination-log``, at most 4096 bytes), which the
+kubelet copies into the pod status the engine already watches. On failure it writes nothing there, so
+that the kubelet's ``FallbackToLogsOnError`` puts the log's last lines in the message instead: the
+result line and the lines before it, the failure tail. A result too long for the message is left out
+of it, and the engine reads it from the log.
 
 Standard library only. The presets use its helpers: ``say``, ``host_run`` (a command in the host's
 mount namespace, through ``nsenter``; the pod has the host PID namespace) and ``HostProblem``.
@@ -26,6 +33,10 @@ import sys
 ENV = "NODEOPS_PRESET"
 RESULT_MARKER = "NODEOPS_RESULT "
 MAX_LISTED = 50
+TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_ENV = "NODEOPS_TERMINATION_LOG"    # another path, for tests
+# The kubelet keeps at most this many bytes of a container's termination message.
+MAX_TERMINATION_BYTES = 4096
 NSENTER_MOUNT = ("nsenter", "--target", "1", "--mount", "--")
 # The presets' package: this package's sibling (also when run with -m, where __name__ is __main__).
 PRESETS = (__package__ or "ansible_collections.nodeops.kubernetes.plugins.module_utils._node").rsplit(".", 1)[0] \
@@ -44,6 +55,32 @@ def say(text):
 def emit(result):
     sys.stdout.flush()
     say(RESULT_MARKER + json.dumps(result, sort_keys=True))
+
+
+def result_message(result):
+    """The termination message that carries ``result``: one compact result line, or None when it
+    would not fit in the kubelet's 4096 bytes (the engine then reads the result from the log). Pure."""
+    line = RESULT_MARKER + json.dumps(result, sort_keys=True, separators=(",", ":"))
+    return line if len(line.encode("utf-8")) <= MAX_TERMINATION_BYTES else None
+
+
+def write_termination_message(result, path):
+    """Put the result line in the termination message, when the container has one (the kubelet
+    mounts the file; on any other host there is none, and nothing is written)."""
+    message = result_message(result)
+    if message is None:
+        say("the result is longer than a termination message (%d bytes); the engine reads it from the log"
+            % MAX_TERMINATION_BYTES)
+        return False
+    if not os.path.exists(path):
+        return False
+    try:
+        with open(path, "w") as f:
+            f.write(message)
+    except OSError as exc:
+        say("could not write the termination message %s: %s" % (path, exc))
+        return False
+    return True
 
 
 def parse_result(log_text):
@@ -85,7 +122,10 @@ def main(environ=None):
         emit({"preset": request["preset"], "errors": [str(exc)]})
         return 2
     emit(result)
-    return 1 if result.get("errors") else 0
+    if result.get("errors"):
+        return 1     # the kubelet's fallback puts the log tail, result line included, in the message
+    write_termination_message(result, environ.get(TERMINATION_ENV, TERMINATION_LOG))
+    return 0
 
 
 if __name__ == "__main__":

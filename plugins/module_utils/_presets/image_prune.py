@@ -226,10 +226,15 @@ def usage_percent(stat_f_output):
     return round(100.0 * used / (used + avail), 1)
 
 
-def _crictl(*args, **kwargs):
-    endpoint = kwargs.get("endpoint")
+def crictl_argv(endpoint, *args):
+    """crictl with ``args``, at ``endpoint`` (for both its runtime and image services) when one is given,
+    else wherever crictl's own detection finds a runtime. Pure."""
     prefix = ("crictl", "--runtime-endpoint", endpoint, "--image-endpoint", endpoint) if endpoint else ("crictl",)
-    returncode, out, err = host_run(prefix + args)
+    return prefix + tuple(args)
+
+
+def _crictl(*args, **kwargs):
+    returncode, out, err = host_run(crictl_argv(kwargs.get("endpoint"), *args))
     if returncode != 0:
         raise HostProblem(crictl_problem(args, returncode, err))
     return json.loads(out.decode("utf-8")) if out.strip() else {}
@@ -283,8 +288,7 @@ def on_node(params):
             say("would remove %s (%d bytes)" % (label, image["size"]))
             removed.append(image)
             continue
-        rmi = ("crictl", "--runtime-endpoint", endpoint, "--image-endpoint", endpoint) if endpoint else ("crictl",)
-        returncode, _out, err = host_run(rmi + ("rmi", image["id"]))
+        returncode, _out, err = host_run(crictl_argv(endpoint, "rmi", image["id"]))
         if returncode == 0:
             say("removed %s (%d bytes)" % (label, image["size"]))
             removed.append(image)

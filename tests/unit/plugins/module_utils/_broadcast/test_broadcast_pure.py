@@ -209,6 +209,25 @@ def test_pod_template_gets_no_host_access_it_did_not_ask_for():
     assert template["spec"] == {"containers": [{"name": "c", "image": "busybox:1.36"}]}  # not mutated
 
 
+def test_every_container_leaves_its_log_tail_in_its_termination_message_unless_the_template_says_otherwise():
+    template = {"spec": {"containers": [{"name": "c", "image": "i"},
+                                        {"name": "d", "image": "i", "terminationMessagePolicy": "File"}]}}
+    opts = options.validate(params(preset=None, image_prune=None, pod_template=template))
+    containers = pods.build_pod(opts, "r1", "n")["spec"]["containers"]
+    assert [c["terminationMessagePolicy"] for c in containers] == ["FallbackToLogsOnError", "File"]
+    preset_pod = pods.build_pod(options.validate(params()), "r1", "n")
+    assert preset_pod["spec"]["containers"][0]["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_the_termination_message_is_read_apart_from_the_outcome():
+    done = pod("Succeeded", containerStatuses=[{"state": {"terminated": {
+        "exitCode": 0, "reason": "Completed", "message": 'NODEOPS_RESULT {"a":1}'}}}])
+    assert outcomes.classify(done, 0, SPEC)["message"] is None
+    assert outcomes.termination_message(done) == 'NODEOPS_RESULT {"a":1}'
+    assert outcomes.termination_message(outcomes.slim_pod(done)) == 'NODEOPS_RESULT {"a":1}'
+    assert outcomes.termination_message(pod("Running")) is None
+
+
 def test_path_cleanup_mounts_only_its_directory_unprivileged():
     opts = options.validate(params(preset="path_cleanup", image_prune=None,
                                           path_cleanup={"path": "/var/log/app", "older_than_days": 3,

@@ -91,8 +91,50 @@ def test_max_failures_options(value, parsed):
     assert limits.parse_max_failures(value) == parsed
 
 
-@pytest.mark.parametrize("value", [-1, "150%", "lots", True])
+@pytest.mark.parametrize("param, least, value, parsed", [
+    ("parallelism", 1, 3, ("count", 3)), ("parallelism", 1, " 7 ", ("count", 7)), ("parallelism", 1, "100%", ("percent", 100)),
+    ("parallelism", 1, "5 %", ("percent", 5)), ("max_failures", 0, "0%", ("percent", 0)), ("max_failures", 0, 0, ("count", 0)),
+    ("parallelism", 1, 0, None), ("parallelism", 1, "0%", None), ("parallelism", 1, "101%", None),
+    ("parallelism", 1, 2.5, None), ("parallelism", 1, "2.5", None), ("parallelism", 1, "-3", None),
+    ("parallelism", 1, False, None), ("parallelism", 1, None, None), ("parallelism", 1, "%", None),
+])
+def test_one_count_or_percent_parser_for_parallelism_and_the_budget(param, least, value, parsed):
+    if parsed is not None:
+        assert limits.parse_count_or_percent(param, value, least, "x") == parsed
+        return
+    with pytest.raises(InvalidInput) as info:
+        limits.parse_count_or_percent(param, value, least, "what is accepted")
+    assert (info.value.param, info.value.accepted) == (param, "what is accepted")
+
+
+@pytest.mark.parametrize("value", [-1, "150%", "lots", True, 2.5])
 def test_bad_max_failures(value):
     with pytest.raises(InvalidInput) as info:
         limits.parse_max_failures(value)
     assert info.value.param == "max_failures"
+
+
+def test_a_zone_the_database_lacks_comes_from_the_file_cron_broadcast_ships(tmp_path):
+    """The runner's image may have no time zone database: the zone's TZif file, shipped beside its input,
+    gives the same closing time as the database does."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
+
+    tzif = manifests.zone_file("Europe/Berlin")
+    assert tzif and tzif[:4] == b"TZif"
+    started = datetime.datetime(2026, 7, 1, 1, 0, tzinfo=datetime.timezone.utc)
+    expected = limits.window_closes_at({"end": "05:00", "time_zone": "Europe/Berlin"}, started)
+    assert expected == datetime.datetime(2026, 7, 1, 3, 0, tzinfo=datetime.timezone.utc)   # CEST, UTC+2
+    unknown = "Nodeops/Nowhere"
+    with pytest.raises(InvalidInput):
+        limits.window_closes_at({"end": "05:00", "time_zone": unknown}, started)
+    (tmp_path / "zone.tzif").write_bytes(tzif)
+    limits.use_zone_file(unknown, str(tmp_path / "zone.tzif"))
+    try:
+        assert limits.window_closes_at({"end": "05:00", "time_zone": unknown}, started) == expected
+        # The shipped rules win over the database's: a file with other rules gives another time.
+        (tmp_path / "tokyo.tzif").write_bytes(manifests.zone_file("Asia/Tokyo"))
+        limits.use_zone_file(unknown, str(tmp_path / "tokyo.tzif"))
+        assert limits.window_closes_at({"end": "05:00", "time_zone": unknown}, started) == datetime.datetime(
+            2026, 7, 1, 20, 0, tzinfo=datetime.timezone.utc)
+    finally:
+        limits._ZONE_FILES.pop(unknown)

@@ -9,6 +9,8 @@ __metaclass__ = type
 import collections
 import datetime
 
+import pytest
+
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import outcomes, run
 
 
@@ -118,11 +120,70 @@ def test_node_result_reports_wall_times_from_the_clock():
     clock.advance(1.5)
     verdict["finished_mono"] = clock.monotonic()
     r.result = verdict
-    r.log = 'removed x\nNODEOPS_RESULT {"bytes_freed": 7, "errors": []}\n'
+    r.message = 'NODEOPS_RESULT {"bytes_freed":7,"errors":[]}'
     rec = run.node_result(r, started_wall, started)
     assert (rec["started_at"], rec["finished_at"], rec["duration_s"]) == (
         "2026-11-23T02:30:02Z", "2026-11-23T02:30:03Z", 1.5)
     assert rec["pod"] == "p-a" and rec["result"] == {"bytes_freed": 7, "errors": []}
+    assert rec["message"] is None and rec["log"] is None     # the result line is not a message
+
+
+# ---------------------------------------------------------------- results from the termination message
+
+LOG_OPTS = {"log_tail_lines": 20, "log_max_bytes": 8192, "log_on_success": False}
+RESULT = 'NODEOPS_RESULT {"bytes_freed":7,"errors":[]}'
+TAIL = 'removing x\nerror: disk full\nNODEOPS_RESULT {"errors":["disk full"]}\n'
+
+
+@pytest.mark.parametrize("kind, message, opts, wants_result, expected", [
+    # A preset that succeeded: its result is in the status, nothing to read.
+    ("succeeded", RESULT, LOG_OPTS, True, (None, False)),
+    # Its result did not fit in the message: read the log for it, even with no log lines asked for.
+    ("succeeded", None, LOG_OPTS, True, (None, True)),
+    ("succeeded", None, dict(LOG_OPTS, log_tail_lines=0), True, (None, True)),
+    # A workload with no result: a succeeded node's log only when asked.
+    ("succeeded", None, LOG_OPTS, False, (None, False)),
+    ("succeeded", None, dict(LOG_OPTS, log_on_success=True), False, (None, True)),
+    ("succeeded", None, dict(LOG_OPTS, log_on_success=True, log_tail_lines=0), False, (None, False)),
+    # A failure: the kubelet's fallback tail is the log, result line and all.
+    ("failed", TAIL, LOG_OPTS, True, (TAIL, False)),
+    ("failed", TAIL, dict(LOG_OPTS, log_tail_lines=1), True, ('NODEOPS_RESULT {"errors":["disk full"]}\n', False)),
+    ("failed", TAIL, dict(LOG_OPTS, log_tail_lines=0), True, (None, False)),
+    # A tail whose result line was cut (longer than the kubelet's 2 KiB): read the log for it.
+    ("failed", "error: x\n", LOG_OPTS, True, ("error: x\n", True)),
+    # A failed container with no message at all (another terminationMessagePolicy): read its log.
+    ("failed", None, LOG_OPTS, False, (None, True)),
+    ("failed", None, dict(LOG_OPTS, log_tail_lines=0), False, (None, False)),
+])
+def test_finished_log_reads_the_api_only_when_the_status_lacks_it(kind, message, opts, wants_result, expected):
+    assert run.finished_log(kind, message, opts, wants_result) == expected
+
+
+def test_trim_log_keeps_the_last_lines_and_bytes():
+    text = "".join("line %d\n" % i for i in range(30))
+    assert run.trim_log(text, 2, 8192) == "line 28\nline 29\n"
+    assert run.trim_log(text, 20, 8) == "line 29\n"
+    assert run.trim_log("no newline", 5, 100) == "no newline"
+    assert run.trim_log(text, 0, 100) is None and run.trim_log(None, 5, 100) is None
+    assert run.trim_log("\u00e9" * 10, 1, 5) == "\u00e9\u00e9"       # never half a character
+
+
+def test_a_failed_nodes_message_is_the_scripts_errors_or_the_last_line_it_printed():
+    [r, s] = node_runs("a", "b", state="done")
+    r.result = outcomes.outcome("failed", "Error", None, 1)
+    r.message, r.log = TAIL, TAIL
+    rec = run.node_result(r, datetime.datetime(2026, 1, 1), 0)
+    assert rec["message"] == "disk full" and rec["result"] == {"errors": ["disk full"]} and rec["log"] == TAIL
+    s.result = outcomes.outcome("failed", "Error", None, 3)
+    s.message = "starting\ncannot open /data: permission denied\n\n"
+    assert run.node_result(s, datetime.datetime(2026, 1, 1), 0)["message"] == "cannot open /data: permission denied"
+
+
+def test_a_result_the_message_could_not_hold_is_parsed_from_the_log_read():
+    [r] = node_runs("a", state="done")
+    r.result = outcomes.outcome("succeeded", "Completed", None, 0)
+    r.fetched = 'x\nNODEOPS_RESULT {"bytes_freed": 9}\n'
+    assert run.node_result(r, datetime.datetime(2026, 1, 1), 0)["result"] == {"bytes_freed": 9}
 
 
 def test_events_are_one_per_failed_node_and_one_per_run():

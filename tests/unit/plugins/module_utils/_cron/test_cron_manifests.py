@@ -139,9 +139,54 @@ def test_history_is_capped_by_runs_then_size():
     runs = [{"run_id": str(i), "nodes": [{"node": "n", "log": "x" * 1000}]} for i in range(20)]
     assert [r["run_id"] for r in history.cap_history(runs, keep=5)] == ["0", "1", "2", "3", "4"]
     capped = history.cap_history(copy.deepcopy(runs), keep=20, max_bytes=6000)
-    assert len(json.dumps(capped)) <= 6000
+    assert len(json.dumps(capped)) <= 6000 and len(capped) == 20
     assert capped[0]["nodes"][0]["log"] == "x" * 1000      # the newest run keeps its logs
-    assert all(r["nodes"][0]["log"] is None for r in capped[1:])
+    logs = [r["nodes"][0]["log"] is not None for r in capped]
+    assert logs == sorted(logs, reverse=True) and 1 < sum(logs) < 20   # the oldest runs' logs went first
+
+
+def removal_run(run_id, nodes=3, images=50, log="l" * 500):
+    names = ["registry.example/team/app-%03d:v1" % i for i in range(images)]
+    recs = [{"node": "n%d" % i, "outcome": "succeeded", "log": log,
+             "result": {"preset": "image_prune", "images_removed": names, "images_removed_count": images + 7,
+                        "bytes_freed": 1000 * (i + 1)}} for i in range(nodes)]
+    recs.append({"node": "bad", "outcome": "failed", "log": log, "result": {"errors": ["x"]}})
+    return history.history_entry(run_id, "job", "a", "b", "succeeded", {"summary": {}, "nodes": recs})
+
+
+def test_each_run_records_what_its_nodes_removed():
+    entry = removal_run("r1")
+    # 57 on each node: the count is the node's own, beyond the 50 names it lists.
+    assert entry["removed"] == {"bytes_freed": 6000, "items": 3 * 57, "nodes_reporting": 3}
+    files = history.history_entry("r2", "j", "a", "b", "succeeded", {"nodes": [
+        {"node": "n", "result": {"files_removed": ["a.log", "b.log"], "files_removed_count": 2, "bytes_freed": 5}},
+        {"node": "m", "result": None}, {"node": "k", "outcome": "not_started"}]})
+    assert files["removed"] == {"bytes_freed": 5, "items": 2, "nodes_reporting": 1}
+
+
+def test_the_removal_record_outlasts_logs_and_names_as_the_history_is_capped():
+    runs = [removal_run(str(i)) for i in range(10)]
+    full = len(json.dumps(runs))
+    # Logs go first, the oldest runs' first.
+    capped = history.cap_history(copy.deepcopy(runs), keep=10, max_bytes=full - 3000)
+    assert capped[0]["nodes"][0]["log"] and capped[-1]["nodes"][0]["log"] is None
+    assert all(r["nodes"][0]["result"]["images_removed"] for r in capped)
+    # Then the older runs' names; their counts and bytes stay, and every run is still there.
+    no_logs = len(json.dumps([dict(r, nodes=[dict(n, log=None) for n in r["nodes"]]) for r in runs]))
+    capped = history.cap_history(copy.deepcopy(runs), keep=10, max_bytes=no_logs - 3000)
+    assert len(capped) == 10 and capped[0]["nodes"][0]["result"]["images_removed"]
+    oldest = capped[-1]["nodes"][0]["result"]
+    assert oldest["images_removed"] is None and oldest["lists_dropped"] is True
+    assert (oldest["images_removed_count"], oldest["bytes_freed"]) == (57, 1000)
+    # A budget for one run only: the oldest runs go, the newest keeps its totals.
+    capped = history.cap_history(copy.deepcopy(runs), keep=10, max_bytes=len(json.dumps(runs[0])))
+    assert [r["run_id"] for r in capped][0] == "0" and len(capped) < 10
+    # One run too big by itself: its names, then its succeeded nodes go; the failed node and the totals stay.
+    huge = removal_run("big", nodes=40)
+    [capped] = history.cap_history([copy.deepcopy(huge)], keep=1, max_bytes=2000)
+    assert len(json.dumps(capped)) <= 2000
+    assert [n["node"] for n in capped["nodes"]] == ["bad"] and capped["nodes_dropped"] == 40
+    assert capped["removed"] == huge["removed"]
 
 
 def test_history_entry_trims_logs():
@@ -163,3 +208,26 @@ def test_runner_placement_goes_on_the_runner_pod_only(placement, expected):
     assert dict((k, pod_spec[k]) for k in ("nodeSelector", "tolerations") if k in pod_spec) == expected
     runner_input = json.loads(objs[-2]["data"]["runner.json"])
     assert "tolerations" not in runner_input["options"] or runner_input["options"]["tolerations"] == []
+
+
+def test_a_window_with_a_time_zone_ships_the_zones_rules_to_the_runner():
+    import base64
+
+    windowed = dict(opts(), window={"end": "05:00", "time_zone": "Europe/Berlin"})
+    objs = manifests.build_objects(CRON, windowed, sources={"e.py": "# c"}, zone=b"TZif-rules")
+    config_map = [o for o in objs if o["kind"] == "ConfigMap"][0]
+    assert base64.b64decode(config_map["binaryData"][manifests.ZONE_KEY]) == b"TZif-rules"
+    assert json.loads(config_map["data"]["runner.json"])["time_zone_file"] == "time-zone.tzif"
+    pod = objs[-1]["spec"]["jobTemplate"]["spec"]["template"]
+    assert {"key": "time-zone.tzif", "path": "time-zone.tzif"} in pod["spec"]["volumes"][0]["configMap"]["items"]
+    # Other rules, another digest: the change shows in the CronJob's diff.
+    other = manifests.build_objects(CRON, windowed, sources={"e.py": "# c"}, zone=b"TZif-other")
+    assert other[-1]["spec"]["jobTemplate"]["spec"]["template"]["metadata"] != pod["metadata"]
+    # No window, or a duration: nothing shipped.
+    for plain in (opts(), dict(opts(), window={"duration_s": 60})):
+        config_map = [o for o in manifests.build_objects(CRON, plain, sources={"e.py": "# c"}) if o["kind"] == "ConfigMap"]
+        assert "binaryData" not in config_map[0] and "time_zone_file" not in config_map[0]["data"]["runner.json"]
+    # The controller's own zone database has the real rules.
+    real = manifests.build_objects(CRON, windowed, sources={"e.py": "# c"})
+    assert base64.b64decode([o for o in real if o["kind"] == "ConfigMap"][0]["binaryData"]["time-zone.tzif"])[:4] == \
+        b"TZif"

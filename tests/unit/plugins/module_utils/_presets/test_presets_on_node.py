@@ -233,3 +233,23 @@ def test_images_the_cluster_refers_to_are_kept():
     part = image_prune.pod({"keep_images_in_cluster": True})
     assert part["inputs"] == ["cluster_images"] and part["params"]["keep_images_file"] == "cluster-images.json"
     assert image_prune.pod({})["inputs"] == []
+
+
+def test_every_crictl_call_goes_to_the_same_endpoint_rmi_too(monkeypatch):
+    """A real (not dry) run: the listing calls and each rmi name the endpoint, for both of crictl's services."""
+    argvs = []
+
+    def host_run(argv):
+        argvs.append(tuple(argv))
+        if argv[-1] == "json":
+            return 0, json.dumps({("images",): {"images": IMAGES}, ("ps",): {"containers": CONTAINERS},
+                                  ("info",): INFO, ("imagefsinfo",): IMAGEFS}[(argv[5],)]).encode(), ""
+        return 0, b"4096 1000 200 150\n" if argv[0] == "stat" else b"", ""
+    monkeypatch.setattr(image_prune, "host_run", host_run)
+    result = image_prune.on_node({"runtime_endpoint": "unix:///run/crio/crio.sock"})
+    rmis = [a for a in argvs if "rmi" in a]
+    assert len(rmis) == result["images_removed_count"] == 3
+    endpoint = ("crictl", "--runtime-endpoint", "unix:///run/crio/crio.sock", "--image-endpoint",
+                "unix:///run/crio/crio.sock")
+    assert all(a[:5] == endpoint for a in argvs if a[0] == "crictl")
+    assert image_prune.crictl_argv(None, "rmi", "x") == ("crictl", "rmi", "x")
