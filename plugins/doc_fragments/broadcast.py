@@ -321,7 +321,7 @@ options:
     default: 8192
   log_on_success:
     description:
-      - Also return the log tail of nodes that succeeded, read through the API: one more request per node.
+      - Also return the log tail of nodes that succeeded, read through the API (one more request per node).
       - A preset's result (what it removed, bytes freed) does not need it. The preset writes it to its
         container's termination message, and the module reads it from the pod status.
     type: bool

@@ -294,8 +294,8 @@ def test_keep_images_in_cluster_without_the_rights_it_needs_names_the_option_and
         kh.revoke(api_client, namespace, granted)
 
 
-def test_events_the_cluster_refuses_cost_a_warning_never_the_results(tmp_path, api_client, namespace,
-                                                                      labelled_nodes):
+def test_events_the_cluster_refuses_cost_a_warning_never_the_results(
+        tmp_path, api_client, namespace, labelled_nodes):
     """A user who may run broadcasts but not post events: the run's results are whole, and one warning
     says how many events were refused and why."""
     user = kh.unique("no-events")

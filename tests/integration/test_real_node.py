@@ -400,8 +400,8 @@ def test_cron_run_now_runs_the_real_runner_in_a_pod_on_the_real_node(tmp_path, a
         kh.run_module(tmp_path, "cron_broadcast", {"name": "nightly", "namespace": namespace, "state": "absent"})
 
 
-def test_the_runner_in_its_pod_closes_the_window_in_its_time_zone(tmp_path, api_client, namespace, real_node,
-                                                                   sim_nodes):
+def test_the_runner_in_its_pod_closes_the_window_in_its_time_zone(
+        tmp_path, api_client, namespace, real_node, sim_nodes):
     """A cron broadcast with a window ending at a wall-clock time in New York: the runner, in its pod on the
     real node, reads the zone's rules that cron_broadcast shipped with it, starts nodes one by one until
     that moment, and records the rest as not started, with the moment in UTC."""
@@ -424,8 +424,12 @@ def test_the_runner_in_its_pod_closes_the_window_in_its_time_zone(tmp_path, api_
         installed = kh.run_module(tmp_path, "cron_broadcast", args)
         assert not installed.get("failed"), installed.get("msg")
         batch = k8s.BatchV1Api(api_client)
-        kh.wait_for("the run_now Job to finish", lambda: (lambda s: s.succeeded or s.failed)(
-            batch.read_namespaced_job(installed["job"], namespace).status), timeout=300, interval=2)
+
+        def finished():
+            status = batch.read_namespaced_job(installed["job"], namespace).status
+            return status.succeeded or status.failed
+
+        kh.wait_for("the run_now Job to finish", finished, timeout=300, interval=2)
         info = kh.run_module(tmp_path, "broadcast_info", {"name": "windowed", "namespace": namespace})
         last = info["cron_broadcasts"][0]["last_run"]
         recs = dict((rec["node"], rec) for rec in last["nodes"] if rec["node"] in nodes)
