@@ -27,7 +27,7 @@ export NODEOPS_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 export ANSIBLE_FORCE_COLOR := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
+.PHONY: browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
 
 help:
 	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
@@ -72,8 +72,12 @@ demo: venv link cluster
 unit: venv link
 	$(VPY) -m pytest tests/unit benchmarks/tests $(PYTEST_ARGS)
 
+# Debian's headless Chromium for the HTML report's browser test (first time only).
+browser:
+	$(PYTHON) tools/browser.py ensure
+
 # Starts the cluster if needed, and stops it afterwards only if it started it.
-integration: venv link kyverno
+integration: venv link kyverno browser
 	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
 	$(CLUSTER) up; \
 	rc=0; $(VPY) -m pytest tests/integration $(PYTEST_ARGS) || rc=$$?; \

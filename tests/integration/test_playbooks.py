@@ -8,6 +8,7 @@ __metaclass__ = type
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -35,6 +36,25 @@ def test_prune_images_playbook_prints_a_table_per_node(namespace, cluster):
     assert "control plane" in proc.stdout
 
 
+def test_prune_images_on_a_large_cluster_prints_progress_lines_without_v(namespace, cluster):
+    """Above prune_progress_above eligible nodes (0 here) the run goes to the background and the play prints
+    a progress line per look, with no -v; the table and the summary come once it is done."""
+    proc = playbook("prune_images.yml", "-e", "prune_namespace=" + namespace, "-e", "prune_progress_above=0",
+                    "-e", "prune_progress_interval=1", "-e", "prune_parallelism=2",
+                    "-e", '{"prune_pod_annotations": {"sim.nodeops.io/delay": "2s"}}')
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "TASK [Run image_prune once on every eligible node]" in proc.stdout      # the short path: skipped
+    progress = re.findall(r'"msg": "image-prune run p\d+: (\d+) succeeded, (\d+) failed, (\d+) running, (\d+) waiting, '
+                          r'of (\d+) nodes', proc.stdout)
+    assert len(progress) >= 2, proc.stdout
+    done = [int(p[0]) for p in progress]
+    assert done == sorted(done) and any(0 < d < 8 for d in done), progress   # seen mid-run, going up
+    assert all(p[4] == "8" for p in progress)
+    assert "NODE                   OUTCOME" in proc.stdout
+    for i in range(1, 9):
+        assert "kwok-worker-%d " % i in proc.stdout
+
+
 def test_install_report_sweep_and_remove(tmp_path, core, cluster):
     """install_maintenance.yml (the role), report.yml, sweep_dangling_jobs.yml, then removal."""
     import kyverno_tools  # pylint: disable=import-outside-toplevel
@@ -54,10 +74,14 @@ def test_install_report_sweep_and_remove(tmp_path, core, cluster):
         assert fewer.returncode == 0, fewer.stdout + fewer.stderr
         crons = [c.metadata.name for c in k8s.BatchV1Api(core.api_client).list_namespaced_cron_job(namespace).items]
         assert crons == ["nightly-image-prune"]   # the task no longer listed was removed
-        report = playbook("report.yml", "-e", "report_namespace=" + namespace)
+        report = playbook("report.yml", "-e", "report_namespace=" + namespace, "-e", "report_format=both",
+                          "-e", "report_html_path=%s" % (tmp_path / "report.html"))
         assert report.returncode == 0, report.stdout + report.stderr
         assert "== nightly-image-prune  schedule 30 2 * * *" in report.stdout
         assert "no runs recorded yet" in report.stdout
+        assert "No runs recorded yet." in (tmp_path / "report.html").read_text()
+        bad = playbook("report.yml", "-e", "report_namespace=" + namespace, "-e", "report_format=pdf")
+        assert bad.returncode == 2 and "report_format=pdf is invalid; expected text, html or both" in bad.stdout
         assert "weekly-app-logs" not in report.stdout
         sweep = playbook("sweep_dangling_jobs.yml", "-e", "sweep_ttl_seconds=86400")
         assert sweep.returncode == 0, sweep.stdout + sweep.stderr

@@ -1,0 +1,96 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""playbooks/fleet_prune.yml across two real clusters and one that cannot be reached.
+
+The second cluster is a small kwok-only one the test starts beside the main one, on other ports and
+in another state directory (tools/localcluster/cluster.py takes both from the environment), and
+stops afterwards. The third inventory host points at a closed port.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import kube_helpers as kh
+
+CLUSTER = os.path.join(kh.REPO, "tools", "localcluster", "cluster.py")
+SECOND_PORTS = {"NODEOPS_ETCD_PORT": "23891", "NODEOPS_APISERVER_PORT": "16543", "NODEOPS_KWOK_PORT": "10347",
+                "NODEOPS_CM_PORT": "10457", "NODEOPS_SCHED_PORT": "10459"}
+RESULT = "NODEOPS_RESULT " + json.dumps({"bytes_freed": 7340032, "dry_run": True, "errors": [],
+                                         "images_removed": ["docker.io/library/redis:7.2"], "images_removed_count": 1,
+                                         "preset": "image_prune"}, separators=(",", ":"))
+
+
+def closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def second_cluster(cluster, tmp_path_factory):
+    """A second, kwok-only cluster with two nodes; its kubeconfig. Stopped and forgotten afterwards."""
+    state = str(tmp_path_factory.mktemp("second-cluster"))
+    env = dict(os.environ, NODEOPS_CLUSTER_DIR=state, NODEOPS_REAL_NODE="0", NODEOPS_REQUIRE_REAL_NODE="0",
+               NODEOPS_NODES="2", **SECOND_PORTS)
+    up = subprocess.run([sys.executable, CLUSTER, "up"], env=env, capture_output=True, text=True, timeout=300,
+                        check=False)
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        yield os.path.join(state, "kubeconfig")
+    finally:
+        subprocess.run([sys.executable, CLUSTER, "down"], env=env, capture_output=True, timeout=120, check=False)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_one_playbook_prunes_every_cluster_and_one_unreachable_fails_alone(
+        tmp_path, namespace, sim_nodes, second_cluster):
+    tag = kh.unique("fleet")
+    mine = sorted(sim_nodes.add(name="%s-%d" % (tag, i), labels={"nodeops-fleet": tag}) for i in range(2))
+    gone_port = closed_port()
+    common = {"prune_namespace": namespace, "prune_parallelism": "100%",
+              "prune_pod_annotations": {"sim.nodeops.io/message": RESULT}}
+    inventory = {"all": {"children": {"clusters": {
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
+        "hosts": {
+            "main": dict(common, k8s_kubeconfig=kh.KUBECONFIG, prune_node_label_selector="nodeops-fleet=" + tag),
+            "second": dict(common, k8s_kubeconfig=second_cluster),
+            "gone": dict(common, k8s_host="https://127.0.0.1:%d" % gone_port, k8s_api_key="not-a-token",
+                         k8s_validate_certs=False)}}}}}
+    path = tmp_path / "fleet.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="3")
+    env.pop("KUBECONFIG", None)
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(path),
+                           os.path.join(kh.REPO, "playbooks", "fleet_prune.yml")],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    out = proc.stdout
+    assert proc.returncode == 2, out[-4000:] + proc.stderr[-2000:]     # one host failed
+    # One combined table: cluster, node, outcome, bytes freed.
+    rows = [line.strip().strip('",') for line in out.splitlines()
+            if re.match(r'^\s*"(main|second|gone)\s', line)]
+    table = dict(((r.split()[0], r.split()[1]), r.split()[2:4]) for r in rows)
+    for node in mine:
+        assert table[("main", node)] == ["succeeded", "7340032"], rows
+    second = sorted(node for cluster, node in table if cluster == "second")
+    assert second == ["kwok-control-plane", "kwok-worker-1", "kwok-worker-2"], rows
+    assert table[("second", "kwok-worker-1")] == table[("second", "kwok-worker-2")] == ["succeeded", "7340032"]
+    assert table[("second", "kwok-control-plane")][0] == "skipped"
+    assert table[("gone", "-")][0] == "unreachable", rows
+    assert [r for r in rows if r.startswith("gone") and str(gone_port) in r], rows
+    # The unreachable cluster failed its own host only.
+    recap = dict((m.group(1), (int(m.group(2)), int(m.group(3)))) for m in re.finditer(
+        r"^(main|second|gone)\s+: ok=\d+\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)\s+skipped=\d+\s+rescued=(\d+)",
+        out, re.M))
+    assert recap == {"main": (0, 0), "second": (0, 0), "gone": (1, 1)}, out[-3000:]
