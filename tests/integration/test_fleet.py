@@ -94,3 +94,13 @@ def test_one_playbook_prunes_every_cluster_and_one_unreachable_fails_alone(
         r"^(main|second|gone)\s+: ok=\d+\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)\s+skipped=\d+\s+rescued=(\d+)",
         out, re.M))
     assert recap == {"main": (0, 0), "second": (0, 0), "gone": (1, 1)}, out[-3000:]
+
+    # Check mode: the plan of every reachable cluster, nothing written.
+    check = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(path),
+                            "--check", "--limit", "main,second,localhost",
+                            os.path.join(kh.REPO, "playbooks", "fleet_prune.yml")],
+                           env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert check.returncode == 0, check.stdout[-4000:]
+    planned = [line.strip().strip('",') for line in check.stdout.splitlines() if re.match(r'^\s*"(main|second)\s', line)]
+    assert sorted(r.split()[1] for r in planned if " would run " in r and r.startswith("main")) == mine, planned
+    assert '"second: check mode: 2 nodes would run"' in check.stdout, check.stdout[-3000:]
