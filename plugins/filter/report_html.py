@@ -17,8 +17,10 @@ description:
   - Per cron broadcast it shows the last runs with one row per node and one coloured cell per run
     (class C(outcome-<outcome>)). It also shows the bytes each node freed in the newest run as bars, the bytes
     each run freed as a column chart, and the nodes the newest run skipped, with the reason.
-  - The input is either one broadcast_info result, or a list of C({name, info, error}) entries, one per cluster,
-    as C(playbooks/fleet_prune.yml) gathers them.
+  - The input is either one broadcast_info result, or a list of C({name, info, error}) entries, one per cluster
+    (each C(info) a broadcast_info result read from that cluster, or C(error) saying why there is none), to put
+    several clusters on one page.
+  - A dry run's bytes are shown as what it would free (pale blue), never as freed.
 options:
   _input:
     description: A broadcast_info result (with C(cron_broadcasts)), or a list of C({name, info, error}) per cluster.

@@ -98,12 +98,14 @@ cron_broadcasts:
         - This is the record of what was removed. Each node's C(result) is its preset's result. It lists what was
           removed (C(images_removed) or C(files_removed), at most 50 names) and gives the full count and
           C(bytes_freed). Each run's C(removed) holds the totals over its nodes (C(bytes_freed), C(items),
-          C(nodes_reporting)).
+          C(nodes_reporting)); a dry run's figures are counted apart (C(dry_run_nodes), C(would_free_bytes),
+          C(would_remove_items)), never as freed.
         - "How it is bounded: at most the cron broadcast's I(history_limit) runs, in one ConfigMap of at most 512 KiB.
-          When the runs do not fit, detail goes in this order: the older runs' logs (oldest first), then the older
-          runs' lists of names (their counts and bytes stay, with C(lists_dropped=true)), then the newest run's logs,
-          then the oldest runs, then the newest run's lists, and last its succeeded nodes (C(nodes_dropped) counts
-          them). Every run that is kept keeps its summary and C(removed)."
+          When the runs do not fit, detail goes in this order: the older runs' logs (oldest first); their skipped
+          nodes, folded into a count per reason (C(skipped_by_reason)); their lists of names (counts and bytes stay,
+          with C(lists_dropped=true)); the newest run's skipped nodes, folded; its logs; the oldest runs; the newest
+          run's lists; and last its succeeded nodes, then its others (C(nodes_dropped) counts them). Every run that
+          is kept keeps its summary and C(removed)."
       type: list
       elements: dict
   sample:

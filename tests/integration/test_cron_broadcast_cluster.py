@@ -109,9 +109,9 @@ def test_the_history_records_what_each_run_removed_on_each_node(tmp_path, namesp
     selector, names = labelled
     freed = []
     for run, images in enumerate([["a:1", "b:1"], ["c:1"]]):
-        result = {"bytes_freed": 1000 * (run + 1), "dry_run": True, "errors": [], "images_removed": images,
+        result = {"bytes_freed": 1000 * (run + 1), "dry_run": False, "errors": [], "images_removed": images,
                   "images_removed_count": len(images), "preset": "image_prune"}
-        install(tmp_path, namespace, selector, pod_annotations={
+        install(tmp_path, namespace, selector, image_prune={"dry_run": False}, pod_annotations={
             "sim.nodeops.io/message": "NODEOPS_RESULT " + json.dumps(result, separators=(",", ":"))})
         command, env = run_runner.runner_command(namespace, "nightly", str(tmp_path))
         env["NODEOPS_RUN_ID"] = "removal%d" % run
@@ -121,7 +121,8 @@ def test_the_history_records_what_each_run_removed_on_each_node(tmp_path, namesp
     runs = history(tmp_path, namespace)["history"]
     assert [r["run_id"] for r in runs] == ["removal1", "removal0"]
     for run, (images, bytes_freed) in zip(runs, reversed(freed)):
-        assert run["removed"] == {"bytes_freed": 3 * bytes_freed, "items": 3 * len(images), "nodes_reporting": 3}
+        assert run["removed"] == {"bytes_freed": 3 * bytes_freed, "items": 3 * len(images), "nodes_reporting": 3,
+                                  "dry_run_nodes": 0, "would_free_bytes": 0, "would_remove_items": 0}
         ran = [rec for rec in run["nodes"] if rec["node"] in names]
         assert len(ran) == 3 and all(rec["outcome"] == "skipped" for rec in run["nodes"] if rec not in ran)
         for rec in ran:

@@ -40,7 +40,7 @@ def test_prune_images_on_a_large_cluster_prints_progress_lines_without_v(namespa
     """Above prune_progress_above eligible nodes (0 here) the run goes to the background and the play prints
     a progress line per look, with no -v; the table and the summary come once it is done."""
     proc = playbook("prune_images.yml", "-e", "prune_namespace=" + namespace, "-e", "prune_progress_above=0",
-                    "-e", "prune_progress_interval=1", "-e", "prune_parallelism=2",
+                    "-e", "prune_progress_interval=1", "-e", "prune_async_timeout=100", "-e", "prune_parallelism=2",
                     "-e", '{"prune_pod_annotations": {"sim.nodeops.io/delay": "2s"}}')
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "TASK [Run image_prune once on every eligible node]" in proc.stdout      # the short path: skipped

@@ -405,16 +405,19 @@ def test_the_runner_in_its_pod_closes_the_window_in_its_time_zone(
     """A cron broadcast with a window ending at a wall-clock time in New York: the runner, in its pod on the
     real node, reads the zone's rules that cron_broadcast shipped with it, starts nodes one by one until
     that moment, and records the rest as not started, with the moment in UTC."""
+    import base64
     import datetime
+    import json
     import zoneinfo
 
     from kubernetes import client as k8s
 
     zone = zoneinfo.ZoneInfo("America/New_York")
-    # The next whole minute at least 40 s away: after the first pod starts, long before the fifth would.
-    end_local = (datetime.datetime.now(zone) + datetime.timedelta(seconds=100)).replace(second=0, microsecond=0)
+    # The next whole minute 70-130 s away: after the first pod starts (the runner starts in seconds), and
+    # before the sixth of seven 30-second pods would (150 s in).
+    end_local = (datetime.datetime.now(zone) + datetime.timedelta(seconds=130)).replace(second=0, microsecond=0)
     end_utc = end_local.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    nodes = [sim_nodes.add(name="w%d-%s" % (i, uuid.uuid4().hex[:5])) for i in range(5)]
+    nodes = [sim_nodes.add(name="w%d-%s" % (i, uuid.uuid4().hex[:5])) for i in range(7)]
     args = {"name": "windowed", "namespace": namespace, "schedule": "0 3 * * *", "preset": "image_prune",
             "image_prune": {"dry_run": True}, "nodes": nodes, "parallelism": 1, "run_now": True,
             "window": {"end": end_local.strftime("%H:%M"), "time_zone": "America/New_York"},
@@ -423,6 +426,10 @@ def test_the_runner_in_its_pod_closes_the_window_in_its_time_zone(
     try:
         installed = kh.run_module(tmp_path, "cron_broadcast", args)
         assert not installed.get("failed"), installed.get("msg")
+        # The zone's rules go with the runner, and its input says to use them.
+        shipped = k8s.CoreV1Api(api_client).read_namespaced_config_map("nodeops-windowed-runner", namespace)
+        assert base64.b64decode(shipped.binary_data["time-zone.tzif"])[:4] == b"TZif"
+        assert json.loads(shipped.data["runner.json"])["time_zone_file"] == "time-zone.tzif"
         batch = k8s.BatchV1Api(api_client)
 
         def finished():
@@ -435,7 +442,7 @@ def test_the_runner_in_its_pod_closes_the_window_in_its_time_zone(
         recs = dict((rec["node"], rec) for rec in last["nodes"] if rec["node"] in nodes)
         started = [n for n in nodes if recs[n]["outcome"] == "succeeded"]
         stopped = [n for n in nodes if recs[n]["outcome"] == "not_started"]
-        assert started and stopped and len(started) + len(stopped) == 5, recs
+        assert started and stopped and len(started) + len(stopped) == 7, recs
         assert started == nodes[:len(started)], "nodes start in order, one at a time"
         for node in stopped:
             assert (recs[node]["reason"], recs[node]["message"]) == (

@@ -8,7 +8,8 @@
   run; broadcast_info reads it.
 * It is also the record of what was removed. Each node keeps its preset's ``result``: what it
   removed (``images_removed`` or ``files_removed``, at most 50 names, the node script's bound) with the
-  count and ``bytes_freed``; each run keeps ``removed``, the totals over its nodes. How it stays under
+  count and ``bytes_freed``; each run keeps ``removed``, the totals over its nodes (a dry run's figures are
+  counted apart, as what it would have freed). How it stays under
   ``HISTORY_MAX_BYTES`` is ``cap_history``'s order: the totals and the counts are the last to go.
 * The run record is the ConfigMap that owns one run's pods (see run.py); its ``data`` holds the
   run's state, and broadcast_info reads that too.
@@ -18,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import copy
 import json
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import Conflict, NodeopsError
@@ -29,16 +31,27 @@ REMOVED_LISTS = (("images_removed", "images_removed_count"), ("files_removed", "
 
 
 def removed_totals(nodes):
-    """What a run removed over all its nodes: items and bytes, and the nodes that reported it. Pure."""
-    totals = {"bytes_freed": 0, "items": 0, "nodes_reporting": 0}
+    """What a run removed over all its nodes: items and bytes, and the nodes that reported it. Pure.
+
+    A dry run removes nothing: its nodes' figures are what it would have removed, counted apart
+    (``dry_run_nodes``, ``would_free_bytes``, ``would_remove_items``), never as freed.
+    """
+    totals = {"bytes_freed": 0, "items": 0, "nodes_reporting": 0,
+              "dry_run_nodes": 0, "would_free_bytes": 0, "would_remove_items": 0}
     for rec in nodes:
         res = rec.get("result") or {}
         if "bytes_freed" not in res:
             continue
+        items = sum(res.get(count) or len(res.get(names) or []) for names, count in REMOVED_LISTS
+                    if names in res or count in res)
+        if res.get("dry_run"):
+            totals["dry_run_nodes"] += 1
+            totals["would_free_bytes"] += res.get("bytes_freed") or 0
+            totals["would_remove_items"] += items
+            continue
         totals["nodes_reporting"] += 1
         totals["bytes_freed"] += res.get("bytes_freed") or 0
-        totals["items"] += sum(res.get(count) or len(res.get(items) or []) for items, count in REMOVED_LISTS
-                               if items in res or count in res)
+        totals["items"] += items
     return totals
 
 
@@ -68,42 +81,58 @@ def _drop_lists(run):
                                                                  if items in res))
 
 
-def _drop_succeeded_nodes(run):
-    """The last resort for one huge run: keep the nodes that did not succeed, and say how many went."""
+def _fold_skipped(run):
+    """Skipped nodes become a count per reason (``skipped_by_reason``): a selector may skip thousands."""
     nodes = run.get("nodes") or []
-    kept = [rec for rec in nodes if rec.get("outcome") != "succeeded"]
-    run["nodes_dropped"] = len(nodes) - len(kept)
-    run["nodes"] = kept
+    skipped = [rec for rec in nodes if rec.get("outcome") == "skipped"]
+    if not skipped:
+        return
+    counts = dict(run.get("skipped_by_reason") or {})
+    for rec in skipped:
+        counts[rec.get("reason") or ""] = counts.get(rec.get("reason") or "", 0) + 1
+    run["skipped_by_reason"] = counts
+    run["nodes"] = [rec for rec in nodes if rec.get("outcome") != "skipped"]
+
+
+def _drop_nodes(run, fits):
+    """The last resort for one huge run: its succeeded nodes go, then (while still too big) the others,
+    the last first; ``nodes_dropped`` says how many. Its summary and totals still count them all."""
+    nodes = run.get("nodes") or []
+    run["nodes"] = [rec for rec in nodes if rec.get("outcome") != "succeeded"]
+    while run["nodes"] and not fits():
+        del run["nodes"][-max(1, len(run["nodes"]) // 10):]
+    run["nodes_dropped"] = run.get("nodes_dropped", 0) + len(nodes) - len(run["nodes"])
 
 
 def cap_history(runs, keep, max_bytes=HISTORY_MAX_BYTES):
-    """Newest first: keep at most ``keep`` runs, then shed detail until they fit in ``max_bytes``. Pure.
+    """Newest first: keep at most ``keep`` runs, then shed detail until they fit in ``max_bytes``. Pure: the
+    runs given are not changed.
 
     The order, each step only while still too big: the older runs' logs, oldest first; the older runs'
-    lists of removed names (their counts and bytes stay), oldest first; the newest run's logs; the oldest
-    runs, one by one; the newest run's lists; the newest run's succeeded nodes. Every run kept keeps its summary and ``removed`` totals.
+    skipped nodes, folded into a count per reason (``skipped_by_reason``); the older runs' lists of removed
+    names (their counts and bytes stay, ``lists_dropped``), oldest first; the newest run's skipped nodes,
+    folded; its logs; the oldest runs, one by one; the newest run's lists; its succeeded nodes, then its
+    other nodes (``nodes_dropped``). Every run kept keeps its summary and ``removed`` totals.
     """
-    runs = list(runs)[:keep]
+    runs = copy.deepcopy(list(runs)[:keep])
 
     def fits():
         return len(json.dumps(runs)) <= max_bytes
 
-    for run in reversed(runs[1:]):
-        if fits():
-            return runs
-        _drop_logs(run)
-    for run in reversed(runs[1:]):
-        if fits():
-            return runs
-        _drop_lists(run)
-    if runs and not fits():
-        _drop_logs(runs[0])
+    for step in (_drop_logs, _fold_skipped, _drop_lists):
+        for run in reversed(runs[1:]):
+            if fits():
+                return runs
+            step(run)
+    for step in (_fold_skipped, _drop_logs):
+        if runs and not fits():
+            step(runs[0])
     while len(runs) > 1 and not fits():
         runs.pop()
     if runs and not fits():
         _drop_lists(runs[0])
     if runs and not fits():
-        _drop_succeeded_nodes(runs[0])
+        _drop_nodes(runs[0], fits)
     return runs
 
 

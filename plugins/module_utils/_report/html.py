@@ -11,8 +11,8 @@ opens the same in an air-gapped cluster's bastion and attached to a ticket.
 Per broadcast it shows:
 * the last runs, one row per node and one column per run, each cell coloured by the outcome
   (class ``outcome-<outcome>``);
-* the bytes each node freed in the newest run, as bars;
-* the bytes each run freed over the history, as a small column chart;
+* the bytes each node freed in the newest run, as bars (a dry run's, what it would free, in pale blue);
+* the bytes each run freed over the history, as a small column chart (dry runs stacked in pale blue);
 * the nodes the newest run skipped, with the reason.
 
 The elements a test or a script may look for carry classes and ``data-`` attributes: section
@@ -49,6 +49,7 @@ td.outcome-none{color:#9aa5b1}td.outcome-skipped{color:#1f2933}
 .bar-row{display:flex;align-items:center;gap:8px;font-size:13px;margin:2px 0}
 .bar-row .name{width:220px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .bar{width:360px;height:12px;background:#eceff1;border-radius:2px}.fill{height:12px;background:#1565c0;border-radius:2px}
+.fill.dry-run{background:#90caf9}
 .legend span{display:inline-block;margin-right:10px;font-size:12px}.legend i{display:inline-block;width:10px;
 height:10px;margin-right:4px;vertical-align:middle}
 .cluster-error{color:#c62828}
@@ -68,14 +69,30 @@ def human_bytes(n):
 
 
 def _bytes_freed(rec):
+    """What a node's preset freed, or with dry_run would have freed."""
     return ((rec.get("result") or {}).get("bytes_freed")) or 0
 
 
+def _is_dry(rec):
+    return bool((rec.get("result") or {}).get("dry_run"))
+
+
 def _runs_freed(run):
+    """(freed, would free) by a run: from its ``removed`` totals, or summed from its nodes."""
     removed = run.get("removed") or {}
     if "bytes_freed" in removed:
-        return removed["bytes_freed"] or 0
-    return sum(_bytes_freed(rec) for rec in run.get("nodes") or [])
+        return removed["bytes_freed"] or 0, removed.get("would_free_bytes") or 0
+    nodes = run.get("nodes") or []
+    return (sum(_bytes_freed(r) for r in nodes if not _is_dry(r)), sum(_bytes_freed(r) for r in nodes if _is_dry(r)))
+
+
+def freed_label(freed, would):
+    """'3.0 KiB', 'would free 3.0 KiB (dry run)', or both. Pure."""
+    if would and not freed:
+        return "would free %s (dry run)" % human_bytes(would)
+    if would:
+        return "%s, would free %s more (dry run)" % (human_bytes(freed), human_bytes(would))
+    return human_bytes(freed)
 
 
 def grid(history):
@@ -96,8 +113,8 @@ def grid(history):
             if rec.get("message"):
                 title = "%s: %s" % (title, rec["message"]) if title else rec["message"]
             if (rec.get("result") or {}).get("bytes_freed") is not None:
-                title = "%s (freed %s)" % (title, human_bytes(_bytes_freed(rec))) if title else \
-                    "freed %s" % human_bytes(_bytes_freed(rec))
+                what = ("would free %s (dry run)" if _is_dry(rec) else "freed %s") % human_bytes(_bytes_freed(rec))
+                title = "%s (%s)" % (title, what) if title else what
             cells.append((run_id, rec.get("outcome") or "none", title))
         rows.append((node, cells))
     return rows
@@ -106,22 +123,29 @@ def grid(history):
 def _chart(history, width=520, height=120):
     """Freed bytes per run, oldest to newest, as SVG columns."""
     runs = list(reversed(history))
-    top = max([_runs_freed(r) for r in runs] + [1])
+    top = max([sum(_runs_freed(r)) for r in runs] + [1])
     slot = float(width) / max(len(runs), 1)
     bar_w = min(48.0, max(4.0, slot * 0.6))
     parts = ['<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img" '
              'aria-label="bytes freed per run">' % (width, height + 30)]
     parts.append('<line x1="0" y1="%d" x2="%d" y2="%d" stroke="#9aa5b1"/>' % (height, width, height))
     for i, run in enumerate(runs):
-        freed = _runs_freed(run)
-        h = 0 if not freed else max(1.0, height * float(freed) / top)
+        freed, would = _runs_freed(run)
         x = i * slot + (slot - bar_w) / 2
-        parts.append('<rect class="run-bar" data-run="%s" data-bytes="%d" x="%.1f" y="%.1f" width="%.1f" '
-                     'height="%.1f" fill="#1565c0"><title>%s: %s</title></rect>' % (
-                         escape(str(run.get("run_id"))), freed, x, height - h, bar_w, h,
-                         escape(str(run.get("started_at") or run.get("run_id"))), human_bytes(freed)))
+        h_freed = 0 if not freed else max(1.0, height * float(freed) / top)
+        h_would = 0 if not would else max(1.0, height * float(would) / top)
+        label = escape(str(run.get("started_at") or run.get("run_id")))
+        # Freed in solid blue; what a dry run would have freed, stacked on it in pale blue.
+        parts.append('<rect class="run-bar" data-run="%s" data-bytes="%d" data-would-free="%d" x="%.1f" y="%.1f" '
+                     'width="%.1f" height="%.1f" fill="#1565c0"><title>%s: %s</title></rect>' % (
+                         escape(str(run.get("run_id"))), freed, would, x, height - h_freed, bar_w, h_freed, label,
+                         escape(freed_label(freed, would))))
+        if h_would:
+            parts.append('<rect class="run-bar-dry" x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#90caf9">'
+                         '<title>%s: %s</title></rect>' % (
+                             x, height - h_freed - h_would, bar_w, h_would, label, escape(freed_label(freed, would))))
         parts.append('<text x="%.1f" y="%d" font-size="10" text-anchor="middle" fill="#52606d">%s</text>' % (
-            x + bar_w / 2, height + 14, escape(human_bytes(freed))))
+            x + bar_w / 2, height + 14, escape(human_bytes(freed + would))))
     parts.append('<text x="0" y="%d" font-size="10" fill="#52606d">oldest</text>' % (height + 28))
     parts.append('<text x="%d" y="%d" font-size="10" text-anchor="end" fill="#52606d">newest</text>'
                  % (width, height + 28))
@@ -134,10 +158,12 @@ def _bars(newest):
     top = max([_bytes_freed(rec) for rec in recs] + [1])
     out = []
     for rec in sorted(recs, key=lambda r: (-_bytes_freed(r), r["node"])):
-        freed = _bytes_freed(rec)
-        out.append('<div class="bar-row" data-node="%s" data-bytes="%d"><span class="name">%s</span>'
-                   '<div class="bar"><div class="fill" style="width:%.1f%%"></div></div><span>%s</span></div>' % (
-                       escape(rec["node"]), freed, escape(rec["node"]), 100.0 * freed / top, human_bytes(freed)))
+        freed, dry = _bytes_freed(rec), _is_dry(rec)
+        out.append('<div class="bar-row" data-node="%s" data-bytes="%d" data-dry-run="%s"><span class="name">%s</span>'
+                   '<div class="bar"><div class="fill%s" style="width:%.1f%%"></div></div><span>%s</span></div>' % (
+                       escape(rec["node"]), freed, "true" if dry else "false", escape(rec["node"]),
+                       " dry-run" if dry else "", 100.0 * freed / top,
+                       escape(freed_label(0, freed) if dry else human_bytes(freed))))
     return "".join(out) or "<p>No node ran.</p>"
 
 
@@ -191,7 +217,7 @@ def _broadcast(cluster, cron):
         ("last run", newest.get("state")), ("started", newest.get("started_at")),
         ("succeeded", summary.get("succeeded", 0)),
         ("failed", sum(summary.get(k, 0) for k in ("failed", "timed_out", "lost", "unschedulable"))),
-        ("not started", summary.get("not_started", 0)), ("freed", human_bytes(_runs_freed(newest)))])
+        ("not started", summary.get("not_started", 0)), ("disk space", freed_label(*_runs_freed(newest)))])
     columns = "".join('<th class="run">%s<br>%s</th>' % (escape(str(run.get("run_id"))),
                                                          escape(str(run.get("started_at") or "")))
                       for run in history)
@@ -209,6 +235,7 @@ def _broadcast(cluster, cron):
         '<table class="runs"><thead><tr><th>Node</th>%s</tr></thead><tbody>%s</tbody></table>' % (columns, rows),
         "<h3>Bytes freed per node, newest run</h3>", _bars(newest),
         "<h3>Bytes freed per run</h3>", _chart(history),
+        '<p class="meta">Pale blue: what a dry run would free; it removed nothing.</p>',
         "<h3>Skipped nodes, newest run</h3>", _skipped(newest), "</section>"])
 
 

@@ -157,11 +157,18 @@ def removal_run(run_id, nodes=3, images=50, log="l" * 500):
 def test_each_run_records_what_its_nodes_removed():
     entry = removal_run("r1")
     # 57 on each node: the count is the node's own, beyond the 50 names it lists.
-    assert entry["removed"] == {"bytes_freed": 6000, "items": 3 * 57, "nodes_reporting": 3}
+    none = {"dry_run_nodes": 0, "would_free_bytes": 0, "would_remove_items": 0}
+    assert entry["removed"] == dict(none, bytes_freed=6000, items=3 * 57, nodes_reporting=3)
     files = history.history_entry("r2", "j", "a", "b", "succeeded", {"nodes": [
         {"node": "n", "result": {"files_removed": ["a.log", "b.log"], "files_removed_count": 2, "bytes_freed": 5}},
         {"node": "m", "result": None}, {"node": "k", "outcome": "not_started"}]})
-    assert files["removed"] == {"bytes_freed": 5, "items": 2, "nodes_reporting": 1}
+    assert files["removed"] == dict(none, bytes_freed=5, items=2, nodes_reporting=1)
+    # A dry run removed nothing: what it would have freed is counted apart.
+    dry = history.history_entry("r3", "j", "a", "b", "succeeded", {"nodes": [
+        {"node": "n", "result": {"dry_run": True, "images_removed": ["x:1"], "images_removed_count": 1,
+                                 "bytes_freed": 9}}]})
+    assert dry["removed"] == dict(bytes_freed=0, items=0, nodes_reporting=0, dry_run_nodes=1, would_free_bytes=9,
+                                  would_remove_items=1)
 
 
 def test_the_removal_record_outlasts_logs_and_names_as_the_history_is_capped():
@@ -183,10 +190,31 @@ def test_the_removal_record_outlasts_logs_and_names_as_the_history_is_capped():
     assert [r["run_id"] for r in capped][0] == "0" and len(capped) < 10
     # One run too big by itself: its names, then its succeeded nodes go; the failed node and the totals stay.
     huge = removal_run("big", nodes=40)
-    [capped] = history.cap_history([copy.deepcopy(huge)], keep=1, max_bytes=2000)
+    kept = copy.deepcopy(huge)
+    [capped] = history.cap_history([huge], keep=1, max_bytes=2000)
+    assert huge == kept, "cap_history changed the runs it was given"
     assert len(json.dumps(capped)) <= 2000
     assert [n["node"] for n in capped["nodes"]] == ["bad"] and capped["nodes_dropped"] == 40
     assert capped["removed"] == huge["removed"]
+
+
+def test_a_run_that_skipped_thousands_of_nodes_still_fits():
+    """A selector that picks 10 nodes of 5,000: the skipped ones fold into a count per reason."""
+    run = removal_run("sel", nodes=10)
+    run["nodes"] += [{"node": "n%05d" % i, "outcome": "skipped", "reason": "selector mismatch: node_selector",
+                      "log": None, "result": None} for i in range(5000)]
+    assert len(json.dumps(run)) > history.HISTORY_MAX_BYTES
+    [capped] = history.cap_history([run], keep=1)
+    assert len(json.dumps(capped)) <= history.HISTORY_MAX_BYTES
+    assert capped["skipped_by_reason"] == {"selector mismatch: node_selector": 5000}
+    assert len(capped["nodes"]) == 11 and capped["nodes"][0]["log"]      # the nodes that ran keep their logs
+    # Twenty thousand failed nodes: their logs go, then nodes are cut until it fits, and counted.
+    failing = {"run_id": "f", "summary": {}, "removed": {}, "nodes": [
+        {"node": "n%05d" % i, "outcome": "failed", "reason": "Error", "log": "x" * 200} for i in range(20000)]}
+    [capped] = history.cap_history([failing], keep=1)
+    assert len(json.dumps(capped)) <= history.HISTORY_MAX_BYTES
+    assert capped["nodes_dropped"] + len(capped["nodes"]) == 20000 and capped["nodes"]
+    assert all(rec["log"] is None for rec in capped["nodes"])
 
 
 def test_history_entry_trims_logs():

@@ -110,3 +110,30 @@ def test_bad_input_is_refused_with_what_is_accepted():
                                      (None, "-")])
 def test_human_bytes(n, text):
     assert html.human_bytes(n) == text
+
+
+def test_a_dry_run_shows_what_it_would_free_never_as_freed():
+    dry = {"run_id": "d1", "state": "succeeded", "summary": {"succeeded": 1},
+           "removed": {"bytes_freed": 0, "would_free_bytes": 2048},
+           "nodes": [{"node": "a", "outcome": "succeeded",
+                      "result": {"dry_run": True, "bytes_freed": 2048, "images_removed": ["x:1"]}}]}
+    text = report_html({"cron_broadcasts": [{"name": "n", "history": [dry]}]})
+    page = parse(text)
+    [row] = page.find("div", "bar-row")
+    assert (row["data-bytes"], row["data-dry-run"]) == ("2048", "true")
+    assert page.find("div", "dry-run") and "would free 2.0 KiB (dry run)" in text
+    [column] = page.find("rect", "run-bar")
+    assert (column["data-bytes"], column["data-would-free"]) == ("0", "2048") and page.find("rect", "run-bar-dry")
+    assert html.freed_label(1024, 0) == "1.0 KiB" and html.freed_label(1024, 2048).startswith("1.0 KiB, would free")
+
+
+def test_quotes_and_markup_in_reasons_and_titles_are_escaped():
+    run = {"run_id": 'r"1', "nodes": [
+        {"node": "a", "outcome": "failed", "reason": 'Error "x" <b>', "message": "it's <bad> & \"worse\""},
+        {"node": "s", "outcome": "skipped", "reason": 'taint a="b":NoSchedule'}]}
+    text = report_html({"cron_broadcasts": [{"name": "n", "history": [run]}]})
+    page = parse(text)
+    [cell] = page.find("td", "cell")
+    assert cell["data-run"] == 'r"1' and cell["title"] == 'Error "x" <b>: it\'s <bad> & "worse"'
+    assert page.find("tr", "skipped-row")[0]["data-reason"] == 'taint a="b":NoSchedule'
+    assert "<bad>" not in text and '"x" <b>' not in text and "&lt;bad&gt;" in text
