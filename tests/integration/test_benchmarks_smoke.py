@@ -40,8 +40,11 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
     for r in (r for r in fanout if r["contender"] in ("engine", "bare")):
         # The apiserver's count of the tool's requests agrees with what its client sent, but for its events
         # requests (one list, one watch, the run's summary event), which cannot be told apart from the
-        # scheduler's and the kubelets' own event traffic (harness.TOOL_ROWS).
-        assert abs(r["tool_requests"] - r["client_requests"]) <= 3, r
+        # scheduler's and the kubelets' own event traffic (harness.TOOL_ROWS), and for watches: kwok, the
+        # scheduler and the controllers re-open their pod and node watches now and then, and such a row
+        # cannot be told apart from the tool's own watch either.
+        watches = sum(count for row, count in r["apiserver_rows"].items() if row.startswith("WATCH "))
+        assert -3 <= r["tool_requests"] - r["client_requests"] <= 3 + watches, r
         assert r["requests"] == r["client_requests"] and r["requests_counted_by"] == "client"
     polling = [r for r in fanout if r["contender"] == "polling"]
     assert all(r["requests"] >= 2 * r["size"] for r in polling), polling   # a create and at least one GET each
