@@ -252,6 +252,20 @@ class RealNodeHelper:
             return json.load(f)
 
 
+RUN_POD_VERBS = ("create", "get", "list", "watch", "delete", "deletecollection")
+
+
+def run_rules(pod_verbs=RUN_POD_VERBS, pod_logs=True, extra=()):
+    """The namespaced rules a broadcast_job run uses, for ``grant``: pods with ``pod_verbs``, their logs
+    unless ``pod_logs`` is false, the run record's ConfigMap, then ``extra``. A test that withholds one
+    right says which by its arguments."""
+    rules = [{"apiGroups": [""], "resources": ["pods"], "verbs": list(pod_verbs)}]
+    if pod_logs:
+        rules.append({"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]})
+    rules.append({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]})
+    return rules + list(extra)
+
+
 def grant(api_client, namespace, subject, rules):
     """A Role with ``rules`` in ``namespace`` and a ClusterRole to read nodes, bound to ``subject``
     (a User name, or a subject dict). Returns the names of the cluster-scoped objects, to remove after."""

@@ -273,10 +273,7 @@ def test_failed_nodes_get_an_event_on_the_node_and_the_run_one_on_its_record(
 def test_keep_images_in_cluster_without_the_rights_it_needs_names_the_option_and_writes_nothing(
         tmp_path, api_client, namespace, labelled_nodes, audit):
     user = kh.unique("no-list")
-    granted = kh.grant(api_client, namespace, user, [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete",
-                                                             "deletecollection"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}])
+    granted = kh.grant(api_client, namespace, user, kh.run_rules(pod_logs=False))
     try:
         selector, _names = labelled_nodes(2)
         mark = audit.mark()
@@ -299,11 +296,7 @@ def test_events_the_cluster_refuses_cost_a_warning_never_the_results(
     """A user who may run broadcasts but not post events: the run's results are whole, and one warning
     says how many events were refused and why."""
     user = kh.unique("no-events")
-    granted = kh.grant(api_client, namespace, user, [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete",
-                                                             "deletecollection"]},
-        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}])
+    granted = kh.grant(api_client, namespace, user, kh.run_rules())   # and no right to post events
     try:
         selector, names = labelled_nodes(3)
         result = kh.run_module(tmp_path, "broadcast_job", {
@@ -640,10 +633,8 @@ def test_cleanup_that_fails_keeps_the_results_and_the_pods_owned(tmp_path, api_c
                                                                  labelled_nodes):
     """A user who may create pods but not delete them as a collection: the run's results still come back."""
     user = kh.unique("no-deletecollection")
-    granted = kh.grant(api_client, namespace, user, [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "list", "watch", "delete"]},
-        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}])
+    granted = kh.grant(api_client, namespace, user, kh.run_rules(
+        pod_verbs=[v for v in kh.RUN_POD_VERBS if v != "deletecollection"]))
     try:
         selector, names = labelled_nodes(3)
         # One node fails, so its pod is kept and the others are deleted as a collection, which this user may not.
@@ -702,12 +693,8 @@ def test_rights_revoked_mid_run_end_it_with_every_nodes_result(
         tmp_path, api_client, core, namespace, labelled_nodes):
     """The watch's next reconnect is refused (403): the run stops, keeps what it saw, and says so."""
     user = kh.unique("revoked")
-    granted = kh.grant(api_client, namespace, user, [
-        {"apiGroups": [""], "resources": ["pods"],
-         "verbs": ["create", "get", "list", "watch", "delete", "deletecollection"]},
-        {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "patch", "delete"]}])
+    granted = kh.grant(api_client, namespace, user, kh.run_rules(extra=[
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]}]))
 
     def revoke():
         kh.wait_for("the run's pods", lambda: len(pods_of(core, namespace)) == 3, timeout=60)

@@ -54,17 +54,20 @@ def second_cluster(cluster, tmp_path_factory):
         shutil.rmtree(state, ignore_errors=True)
 
 
-def test_one_playbook_prunes_every_cluster_and_one_unreachable_fails_alone(
+def test_one_playbook_prunes_every_cluster_and_a_failing_or_unreachable_one_fails_alone(
         tmp_path, namespace, sim_nodes, second_cluster):
     tag = kh.unique("fleet")
-    mine = sorted(sim_nodes.add(name="%s-%d" % (tag, i), labels={"nodeops-fleet": tag}) for i in range(2))
+    mine = sorted(sim_nodes.add(name="%s-%d" % (tag, i), labels={"nodeops-fleet": tag}) for i in range(3))
+    failing = mine[-1]     # its pod exits 3 on the main cluster
     gone_port = closed_port()
     common = {"prune_namespace": namespace, "prune_parallelism": "100%",
               "prune_pod_annotations": {"sim.nodeops.io/message": RESULT}}
     inventory = {"all": {"children": {"clusters": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
         "hosts": {
-            "main": dict(common, k8s_kubeconfig=kh.KUBECONFIG, prune_node_label_selector="nodeops-fleet=" + tag),
+            "main": dict(common, k8s_kubeconfig=kh.KUBECONFIG, prune_node_label_selector="nodeops-fleet=" + tag,
+                         prune_pod_annotations=dict(common["prune_pod_annotations"], **{
+                             "sim.nodeops.io/exit-code." + failing: "3"})),
             "second": dict(common, k8s_kubeconfig=second_cluster),
             "gone": dict(common, k8s_host="https://127.0.0.1:%d" % gone_port, k8s_api_key="not-a-token",
                          k8s_validate_certs=False)}}}}}
@@ -76,24 +79,28 @@ def test_one_playbook_prunes_every_cluster_and_one_unreachable_fails_alone(
                            os.path.join(kh.REPO, "playbooks", "fleet_prune.yml")],
                           env=env, capture_output=True, text=True, timeout=600, check=False)
     out = proc.stdout
-    assert proc.returncode == 2, out[-4000:] + proc.stderr[-2000:]     # one host failed
+    assert proc.returncode == 2, out[-4000:] + proc.stderr[-2000:]     # hosts failed
     # One combined table: cluster, node, outcome, bytes freed.
     rows = [line.strip().strip('",') for line in out.splitlines()
             if re.match(r'^\s*"(main|second|gone)\s', line)]
     table = dict(((r.split()[0], r.split()[1]), r.split()[2:4]) for r in rows)
-    for node in mine:
+    for node in mine[:-1]:
         assert table[("main", node)] == ["succeeded", "7340032"], rows
+    assert table[("main", failing)][0] == "failed", rows
     second = sorted(node for cluster, node in table if cluster == "second")
     assert second == ["kwok-control-plane", "kwok-worker-1", "kwok-worker-2"], rows
     assert table[("second", "kwok-worker-1")] == table[("second", "kwok-worker-2")] == ["succeeded", "7340032"]
     assert table[("second", "kwok-control-plane")][0] == "skipped"
     assert table[("gone", "-")][0] == "unreachable", rows
     assert [r for r in rows if r.startswith("gone") and str(gone_port) in r], rows
-    # The unreachable cluster failed its own host only.
+    # A node failure fails its cluster's host after the table; the unreachable cluster failed (rescued) its own
+    # host only; the healthy cluster is untouched by either.
     recap = dict((m.group(1), (int(m.group(2)), int(m.group(3)))) for m in re.finditer(
         r"^(main|second|gone)\s+: ok=\d+\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)\s+skipped=\d+\s+rescued=(\d+)",
         out, re.M))
-    assert recap == {"main": (0, 0), "second": (0, 0), "gone": (1, 1)}, out[-3000:]
+    assert recap == {"main": (1, 0), "second": (0, 0), "gone": (1, 1)}, out[-3000:]
+    assert re.search(r"main: broadcast image-prune run \S+: 1 of 3 nodes failed: " + re.escape(failing), out), \
+        out[-3000:]
 
     # Check mode: the plan of every reachable cluster, nothing written.
     check = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", str(path),
