@@ -1,6 +1,6 @@
 """nodeops.kubernetes benchmarks: fan-out and sweep, each against baselines measured in the same run.
 
-    make bench                                  # the full profile, about 30-40 minutes
+    make bench                                  # the full profile, about 55 minutes on 2 cores
     python benchmarks/bench.py --profile smoke --out DIR   # seconds; run by `make test`
 
 Runs against the local control plane (``make cluster``): real kube-apiserver,
