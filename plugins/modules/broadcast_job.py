@@ -188,7 +188,7 @@ nodes:
         - Longer explanation, for example the scheduler's message for an unschedulable pod, a preset's errors,
           or the last line of a failed container's log.
         - A container's stdout and stderr reach its log in the order the container runtime copied them, which
-          between the two streams is not fixed: a workload whose message matters writes its last lines to one
+          between the two streams is not fixed, so a workload whose message matters writes its last lines to one
           stream.
       type: str
     log:
