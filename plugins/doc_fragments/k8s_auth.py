@@ -18,6 +18,17 @@ options:
       - When neither this, I(context) nor I(host) with credentials is given, the module
         uses in-cluster configuration if it runs in a pod, else C(~/.kube/config) or E(KUBECONFIG).
       - Can be set with E(K8S_AUTH_KUBECONFIG).
+      - "A dictionary is masked as a whole only while Ansible starts the module (in the log line of the
+        invocation, and in the error of an invalid option). From then on, only these values in it stay masked
+        wherever they appear in the output: those of the keys C(token), C(password), C(secret), C(client-key-data),
+        C(client-certificate-data), C(certificate-authority-data) (public, but masked as kubernetes.core does),
+        C(id-token), C(refresh-token), C(access-token) and C(client-secret) (as in an auth-provider's C(config)),
+        and the C(value) of an exec plugin's C(env) entry whose C(name) contains C(token), C(secret), C(passw),
+        C(key) or C(credential) (for example C(AWS_SECRET_ACCESS_KEY)). The names of its clusters, contexts and
+        users, its namespaces and servers, and node names and namespaces in results that contain them, stay
+        readable, unless another no_log option has the same value. Exec plugin C(args) are not masked: give an
+        exec plugin its secrets through C(env)."
+      - A path is masked in the output, as before.
     type: raw
   context:
     description:
@@ -27,6 +38,8 @@ options:
     description:
       - URL of the Kubernetes API server, for example C(https://api.example.com:6443).
       - Can be set with E(K8S_AUTH_HOST).
+      - A bearer token or password sent to an C(http://) server, whether that comes from this option or from
+        the kubeconfig, gets a warning, because it would cross the network in clear text.
     type: str
   api_key:
     description:

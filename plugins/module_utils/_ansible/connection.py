@@ -27,6 +27,8 @@ __metaclass__ = type
 
 import base64
 import os
+import re
+from urllib.parse import urlsplit
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
     ConnectionConfigError,
@@ -41,6 +43,9 @@ AUTH_PROXY_HEADERS_SPEC = dict(
 )
 
 AUTH_ARG_SPEC = dict(
+    # no_log keeps all of a kubeconfig dict out of what Ansible writes before our code runs (the "Invoked with"
+    # journal line, a failed argument check). edge.run_module then unmasks all but its credentials, so its
+    # names (and node names and namespaces that contain them) stay readable in results.
     kubeconfig=dict(type="raw", no_log=True),
     context=dict(type="str"),
     host=dict(type="str"),
@@ -72,6 +77,18 @@ OPTION_FIELDS = dict(host="server", api_key="token", username="username", passwo
                      impersonate_user="impersonate_user", impersonate_groups="impersonate_groups")
 
 
+# kubeconfig keys whose string value is a credential, wherever they sit (user, auth-provider config, cluster).
+# certificate-authority-data is public, but masked as kubernetes.core does: one rule for both collections'
+# module_defaults, and a base64 blob never matches a name a result shows.
+KUBECONFIG_SECRET_KEYS = frozenset((
+    "token", "password", "secret", "client-key-data", "client-certificate-data", "certificate-authority-data",
+    "id-token", "refresh-token", "access-token", "client-secret",
+))
+
+# An exec plugin's env entry whose name says it holds a credential (AWS_SECRET_ACCESS_KEY, VAULT_TOKEN...).
+SECRET_ENV_NAME = re.compile(r"token|secret|passw|key|credential", re.IGNORECASE)
+
+
 def auth_settings(params, environ=None):
     """Merge module options with the ``K8S_AUTH_*`` environment. Pure.
 
@@ -101,6 +118,67 @@ def auth_settings(params, environ=None):
         if value is not None:
             settings[name] = value
     return settings
+
+
+def kubeconfig_secrets(kubeconfig):
+    """The credential strings of a kubeconfig given as a dict, for Ansible to mask. Pure.
+
+    A path gives nothing: its content never reaches the module's parameters or result.
+    """
+    found = set()
+    _collect_secrets(kubeconfig, found)
+    found.discard("")  # Ansible would mask "" everywhere, as between every two characters
+    return found
+
+
+def _collect_secrets(node, found):
+    if isinstance(node, list):
+        for item in node:
+            _collect_secrets(item, found)
+    elif isinstance(node, dict):
+        if _is_secret_env(node):
+            found.add(node["value"])
+        for key, value in node.items():
+            if key in KUBECONFIG_SECRET_KEYS and isinstance(value, str):
+                found.add(value)
+            else:
+                _collect_secrets(value, found)
+
+
+def _is_secret_env(node):
+    # The exec env shape: {name: ..., value: ...}. Only the value is secret; its name is shown.
+    return (set(node) == {"name", "value"} and isinstance(node["name"], str)
+            and isinstance(node["value"], str) and bool(SECRET_ENV_NAME.search(node["name"])))
+
+
+def connection_secrets(settings):
+    """Every credential in merged settings (from ``auth_settings``) that Ansible must mask. Pure.
+
+    api_key and password are no_log options, but from ``K8S_AUTH_*`` they reach no argument spec.
+    """
+    found = kubeconfig_secrets(settings.get("kubeconfig"))
+    headers = settings.get("proxy_headers") or {}
+    for value in (settings.get("api_key"), settings.get("password"), headers.get("basic_auth"),
+                  headers.get("proxy_basic_auth")):
+        if value:
+            found.add(value)
+    return found
+
+
+def cleartext_credentials_warning(config):
+    """A warning when a ConnectionConfig would send a token or password over plain http://, else None. Pure."""
+    split = urlsplit(config.server)
+    if split.scheme.lower() != "http":
+        return None
+    if config.token or config.token_file or config.credentials:
+        what = "a bearer token"
+    elif config.password:
+        what = "a password (basic authentication)"
+    else:
+        return None
+    # netloc without any user:password@ part, so the warning cannot carry a secret itself.
+    return ("the API server http://%s is reached over plain http, so %s would cross the network in clear text; "
+            "use its https:// address" % (split.netloc.rpartition("@")[2], what))
 
 
 def _has_credentials(settings):
