@@ -19,8 +19,8 @@ options:
       - A ready-made workload. Give either this or I(pod_template).
       - C(image_prune) removes images no container on the node uses, through the host's C(crictl). The pod
         runs privileged with the host PID namespace (C(nsenter) into PID 1's mount namespace).
-      - C(path_cleanup) removes old or matching files under one host directory, which is the only thing it
-        mounts.
+      - C(path_cleanup) removes old or matching files under one host directory. It mounts that directory, and
+        the host's root read-only to resolve the path as the host does; no privilege.
       - C(host_command) runs a command in the host's namespaces (privileged, host PID).
       - C(journal_vacuum) shrinks the host's systemd journal with C(journalctl --vacuum-*), which removes
         archived journal files only. The pod runs privileged with the host PID namespace.
@@ -76,8 +76,17 @@ options:
       - Options of the C(path_cleanup) preset.
       - Refused before anything is written for relative paths, paths with C(..), and protected
         system paths, what is inside them and what contains them (C(/), C(/etc), C(/usr), C(/boot),
-        C(/proc), C(/sys), C(/dev), C(/var/lib/kubelet), C(/var/lib/containerd), C(/var/lib/etcd), ...).
-      - Symbolic links are removed, never followed; other filesystems mounted below the path are not entered.
+        C(/proc), C(/sys), C(/dev), C(/var/lib/kubelet), C(/var/lib/containerd), C(/var/lib/etcd),
+        C(/var/lib/cni), C(/var/lib/dpkg), C(/var/lib/rpm), C(/var/lib/rancher), C(/var/log/pods), ...;
+        so C(/var/log) is refused too).
+      - The node pod then judges the real path before it lists anything. It sees the host's root read-only,
+        resolves the path there as the host would (every symbolic link on the way, at most 40) and refuses,
+        with the resolved path and the protected path in the node's C(errors), when the path leads to,
+        into or above a protected path (also one the host moved elsewhere with a link), when it loops, or
+        when the directory the kubelet mounted is not the one the path leads to.
+      - Symbolic links found under the path are removed, never followed, and no directory on the way to a
+        file is followed through a link when it is removed; other filesystems mounted below the path are not
+        entered. A file that disappears while the pod works (log rotation) is skipped.
     type: dict
     suboptions:
       path:
@@ -88,6 +97,8 @@ options:
       older_than_days:
         description:
           - Remove files last modified more than this many days ago.
+          - C(0) matches every file, so it is refused without I(patterns) (it would empty the directory);
+            with I(patterns) it removes every file that matches them.
         type: int
       patterns:
         description:

@@ -112,7 +112,8 @@ def test_plan_path_cleanup_age_and_patterns():
 
 
 def test_path_cleanup_removes_files_not_symlink_targets(tmp_path, monkeypatch):
-    root = tmp_path / "logs"
+    host = tmp_path / "host"                        # the host's root, as the pod sees it
+    root = host / "var/log/app"                     # the directory the kubelet mounted
     (root / "sub").mkdir(parents=True)
     outside = tmp_path / "precious.log"
     outside.write_text("keep me")
@@ -123,17 +124,19 @@ def test_path_cleanup_removes_files_not_symlink_targets(tmp_path, monkeypatch):
     link = root / "link.log"
     link.symlink_to(outside)
     os.utime(str(link), (0, 0), follow_symlinks=False)
-    result = path_cleanup.on_node({"path": "/var/log/app", "mount": str(root), "older_than_days": 1,
-                                   "patterns": ["*.log"]})
+    result = path_cleanup.on_node({"path": "/var/log/app", "host_root": str(host), "mount": str(root),
+                                   "older_than_days": 1, "patterns": ["*.log"]})
     assert sorted(result["files_removed"]) == ["link.log", "old.log"]
     assert outside.read_text() == "keep me"
     assert (root / "sub" / "new.log").exists() and not old.exists()
     assert result["bytes_freed"] == 100 + len(str(outside))
 
 
-def test_pod_side_refuses_dangerous_path_too():
-    with pytest.raises(SystemExit):
-        path_cleanup.on_node({"path": "/etc", "mount": "/nonexistent", "older_than_days": 1})
+def test_pod_side_refuses_dangerous_path_too(capsys):
+    result = path_cleanup.on_node({"path": "/etc", "host_root": "/nonexistent", "mount": "/nonexistent",
+                                   "older_than_days": 1})
+    assert result["refused"] == "/etc is a protected system path" and result["files_removed"] == []
+    assert result["errors"] == ["refusing to clean /etc: /etc is a protected system path"]
 
 
 @pytest.mark.parametrize("returncode, stderr, expected", [
