@@ -21,6 +21,15 @@ description:
   - Each run's pods are owned by a small run-record ConfigMap, so deleting the run (I(state=absent)) removes
     every pod through the garbage collector even if a run was interrupted.
   - In check mode the module reads the cluster and returns the plan and the pod manifest, writing nothing.
+  - Pod Security is checked before anything is written, in check mode too. One pod is created as a server-side
+    dry run, which stores nothing, so the namespace's Pod Security level (and the rest of admission) judges it.
+    A pod the level refuses fails the task, naming the namespace, the level it enforces (its
+    C(pod-security.kubernetes.io/enforce) label, or the cluster default), the level the pods need (C(privileged)
+    for every preset, as they use the host PID namespace, privileged containers or hostPath volumes) and the
+    command that would admit them, C(kubectl label --overwrite namespace <namespace>
+    pod-security.kubernetes.io/enforce=<level>).
+  - The API server's warnings about that pod, for example those of a C(pod-security.kubernetes.io/warn) label,
+    become task warnings.
 author:
   - nodeops maintainers (@nodeops)
 extends_documentation_fragment:
@@ -57,7 +66,10 @@ notes:
   - Integration-tested against Kubernetes 1.37 with simulated (kwok) nodes.
 attributes:
   check_mode:
-    description: Reads nodes and pods, returns the plan and the pod manifest, writes nothing.
+    description:
+      - Reads nodes and pods, returns the plan and the pod manifest, writes nothing.
+      - The pod is dry-run on the API server first (a dry run stores nothing), so a pod that Pod Security
+        would refuse fails check mode as it would fail the run.
     support: full
   diff_mode:
     description: A run creates pods rather than changing a desired state, so there is nothing to diff.
@@ -244,6 +256,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast impo
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Clock, Engine, new_run_id
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import NamespaceMissing
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
@@ -268,6 +281,20 @@ def absent(module, engine):
     return {"changed": bool(deleted["pods"] or deleted["records"]), "deleted": deleted}
 
 
+def check_pod(module, engine, opts, run_id, node):
+    """The pod check mode shows, once the API server has dry-run it (admission, Pod Security): a pod it
+    refuses fails check mode as it would fail the run. A dry run writes nothing."""
+    try:
+        pod = engine.preflight(opts, run_id, node)
+    except NamespaceMissing as exc:
+        # Not an error in check mode: an earlier task may be about to create the namespace.
+        module.warn("Pod Security not checked: %s" % exc.msg)
+        return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"])
+    for warning in engine.preflight_warnings:
+        module.warn(warning)
+    return pod
+
+
 def present(module, engine, opts):
     run_id = module.params.get("run_id") or new_run_id()
     run_plan = engine.plan(opts, run_id)
@@ -283,9 +310,14 @@ def present(module, engine, opts):
                            "failure_budget": limits.failure_budget(opts["max_failures"], len(run_plan["eligible"]),
                                                                    fail_fast=opts["failure_policy"] == "fail_fast")}}
         if first:
-            result["pod"] = pods.build_pod(opts, run_id, first, active_deadline=opts["timeout"])
+            result["pod"] = check_pod(module, engine, opts, run_id, first)
         return result
-    return engine.run(opts, run_id, plan=run_plan)
+    try:
+        return engine.run(opts, run_id, plan=run_plan)
+    finally:
+        # The preflight's warnings (Pod Security's warn mode), on success and failure alike.
+        for warning in engine.preflight_warnings:
+            module.warn(warning)
 
 
 def main():

@@ -25,6 +25,16 @@ description:
     fire times where croniter knows the syntax.
   - Idempotent; each object is compared with a server-side dry run, so check mode writes nothing and
     diff mode shows only real changes.
+  - Pod Security is checked before any write, in check mode too. Its enforce mode judges Pods only, so a
+    CronJob whose pods the namespace refuses would install cleanly and fail at its first run. So a node pod
+    (built from the broadcast options) and the runner pod are each created as a server-side dry run, which
+    stores nothing. A pod the namespace's level refuses fails the task with nothing written, naming the
+    namespace, the level it enforces (its C(pod-security.kubernetes.io/enforce) label, or the cluster default),
+    the level the pods need (C(privileged) for every preset) and the command that would admit them,
+    C(kubectl label --overwrite namespace <namespace> pod-security.kubernetes.io/enforce=<level>).
+  - The API server's warnings about those pods, for example those of a C(pod-security.kubernetes.io/warn)
+    label, become task warnings.
+  - The namespace must exist, in check mode too, as every object is dry-run into it.
 author:
   - nodeops maintainers (@nodeops)
 extends_documentation_fragment:
@@ -117,7 +127,10 @@ requirements:
   - kubernetes (Python package), only to read kubeconfig files
 attributes:
   check_mode:
-    description: Every object is compared by a server-side dry run; nothing is written.
+    description:
+      - Every object is compared by a server-side dry run; nothing is written.
+      - A node pod and the runner pod are dry-run too, so a namespace whose Pod Security level would refuse
+        them fails check mode as it would fail the install.
     support: full
   diff_mode:
     description: Shows the objects that would change, before and after.
@@ -192,7 +205,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import install, manifests
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule as cron_schedule
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
@@ -262,10 +275,14 @@ def validate(params):
 
 def present(module, client, cron, opts):
     desired = manifests.build_objects(cron, opts)
+    for warning in install.preflight(client, desired, opts):
+        module.warn(warning)
     try:
         changed, diff, results = apply.ensure(client, desired, module.check_mode)
     except ApiError as exc:
         raise cron_schedule.refused_by_apiserver(exc, cron)
+    stale = install.stale_runner_code(client, cron["name"], opts["namespace"], desired, module.check_mode)
+    changed += stale
     result = {"changed": bool(changed), "changes": changed, "objects": [apply.ref(o) for o in desired],
               "next_runs": cron_schedule.next_runs(cron["schedule"], cron.get("time_zone"))}
     if module._diff and changed:
@@ -284,11 +301,13 @@ def absent(module, client):
     names = manifests.object_names(name, namespace)
     selector = "%s=%s" % (LABEL_CRON, name)
     deleted = apply.delete_labelled(client, NAMESPACED, selector, namespace, module.check_mode)
+    # The names before they carried a hash of (namespace, name) too: what an earlier version installed.
+    legacy = {"nodeops-%s-%s-nodes" % (namespace, name), "nodeops-%s-%s-node-events" % (namespace, name)}
     deleted += apply.delete_labelled(client, CLUSTER, selector, None, module.check_mode,
-                                     name_filter=lambda kind, n: n == names["cluster_role"])
+                                     name_filter=lambda kind, n: n == names["cluster_role"] or n in legacy)
     if namespace != NODE_EVENTS_NAMESPACE:
         deleted += apply.delete_labelled(client, NODE_EVENTS, selector, NODE_EVENTS_NAMESPACE, module.check_mode,
-                                         name_filter=lambda kind, n: n == names["node_events_role"])
+                                         name_filter=lambda kind, n: n == names["node_events_role"] or n in legacy)
     leftovers = Engine(client).delete_runs(name, namespace, check_mode=module.check_mode)
     deleted += [{"kind": "Pod", "name": p, "namespace": namespace} for p in leftovers["pods"]]
     deleted += [{"kind": "ConfigMap", "name": c, "namespace": namespace} for c in leftovers["records"]]

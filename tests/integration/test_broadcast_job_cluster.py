@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import NodeFailures, RunTimeout
@@ -519,19 +519,21 @@ def pod_output_on_a_host(pod, tmp_path):
     nsenter.chmod(0o755)
     env = dict((e["name"], e["value"]) for e in container["env"])
     env["PATH"] = "%s:%s" % (bindir, os.environ["PATH"])
-    # The node script comes from the run record the pod mounts, laid out by the volume's items;
-    # here, the same files from the same source, under a stand-in for the pod's working directory.
-    assert container["command"][:2] == ["python3", "-m"]
-    workdir = tmp_path / "opt-nodeops-node"
+    # The node script comes from the run's code ConfigMap the pod mounts, laid out by the volume's items;
+    # here, the same files from the same source, in a stand-in for the mount, checked by the pod's own argv.
     mount = [m for m in container["volumeMounts"] if m["name"] == "nodeops-node"][0]["mountPath"]
     volume = [v for v in pod["spec"]["volumes"] if v["name"] == "nodeops-node"][0]["configMap"]
-    files = dict((shipping.config_key(path), source) for path, source in
-                 pods.node_files(json.loads(env["NODEOPS_PRESET"])["preset"]).items())
+    workload = {"preset": json.loads(env["NODEOPS_PRESET"])["preset"], "inputs": []}
+    code = pods.node_code(workload)
+    data = pods.code_config_map({"name": "x", "namespace": "x"}, "x", code, {})["data"]
+    mounted = tmp_path / "mounted"
     for item in volume["items"]:
-        target = workdir / mount[len(container["workingDir"]) + 1:] / item["path"]
+        target = mounted / item["path"]
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(files[item["key"]])
-    proc = subprocess.run([sys.executable, "-S"] + container["command"][1:], env=env, cwd=str(workdir),
+        target.write_text(data[item["key"]])
+    argv = [str(mounted) if arg == mount else arg for arg in container["command"][1:]]
+    env["TMPDIR"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-S"] + argv, env=env, cwd=str(tmp_path),
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout

@@ -156,6 +156,45 @@ def test_runner_token_is_limited_to_its_job(tmp_path, api_client, core, namespac
     assert not any("secrets" in (r.resources or []) or "*" in (r.resources or []) for r in rules.status.resource_rules)
 
 
+def test_the_runner_has_exactly_the_documented_rights(tmp_path, api_client, core, namespace, labelled):
+    """The API server's own view of the runner's rights (SelfSubjectRulesReview as its ServiceAccount, in its
+    namespace and in default) is the README's table for these options, and not one right more."""
+    sys.path.insert(0, os.path.join(kh.REPO, "tools"))
+    import rights_table  # pylint: disable=import-outside-toplevel
+
+    install(tmp_path, namespace, labelled[0], node_events="failures",
+            image_prune={"dry_run": True, "keep_images_in_cluster": True})
+    # What any ServiceAccount may do on this cluster (discovery, self reviews, trust bundles) is not the
+    # runner's grant: a ServiceAccount with no binding at all gives that baseline.
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
+
+    def reviewer(sa):
+        token = core.create_namespaced_service_account_token(sa, namespace, k8s.AuthenticationV1TokenRequest(
+            spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=600))).status.token
+        cfg = k8s.Configuration()
+        cfg.host = api_client.configuration.host
+        cfg.ssl_ca_cert = CA
+        cfg.api_key = {"authorization": "Bearer " + token}
+        authz = k8s.AuthorizationV1Api(k8s.ApiClient(cfg))
+
+        def review(ns):
+            status = authz.create_self_subject_rules_review(k8s.V1SelfSubjectRulesReview(
+                spec=k8s.V1SelfSubjectRulesReviewSpec(namespace=ns))).status
+            assert not status.incomplete, status.evaluation_error
+            return rights_table.from_rules("here", [{"apiGroups": r.api_groups, "resources": r.resources,
+                                                     "verbs": r.verbs, "resourceNames": r.resource_names}
+                                                    for r in status.resource_rules])
+        return review
+
+    runner, nobody = reviewer(manifests.object_names("nightly", namespace)["service_account"]), reviewer("nobody")
+    table = rights_table.rights(rights_table.rows(), [rights_table.NODE_EVENTS, rights_table.KEEP_IMAGES],
+                                name="nightly")
+    for ns, places in ((namespace, ("its namespace", "cluster")), ("default", ("default", "cluster"))):
+        granted = runner(ns) - nobody(ns)
+        documented = set(("here",) + right[1:] for right in table if right[0] in places)
+        assert granted == documented, (ns, granted ^ documented)
+
+
 def test_sigterm_records_an_interrupted_run_and_leaves_no_pods(tmp_path, api_client, core, namespace, labelled):
     install(tmp_path, namespace, labelled[0], pod_annotations={"sim.nodeops.io/delay": "1h"})
     command, env = run_runner.runner_command(namespace, "nightly", str(tmp_path), job_name="nightly-manual")

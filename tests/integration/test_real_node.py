@@ -430,7 +430,8 @@ def test_the_runner_in_its_pod_closes_the_window_in_its_time_zone(
         installed = kh.run_module(tmp_path, "cron_broadcast", args)
         assert not installed.get("failed"), installed.get("msg")
         # The zone's rules go with the runner, and its input says to use them.
-        shipped = k8s.CoreV1Api(api_client).read_namespaced_config_map("nodeops-windowed-runner", namespace)
+        code_name = [o["name"] for o in installed["objects"] if o["kind"] == "ConfigMap"][0]
+        shipped = k8s.CoreV1Api(api_client).read_namespaced_config_map(code_name, namespace)
         assert base64.b64decode(shipped.binary_data["time-zone.tzif"])[:4] == b"TZif"
         assert json.loads(shipped.data["runner.json"])["time_zone_file"] == "time-zone.tzif"
         batch = k8s.BatchV1Api(api_client)

@@ -118,8 +118,8 @@ class RoleCleanup:
 
 
 @pytest.mark.parametrize("enforce", [None, "privileged"], ids=["no-psa-label", "enforce-privileged"])
-def test_role_never_relabels_or_deletes_a_namespace_it_did_not_create(core, team_namespace, tmp_path, role_user,
-                                                                       enforce):
+def test_role_never_relabels_or_deletes_a_namespace_it_did_not_create(
+        core, team_namespace, tmp_path, role_user, enforce):
     if enforce:
         core.patch_namespace(team_namespace, {"metadata": {"labels": {ENFORCE: enforce}}})
     before = namespace_meta(core, team_namespace)

@@ -53,8 +53,10 @@ def runner_command(namespace, name, workdir, job_name=None):
             env[var["name"]] = var["value"].replace(CODE_ROOT, root)
     if container["command"][0] != "python3":
         raise SystemExit("unexpected runner command %r" % container["command"])
+    # The integrity check's argv names the mount: here, the directory the files were laid in.
+    argv = [root if arg == CODE_ROOT else arg for arg in container["command"][1:]]
     # -S: no site-packages, so the runner provably needs nothing beyond the standard library.
-    return [sys.executable, "-S"] + container["command"][1:], env
+    return [sys.executable, "-S"] + argv, env
 
 
 def main():

@@ -9,7 +9,8 @@ log. Nothing here reads ``module.params`` or imports Ansible: the engine takes a
 ``opts`` from ``options.validate`` and, for tests, a clock.
 
 * plan: read the nodes and this broadcast's pods, then ``plan.plan`` (pure).
-* preflight: a server-side dry run of one pod, before anything is written.
+* preflight: a server-side dry run of one pod, before anything is written (Pod Security among
+  what it checks: a refusal says the namespace's level, the level needed and the label to set).
 * run: ``BroadcastRun(...).execute()`` (act and observe, see run.py).
 * delete_runs: state=absent, and the runner's SIGTERM before its first pod.
 """
@@ -25,12 +26,18 @@ import uuid
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, outcomes, pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import plan as planner
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.run import BroadcastRun
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import podsecurity
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
+    ApiError,
     Conflict,
     Forbidden,
     Invalid,
     InvalidInput,
+    NamespaceMissing,
+    NotFound,
+    PodSecurityRefused,
 )
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import created_by_us
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import list_all
 
 
@@ -69,18 +76,66 @@ class Engine:
         result["nodes_resource_version"] = nodes_rv
         return result
 
+    # The API server's warnings on the last preflight's dry run (Pod Security's warn mode, deprecations).
+    preflight_warnings = ()
+
     def preflight(self, opts, run_id, node):
-        """Server-side dry-run of one pod: the apiserver validates it and admission runs, nothing is stored."""
+        """Server-side dry-run of one pod: the apiserver validates it and admission runs (Pod Security
+        among it), nothing is stored. Keeps the apiserver's warnings in ``preflight_warnings``."""
         pod = pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"])
-        try:
-            self.client.create(self.client.core_path("pods", opts["namespace"]), pod, dry_run=True)
-        except Conflict:
-            return pod  # that pod exists already (a resumed run): nothing to check
-        except (Invalid, Forbidden) as exc:
-            raise InvalidInput("pod_template" if opts["workload"]["kind"] == "pod_template" else "preset",
-                               "(the pod it makes)", "a pod the API server accepts",
-                               why="the API server refused a dry run: %s" % exc.msg)
+        workload = opts["workload"]
+        if workload["kind"] == "pod_template":
+            param, value, what = "pod_template", "(the pod it makes)", "the pods of this pod_template"
+        else:
+            param, value, what = "preset", workload["preset"], "the pods of preset %s" % workload["preset"]
+        self.preflight_warnings = self.dry_run_pod(pod, param, value, what)
         return pod
+
+    def dry_run_pod(self, pod, param, value, what):
+        """Create ``pod`` as a server-side dry run; return the apiserver's warnings about it.
+
+        A refusal names ``param`` (the option that made the pod, its ``value``): PodSecurityRefused
+        when Pod Security refused it, NamespaceMissing on 404, else InvalidInput.
+        """
+        namespace = pod["metadata"]["namespace"]
+        warnings = []
+        try:
+            self.client.create(self.client.core_path("pods", namespace), pod, dry_run=True, warnings=warnings)
+        except Conflict:
+            pass  # that pod exists already (a resumed run): nothing to check
+        except NotFound as exc:
+            # POST to a namespace's pods answers 404 only when the namespace is missing.
+            raise NamespaceMissing("namespace", namespace, "an existing namespace, labelled for the Pod Security "
+                                   "level its pods need (the node_maintenance role creates it so)",
+                                   why="it does not exist, so its pods could not be checked") from exc
+        except (Invalid, Forbidden) as exc:
+            if podsecurity.is_refusal(exc.status, exc.msg):
+                raise self.pod_security_refusal(pod, param, value, what, exc) from exc
+            raise InvalidInput(param, value, "a pod the API server accepts",
+                               why="the API server refused a dry run: %s" % exc.msg) from exc
+        return ["API server warning for %s in namespace %s: %s" % (what, namespace, text)
+                for text in podsecurity.warning_texts(warnings)]
+
+    def pod_security_refusal(self, pod, param, value, what, exc):
+        """The PodSecurityRefused for a dry run Pod Security refused: the namespace's level and where it
+        comes from (its label, read here), the level ``pod`` needs and the label that admits it."""
+        namespace = pod["metadata"]["namespace"]
+        try:
+            label = podsecurity.enforced_label(self.client.get(self.client.core_path("namespaces", name=namespace)))
+            source = podsecurity.level_source(label)
+        except ApiError as read_exc:
+            # Reading a Namespace takes a cluster-scoped grant the caller may lack; the refusal names the level.
+            source = podsecurity.level_source(None, read_error=read_exc.msg)
+        refused_at = podsecurity.refused_level(exc.msg)
+        spec, annotations = pod["spec"], pod["metadata"].get("annotations")
+        needed = podsecurity.needed_level(spec, annotations, refused_at)
+        detail = exc.body.get("message") if isinstance(exc.body, dict) and exc.body.get("message") else exc.msg
+        why = podsecurity.refusal_why(namespace, refused_at, source, what, needed,
+                                      podsecurity.violations(spec, annotations, refused_at), detail)
+        command = podsecurity.label_command(namespace, needed)
+        return PodSecurityRefused(param, value, "a namespace whose level admits them: " + command, why=why,
+                                  pod_security={"namespace": namespace, "enforced": refused_at, "required": needed,
+                                                "command": command})
 
     def run(self, opts, run_id, plan=None):
         """Run a broadcast to the end. Returns the result dict, or raises with it attached."""
@@ -91,19 +146,20 @@ class Engine:
             self.stats = run.stats
 
     def delete_runs(self, name, namespace, run_id=None, check_mode=False):
-        """Delete a broadcast's pods and run records (one run, or all). Returns what was (or would be) deleted."""
+        """Delete a broadcast's pods and run records (one run, or all) that we created: a label alone is
+        not enough (``apply.created_by_us``). Returns what was (or would be) deleted."""
         selector = naming.run_selector(name, run_id)
         record_selector = "%s,%s=%s" % (selector, naming.LABEL_KIND, naming.KIND_RUN_RECORD)
         found, _rv = list_all(self.client, self.client.core_path("pods", namespace), {"labelSelector": selector})
         records, _rv = list_all(self.client, self.client.core_path("configmaps", namespace),
                                 {"labelSelector": record_selector})
+        found = [p for p in found if created_by_us(p)]
+        records = [c for c in records if created_by_us(c)]
         deleted = {"pods": sorted(p["metadata"]["name"] for p in found),
                    "records": sorted(c["metadata"]["name"] for c in records)}
         if not check_mode:
-            if found:
-                self.client.request("DELETE", self.client.core_path("pods", namespace),
-                                    query={"labelSelector": selector})
-            if records:
-                self.client.request("DELETE", self.client.core_path("configmaps", namespace),
-                                    query={"labelSelector": record_selector})
+            # One by one, never a collection by label: a foreign object with our labels must survive.
+            for kind, names in (("pods", deleted["pods"]), ("configmaps", deleted["records"])):
+                for obj_name in names:
+                    self.client.delete(self.client.core_path(kind, namespace, obj_name))
         return deleted

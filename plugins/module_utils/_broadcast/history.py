@@ -22,6 +22,7 @@ __metaclass__ = type
 import copy
 import json
 
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import ANNOTATION_CREATED_BY, MANAGED_BY
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import Conflict, NodeopsError
 
 HISTORY_MAX_BYTES = 512 * 1024     # a ConfigMap holds 1 MiB; stay well below
@@ -151,7 +152,8 @@ def record_history(client, namespace, name, entry, keep, labels):
             if current is None:
                 client.create(client.core_path("configmaps", namespace), {
                     "apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": name, "namespace": namespace, "labels": labels}, "data": data})
+                    "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                                 "annotations": {ANNOTATION_CREATED_BY: MANAGED_BY}}, "data": data})
             else:
                 current["data"] = data
                 client.request("PUT", path, body=current)

@@ -24,6 +24,9 @@ LABEL_CRON = "nodeops.io/cron-broadcast"
 LABEL_KIND = "nodeops.io/kind"
 KIND_RUN_RECORD = "run-record"
 KIND_HISTORY = "history"
+# The immutable ConfigMap of code a run's node pods (or a cron broadcast's runner) run, checked by digest.
+KIND_RUN_CODE = "run-code"
+KIND_RUNNER_CODE = "runner-code"
 
 
 RECORD_PREFIX = "nodeops-run-"
@@ -32,6 +35,11 @@ RECORD_PREFIX = "nodeops-run-"
 def record_name(name, run_id):
     """The run record: the ConfigMap that owns a run's pods and holds the node script."""
     return RECORD_PREFIX + "%s-%s" % (name, run_id)
+
+
+def code_name(name, run_id):
+    """The run's code: the node script and its inputs, immutable, owned by the run record."""
+    return record_name(name, run_id) + "-code"
 
 
 def node_hash(node_name):

@@ -162,10 +162,8 @@ def workload(params):
     container = dict(part["container"], image=params.get("image") or DEFAULT_IMAGE)
     node_script = part["params"] is not None
     if node_script:
-        # The node script runs from the run record the pod mounts (see pods.node_files).
-        # ``python3 -m`` puts the working directory first on sys.path: no PYTHONPATH needed.
-        container["command"] = list(pods.NODE_COMMAND)
-        container["workingDir"] = pods.NODE_ROOT
+        # The node script runs from the run's code ConfigMap, which the pod mounts; build_pod sets the
+        # command that checks it against the digest in the pod spec first (see _node/boot.py).
         container["env"] = [{"name": NODE_ENV, "value": json.dumps({"preset": preset, "params": part["params"]},
                                                                    sort_keys=True, separators=(",", ":"))}]
         container["volumeMounts"] = list(container.get("volumeMounts") or []) + [dict(pods.NODE_MOUNT)]

@@ -20,19 +20,18 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.nami
     LABEL_RUN,
 )
 
-# The preset pods run the node script (``_node`` and the presets) from their run record, a
-# ConfigMap mounted here as packages; their argv stays small (a pod carrying the script would
-# count against etcd at thousands of nodes).
+# The preset pods run the node script (``_node`` and the presets) from their run's code ConfigMap,
+# mounted here as packages; their argv carries only the integrity check and the manifest's digest (a
+# pod carrying the script would count against etcd at thousands of nodes).
 NODE_ENTRY = shipping.PACKAGE + "._node.main"
 NODE_ROOT = "/opt/nodeops-node"
-NODE_COMMAND = ("python3", "-m", NODE_ENTRY)
 # Where a failed container's log tail goes: its termination message (see run.finished_log).
 TERMINATION_POLICY = "FallbackToLogsOnError"
 # Mounted at the package's own path, so that the volume's items stay short.
 NODE_MOUNT = {"name": "nodeops-node", "mountPath": NODE_ROOT + "/" + shipping.PACKAGE_DIR, "readOnly": True}
 _NODE_FILES = {}
-# The cluster_images input, in the run record, laid next to the node script.
-CLUSTER_IMAGES_KEY = CLUSTER_IMAGES_FILE
+# The cluster_images input, in the run's code ConfigMap, laid next to the node script.
+CLUSTER_IMAGES_PATH = "_node/" + CLUSTER_IMAGES_FILE
 
 
 def node_files(preset):
@@ -40,6 +39,34 @@ def node_files(preset):
     if preset not in _NODE_FILES:
         _NODE_FILES[preset] = shipping.closure(NODE_ENTRY, "%s._presets.%s" % (shipping.PACKAGE, preset))
     return dict(_NODE_FILES[preset])
+
+
+def node_code(workload, cluster_images=None):
+    """What a run's node pods read, checked by digest: {"files": {path below the package: content},
+    "manifest": its text, "digest": the manifest's SHA-256}. ``cluster_images`` is the input the engine
+    gathered (a JSON text) when the preset asks for it. Pure but for reading our own source."""
+    files = node_files(workload["preset"])
+    if CLUSTER_IMAGES in (workload.get("inputs") or []):
+        files[CLUSTER_IMAGES_PATH] = cluster_images if cluster_images is not None else "[]"
+    text, digest = shipping.manifest(files)
+    return {"files": files, "manifest": text, "digest": digest}
+
+
+def code_config_map(opts, run_id, code, owner):
+    """The run's code as an immutable ConfigMap owned by the run record (the garbage collector removes
+    it with the record). Immutable, so that no one can change it under a running pod. Pure."""
+    data = dict((shipping.config_key(path), content) for path, content in code["files"].items())
+    data[shipping.MANIFEST_KEY] = code["manifest"]
+    labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_BROADCAST: opts["name"], LABEL_RUN: run_id,
+              naming.LABEL_KIND: naming.KIND_RUN_CODE}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "immutable": True, "data": data,
+            "metadata": {"name": naming.code_name(opts["name"], run_id), "namespace": opts["namespace"],
+                         "labels": labels, "ownerReferences": [owner]}}
+
+
+def node_command(digest):
+    """The node pod's argv: check the mounted code against ``digest``, then run the node script."""
+    return shipping.boot_command(digest, NODE_MOUNT["mountPath"], shipping.PACKAGE_DIR, NODE_ENTRY)
 
 
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
@@ -108,8 +135,9 @@ def pin_affinity(affinity, node_name):
     return merged
 
 
-def build_pod(opts, run_id, node_name, owner=None, active_deadline=None):
-    """The Pod for one node of one run. Pure."""
+def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_digest=None):
+    """The Pod for one node of one run. Pure. ``code_digest`` is the run's ``node_code`` digest; without
+    it (a plan, a dry run) the digest of the node script with empty inputs stands in."""
     workload = opts["workload"]
     labels = dict(opts["pod_labels"])
     labels.update({LABEL_MANAGED_BY: MANAGED_BY, LABEL_BROADCAST: opts["name"], LABEL_RUN: run_id,
@@ -134,11 +162,12 @@ def build_pod(opts, run_id, node_name, owner=None, active_deadline=None):
             pod_spec["hostPID"] = True
         volumes = copy.deepcopy(workload.get("volumes") or [])
         if workload.get("node_script"):
-            items = shipping.mount_items(node_files(workload["preset"]), under_package=True)
-            if CLUSTER_IMAGES in (workload.get("inputs") or []):
-                items.append({"key": CLUSTER_IMAGES_KEY, "path": "_node/" + CLUSTER_IMAGES_FILE})
+            code = node_code(workload)
+            items = shipping.mount_items(code["files"], under_package=True)
+            items.append({"key": shipping.MANIFEST_KEY, "path": shipping.MANIFEST_KEY})
             volumes.append({"name": NODE_MOUNT["name"], "configMap": {
-                "name": naming.record_name(opts["name"], run_id), "items": items}})
+                "name": naming.code_name(opts["name"], run_id), "items": items}})
+            container["command"] = node_command(code_digest or code["digest"])
         if volumes:
             pod_spec["volumes"] = volumes
     for container in pod_spec.get("containers") or []:

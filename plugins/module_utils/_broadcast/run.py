@@ -40,6 +40,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors im
     NodeFailures,
     RunAborted,
     RunTimeout,
+    TamperedCode,
     WindowClosed,
 )
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import Watcher
@@ -242,6 +243,23 @@ def skipped_result(node, reason):
             "log": None, "started_at": None, "finished_at": None, "duration_s": None, "restarts": 0}
 
 
+def verified_code_digest(found, code):
+    """The digest of an existing code ConfigMap when it is immutable and holds exactly our node script
+    (its inputs may be an earlier attempt's), with a manifest that matches its content; else TamperedCode.
+    Pure."""
+    data, name = found.get("data") or {}, found["metadata"]["name"]
+    files = {}
+    for path, ours in code["files"].items():
+        theirs = data.get(shipping.config_key(path))
+        if theirs is None or (path.endswith(".py") and theirs != ours):
+            raise TamperedCode("ConfigMap %s does not hold this collection's %s: refusing to run it" % (name, path))
+        files[path] = theirs
+    text, digest = shipping.manifest(files)
+    if found.get("immutable") is not True or data.get(shipping.MANIFEST_KEY) != text:
+        raise TamperedCode("ConfigMap %s is not the immutable code this run wrote: refusing to run it" % name)
+    return digest
+
+
 def _node_name_only(node):
     """All the run needs of a watched node: that it is there (or gone)."""
     return {"metadata": {"name": (node.get("metadata") or {}).get("name")}}
@@ -292,6 +310,7 @@ class BroadcastRun:
                                             fail_fast=opts["failure_policy"] == "fail_fast")
         self.stopped = None   # (reason, message) once it stopped starting pods
         self.owner = None     # the run record, once made
+        self.code_digest = None   # the digest of the run's code ConfigMap, which its pods check
         self.progress_at, self.progress_sent = None, None
 
     # ---------------------------------------------------------------- start and end
@@ -370,26 +389,53 @@ class BroadcastRun:
         return [pods_watch, nodes_watch, events_watch]
 
     def ensure_record(self):
-        """The run record: a ConfigMap that owns the run's pods, so none is ever left unowned. It holds
-        the node script when the workload has one."""
+        """The run record: a ConfigMap that owns the run's pods, so none is ever left unowned. The code the
+        node pods run goes beside it (``ensure_code``), never in it: the record is written as the run goes."""
         body = {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": self.record_name, "namespace": self.namespace,
                              "labels": {LABEL_MANAGED_BY: MANAGED_BY, naming.LABEL_BROADCAST: self.opts["name"],
                                         naming.LABEL_RUN: self.run_id, naming.LABEL_KIND: naming.KIND_RUN_RECORD}},
                 "data": history.record_data("running", started_at=iso(self.clock.now()),
                                             eligible=len(self.plan["eligible"]))}
-        if self.opts["workload"].get("node_script"):
-            node_files = pods.node_files(self.opts["workload"]["preset"])
-            body["data"].update((shipping.config_key(path), source) for path, source in node_files.items())
-        if CLUSTER_IMAGES in (self.opts["workload"].get("inputs") or []):
-            body["data"][pods.CLUSTER_IMAGES_KEY] = json.dumps(inputs.cluster_images(self.client))
+        workload = self.opts["workload"]
+        # Gathered before the first write: a right it lacks (keep_images_in_cluster) must stop the run
+        # before anything is created.
+        cluster_images = None
+        if CLUSTER_IMAGES in (workload.get("inputs") or []):
+            cluster_images = json.dumps(inputs.cluster_images(self.client))
+        made = True
         try:
             record = self.client.create(self.client.core_path("configmaps", self.namespace), body,
                                         retry_for=CREATE_RETRY_SECONDS)
         except Conflict:
+            made = False
             record = self.client.get(self.client.core_path("configmaps", self.namespace, self.record_name))
-        return {"apiVersion": "v1", "kind": "ConfigMap", "name": record["metadata"]["name"],
-                "uid": record["metadata"]["uid"], "blockOwnerDeletion": False, "controller": False}
+        owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": record["metadata"]["name"],
+                 "uid": record["metadata"]["uid"], "blockOwnerDeletion": False, "controller": False}
+        if workload.get("node_script"):
+            try:
+                self.code_digest = self.ensure_code(owner, cluster_images)
+            except TamperedCode:
+                if made:   # no pod was made: the record we just wrote would only say "running" forever
+                    self.client.delete(self.client.core_path("configmaps", self.namespace, self.record_name))
+                raise
+        return owner
+
+    def ensure_code(self, owner, cluster_images):
+        """The run's code ConfigMap (immutable, owned by the record); returns the digest its pods check.
+
+        A resumed run finds it made: its files must be exactly this collection's node script, or the run
+        stops before any pod (someone replaced it). Its inputs are the first attempt's, so that the pods
+        of both attempts read the same."""
+        code = pods.node_code(self.opts["workload"], cluster_images)
+        body = pods.code_config_map(self.opts, self.run_id, code, owner)
+        try:
+            self.client.create(self.client.core_path("configmaps", self.namespace), body,
+                               retry_for=CREATE_RETRY_SECONDS)
+            return code["digest"]
+        except Conflict:
+            found = self.client.get(self.client.core_path("configmaps", self.namespace, body["metadata"]["name"]))
+        return verified_code_digest(found, code)
 
     # ---------------------------------------------------------------- act
 
@@ -480,7 +526,8 @@ class BroadcastRun:
         An API server that is away, throttling or failing (retryable errors) is retried with backoff, so
         a restart during creation does not fail the node; a pod that exists already is adopted.
         """
-        pod = pods.build_pod(self.opts, self.run_id, node_run.node, owner=owner, active_deadline=deadline_s)
+        pod = pods.build_pod(self.opts, self.run_id, node_run.node, owner=owner, active_deadline=deadline_s,
+                             code_digest=self.code_digest)
         try:
             try:
                 # Slimmed here, in the worker: a batch of thousands of full pods is never held at once.

@@ -5,9 +5,10 @@
 
 How the code gets there, and why: cron_broadcast writes this module and
 everything it imports (``shipping.closure``: ``_broadcast``, ``_kube``, ``_node``
-and ``_presets``, all standard-library only) into a ConfigMap, and the CronJob
-mounts them under ``/opt/nodeops/ansible_collections/nodeops/kubernetes/plugins/module_utils/``
-with ``PYTHONPATH=/opt/nodeops``. So the runner is *the same engine* as
+and ``_presets``, all standard-library only) into an immutable ConfigMap named
+after its digest, and the CronJob mounts it under ``/opt/nodeops``. The pod's
+command (``_node/boot.py``, inline in the CronJob) checks every file against the
+digest in the CronJob, copies the checked files and runs this from the copy. So the runner is *the same engine* as
 broadcast_job, imported by the same names, on a stock ``python`` image:
 nothing to build, nothing to pip install. It talks to the API with ``_kube.api``
 (http.client + ssl) and the pod's ServiceAccount token, re-read on every
@@ -61,7 +62,9 @@ def _say(text):
 
 def main(environ=None):
     environ = os.environ if environ is None else environ
-    input_file = environ.get("NODEOPS_RUNNER_INPUT", INPUT_FILE)
+    input_file = environ.get("NODEOPS_RUNNER_INPUT") or (
+        # In the pod: the copy _node/boot.py checked against the CronJob's digest, never the mount.
+        os.path.join(environ["NODEOPS_CODE_ROOT"], "runner.json") if environ.get("NODEOPS_CODE_ROOT") else INPUT_FILE)
     with open(input_file) as f:
         runner_input = json.load(f)
     opts, kept = runner_input["options"], runner_input["history"]

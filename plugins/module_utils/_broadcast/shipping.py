@@ -16,9 +16,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ast
+import hashlib
 import importlib
 import inspect
+import json
 import sys
+
+# Imported by name, so that it is shipped (``closure``) and packed by AnsiballZ with whatever imports this.
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._node import boot as boot_module
 
 PACKAGE = "ansible_collections.nodeops.kubernetes.plugins.module_utils"
 
@@ -90,3 +95,56 @@ def mount_items(paths, under_package=False):
     ``PYTHONPATH`` root, each file goes below PACKAGE_DIR; mounted on ``<root>/PACKAGE_DIR`` itself
     (``under_package``), the items stay short."""
     return [{"key": config_key(p), "path": p if under_package else "%s/%s" % (PACKAGE_DIR, p)} for p in sorted(paths)]
+
+
+# ------------------------------------------------------------------ integrity (see _node/boot.py)
+
+MANIFEST_KEY = boot_module.MANIFEST     # the manifest's ConfigMap key and file name
+
+
+def _bytes(content):
+    return content if isinstance(content, bytes) else content.encode("utf-8")
+
+
+def manifest(files):
+    """(the manifest's text, its SHA-256) for ``files`` ({path as mounted: text or bytes}). The manifest
+    maps each path to its content's SHA-256; the pod spec carries the manifest's own digest. Pure."""
+    text = json.dumps(dict((path, hashlib.sha256(_bytes(content)).hexdigest()) for path, content in files.items()),
+                      sort_keys=True, separators=(",", ":"))
+    return text, hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+_BOOT_SOURCE = []
+
+
+def boot_source():
+    """The integrity check's source as it goes into a pod's argv: no docstrings, comments or blank lines."""
+    if not _BOOT_SOURCE:
+        tree = ast.parse(inspect.getsource(boot_module))
+        tree.body = [node for node in tree.body if not _is_docstring(node) and not _is_future(node)]
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list) and len(body) > 1 and _is_docstring(body[0]):
+                node.body = body[1:]
+        # One space an indent level: unparse indents by four and puts no newline inside a string.
+        lines = [line.lstrip(" ") for line in ast.unparse(tree).splitlines() if line.strip()]
+        depths = [(len(line) - len(line.lstrip(" "))) // 4 for line in ast.unparse(tree).splitlines() if line.strip()]
+        _BOOT_SOURCE.append("\n".join(" " * depth + line for depth, line in zip(depths, lines)))
+    return _BOOT_SOURCE[0]
+
+
+def _is_docstring(node):
+    return isinstance(node, ast.Expr) and isinstance(getattr(node, "value", None), ast.Constant) \
+        and isinstance(node.value.value, str)
+
+
+def _is_future(node):
+    return (isinstance(node, ast.ImportFrom) and node.module == "__future__") or (
+        isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["__metaclass__"])
+
+
+def boot_command(digest, mounted, package, module, python_flags=()):
+    """The argv that checks every shipped file against ``digest`` (see ``manifest``) and then runs
+    ``module`` from the checked copy. ``-I`` keeps PYTHONPATH and the working directory off the path:
+    nothing unchecked can be imported in place of our code."""
+    return ["python3", "-I", "-B"] + list(python_flags) + ["-c", boot_source(), digest, mounted, package, module]

@@ -284,8 +284,11 @@ class RestClient:
     # -------------------------------------------------------------- public API
 
     def request(self, method, path, query=None, body=None, content_type="application/json", timeout=None,
-                retry_for=None):
+                retry_for=None, warnings=None):
         """One JSON request. Returns the decoded body; raises a typed ApiError on error statuses.
+
+        ``warnings``, a list, receives the raw values of the response's Warning headers (the
+        apiserver's warnings, e.g. Pod Security's warn mode), error responses' included.
 
         The one retry policy: idempotent requests (GET, DELETE, or ``retry_for`` given, as for
         creates whose names are deterministic) are tried again on connection errors, 429 (after
@@ -298,7 +301,7 @@ class RestClient:
         backoff = 0.2
         while True:
             try:
-                return self._request_once(method, path, query, body, content_type, timeout)
+                return self._request_once(method, path, query, body, content_type, timeout, warnings)
             except ApiError as exc:
                 left = deadline - time.monotonic()
                 if not exc.retryable or left <= 0:
@@ -307,7 +310,7 @@ class RestClient:
                 time.sleep(max(0.0, min(wait, left)))
                 backoff = min(backoff * 2, 5.0)
 
-    def _request_once(self, method, path, query, body, content_type, timeout):
+    def _request_once(self, method, path, query, body, content_type, timeout, warnings=None):
         timeout = timeout or self.timeout
         # The server-side limit, a little under the client's, so the server gives up first.
         query = dict(query or {})
@@ -320,6 +323,8 @@ class RestClient:
         if status == 401 and self._refresh(headers):
             headers = self._headers(content_type if data else None)
             status, raw, resp_headers = self._exchange(method, self._url(path, query), data, headers, timeout)
+        if warnings is not None:
+            warnings.extend(resp_headers.get("Warning") or [])
         if status >= 400:
             raise self._error(method, path, status, raw, _retry_after(resp_headers.get("Retry-After")))
         content_type_got = resp_headers.get("Content-Type", "")
@@ -342,7 +347,9 @@ class RestClient:
             conn.close()
             self._local.conn = None
         return resp.status, raw, {"Content-Type": resp.getheader("Content-Type", ""),
-                                  "Retry-After": resp.getheader("Retry-After")}
+                                  "Retry-After": resp.getheader("Retry-After"),
+                                  # Several Warning headers come joined by ", ", as RFC 7230 allows.
+                                  "Warning": [w for w in [resp.getheader("Warning")] if w]}
 
     def _refresh(self, sent_headers):
         """After a 401: get a new token if the credentials can. True if the request is worth once more."""
@@ -406,11 +413,12 @@ class RestClient:
         except NotFound:
             return None
 
-    def create(self, path, body, dry_run=False, retry_for=0):
+    def create(self, path, body, dry_run=False, retry_for=0, warnings=None):
         """POST. ``retry_for`` only where a retried create is safe: a deterministic name, so a
-        create whose answer was lost comes back as Conflict, never as a second object."""
+        create whose answer was lost comes back as Conflict, never as a second object.
+        ``warnings``: see ``request``."""
         return self.request("POST", path, query={"dryRun": "All"} if dry_run else None, body=body,
-                            retry_for=retry_for)
+                            retry_for=retry_for, warnings=warnings)
 
     def delete(self, path, propagation="Background", grace_period=None):
         """DELETE; an object that is gone already is no error (the caller wanted it gone)."""

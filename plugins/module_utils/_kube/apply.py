@@ -15,10 +15,14 @@ __metaclass__ = type
 
 import copy
 
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ForeignObject
+
 # Who we are in the cluster: the field manager of our applies, and the managed-by label of our objects.
 FIELD_MANAGER = "nodeops.kubernetes"
 MANAGED_BY = FIELD_MANAGER
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+# Written only when we create an object: what state=absent may delete, and what we may change.
+ANNOTATION_CREATED_BY = "nodeops.io/created-by"
 
 # (apiVersion, kind) -> (plural, namespaced)
 KINDS = {
@@ -69,16 +73,45 @@ def ref(obj):
     return {"kind": obj["kind"], "name": meta["name"], "namespace": meta.get("namespace")}
 
 
+def created_by_us(obj):
+    """Whether this collection created ``obj``: our created-by annotation, which we write only on create.
+    Objects written before that annotation existed carry our field manager (every request of ours,
+    applies and creates alike, is made as ``nodeops.kubernetes``) and our managed-by label. Pure."""
+    meta = (obj or {}).get("metadata") or {}
+    if (meta.get("annotations") or {}).get(ANNOTATION_CREATED_BY) == MANAGED_BY:
+        return True
+    return (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY and any(
+        entry.get("manager") == FIELD_MANAGER for entry in meta.get("managedFields") or [])
+
+
+def foreign(obj):
+    meta = obj["metadata"]
+    where = "%s/%s" % (meta["namespace"], meta["name"]) if meta.get("namespace") else meta["name"]
+    return ForeignObject("%s %s exists and was not created by %s: refusing to change it. Remove it, or choose "
+                         "another name" % (obj["kind"], where, MANAGED_BY), object=ref(obj))
+
+
+def with_created_by(obj):
+    """``obj`` carrying our created-by annotation (kept by every later apply: the field stays ours)."""
+    out = copy.deepcopy(obj)
+    out["metadata"].setdefault("annotations", {})[ANNOTATION_CREATED_BY] = MANAGED_BY
+    return out
+
+
 def ensure(client, desired, check_mode):
     """Apply each desired object if it differs. Returns (changed refs, diff before/after, resulting objects).
 
     Every object goes through the server-side dry run before the first one is written, so an
-    object the apiserver refuses (a schedule it cannot parse) leaves nothing half-installed.
+    object the apiserver refuses (a schedule it cannot parse) leaves nothing half-installed. An object
+    of the same name that we did not create stops it, before any write: we never take over what is not ours.
     """
     planned = []
     for obj in desired:
         path = object_path(client, obj)
         current = client.get_or_none(path)
+        if current is not None and not created_by_us(current):
+            raise foreign(obj)
+        obj = with_created_by(obj)
         would = client.apply(path, obj, FIELD_MANAGER, dry_run=True)
         planned.append((obj, path, current, would))
     changed, before, after, results = [], [], [], []
@@ -94,7 +127,8 @@ def ensure(client, desired, check_mode):
 
 
 def delete_labelled(client, kinds, selector, namespace, check_mode, name_filter=None):
-    """Delete every object of ``kinds`` matching ``selector``; return refs of what is (or would be) deleted."""
+    """Delete every object of ``kinds`` matching ``selector`` that we created (``created_by_us``: a label
+    alone is not enough, anyone can set one); return refs of what is (or would be) deleted."""
     deleted = []
     for api_version, kind in kinds:
         plural, namespaced = KINDS[(api_version, kind)]
@@ -102,6 +136,8 @@ def delete_labelled(client, kinds, selector, namespace, check_mode, name_filter=
                              {"labelSelector": selector})
         for item in listing.get("items") or []:
             if name_filter and not name_filter(kind, item["metadata"]["name"]):
+                continue
+            if not created_by_us(item):
                 continue
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)

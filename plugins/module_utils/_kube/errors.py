@@ -38,12 +38,36 @@ class InvalidInput(NodeopsError):
         self.accepted = accepted
 
 
+class PodSecurityRefused(InvalidInput):
+    """The namespace's Pod Security level refuses the pods (a server-side dry run said so).
+
+    ``result`` also carries ``pod_security``: the namespace, the level it enforces, the level the pods
+    need and the ``kubectl label`` command that would admit them.
+    """
+
+    def __init__(self, param, value, accepted, why=None, **result):
+        super(PodSecurityRefused, self).__init__(param, value, accepted, why=why)
+        self.result.update(result)
+
+
+class NamespaceMissing(InvalidInput):
+    """The namespace does not exist: a dry run into it answered 404, so nothing could be checked there."""
+
+
 class MissingDependency(NodeopsError):
     """A Python package the module needs is not installed where it runs."""
 
 
 class PolicyEngineUnavailable(NodeopsError):
     """The cluster serves no API for the admission policy engine asked for (or, with auto, for any)."""
+
+
+class TamperedCode(NodeopsError):
+    """Code we would run (a run's node script, a runner's code) is not what this collection wrote."""
+
+
+class ForeignObject(NodeopsError):
+    """An object we would write or delete exists and was not created by this collection."""
 
 
 class ConnectionConfigError(NodeopsError):

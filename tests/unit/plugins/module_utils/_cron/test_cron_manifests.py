@@ -8,6 +8,7 @@ __metaclass__ = type
 
 import copy
 import datetime
+import hashlib
 import json
 
 import pytest
@@ -106,14 +107,51 @@ def test_objects_are_labelled_and_rbac_is_minimal():
     rules = manifests.build_objects(CRON, keeping, sources={})[3]["rules"]
     assert len(rules) == 4 and all(r["verbs"] == ["list"] for r in rules[1:])
     for obj in objs:
-        assert obj["metadata"]["labels"] == {"app.kubernetes.io/managed-by": "nodeops.kubernetes",
-                                             "nodeops.io/cron-broadcast": "nightly"}
+        assert obj["metadata"]["labels"] == dict({"app.kubernetes.io/managed-by": "nodeops.kubernetes",
+                                                  "nodeops.io/cron-broadcast": "nightly"},
+                                                 **({"nodeops.io/kind": "runner-code"} if obj is objs[-2] else {}))
     cluster_role = objs[3]
     assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
-    assert cluster_role["metadata"]["name"] == "nodeops-ops-nightly-nodes"
+    assert cluster_role["metadata"]["name"] == "nodeops-ops-nightly-%s-nodes" % manifests.name_hash("ops", "nightly")
     role_resources = sorted(r for rule in objs[1]["rules"] for r in rule["resources"])
-    assert role_resources == ["configmaps", "events", "pods", "pods/log"]
+    assert role_resources == ["configmaps", "configmaps", "events", "pods", "pods/log"]
     assert [r["verbs"] for r in objs[1]["rules"] if r["resources"] == ["events"]] == [["get", "list", "watch", "create"]]
+
+
+def test_the_runner_may_replace_only_its_history_and_no_configmap_of_code():
+    """The runner's Role: ``update`` on ConfigMaps only for its history, by name; its own code is immutable."""
+    objs = manifests.build_objects(CRON, opts(), sources={"_broadcast/runner.py": "# r"})
+    rules = [r for r in objs[1]["rules"] if r["resources"] == ["configmaps"]]
+    updates = [r for r in rules if "update" in r["verbs"]]
+    assert updates == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["nodeops-nightly-history"],
+                        "verbs": ["update"]}]
+    code = objs[-2]
+    assert code["kind"] == "ConfigMap" and code["immutable"] is True
+
+
+@pytest.mark.parametrize("first, second", [(("a-b", "c"), ("a", "b-c")), (("ops", "x-y"), ("ops-x", "y"))])
+def test_cluster_scoped_names_of_two_cron_broadcasts_never_collide(first, second):
+    one, two = manifests.object_names(first[1], first[0]), manifests.object_names(second[1], second[0])
+    for key in ("cluster_role", "node_events_role"):
+        assert one[key] != two[key]
+        assert len(one[key]) <= 253 and one[key] == one[key].lower()
+    assert one["cluster_role"].startswith("nodeops-%s-%s-" % first)   # still readable
+
+
+def test_the_runner_code_is_content_addressed_and_its_digest_is_in_the_cronjob():
+    a = manifests.build_objects(CRON, opts(), sources={"_broadcast/runner.py": "# r"})
+    b = manifests.build_objects(CRON, opts(), sources={"_broadcast/runner.py": "# r, changed"})
+    assert a[-2]["metadata"]["name"] != b[-2]["metadata"]["name"]
+    assert a[-2]["metadata"]["name"].startswith("nodeops-nightly-runner-")
+    manifest = json.loads(a[-2]["data"][shipping.MANIFEST_KEY])
+    digest = hashlib.sha256(a[-2]["data"][shipping.MANIFEST_KEY].encode()).hexdigest()
+    container = a[-1]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert digest in container["command"] and a[-2]["metadata"]["name"].endswith(digest[:10])
+    # Every file the runner reads is in the manifest: its code and its input.
+    assert sorted(manifest) == sorted([shipping.PACKAGE_DIR + "/_broadcast/runner.py", "runner.json"])
+    assert manifest["runner.json"] == hashlib.sha256(a[-2]["data"]["runner.json"].encode()).hexdigest()
+    # Nothing unchecked on the path: no PYTHONPATH, and python runs isolated (-I).
+    assert "-I" in container["command"] and not [e for e in container["env"] if e["name"] == "PYTHONPATH"]
 
 
 def test_cronjob_runs_the_runner_from_the_configmap():
@@ -125,8 +163,9 @@ def test_cronjob_runs_the_runner_from_the_configmap():
     pod = cron["jobTemplate"]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "nodeops-nightly"
     items = pod["volumes"][0]["configMap"]["items"]
-    assert {"key": "_broadcast.runner.py", "path": shipping.PACKAGE_DIR + "/_broadcast/runner.py"} in items
-    assert objs[-2]["data"]["_broadcast.runner.py"] == "# r"
+    key = shipping.config_key(shipping.PACKAGE_DIR + "/_broadcast/runner.py")
+    assert {"key": key, "path": shipping.PACKAGE_DIR + "/_broadcast/runner.py"} in items
+    assert objs[-2]["data"][key] == "# r"
     container = pod["containers"][0]
     assert container["image"] == "python:3.13-slim"
     assert container["command"][-1] == "ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.runner"

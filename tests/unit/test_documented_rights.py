@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The README's table of the runner's rights is what cron_broadcast grants, option by option.
+
+The cluster-side half (the API server's SelfSubjectRulesReview as the runner) is
+tests/integration/test_cron_broadcast_cluster.py::test_the_runner_has_exactly_the_documented_rights.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import sys
+
+import pytest
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "tools"))
+import rights_table  # noqa: E402
+
+CRON = {"name": "nightly", "schedule": "0 3 * * *", "time_zone": None, "concurrency_policy": "Forbid",
+        "starting_deadline_seconds": None, "successful_jobs_history_limit": 3, "failed_jobs_history_limit": 3,
+        "history_limit": 10, "suspend": False, "runner_image": "python:3.13-slim"}
+
+
+def granted(opts):
+    """What the built objects grant, in the table's words."""
+    out = set()
+    for obj in manifests.build_objects(CRON, opts, sources={}):
+        if obj["kind"] not in ("Role", "ClusterRole"):
+            continue
+        ns = obj["metadata"].get("namespace")
+        where = "cluster" if ns is None else ("default" if ns == "default" else "its namespace")
+        out |= rights_table.from_rules(where, obj["rules"])
+    return out
+
+
+@pytest.mark.parametrize("node_events, keep_images", [("failures", False), ("none", False), ("all", True),
+                                                      ("none", True)])
+def test_the_documented_rights_are_exactly_what_cron_broadcast_grants(node_events, keep_images):
+    opts = options.validate({"name": "nightly", "namespace": "ops", "preset": "image_prune", "node_events": node_events,
+                             "image_prune": {"keep_images_in_cluster": keep_images}})
+    conditions = ([rights_table.NODE_EVENTS] if node_events != "none" else []) + (
+        [rights_table.KEEP_IMAGES] if keep_images else [])
+    documented = rights_table.rights(rights_table.rows(), conditions, name="nightly")
+    assert granted(opts) == documented
+
+
+def test_every_row_says_what_it_implies():
+    for row in rights_table.rows():
+        assert row["when"] in (rights_table.ALWAYS, rights_table.NODE_EVENTS, rights_table.KEEP_IMAGES), row

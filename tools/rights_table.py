@@ -1,0 +1,60 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The README's table of what the cron runner is granted, read as data, so tests compare it with the
+objects cron_broadcast builds and with what the API server says the runner may do."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+START, END = "<!-- runner-rights:start -->", "<!-- runner-rights:end -->"
+ALWAYS, NODE_EVENTS, KEEP_IMAGES = "always", "`node_events` is not `none`", "`keep_images_in_cluster`"
+
+
+def _cells(line):
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def rows(path=README):
+    """[{where, group, resources, verbs, names, when}] from the table, one row per table line."""
+    with open(path) as f:
+        text = f.read()
+    table = text[text.index(START) + len(START):text.index(END)].strip().splitlines()[2:]
+    out = []
+    for line in table:
+        where, group, resources, verbs, names, when = _cells(line)[:6]
+        out.append({"where": where, "group": "" if group == "core" else group,
+                    "resources": [r.strip() for r in resources.split(",")],
+                    "verbs": [v.strip() for v in verbs.split(",")],
+                    "names": re.findall(r"`([^`]+)`", names), "when": when})
+    return out
+
+
+def rights(table_rows, conditions, name="<name>"):
+    """The set of (where, group, resource, verb, resourceName or '') the rows grant under ``conditions``
+    (the ``when`` values that hold; ``always`` always does). ``<name>`` in a name is the cron's name."""
+    out = set()
+    for row in table_rows:
+        if row["when"] != ALWAYS and row["when"] not in conditions:
+            continue
+        for resource in row["resources"]:
+            for verb in row["verbs"]:
+                for res_name in row["names"] or [""]:
+                    out.add((row["where"], row["group"], resource, verb, res_name.replace("<name>", name)))
+    return out
+
+
+def from_rules(where, rules):
+    """The same set from RBAC rules (dicts as a Role holds them)."""
+    out = set()
+    for rule in rules:
+        for group in rule.get("apiGroups") or [""]:
+            for resource in rule.get("resources") or []:
+                for verb in rule.get("verbs") or []:
+                    for res_name in rule.get("resourceNames") or [""]:
+                        out.add((where, group, resource, verb, res_name))
+    return out
