@@ -14,7 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import PolicyEngineUnavailable
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY, created_by_us
 
 # Markers of Jobs that a GitOps tool or Helm owns without an ownerReference.
 GITOPS_ANNOTATIONS = ("argocd.argoproj.io/tracking-id", "helm.sh/hook")
@@ -195,10 +195,11 @@ def build_policy(opts, engine):
 
 
 def ours(item, policy_name):
-    """Whether a listed object belongs to this policy name (older releases set only managed-by)."""
+    """Whether a listed object belongs to this policy name (older releases set only managed-by) and was
+    created by us: a label alone is anyone's to set (``apply.created_by_us``)."""
     meta = item.get("metadata") or {}
     labels = meta.get("labels") or {}
-    if labels.get(LABEL_MANAGED_BY) != MANAGED_BY:
+    if labels.get(LABEL_MANAGED_BY) != MANAGED_BY or not created_by_us(item):
         return False
     if LABEL_POLICY in labels:
         return labels[LABEL_POLICY] == policy_name

@@ -146,13 +146,24 @@ def test_choose_engine_names_the_three_ways_when_none_is_served():
 
 
 def test_ours_takes_this_policy_name_and_objects_of_older_releases():
-    def item(name, **labels):
-        return {"metadata": {"name": name, "labels": labels}}
+    def item(name, created=True, manager="nodeops.kubernetes", **labels):
+        meta = {"name": name, "labels": labels, "managedFields": [{"manager": manager}]}
+        if created:
+            meta["annotations"] = {"nodeops.io/created-by": "nodeops.kubernetes"}
+        return {"metadata": meta}
     managed = {"app.kubernetes.io/managed-by": "nodeops.kubernetes"}
     assert admission.ours(item("p", **dict(managed, **{"nodeops.io/dangling-job-ttl": "p"})), "p")
     assert not admission.ours(item("q", **dict(managed, **{"nodeops.io/dangling-job-ttl": "q"})), "p")
-    assert admission.ours(item("p", **managed), "p")          # written before the label existed
+    assert admission.ours(item("p", created=False, **managed), "p")   # written before the label and annotation
     assert not admission.ours(item("p"), "p")                 # not ours: someone else's policy of that name
+
+
+def test_a_policy_that_only_carries_our_labels_is_never_ours_to_delete():
+    """Invariant: state=absent (or an engine switch) never deletes someone else's policy that copied our
+    labels: neither our created-by annotation nor our field manager is on it."""
+    labels = {"app.kubernetes.io/managed-by": "nodeops.kubernetes", "nodeops.io/dangling-job-ttl": "p"}
+    theirs = {"metadata": {"name": "p", "labels": labels, "managedFields": [{"manager": "kubectl"}]}}
+    assert not admission.ours(theirs, "p")
 
 
 class PagedJobs:
