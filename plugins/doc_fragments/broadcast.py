@@ -19,8 +19,9 @@ options:
       - A ready-made workload. Give either this or I(pod_template).
       - C(image_prune) removes images no container on the node uses, through the host's C(crictl). The pod
         runs privileged with the host PID namespace (C(nsenter) into PID 1's mount namespace).
-      - C(path_cleanup) removes old or matching files under one host directory. It mounts that directory, and
-        the host's root read-only to resolve the path as the host does; no privilege.
+      - C(path_cleanup) removes old or matching files under one host directory. It mounts that directory; an
+        unprivileged init container (nobody, no capabilities) sees the host's root read-only to resolve the
+        path as the host does.
       - C(host_command) runs a command in the host's namespaces (privileged, host PID).
       - C(journal_vacuum) shrinks the host's systemd journal with C(journalctl --vacuum-*), which removes
         archived journal files only. The pod runs privileged with the host PID namespace.
@@ -79,8 +80,8 @@ options:
         C(/proc), C(/sys), C(/dev), C(/var/lib/kubelet), C(/var/lib/containerd), C(/var/lib/etcd),
         C(/var/lib/cni), C(/var/lib/dpkg), C(/var/lib/rpm), C(/var/lib/rancher), C(/var/log/pods), ...;
         so C(/var/log) is refused too).
-      - The node pod then judges the real path before it lists anything. It sees the host's root read-only,
-        resolves the path there as the host would (every symbolic link on the way, at most 40) and refuses,
+      - The node pod then judges the real path before it lists anything. An init container, running as
+        nobody with no capabilities, sees the host's root read-only, resolves the path there as the host would (every symbolic link on the way, at most 40) and refuses,
         with the resolved path and the protected path in the node's C(errors), when the path leads to,
         into or above a protected path (also one the host moved elsewhere with a link), when it loops, or
         when the directory the kubelet mounted is not the one the path leads to.

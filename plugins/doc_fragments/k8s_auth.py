@@ -24,7 +24,8 @@ options:
         C(client-certificate-data), C(certificate-authority-data) (public, but masked as kubernetes.core does),
         C(id-token), C(refresh-token), C(access-token) and C(client-secret) (as in an auth-provider's C(config)),
         and the C(value) of an exec plugin's C(env) entry whose C(name) contains C(token), C(secret), C(passw),
-        C(key) or C(credential) (for example C(AWS_SECRET_ACCESS_KEY)). The names of its clusters, contexts and
+        C(key) or C(credential) (for example C(AWS_SECRET_ACCESS_KEY)), and the user and password in the URL of a
+        C(server) or C(proxy-url) (C(http://user:password@proxy:3128)). The names of its clusters, contexts and
         users, its namespaces and servers, and node names and namespaces in results that contain them, stay
         readable, unless another no_log option has the same value. Exec plugin C(args) are not masked: give an
         exec plugin its secrets through C(env)."

@@ -256,7 +256,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast impo
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Clock, Engine, new_run_id
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import NamespaceMissing
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import Forbidden, NamespaceMissing
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
@@ -289,6 +289,12 @@ def check_pod(module, engine, opts, run_id, node):
     except NamespaceMissing as exc:
         # Not an error in check mode: an earlier task may be about to create the namespace.
         module.warn("Pod Security not checked: %s" % exc.msg)
+        return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"])
+    except Forbidden as exc:
+        # Check mode with credentials that may read but not create pods (a plan-only account): the plan
+        # stands, the pod was not checked, and the run would need the right.
+        module.warn("Pod Security not checked: these credentials may not create pods, not even as a dry run (%s)"
+                    % exc.msg)
         return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"])
     for warning in engine.preflight_warnings:
         module.warn(warning)

@@ -110,6 +110,14 @@ options:
     type: list
     elements: dict
     default: []
+  labels:
+    description:
+      - Labels added to every object this cron broadcast installs, for example to tell who installed it
+        (the C(node_maintenance) role sets C(nodeops.io/installed-by=node_maintenance) and later removes only
+        the tasks that carry it).
+      - The collection's own labels (C(app.kubernetes.io/managed-by), C(nodeops.io/*)) cannot be set here.
+    type: dict
+    default: {}
   run_now:
     description:
       - Also start a run at once, as a Job created from the CronJob.
@@ -208,9 +216,6 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast impo
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import install, manifests
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule as cron_schedule
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.events import NODE_EVENTS_NAMESPACE
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_CRON
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, InvalidInput
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
@@ -219,11 +224,6 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge i
     run_module,
 )
 
-NAMESPACED = [("batch/v1", "CronJob"), ("v1", "ConfigMap"), ("rbac.authorization.k8s.io/v1", "RoleBinding"),
-              ("rbac.authorization.k8s.io/v1", "Role"), ("v1", "ServiceAccount")]
-CLUSTER = [("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"), ("rbac.authorization.k8s.io/v1", "ClusterRole")]
-# The Role that lets the runner post events about Nodes, which live in the default namespace.
-NODE_EVENTS = [("rbac.authorization.k8s.io/v1", "RoleBinding"), ("rbac.authorization.k8s.io/v1", "Role")]
 
 
 def build_argument_spec():
@@ -241,6 +241,7 @@ def build_argument_spec():
         runner_image=dict(type="str", default=options.DEFAULT_IMAGE),
         runner_node_selector=dict(type="dict", default={}),
         runner_tolerations=dict(type="list", elements="dict", default=[]),
+        labels=dict(type="dict", default={}),
         run_now=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         **options.broadcast_options()
@@ -263,11 +264,17 @@ def validate(params):
         raise InvalidInput("history_limit", params["history_limit"], "a number of runs of at least 1")
     opts = options.validate(dict(params, run_id=None))
     options.check_labels("runner_node_selector", params.get("runner_node_selector"))
+    extra = dict((str(k), str(v)) for k, v in (params.get("labels") or {}).items())
+    options.check_labels("labels", extra)
+    ours = sorted(k for k in extra if k == "app.kubernetes.io/managed-by" or k.startswith("nodeops.io/")
+                  and k != manifests.LABEL_INSTALLED_BY)
+    if ours:
+        raise InvalidInput("labels", params.get("labels"), "labels other than the collection's own (%s)" % ", ".join(ours))
     options.check_tolerations("runner_tolerations", params.get("runner_tolerations"))
     cron = dict((k, params.get(k)) for k in (
         "name", "time_zone", "concurrency_policy", "starting_deadline_seconds", "successful_jobs_history_limit",
         "failed_jobs_history_limit", "history_limit", "suspend"))
-    cron.update(schedule=expr, runner_image=image.strip(),
+    cron.update(schedule=expr, runner_image=image.strip(), labels=extra,
                 runner_node_selector=dict(params.get("runner_node_selector") or {}),
                 runner_tolerations=list(params.get("runner_tolerations") or []))
     return cron, opts
@@ -281,7 +288,7 @@ def present(module, client, cron, opts):
         changed, diff, results = apply.ensure(client, desired, module.check_mode)
     except ApiError as exc:
         raise cron_schedule.refused_by_apiserver(exc, cron)
-    stale = install.stale_runner_code(client, cron["name"], opts["namespace"], desired, module.check_mode)
+    stale = install.stale_objects(client, cron["name"], opts["namespace"], desired, module.check_mode)
     changed += stale
     result = {"changed": bool(changed), "changes": changed, "objects": [apply.ref(o) for o in desired],
               "next_runs": cron_schedule.next_runs(cron["schedule"], cron.get("time_zone"))}
@@ -297,20 +304,7 @@ def present(module, client, cron, opts):
 
 
 def absent(module, client):
-    name, namespace = module.params["name"], module.params["namespace"]
-    names = manifests.object_names(name, namespace)
-    selector = "%s=%s" % (LABEL_CRON, name)
-    deleted = apply.delete_labelled(client, NAMESPACED, selector, namespace, module.check_mode)
-    # The names before they carried a hash of (namespace, name) too: what an earlier version installed.
-    legacy = {"nodeops-%s-%s-nodes" % (namespace, name), "nodeops-%s-%s-node-events" % (namespace, name)}
-    deleted += apply.delete_labelled(client, CLUSTER, selector, None, module.check_mode,
-                                     name_filter=lambda kind, n: n == names["cluster_role"] or n in legacy)
-    if namespace != NODE_EVENTS_NAMESPACE:
-        deleted += apply.delete_labelled(client, NODE_EVENTS, selector, NODE_EVENTS_NAMESPACE, module.check_mode,
-                                         name_filter=lambda kind, n: n == names["node_events_role"] or n in legacy)
-    leftovers = Engine(client).delete_runs(name, namespace, check_mode=module.check_mode)
-    deleted += [{"kind": "Pod", "name": p, "namespace": namespace} for p in leftovers["pods"]]
-    deleted += [{"kind": "ConfigMap", "name": c, "namespace": namespace} for c in leftovers["records"]]
+    deleted = install.remove(client, module.params["name"], module.params["namespace"], module.check_mode)
     return {"changed": bool(deleted), "deleted": deleted, "objects": deleted}
 
 

@@ -71,7 +71,11 @@ def test_absent_removes_only_what_the_collection_created(tmp_path, api_client, c
     core.create_namespaced_pod(namespace, {"metadata": {"name": "team-pod", "labels": run_labels}, "spec": {
         "nodeSelector": {"nodeops-test/none": "x"}, "containers": [{"name": "c", "image": "team/app:1"}]}})
     foreign_cluster_role = "nodeops-%s-nightly-nodes" % namespace    # the name an earlier version would use
-    rbac.create_cluster_role({"metadata": {"name": foreign_cluster_role, "labels": cron_labels}, "rules": []})
+    rbac.create_cluster_role({"metadata": {"name": foreign_cluster_role}, "rules": []})
+    # ... and that earlier version took it over: it applied its labels with force, as our field manager.
+    kh.rest_client().apply("/apis/rbac.authorization.k8s.io/v1/clusterroles/" + foreign_cluster_role, {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": foreign_cluster_role, "labels": cron_labels}}, "nodeops.kubernetes")
     try:
         for check in (True, False):
             removed = kh.run_module(tmp_path, "cron_broadcast", {"name": "nightly", "namespace": namespace,
@@ -155,7 +159,8 @@ def test_runner_code_changed_by_a_configmap_writer_never_runs(tmp_path, api_clie
             "immutable": True, "data": dict(code.data, **{key: tampered})})
         # The module, asked to install again, notices (the immutable content is not its own)...
         again = kh.run_module(tmp_path, "cron_broadcast", args)
-        assert again.get("failed") and code_name in again["msg"], again
+        assert again.get("failed") and "ConfigMap %s is immutable and does not hold what its name says" % code_name \
+            in again["msg"], again
         # ... and the schedule, which asks nobody, starts the Job as the CronJob says (kubectl create job --from).
         batch = k8s.BatchV1Api(api_client)
         cron_job = kh.rest_client().get("/apis/batch/v1/namespaces/%s/cronjobs/nightly" % namespace)

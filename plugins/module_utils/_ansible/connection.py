@@ -85,6 +85,9 @@ KUBECONFIG_SECRET_KEYS = frozenset((
     "id-token", "refresh-token", "access-token", "client-secret",
 ))
 
+# URLs that may carry credentials in their userinfo (http://user:password@proxy:3128).
+URL_KEYS = frozenset(("server", "proxy-url"))
+
 # An exec plugin's env entry whose name says it holds a credential (AWS_SECRET_ACCESS_KEY, VAULT_TOKEN...).
 SECRET_ENV_NAME = re.compile(r"token|secret|passw|key|credential", re.IGNORECASE)
 
@@ -141,8 +144,23 @@ def _collect_secrets(node, found):
         for key, value in node.items():
             if key in KUBECONFIG_SECRET_KEYS and isinstance(value, str):
                 found.add(value)
+            elif key in URL_KEYS and isinstance(value, str):
+                found.update(url_userinfo_secrets(value))
             else:
                 _collect_secrets(value, found)
+
+
+def url_userinfo_secrets(url):
+    """The password of a ``scheme://user:password@host`` URL (a server or proxy-url), and the whole userinfo.
+    Pure."""
+    netloc = url.split("://", 1)[-1].split("/", 1)[0]
+    if "@" not in netloc:
+        return set()
+    userinfo = netloc.rsplit("@", 1)[0]
+    secrets = {userinfo}
+    if ":" in userinfo:
+        secrets.add(userinfo.split(":", 1)[1])
+    return set(s for s in secrets if s)
 
 
 def _is_secret_env(node):

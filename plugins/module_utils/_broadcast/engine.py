@@ -111,6 +111,8 @@ class Engine:
         except (Invalid, Forbidden) as exc:
             if podsecurity.is_refusal(exc.status, exc.msg):
                 raise self.pod_security_refusal(pod, param, value, what, exc) from exc
+            if isinstance(exc, Forbidden) and "cannot create resource" in exc.msg:
+                raise   # RBAC, not admission: the credentials may not create pods (a read-only plan account)
             raise InvalidInput(param, value, "a pod the API server accepts",
                                why="the API server refused a dry run: %s" % exc.msg) from exc
         return ["API server warning for %s in namespace %s: %s" % (what, namespace, text)

@@ -159,16 +159,30 @@ def workload(params):
         part = REGISTRY[preset].pod(params.get(preset) or {})
     except OptionError as exc:
         raise InvalidInput(exc.param, exc.value, exc.accepted, why=exc.why)
-    container = dict(part["container"], image=params.get("image") or DEFAULT_IMAGE)
+    image = params.get("image") or DEFAULT_IMAGE
+    container = dict(part["container"], image=image)
     node_script = part["params"] is not None
+    init = []
     if node_script:
         # The node script runs from the run's code ConfigMap, which the pod mounts; build_pod sets the
         # command that checks it against the digest in the pod spec first (see _node/boot.py).
-        container["env"] = [{"name": NODE_ENV, "value": json.dumps({"preset": preset, "params": part["params"]},
-                                                                   sort_keys=True, separators=(",", ":"))}]
-        container["volumeMounts"] = list(container.get("volumeMounts") or []) + [dict(pods.NODE_MOUNT)]
+        _runs_node_script(container, preset, part["params"])
+        for stage in part.get("init") or []:
+            init.append(_runs_node_script({"name": stage["name"], "image": image,
+                                           "securityContext": dict(stage.get("security") or {}),
+                                           "volumeMounts": list(stage.get("mounts") or [])}, preset, stage["params"]))
     return {"kind": "preset", "preset": preset, "container": container, "volumes": part["volumes"],
-            "host_pid": part["host_pid"], "node_script": node_script, "inputs": list(part.get("inputs") or [])}
+            "host_pid": part["host_pid"], "node_script": node_script, "inputs": list(part.get("inputs") or []),
+            "init_containers": init}
+
+
+def _runs_node_script(container, preset, node_params):
+    container["env"] = [{"name": NODE_ENV, "value": json.dumps({"preset": preset, "params": node_params},
+                                                               sort_keys=True, separators=(",", ":"))},
+                        dict(pods.CODE_TMP_ENV)]
+    container["volumeMounts"] = list(container.get("volumeMounts") or []) + [dict(pods.NODE_MOUNT),
+                                                                             dict(pods.CODE_TMP_MOUNT)]
+    return container
 
 
 def validate_identity(params):

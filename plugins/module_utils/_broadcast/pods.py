@@ -25,6 +25,11 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.nami
 # pod carrying the script would count against etcd at thousands of nodes).
 NODE_ENTRY = shipping.PACKAGE + "._node.main"
 NODE_ROOT = "/opt/nodeops-node"
+# Where _node/boot.py copies the checked code to: a volume of the pod's own, so that a read-only root
+# filesystem (a common policy) does not stop the node script.
+CODE_TMP_MOUNT = {"name": "nodeops-tmp", "mountPath": "/nodeops-tmp"}
+CODE_TMP_VOLUME = {"name": "nodeops-tmp", "emptyDir": {"sizeLimit": "64Mi"}}
+CODE_TMP_ENV = {"name": "TMPDIR", "value": CODE_TMP_MOUNT["mountPath"]}
 # Where a failed container's log tail goes: its termination message (see run.finished_log).
 TERMINATION_POLICY = "FallbackToLogsOnError"
 # Mounted at the package's own path, so that the volume's items stay short.
@@ -167,10 +172,14 @@ def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_di
             items.append({"key": shipping.MANIFEST_KEY, "path": shipping.MANIFEST_KEY})
             volumes.append({"name": NODE_MOUNT["name"], "configMap": {
                 "name": naming.code_name(opts["name"], run_id), "items": items}})
+            volumes.append(copy.deepcopy(CODE_TMP_VOLUME))
             container["command"] = node_command(code_digest or code["digest"])
+            if workload.get("init_containers"):
+                pod_spec["initContainers"] = [dict(copy.deepcopy(init), command=list(container["command"]))
+                                              for init in workload["init_containers"]]
         if volumes:
             pod_spec["volumes"] = volumes
-    for container in pod_spec.get("containers") or []:
+    for container in (pod_spec.get("initContainers") or []) + (pod_spec.get("containers") or []):
         # A failed container's last log lines reach the pod status: its tail costs no log read.
         container.setdefault("terminationMessagePolicy", TERMINATION_POLICY)
     pod_spec["restartPolicy"] = opts["restart_policy"]

@@ -243,10 +243,13 @@ def skipped_result(node, reason):
             "log": None, "started_at": None, "finished_at": None, "duration_s": None, "restarts": 0}
 
 
-def verified_code_digest(found, code):
-    """The digest of an existing code ConfigMap when it is immutable and holds exactly our node script
-    (its inputs may be an earlier attempt's), with a manifest that matches its content; else TamperedCode.
-    Pure."""
+def verified_code_digest(found, code, anchor=None):
+    """The digest of an existing code ConfigMap, or TamperedCode. Pure.
+
+    Nothing in a ConfigMap proves who wrote it (labels, annotations, owners and field managers can all be
+    copied), so: its code must be exactly ours, its manifest must match its content, and its inputs must be
+    either the ones the pods already made for this run check (``anchor``: the digest in their command) or,
+    with no pod made yet, exactly what this attempt gathered."""
     data, name = found.get("data") or {}, found["metadata"]["name"]
     files = {}
     for path, ours in code["files"].items():
@@ -257,7 +260,22 @@ def verified_code_digest(found, code):
     text, digest = shipping.manifest(files)
     if found.get("immutable") is not True or data.get(shipping.MANIFEST_KEY) != text:
         raise TamperedCode("ConfigMap %s is not the immutable code this run wrote: refusing to run it" % name)
+    if anchor is not None and digest != anchor:
+        raise TamperedCode("ConfigMap %s is not the code this run's pods were made with: refusing to run it" % name)
+    if anchor is None and files != code["files"]:
+        raise TamperedCode("ConfigMap %s holds inputs this attempt did not gather (%s): refusing to run it. Delete "
+                           "it, or start a new run_id" % (name, ", ".join(sorted(p for p in files
+                                                                                 if files[p] != code["files"][p]))))
     return digest
+
+
+def pod_code_digest(pod):
+    """The manifest digest a pod of ours checks its code against (the argument after the check's source), or None."""
+    for container in ((pod or {}).get("spec") or {}).get("containers") or []:
+        argv = container.get("command") or []
+        if "-c" in argv and len(argv) > argv.index("-c") + 2:
+            return argv[argv.index("-c") + 2]
+    return None
 
 
 def _node_name_only(node):
@@ -435,7 +453,12 @@ class BroadcastRun:
             return code["digest"]
         except Conflict:
             found = self.client.get(self.client.core_path("configmaps", self.namespace, body["metadata"]["name"]))
-        return verified_code_digest(found, code)
+        anchor = None
+        for pod_name in (self.runs[n].pod_name for n in self.plan["existing"]):
+            anchor = pod_code_digest(self.client.get_or_none(self.client.core_path("pods", self.namespace, pod_name)))
+            if anchor:
+                break
+        return verified_code_digest(found, code, anchor)
 
     # ---------------------------------------------------------------- act
 

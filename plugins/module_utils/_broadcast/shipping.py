@@ -7,8 +7,10 @@ What is shipped is found, not listed: the entry module and every module of this 
 imports, read from their source (``closure``). AnsiballZ packs a module's module_utils by the same
 static reading, so whatever the runner imports is in the zip a module runs from, and is shipped.
 
-In the pod, the files are mounted at their package paths under one root on ``PYTHONPATH``, so the
-code is imported by the same names as on the controller.
+In the pod, the files are mounted at their package paths under one root, with a manifest of their
+SHA-256 whose own digest is in the pod's command: ``_node/boot.py`` (the command's inline source,
+``boot_command``) checks them, copies the checked bytes and imports from the copy, by the same names
+as on the controller. Nothing is read from the mount unchecked.
 """
 
 from __future__ import absolute_import, division, print_function

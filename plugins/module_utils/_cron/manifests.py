@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import inputs, runner, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import inputs, pods, runner, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.events import NODE_EVENTS_NAMESPACE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import (
@@ -34,6 +34,8 @@ CODE_ROOT = "/opt/nodeops"
 RUNNER_ENTRY = runner.__name__
 INPUT_KEY = "runner.json"
 ZONE_KEY = runner.ZONE_FILE
+# Set by the node_maintenance role (through ``labels``) on what it installs: what it may remove later.
+LABEL_INSTALLED_BY = "nodeops.io/installed-by"
 # The digest of the runner's manifest: the pod checks its code against it (the CronJob is where it is set).
 RUNNER_DIGEST = "nodeops.io/runner-digest"
 
@@ -129,8 +131,10 @@ def runner_config_map(cron, opts, files):
 
 
 # What the runner may do in its namespace, and why. ConfigMaps: it creates run records (names it chooses
-# at run time) and their immutable code, patches the records as the run goes and deletes them; it
-# replaces only its own history (``update`` is limited to that name). Its own code is immutable.
+# at run time, so no resourceNames) and their immutable code, patches the records as the run goes and
+# deletes them, one by one; it replaces only its own history (``update`` is limited to that name). That
+# ``patch`` reaches every mutable ConfigMap of the namespace: code it runs is never one (immutable, and
+# checked by digest).
 def runner_rules(history_name):
     return [
         {"apiGroups": [""], "resources": ["pods"],
@@ -138,8 +142,7 @@ def runner_rules(history_name):
         {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
         # Watched for a pod that can never start; created on the Nodes a run failed on (node_events).
         {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch", "create"]},
-        {"apiGroups": [""], "resources": ["configmaps"],
-         "verbs": ["create", "get", "list", "patch", "delete", "deletecollection"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "get", "list", "patch", "delete"]},
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [history_name], "verbs": ["update"]},
     ]
 
@@ -184,8 +187,9 @@ def runner_pod_spec(cron, config_map, paths, digest):
     container = {
         "name": "runner", "image": cron["runner_image"],
         "command": shipping.boot_command(digest, CODE_ROOT, "", RUNNER_ENTRY, python_flags=("-u",)),
-        "env": [{"name": "NODEOPS_JOB_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}}],
-        "volumeMounts": [{"name": "runner", "mountPath": CODE_ROOT, "readOnly": True}],
+        "env": [{"name": "NODEOPS_JOB_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}}},
+                dict(pods.CODE_TMP_ENV)],
+        "volumeMounts": [{"name": "runner", "mountPath": CODE_ROOT, "readOnly": True}, dict(pods.CODE_TMP_MOUNT)],
         # The runner writes its summary there; a crash (or a failed integrity check) leaves its last log lines.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
@@ -194,7 +198,8 @@ def runner_pod_spec(cron, config_map, paths, digest):
     }
     pod_spec = {"serviceAccountName": names["service_account"], "restartPolicy": "Never",
                 "terminationGracePeriodSeconds": 30, "containers": [container],
-                "volumes": [{"name": "runner", "configMap": {"name": config_map["metadata"]["name"], "items": items}}]}
+                "volumes": [{"name": "runner", "configMap": {"name": config_map["metadata"]["name"], "items": items}},
+                            copy.deepcopy(pods.CODE_TMP_VOLUME)]}
     if cron.get("runner_node_selector"):
         pod_spec["nodeSelector"] = dict(cron["runner_node_selector"])
     if cron.get("runner_tolerations"):
@@ -230,7 +235,11 @@ def build_objects(cron, opts, sources=None, zone=None):
     files = runner_files(cron, opts, sources, zone)
     config_map, digest = runner_config_map(cron, opts, files)
     pod_spec = runner_pod_spec(cron, config_map, files, digest)
-    return rbac_objects(cron["name"], opts["namespace"], opts) + [config_map, cron_job(cron, opts, pod_spec, digest)]
+    objects = rbac_objects(cron["name"], opts["namespace"], opts) + [config_map, cron_job(cron, opts, pod_spec, digest)]
+    for obj in objects:
+        # The user's labels never replace ours: ours are how state=absent and the role find what is theirs.
+        obj["metadata"]["labels"] = dict(cron.get("labels") or {}, **obj["metadata"]["labels"])
+    return objects
 
 
 def runner_pod(desired):

@@ -15,7 +15,7 @@ __metaclass__ = type
 
 import copy
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ForeignObject
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ForeignObject, Invalid, TamperedCode
 
 # Who we are in the cluster: the field manager of our applies, and the managed-by label of our objects.
 FIELD_MANAGER = "nodeops.kubernetes"
@@ -80,8 +80,10 @@ def created_by_us(obj):
     meta = (obj or {}).get("metadata") or {}
     if (meta.get("annotations") or {}).get(ANNOTATION_CREATED_BY) == MANAGED_BY:
         return True
-    return (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY and any(
-        entry.get("manager") == FIELD_MANAGER for entry in meta.get("managedFields") or [])
+    # Status is written by controllers and the kubelet; anyone else who wrote the object's own fields means
+    # it was someone's before an earlier version of ours took it over (it applied with force), so not ours.
+    writers = set(entry.get("manager") for entry in meta.get("managedFields") or [] if not entry.get("subresource"))
+    return (meta.get("labels") or {}).get(LABEL_MANAGED_BY) == MANAGED_BY and writers == {FIELD_MANAGER}
 
 
 def foreign(obj):
@@ -112,7 +114,16 @@ def ensure(client, desired, check_mode):
         if current is not None and not created_by_us(current):
             raise foreign(obj)
         obj = with_created_by(obj)
-        would = client.apply(path, obj, FIELD_MANAGER, dry_run=True)
+        try:
+            would = client.apply(path, obj, FIELD_MANAGER, dry_run=True)
+        except Invalid as exc:
+            if current is not None and current.get("immutable") and "immutable" in exc.msg:
+                # Our immutable objects are named after their content: another content under that name
+                # was put there by someone else.
+                raise TamperedCode("%s %s is immutable and does not hold what its name says: someone made it "
+                                   "again with other content. Nothing was changed; delete it to install again"
+                                   % (obj["kind"], object_path(client, obj).rsplit("/", 1)[-1])) from exc
+            raise
         planned.append((obj, path, current, would))
     changed, before, after, results = [], [], [], []
     for obj, path, current, would in planned:

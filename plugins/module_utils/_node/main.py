@@ -1,10 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: nodeops.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The node script: what a preset pod runs, ``python3 -m ...module_utils._node.main``.
+"""The node script: what a preset pod runs, as ``...module_utils._node.main``.
 
-The pod mounts its run record, which holds this file and the chosen preset's module (see
-``_broadcast/shipping.py``), and runs this with ``NODEOPS_PRESET={"preset": name, "params": {...}}``.
+The pod mounts its run's code ConfigMap, which holds this file and the chosen preset's module (see
+``_broadcast/shipping.py``); ``_node/boot.py`` checks them against the digest in the pod spec and runs
+this from the checked copy, with ``NODEOPS_PRESET={"preset": name, "params": {...}}``.
 It imports the preset, runs its ``on_node(params)`` and prints progress lines, then the result as one
 ``NODEOPS_RESULT {json}`` line (``parse_result`` reads it back). It exits 0 when the preset reported no
 errors, 1 when it did, 2 when the host cannot do the preset at all.

@@ -35,14 +35,16 @@ class OptionError(ValueError):
 
 
 def pod_part(container_name, params=None, command=None, host_pid=False, security=None, volumes=None,
-             mounts=None, inputs=()):
+             mounts=None, inputs=(), init=()):
     """The part of the pod a preset decides.
 
     ``params`` (JSON-able) makes the node pod run ``on_node(params)``; ``command`` instead runs that
     argv in the preset's container. ``volumes`` and ``mounts`` are the host paths it needs. ``inputs``
     names what the engine gathers from the cluster for the node side, at the start of each run:
     ``cluster_images`` puts every image the cluster's workloads refer to in ``CLUSTER_IMAGES_FILE``,
-    next to the node script.
+    next to the node script. ``init`` are node-script stages that run first, each in its own init container
+    of the same image: ``{"name", "params", "security", "mounts"}`` (a stage that needs a wider view of the
+    host than the preset's own container, and so gets fewer rights).
     """
     container = {"name": container_name}
     if command is not None:
@@ -52,4 +54,4 @@ def pod_part(container_name, params=None, command=None, host_pid=False, security
     if mounts:
         container["volumeMounts"] = list(mounts)
     return {"container": container, "params": params, "host_pid": bool(host_pid), "volumes": list(volumes or []),
-            "inputs": sorted(inputs)}
+            "inputs": sorted(inputs), "init": [dict(stage) for stage in init]}

@@ -7,8 +7,11 @@ Which paths may never be cleaned is decided twice. On the controller, before any
 the path's text: an early, clear error. In the node pod, before anything is listed, on the host itself,
 which is the check that counts: a path's text says nothing of the symbolic links on its way, and the
 kubelet follows them when it mounts a hostPath, so ``/var/tmp/x`` may well mount ``/var/lib/kubelet``.
-The pod therefore sees the host's root read-only and resolves the path there as the host would, judges
-where it leads, and checks that the directory the kubelet mounted is that one.
+So the pod judges first, in an init container that sees the host's root read-only and resolves the path
+there as the host would. That stage runs as nobody, with no capabilities: a read-only view of the host
+still holds sockets (the container runtime's), which root could connect to. It writes its verdict to an
+emptyDir. The cleaning container, root but with only the directory itself mounted, reads the verdict,
+checks that the directory the kubelet mounted is the one judged, and only then lists anything.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,6 +21,7 @@ __metaclass__ = type
 import collections
 import errno
 import fnmatch
+import json
 import os
 import posixpath
 import stat
@@ -27,8 +31,9 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main impo
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import OptionError, pod_part
 
 NAME = "path_cleanup"
-SUMMARY = ("C(path_cleanup) removes old or matching files under one host directory. It mounts that directory, and "
-           "the host's root read-only to resolve the path as the host does; no privilege.")
+SUMMARY = ("C(path_cleanup) removes old or matching files under one host directory. It mounts that directory; "
+           "an unprivileged init container (nobody, no capabilities) sees the host's root read-only to resolve "
+           "the path as the host does.")
 OPTIONS = dict(
     path=dict(type="str", required=True),
     older_than_days=dict(type="int"),
@@ -43,8 +48,8 @@ description:
     C(/proc), C(/sys), C(/dev), C(/var/lib/kubelet), C(/var/lib/containerd), C(/var/lib/etcd),
     C(/var/lib/cni), C(/var/lib/dpkg), C(/var/lib/rpm), C(/var/lib/rancher), C(/var/log/pods), ...;
     so C(/var/log) is refused too).
-  - The node pod then judges the real path before it lists anything. It sees the host's root read-only,
-    resolves the path there as the host would (every symbolic link on the way, at most 40) and refuses,
+  - The node pod then judges the real path before it lists anything. An init container, running as
+    nobody with no capabilities, sees the host's root read-only, resolves the path there as the host would (every symbolic link on the way, at most 40) and refuses,
     with the resolved path and the protected path in the node's C(errors), when the path leads to,
     into or above a protected path (also one the host moved elsewhere with a link), when it loops, or
     when the directory the kubelet mounted is not the one the path leads to.
@@ -79,6 +84,12 @@ suboptions:
 """
 MOUNT = "/host-target"
 HOST_ROOT = "/host"
+# The judge's verdict, from the init container to the cleaning one, through an emptyDir.
+VERDICT_DIR = "/nodeops-verdict"
+VERDICT = VERDICT_DIR + "/verdict.json"
+# The judging stage sees the whole host (read-only): it may read what nobody may, and nothing more.
+JUDGE_SECURITY = {"runAsUser": 65534, "runAsGroup": 65534, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                  "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 # As Linux's MAXSYMLINKS: more links than this on the way to one path is a loop, or a trap.
 MAX_LINK_HOPS = 40
 # Never through a link: how every directory below the mounted path is opened, one component at a time.
@@ -162,17 +173,22 @@ def pod(opts):
     if emptying:
         raise OptionError("path_cleanup.older_than_days", opts["older_than_days"],
                           "older_than_days >= 1, or patterns that name the files to remove", why=emptying)
-    params = {"path": path, "mount": MOUNT, "host_root": HOST_ROOT, "older_than_days": opts.get("older_than_days"),
+    params = {"path": path, "mount": MOUNT, "verdict": VERDICT, "older_than_days": opts.get("older_than_days"),
               "patterns": list(opts.get("patterns") or []), "dry_run": bool(opts.get("dry_run"))}
-    # The directory itself, written through (read-only with dry_run), and the host's root, read-only, only
-    # to resolve the path as the host does: the kubelet has already followed its links for the first one.
-    # No host namespaces, no privilege.
+    judge = {"stage": "judge", "path": path, "host_root": HOST_ROOT, "verdict": VERDICT}
+    verdict = {"name": "verdict", "mountPath": VERDICT_DIR}
+    # The cleaning container: the directory itself, written through (read-only with dry_run), and the
+    # verdict. The judge: the host's root, read-only, to resolve the path as the host does (the kubelet has
+    # already followed its links for the directory), as nobody. No host namespaces, no privilege.
     return pod_part("path-cleanup", params=params,
                     volumes=[{"name": "target", "hostPath": {"path": path, "type": "Directory"}},
-                             {"name": "host", "hostPath": {"path": "/", "type": "Directory"}}],
+                             {"name": "host", "hostPath": {"path": "/", "type": "Directory"}},
+                             {"name": "verdict", "emptyDir": {"sizeLimit": "1Mi"}}],
                     mounts=[{"name": "target", "mountPath": MOUNT, "readOnly": bool(opts.get("dry_run"))},
-                            {"name": "host", "mountPath": HOST_ROOT, "readOnly": True,
-                             "recursiveReadOnly": "IfPossible"}])
+                            dict(verdict, readOnly=True)],
+                    init=[{"name": "path-cleanup-judge", "params": judge, "security": JUDGE_SECURITY,
+                           "mounts": [{"name": "host", "mountPath": HOST_ROOT, "readOnly": True,
+                                       "recursiveReadOnly": "IfPossible"}, verdict]}])
 
 
 # ---------------------------------------------------------------- the host's view (in the node pod)
@@ -262,43 +278,71 @@ def protected_ids(host_root, locations):
     return ids
 
 
-def mount_refusal(resolved, host_root, mount, ids):
-    """Why the directory mounted at ``mount`` may not be cleaned as the host's ``resolved``, or None:
-    it is not that directory (the path changed after the kubelet mounted it), or that directory or one
-    above it is a protected one under another name."""
+def alias_refusal(resolved, host_root, ids):
+    """Why the host's ``resolved`` may not be cleaned although its name is not protected, or None: it is
+    not a directory, or it or a directory above it is a protected one under another name (a bind mount)."""
     here = _host_lstat(host_root, resolved)
     if here is None or not stat.S_ISDIR(here.st_mode):
         return "%s is not a directory on the host" % resolved
-    try:
-        mounted = os.stat(mount)
-    except OSError as exc:
-        return "nothing is mounted at %s: %s" % (mount, exc.strerror)
-    if _identity(mounted) != _identity(here):
-        return "the directory mounted at %s is not %s on the host (the path changed after it was mounted)" \
-            % (mount, resolved)
     parts = _parts(resolved)
     for depth in range(len(parts), 0, -1):
         above = "/" + "/".join(parts[:depth])
         st = _host_lstat(host_root, above)
         danger = ids.get(_identity(st)) if st is not None else None
         if danger and danger != "/":
-            # The same directory under another name: a bind mount of it.
             inside = "is" if depth == len(parts) else "is inside %s, which is" % above
             return "%s %s the protected path %s under another name" % (resolved, inside, danger)
     return None
 
 
-def judge_on_host(path, host_root, mount):
-    """Resolve ``path`` on the host and judge it: (resolved path or None, refusal or None, protected_ids)."""
+def judge_on_host(path, host_root):
+    """Resolve ``path`` on the host and judge it: {path, resolved, refusal, identity (device, inode) of the
+    resolved directory, protected: [[device, inode, protected path]]}, all JSON, for the verdict file."""
     readlink = host_readlink(host_root)
     try:
         resolved = resolve_host_path(path, readlink)
         locations = [(danger, resolve_host_path(danger, readlink)) for danger in DANGEROUS_PATHS]
     except LinkLoop as exc:
-        return None, str(exc), {}
+        return {"path": path, "resolved": None, "refusal": str(exc), "identity": None, "protected": []}
     ids = protected_ids(host_root, locations)
-    refusal = real_path_refusal(path, resolved, locations) or mount_refusal(resolved, host_root, mount, ids)
-    return resolved, refusal, ids
+    refusal = real_path_refusal(path, resolved, locations) or alias_refusal(resolved, host_root, ids)
+    here = _host_lstat(host_root, resolved)
+    return {"path": path, "resolved": resolved, "refusal": refusal,
+            "identity": list(_identity(here)) if here is not None else None,
+            "protected": [[dev, ino, danger] for (dev, ino), danger in sorted(ids.items())]}
+
+
+def write_verdict(params):
+    """The judging stage (init container): judge the path and leave the verdict for the cleaning one."""
+    verdict = judge_on_host(params["path"], params["host_root"])
+    with open(params["verdict"], "w") as f:
+        json.dump(verdict, f)
+    say("judged %s: %s" % (params["path"], verdict["refusal"] or "may be cleaned (%s)" % verdict["resolved"]))
+    # Never a failure here: a refusal is the cleaning stage's result, reported as the node's.
+    return {"preset": NAME, "stage": "judge", "resolved": verdict["resolved"], "refused": verdict["refusal"],
+            "errors": []}
+
+
+def read_verdict(params):
+    """(verdict, refusal or None) for the cleaning stage: the judge's verdict on this path, and that the
+    directory mounted here is the one it judged (the path may have changed after the kubelet mounted it)."""
+    try:
+        with open(params["verdict"]) as f:
+            verdict = json.load(f)
+    except (OSError, ValueError) as exc:
+        return None, "no verdict on the host path from the judging stage (%s)" % exc
+    if verdict.get("path") != params.get("path"):
+        return None, "the verdict is about %r, not this path" % verdict.get("path")
+    if verdict.get("refusal"):
+        return verdict, verdict["refusal"]
+    try:
+        mounted = os.stat(params["mount"])
+    except OSError as exc:
+        return verdict, "nothing is mounted at %s: %s" % (params["mount"], exc.strerror)
+    if list(_identity(mounted)) != verdict.get("identity"):
+        return verdict, "the directory mounted at %s is not %s on the host (the path changed after it was mounted)" \
+            % (params["mount"], verdict.get("resolved"))
+    return verdict, None
 
 
 def plan_path_cleanup(entries, now, older_than_days=None, patterns=None):
@@ -431,17 +475,19 @@ def refused(params, resolved, refusal):
 
 
 def on_node(params):
+    if params.get("stage") == "judge":
+        return write_verdict(params)
     path = params.get("path")
     refusal = path_cleanup_refusal(path) or emptying_refusal(path, params.get("older_than_days"),
                                                              params.get("patterns"))
     if refusal:
         return refused(params, None, refusal)
-    if not params.get("host_root"):
-        return refused(params, None, "the pod has no view of the host (host_root) to resolve the path on")
     # Judged before anything is listed: where the path really leads, and that this is what is mounted.
-    resolved, refusal, protected = judge_on_host(path, params["host_root"], params["mount"])
+    verdict, refusal = read_verdict(params)
     if refusal:
-        return refused(params, resolved, refusal)
+        return refused(params, (verdict or {}).get("resolved"), refusal)
+    resolved = verdict["resolved"]
+    protected = dict(((dev, ino), danger) for dev, ino, danger in verdict["protected"])
     root = params["mount"]
     plan = plan_path_cleanup(scan_tree(root, protected), time.time(), params.get("older_than_days"),
                              params.get("patterns"))

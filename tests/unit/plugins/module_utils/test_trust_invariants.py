@@ -14,7 +14,7 @@ import copy
 
 import pytest
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options, pods, run
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options, pods, run, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import TamperedCode
 
@@ -28,6 +28,13 @@ OURS = {"app.kubernetes.io/managed-by": "nodeops.kubernetes"}
     # A label alone is anyone's to set: a team's namespace labelled by hand, or by kubectl.
     ({"labels": OURS}, False),
     ({"labels": OURS, "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update"}]}, False),
+    # A team's object an earlier version applied over (with force): two writers of its fields, not ours.
+    ({"labels": OURS, "managedFields": [{"manager": "kubectl-create", "operation": "Update"},
+                                        {"manager": "nodeops.kubernetes", "operation": "Apply"}]}, False),
+    # The kubelet or a controller writing status does not make it someone else's.
+    ({"labels": OURS, "managedFields": [{"manager": "nodeops.kubernetes", "operation": "Update"},
+                                        {"manager": "kubelet", "operation": "Update", "subresource": "status"}]},
+     True),
     ({"annotations": {"nodeops.io/created-by": "someone-else"}, "labels": OURS}, False),
     ({}, False),
 ])
@@ -81,6 +88,36 @@ def test_a_resumed_run_refuses_a_code_configmap_someone_replaced(tamper, why):
     with pytest.raises(TamperedCode) as info:
         run.verified_code_digest(cm, code)
     assert why in info.value.msg and "refusing to run it" in info.value.msg
+
+
+def keeping_images():
+    opts = options.validate({"name": "p", "namespace": "n", "preset": "image_prune",
+                             "image_prune": {"keep_images_in_cluster": True}})
+    return opts, pods.node_code(opts["workload"], '["registry.example/app:1"]')
+
+
+def test_planted_inputs_are_refused_when_no_pod_vouches_for_them():
+    """Invariant: a resumed run never hands its pods inputs it did not gather: a code ConfigMap re-made with
+    our script but an empty keep-list (so that images other workloads need would be pruned) is refused."""
+    opts, code = keeping_images()
+    cm = stored(code, opts)
+    cm["data"]["_node.cluster-images.json"] = "[]"
+    cm["data"]["nodeops-manifest.json"] = shipping.manifest(dict(code["files"], **{
+        "_node/cluster-images.json": "[]"}))[0]
+    with pytest.raises(TamperedCode) as info:
+        run.verified_code_digest(cm, code)
+    assert "holds inputs this attempt did not gather (_node/cluster-images.json)" in info.value.msg
+    # The pods of the first attempt vouch only for what they were made with.
+    planted_digest = shipping.manifest(dict(code["files"], **{"_node/cluster-images.json": "[]"}))[1]
+    with pytest.raises(TamperedCode):
+        run.verified_code_digest(cm, code, anchor=code["digest"])
+    assert run.verified_code_digest(cm, code, anchor=planted_digest) == planted_digest
+
+
+def test_the_digest_a_pod_checks_is_read_back_from_its_command():
+    opts, code = image_prune_code()
+    assert run.pod_code_digest(pods.build_pod(opts, "r1", "n", code_digest=code["digest"])) == code["digest"]
+    assert run.pod_code_digest({"spec": {"containers": [{"command": ["sleep", "1"]}]}}) is None
 
 
 def test_the_code_configmap_is_immutable_owned_by_the_record_and_lists_every_file_it_holds():

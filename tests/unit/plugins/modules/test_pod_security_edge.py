@@ -34,9 +34,10 @@ class FakeApi:
     core_path = staticmethod(RestClient.core_path)
     group_path = staticmethod(RestClient.group_path)
 
-    def __init__(self, labels=None, refuse=False, warn=False, missing=False, deny_runner=None):
+    def __init__(self, labels=None, refuse=False, warn=False, missing=False, deny_runner=None, read_only=False):
         self.labels, self.refuse, self.warn, self.missing = labels or {}, refuse, warn, missing
         self.deny_runner = deny_runner   # what an image policy's webhook says to the runner's pod
+        self.read_only = read_only       # RBAC: may read, may not create pods
         self.writes, self.dry_runs = [], []
 
     def get(self, path, query=None, timeout=None):
@@ -56,6 +57,9 @@ class FakeApi:
             self.writes.append(("create", path))
             return body
         self.dry_runs.append(path)
+        if self.read_only:
+            raise Forbidden('POST %s failed: 403 Forbidden: pods is forbidden: User "plan" cannot create resource '
+                            '"pods" in API group "" in the namespace "ops"' % path, status=403, reason="Forbidden")
         if self.missing:
             raise NotFound("POST %s failed: 404 NotFound: namespaces \"ops\" not found" % path, status=404)
         if self.refuse and path.endswith("/pods") and body["spec"].get("hostPID"):
@@ -188,3 +192,15 @@ def test_an_admission_policy_refusing_the_runners_pod_names_runner_image_before_
     assert info.value.args[0]["msg"].startswith("runner_image='python:3.13-slim' is invalid: the API server "
                                                 "refused a dry run: "), info.value.args[0]["msg"]
     assert denied in info.value.args[0]["msg"] and api.writes == []
+
+
+def test_check_mode_with_credentials_that_may_not_create_pods_still_plans_and_says_what_it_did_not_check(edge):
+    """A plan-only account (read rights, no pod create) gets its plan in check mode, with a warning that Pod
+    Security was not checked; before, check mode needed no create right, and it still needs none."""
+    use, warned = edge
+    api = use(FakeApi(read_only=True))
+    with pytest.raises(Exit) as info:
+        run(broadcast_job, JOB, True)
+    assert "plan" in info.value.args[0] or "nodes" in info.value.args[0], info.value.args[0]
+    assert any("Pod Security not checked: these credentials may not create pods" in w for w in warned), warned
+    assert api.writes == []

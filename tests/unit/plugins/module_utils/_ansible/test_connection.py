@@ -385,3 +385,12 @@ def test_a_token_sent_to_an_http_api_server_is_warned_about(settings, warned):
     else:
         assert "http://api.example:8080" in message.lower() and warned in message and "clear text" in message
         assert "tok-9" not in message and "pw-9" not in message
+
+
+def test_a_password_in_a_kubeconfig_url_is_masked_and_the_host_is_not():
+    kubeconfig = {"clusters": [{"name": "prod", "cluster": {"server": "https://10.0.0.1:6443",
+                                                            "proxy-url": "http://ops:s3cret@proxy.example:3128"}}]}
+    masked = connection.kubeconfig_secrets(kubeconfig)
+    assert "s3cret" in masked and "ops:s3cret" in masked
+    assert not any("proxy.example" in m or "10.0.0.1" in m for m in masked)
+    assert connection.url_userinfo_secrets("https://10.0.0.1:6443/api") == set()

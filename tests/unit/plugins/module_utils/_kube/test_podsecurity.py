@@ -226,7 +226,10 @@ def test_a_pod_template_refused_at_restricted_needs_baseline():
 @pytest.mark.parametrize("refusal, error, fragment", [
     (NotFound("POST /api/v1/namespaces/ops/pods failed: 404 NotFound: namespaces \"ops\" not found", status=404),
      NamespaceMissing, "namespace='ops' is invalid: it does not exist"),
-    (forbidden('pods "x" is forbidden: User "u" cannot create resource "pods"'), InvalidInput,
+    # RBAC, not the pod: the credentials' own error, never blamed on an option (check mode warns instead).
+    (forbidden('pods "x" is forbidden: User "u" cannot create resource "pods"'), Forbidden,
+     'User "u" cannot create resource "pods"'),
+    (forbidden('admission webhook "images.example" denied the request: not signed'), InvalidInput,
      "preset='image_prune' is invalid: the API server refused a dry run: POST"),
     (Invalid("POST /api/v1/namespaces/ops/pods failed: 422 Invalid: bad", status=422), InvalidInput,
      "preset='image_prune' is invalid: the API server refused a dry run"),

@@ -21,11 +21,19 @@ def test_parse_result_takes_the_last_marker_line():
     assert parse_result(None) is None
 
 
+def judged_path_cleanup(monkeypatch, host, verdict):
+    """path_cleanup's judging stage run through the node script on ``host``; returns the cleaning stage's params."""
+    judge = {"stage": "judge", "path": "/var/log/app", "host_root": str(host), "verdict": str(verdict)}
+    monkeypatch.setenv(node_main.ENV, json.dumps({"preset": "path_cleanup", "params": judge}))
+    assert node_main.main() == 0
+    return {"path": "/var/log/app", "mount": str(host / "var" / "log" / "app"), "verdict": str(verdict),
+            "older_than_days": 1, "patterns": []}
+
+
 def test_the_node_script_imports_the_preset_it_is_told_and_reports_its_errors(monkeypatch, capsys, tmp_path):
     # path_cleanup on an empty directory: nothing to remove, no errors, exit 0.
     (tmp_path / "var" / "log" / "app").mkdir(parents=True)      # a host, as the pod sees it at host_root
-    params = {"path": "/var/log/app", "mount": str(tmp_path / "var" / "log" / "app"), "host_root": str(tmp_path),
-              "older_than_days": 1, "patterns": []}
+    params = judged_path_cleanup(monkeypatch, tmp_path, tmp_path / "verdict.json")
     monkeypatch.setenv(node_main.ENV, json.dumps({"preset": "path_cleanup", "params": params}))
     assert node_main.main() == 0
     assert parse_result(capsys.readouterr().out)["files_removed_count"] == 0
@@ -39,8 +47,7 @@ def test_a_success_writes_its_result_to_the_termination_message_and_a_failure_le
     monkeypatch.setenv(node_main.TERMINATION_ENV, str(message))
     host = tmp_path / "host"
     (host / "var" / "log" / "app").mkdir(parents=True)
-    params = {"path": "/var/log/app", "mount": str(host / "var" / "log" / "app"), "host_root": str(host),
-              "older_than_days": 1, "patterns": []}
+    params = judged_path_cleanup(monkeypatch, host, tmp_path / "verdict.json")
     monkeypatch.setenv(node_main.ENV, json.dumps({"preset": "path_cleanup", "params": params}))
     assert node_main.main() == 0
     assert parse_result(message.read_text())["files_removed_count"] == 0
@@ -129,13 +136,13 @@ def test_tampered_node_code_never_runs(tmp_path, tampered):
 
 
 def test_code_beside_the_mount_is_never_imported(tmp_path):
-    """The checked copy is what runs: a file dropped into the mount that is not in the manifest (or an
-    unchecked PYTHONPATH) is never imported in place of ours."""
+    """Only the checked copy is on the import path: neither PYTHONPATH nor the working directory (where a
+    ``json.py`` would shadow the standard library's, which the check itself imports) is read."""
     mounted, argv, bindir = lay_out_code_config_map(tmp_path, IMAGE_PRUNE)
     evil = tmp_path / "evil" / "ansible_collections"
     evil.mkdir(parents=True)
     (evil / "__init__.py").write_text("open(%r, 'w').write('ran')\n" % str(tmp_path / "pwned"))
-    (mounted / "_node" / "extra.py").write_text("open(%r, 'w').write('ran')\n" % str(tmp_path / "pwned"))
+    (tmp_path / "evil" / "json.py").write_text("open(%r, 'w').write('ran')\n" % str(tmp_path / "pwned"))
     import os
     import subprocess
     import sys

@@ -38,12 +38,23 @@ def host(tmp_path):
     return root
 
 
+def both_stages(params):
+    """The node side as the pod runs it: the judging stage (init container: the host at ``host_root``,
+    no mount), then the cleaning one (the mount and the verdict, no host). Returns the cleaning result."""
+    verdict = os.path.join(os.path.dirname(params["host_root"].rstrip("/")) or "/", "verdict-%s.json" % os.getpid())
+    judged = path_cleanup.on_node({"stage": "judge", "path": params["path"], "host_root": params["host_root"],
+                                   "verdict": verdict})
+    assert judged["errors"] == [] and judged["stage"] == "judge"
+    cleaning = dict((k, v) for k, v in params.items() if k != "host_root")
+    return path_cleanup.on_node(dict(cleaning, verdict=verdict))
+
+
 def on_node(host, path, mounted, **opts):
     """Run the node side for ``path``; ``mounted`` is the host directory the kubelet bound (links followed)."""
     params = {"path": path, "host_root": str(host), "mount": str(host / mounted.lstrip("/")),
               "older_than_days": 1, "patterns": [], "dry_run": False}
     params.update(opts)
-    return path_cleanup.on_node(params)
+    return both_stages(params)
 
 
 def kubelet_files(host):
@@ -251,20 +262,38 @@ def test_older_than_days_zero_with_no_patterns_is_refused_on_the_node_too(host, 
     assert (host / "srv/logs/old.log").exists()
 
 
-def test_the_pod_sees_the_host_read_only_and_mounts_the_path_writable():
+def test_only_the_unprivileged_judge_sees_the_host_and_the_cleaner_mounts_only_the_path():
+    """The host's root (read-only, but with the runtime's sockets in it) is seen only by the judging init
+    container, as nobody with no capabilities; the cleaning container, root, sees the path and the verdict."""
     part = path_cleanup.pod({"path": "/var/log/app", "older_than_days": 3, "dry_run": False})
     assert part["volumes"] == [{"name": "target", "hostPath": {"path": "/var/log/app", "type": "Directory"}},
-                               {"name": "host", "hostPath": {"path": "/", "type": "Directory"}}]
+                               {"name": "host", "hostPath": {"path": "/", "type": "Directory"}},
+                               {"name": "verdict", "emptyDir": {"sizeLimit": "1Mi"}}]
     mounts = dict((m["name"], m) for m in part["container"]["volumeMounts"])
+    assert sorted(mounts) == ["target", "verdict"]
     assert mounts["target"] == {"name": "target", "mountPath": path_cleanup.MOUNT, "readOnly": False}
-    assert mounts["host"] == {"name": "host", "mountPath": path_cleanup.HOST_ROOT, "readOnly": True,
-                              "recursiveReadOnly": "IfPossible"}
-    assert part["params"]["host_root"] == path_cleanup.HOST_ROOT and part["params"]["mount"] == path_cleanup.MOUNT
+    assert mounts["verdict"]["readOnly"] is True
+    assert "host_root" not in part["params"] and part["params"]["mount"] == path_cleanup.MOUNT
     assert "securityContext" not in part["container"] and part["host_pid"] is False
+    [judge] = part["init"]
+    assert judge["security"]["runAsUser"] == 65534 and judge["security"]["capabilities"] == {"drop": ["ALL"]}
+    assert judge["security"]["allowPrivilegeEscalation"] is False and judge["security"]["runAsNonRoot"] is True
+    judge_mounts = dict((m["name"], m) for m in judge["mounts"])
+    assert judge_mounts["host"] == {"name": "host", "mountPath": path_cleanup.HOST_ROOT, "readOnly": True,
+                                    "recursiveReadOnly": "IfPossible"}
+    assert "target" not in judge_mounts and judge["params"]["stage"] == "judge"
     dry = path_cleanup.pod({"path": "/var/log/app", "older_than_days": 3, "dry_run": True})
     assert all(m["readOnly"] for m in dry["container"]["volumeMounts"])
 
 
-def test_a_node_side_without_a_view_of_the_host_refuses(tmp_path, capsys):
-    result = path_cleanup.on_node({"path": "/var/log/app", "mount": str(tmp_path), "older_than_days": 1})
-    assert_refused(result, capsys, "no view of the host")
+def test_a_cleaning_stage_without_a_verdict_refuses(tmp_path, capsys):
+    result = path_cleanup.on_node({"path": "/var/log/app", "mount": str(tmp_path), "older_than_days": 1,
+                                   "verdict": str(tmp_path / "none.json")})
+    assert_refused(result, capsys, "no verdict on the host path")
+
+
+def test_a_verdict_about_another_path_is_not_taken(tmp_path, capsys):
+    (tmp_path / "v.json").write_text('{"path": "/srv/other", "resolved": "/srv/other", "refusal": null}')
+    result = path_cleanup.on_node({"path": "/var/log/app", "mount": str(tmp_path), "older_than_days": 1,
+                                   "verdict": str(tmp_path / "v.json")})
+    assert_refused(result, capsys, "the verdict is about '/srv/other'")

@@ -124,8 +124,10 @@ def test_path_cleanup_removes_files_not_symlink_targets(tmp_path, monkeypatch):
     link = root / "link.log"
     link.symlink_to(outside)
     os.utime(str(link), (0, 0), follow_symlinks=False)
-    result = path_cleanup.on_node({"path": "/var/log/app", "host_root": str(host), "mount": str(root),
-                                   "older_than_days": 1, "patterns": ["*.log"]})
+    from test_path_cleanup_on_host import both_stages
+
+    result = both_stages({"path": "/var/log/app", "host_root": str(host), "mount": str(root),
+                          "older_than_days": 1, "patterns": ["*.log"]})
     assert sorted(result["files_removed"]) == ["link.log", "old.log"]
     assert outside.read_text() == "keep me"
     assert (root / "sub" / "new.log").exists() and not old.exists()
