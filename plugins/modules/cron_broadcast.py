@@ -225,7 +225,6 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge i
 )
 
 
-
 def build_argument_spec():
     return argument_spec(
         name=dict(type="str", required=True),

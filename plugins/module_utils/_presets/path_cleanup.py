@@ -49,7 +49,8 @@ description:
     C(/var/lib/cni), C(/var/lib/dpkg), C(/var/lib/rpm), C(/var/lib/rancher), C(/var/log/pods), ...;
     so C(/var/log) is refused too).
   - The node pod then judges the real path before it lists anything. An init container, running as
-    nobody with no capabilities, sees the host's root read-only, resolves the path there as the host would (every symbolic link on the way, at most 40) and refuses,
+    nobody with no capabilities, sees the host's root read-only, resolves the path there as the host
+    would (every symbolic link on the way, at most 40) and refuses,
     with the resolved path and the protected path in the node's C(errors), when the path leads to,
     into or above a protected path (also one the host moved elsewhere with a link), when it loops, or
     when the directory the kubelet mounted is not the one the path leads to.
