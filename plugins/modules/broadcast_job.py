@@ -160,7 +160,7 @@ summary:
   description: Counts of node outcomes, and the run's duration.
   returned: state=present, also on failure
   type: dict
-  sample: {desired: 8, succeeded: 6, failed: 1, skipped: 1, not_started: 1, unschedulable: 0, timed_out: 0, lost: 0,
+  sample: {desired: 8, succeeded: 6, failed: 1, skipped: 1, not_started: 1, cancelled: 0, unschedulable: 0, timed_out: 0, lost: 0,
            duration_s: 4.2}
 limits:
   description:
@@ -184,7 +184,8 @@ nodes:
     outcome:
       description:
         - One of succeeded, failed, skipped (not eligible), not_started (eligible, but the run stopped starting
-          pods first), unschedulable, timed_out, lost.
+          pods first), cancelled (its pod was running when fail_fast or an abort deleted it; not a failure of
+          that node, and no Warning event is posted for it), unschedulable, timed_out, lost.
       type: str
     exit_code:
       description: Exit code of the (first) container, when it terminated.
@@ -193,7 +194,8 @@ nodes:
       description:
         - Short reason, for example C(Completed), C(Error), C(untolerated taint dedicated=db:NoSchedule),
           C(ImagePullBackOff), C(HostPathMissing); for not_started C(WindowClosed), C(FailureBudgetExhausted),
-          C(FailFast) or C(NotStarted) (the run's timeout or an abort).
+          C(FailFast) or C(NotStarted) (the run's timeout or an abort); for cancelled C(CancelledByFailFast) or
+          C(RunAborted).
       type: str
     message:
       description:

@@ -173,7 +173,12 @@ def test_fail_fast_stops_creating_and_deletes_active_pods(tmp_path, core, namesp
     assert "of 4 nodes failed: %s" % first in result["msg"] and "budget" not in result["msg"], result["msg"]
     nodes = by_node(result)
     assert (nodes[first]["outcome"], nodes[first]["exit_code"]) == ("failed", 9)
-    assert (nodes[slow]["outcome"], nodes[slow]["reason"]) == ("failed", "CancelledByFailFast")
+    assert (nodes[slow]["outcome"], nodes[slow]["reason"]) == ("cancelled", "CancelledByFailFast")
+    # A cancelled node did not fail: it is not counted as failed, and no Warning event says it did.
+    assert (result["summary"]["failed"], result["summary"]["cancelled"]) == (1, 1)
+    warned = [e.involved_object.name for e in core.list_namespaced_event("default").items
+              if e.reason == "NodeopsBroadcastFailed" and "run %s" % result["run_id"] in (e.message or "")]
+    assert warned == [first], warned
     for other in sorted(names)[2:]:
         assert (nodes[other]["outcome"], nodes[other]["reason"], nodes[other]["pod"]) == ("not_started", "FailFast", None)
     assert len(pod_creates(audit, mark, namespace)) == 2
@@ -717,7 +722,7 @@ def test_rights_revoked_mid_run_end_it_with_every_nodes_result(
         assert time.monotonic() - started < 100, "the run waited for its pods instead of stopping"
         assert set(names) <= set(by_node(result))
         for name in names:
-            assert (by_node(result)[name]["outcome"], by_node(result)[name]["reason"]) == ("failed", "RunAborted")
+            assert (by_node(result)[name]["outcome"], by_node(result)[name]["reason"]) == ("cancelled", "RunAborted")
         # The pods it could no longer delete stay owned by the run record: none is left unowned.
         record = core.read_namespaced_config_map("nodeops-run-revoked-" + result["run_id"], namespace)
         assert all(p.metadata.owner_references[0].uid == record.metadata.uid for p in pods_of(core, namespace))

@@ -53,7 +53,7 @@ def node_events(opts, run_id, results, now):
 def run_event(opts, run_id, summary, record, now):
     """One Normal event per run, on its run record, with the summary."""
     counts = ", ".join("%d %s" % (summary[k], k) for k in (
-        "succeeded", "failed", "not_started", "unschedulable", "timed_out", "lost") if summary.get(k))
+        "succeeded", "failed", "not_started", "cancelled", "unschedulable", "timed_out", "lost") if summary.get(k))
     message = "broadcast %s/%s run %s finished in %ss: of %d eligible nodes, %s; %d nodes skipped" % (
         opts["namespace"], opts["name"], run_id, summary.get("duration_s"), summary["desired"], counts or "none ran",
         summary.get("skipped") or 0)

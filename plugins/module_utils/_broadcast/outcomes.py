@@ -5,7 +5,8 @@
 
 Outcomes: succeeded, failed, skipped (not eligible), not_started (eligible, but the run stopped
 starting pods first: fail_fast, the failure budget, the maintenance window, the run timeout or an
-abort), unschedulable, timed_out, lost.
+abort), cancelled (its pod was running and the run deleted it: fail_fast or an abort; no failure of
+that node's), unschedulable, timed_out, lost.
 ``classify`` returns None while a pod is still pending or running within its
 limits; the engine keeps watching it then.
 """
@@ -14,7 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-OUTCOMES = ("succeeded", "failed", "skipped", "not_started", "unschedulable", "timed_out", "lost")
+OUTCOMES = ("succeeded", "failed", "skipped", "not_started", "cancelled", "unschedulable", "timed_out", "lost")
 FAILURES = ("failed", "unschedulable", "timed_out", "lost")
 
 

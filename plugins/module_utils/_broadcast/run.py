@@ -517,8 +517,8 @@ class BroadcastRun:
             self.log("fail_fast: %s failed; stopping" % failure_seen)
             self.cancel("not_started", "FailFast", "not started: fail_fast after a failure on %s" % failure_seen,
                         active=False)
-            self.cancel("failed", "CancelledByFailFast", "deleted by fail_fast after a failure on %s" % failure_seen,
-                        active=True)
+            self.cancel("cancelled", "CancelledByFailFast", "deleted by fail_fast after a failure on %s"
+                        % failure_seen, active=True)
             return
         self.log("%s; pods already running finish" % why[1])
         self.cancel("not_started", why[0], why[1], active=False)
@@ -748,7 +748,7 @@ class BroadcastRun:
             pass
         why = "%s: %s" % (type(cause).__name__, getattr(cause, "msg", None) or cause)
         self.cancel("not_started", "NotStarted", "not started: the run was aborted (%s)" % why, active=False)
-        self.cancel("failed", "RunAborted", "deleted: the run was aborted (%s)" % why, active=True, best_effort=True)
+        self.cancel("cancelled", "RunAborted", "deleted: the run was aborted (%s)" % why, active=True, best_effort=True)
 
     def delete_pod(self, name, best_effort):
         """Delete one pod now (the client retries through a restart). Best effort: a failure is a
@@ -863,7 +863,7 @@ class BroadcastRun:
                              % (opts["name"], self.run_id, type(aborted).__name__,
                                 getattr(aborted, "msg", None) or aborted,
                                 sum(1 for rec in results if rec["node"] in runs
-                                    and rec["outcome"] != "not_started" and rec["reason"] != "RunAborted"),
+                                    and rec["outcome"] not in ("not_started", "cancelled")),
                                 summary["desired"]), cause=aborted, **result) from aborted
         if timed_out:
             raise RunTimeout("broadcast %s run %s timed out after %ds: %d of %d nodes did not finish"

@@ -30,7 +30,7 @@ from html import escape
 
 OUTCOME_COLOURS = {
     "succeeded": "#2e7d32", "failed": "#c62828", "timed_out": "#ef6c00", "lost": "#6a1b9a",
-    "unschedulable": "#ad1457", "not_started": "#757575", "skipped": "#b0bec5", "none": "#eceff1",
+    "unschedulable": "#ad1457", "not_started": "#757575", "cancelled": "#9e9d24", "skipped": "#b0bec5", "none": "#eceff1",
 }
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:24px;color:#1f2933;
@@ -217,7 +217,7 @@ def _broadcast(cluster, cron):
         ("last run", newest.get("state")), ("started", newest.get("started_at")),
         ("succeeded", summary.get("succeeded", 0)),
         ("failed", sum(summary.get(k, 0) for k in ("failed", "timed_out", "lost", "unschedulable"))),
-        ("not started", summary.get("not_started", 0)), ("disk space", freed_label(*_runs_freed(newest)))])
+        ("not started", summary.get("not_started", 0)), ("cancelled", summary.get("cancelled", 0)), ("disk space", freed_label(*_runs_freed(newest)))])
     columns = "".join('<th class="run">%s<br>%s</th>' % (escape(str(run.get("run_id"))),
                                                          escape(str(run.get("started_at") or "")))
                       for run in history)

@@ -210,6 +210,21 @@ def test_events_are_one_per_failed_node_and_one_per_run():
                                     "1 failed, 1 not_started, 1 unschedulable; 0 nodes skipped")
 
 
+def test_a_cancelled_node_is_no_failure_and_gets_no_warning_event():
+    """fail_fast or an abort deleted its running pod: the node itself did not fail."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import events
+
+    opts = {"name": "prune", "namespace": "ops"}
+    results = [{"node": "a", "outcome": "failed", "exit_code": 9, "reason": "Error", "message": None},
+               {"node": "b", "outcome": "cancelled", "exit_code": None, "reason": "CancelledByFailFast",
+                "message": "deleted by fail_fast after a failure on a"}]
+    for wanted in ("failures", "all"):
+        assert [e["involvedObject"]["name"] for e in events.node_events(dict(opts, node_events=wanted), "r1",
+                                                                        results, "t")] == ["a"]
+    assert outcomes.failed_nodes(results) == ["a"]
+    assert "cancelled" in outcomes.OUTCOMES and "cancelled" not in outcomes.FAILURES
+
+
 def test_progress_counts_what_is_done_running_and_waiting():
     a, b, c, d = node_runs("a", "b", "c", "d")
     a.state, a.result = "done", outcomes.outcome("succeeded", None, None)
