@@ -45,7 +45,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors im
 )
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import Watcher
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import parse_result
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES, compact_images
 
 CLEANUP_BASE_SECONDS = 60   # time limit of the pods' delete-collection: this, plus
 CLEANUP_PODS_PER_SECOND = 20  # one second per this many pods of the run
@@ -199,6 +199,22 @@ def last_line(text, limit=300):
         if line and parse_result(line) is None:
             return line[:limit]
     return None
+
+
+# A result read from the log must be found whatever log_tail_lines says: the node script prints a note
+# (and the runtime may interleave stderr) after its result line.
+RESULT_TAIL_LINES = 20
+
+
+def log_query(opts, for_result):
+    """The query of a log read: the user's tail, or for a result at least RESULT_TAIL_LINES lines and
+    64 KiB (a result line lists up to 50 items); ``take_log`` trims it to the log options. None: no read."""
+    if not opts["log_tail_lines"] and not for_result:
+        return None
+    if for_result:
+        return {"tailLines": max(opts["log_tail_lines"], RESULT_TAIL_LINES),
+                "limitBytes": max(opts["log_max_bytes"], 65536)}
+    return {"tailLines": opts["log_tail_lines"], "limitBytes": opts["log_max_bytes"]}
 
 
 def due_pending_timeouts(pending, now, pending_timeout):
@@ -420,7 +436,7 @@ class BroadcastRun:
         # before anything is created.
         cluster_images = None
         if CLUSTER_IMAGES in (workload.get("inputs") or []):
-            cluster_images = json.dumps(inputs.cluster_images(self.client))
+            cluster_images = json.dumps(compact_images(inputs.cluster_images(self.client)), separators=(",", ":"))
         made = True
         try:
             record = self.client.create(self.client.core_path("configmaps", self.namespace), body,
@@ -713,11 +729,9 @@ class BroadcastRun:
     def read_log(self, pod_name, for_result=False):
         """The tail of a pod's log, through the API. For a result, at least its last line, and up to
         64 KiB (a result line lists up to 50 items); ``take_log`` trims it to the log options."""
-        opts = self.opts
-        if not opts["log_tail_lines"] and not for_result:
+        query = log_query(self.opts, for_result)
+        if query is None:
             return None
-        query = {"tailLines": max(opts["log_tail_lines"], 1),
-                 "limitBytes": max(opts["log_max_bytes"], 65536) if for_result else opts["log_max_bytes"]}
         path = self.client.core_path("pods", self.namespace, pod_name, "log")
         try:
             text = self.client.get(path, query, timeout=30)

@@ -53,6 +53,19 @@ def say(text):
     sys.stdout.write(text + "\n")
 
 
+def bounded(result, limit=MAX_LISTED):
+    """``result`` with every list in it cut to ``limit`` items, and ``truncated``: {name: how many there were}
+    for each list that was cut, so that a reader knows the list is not whole. Pure."""
+    out, cut = dict(result), {}
+    for key, value in result.items():
+        if isinstance(value, list) and len(value) > limit:
+            out[key] = value[:limit]
+            cut[key] = len(value)
+    if cut:
+        out["truncated"] = dict(out.get("truncated") or {}, **cut)
+    return out
+
+
 def emit(result):
     sys.stdout.flush()
     say(RESULT_MARKER + json.dumps(result, sort_keys=True))
@@ -122,6 +135,8 @@ def main(environ=None):
         sys.stdout.write("error: %s\n" % exc)
         emit({"preset": request["preset"], "errors": [str(exc)]})
         return 2
+    # Every list a preset returns is bounded here, errors included: one node's result stays small.
+    result = bounded(result)
     emit(result)
     if result.get("errors"):
         return 1     # the kubelet's fallback puts the log tail, result line included, in the message

@@ -18,9 +18,35 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
+
 HOST_PRIVILEGED = {"privileged": True}
 CLUSTER_IMAGES = "cluster_images"
 CLUSTER_IMAGES_FILE = "cluster-images.json"   # in the node script's directory (_node/)
+# 64 bits of SHA-256 per image: a false match would only keep an image, never remove one.
+IMAGE_KEY_CHARS = 16
+
+
+def normalize_ref(ref):
+    """An image reference as the runtime lists it: ``nginx`` is ``docker.io/library/nginx:latest``. Pure."""
+    name, digest = (ref.split("@", 1) + [None])[:2]
+    first = name.split("/", 1)[0]
+    if "/" not in name or not ("." in first or ":" in first or first == "localhost"):
+        name = "docker.io/" + (name if "/" in name else "library/" + name)
+    if not digest and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name + ("@" + digest if digest else "")
+
+
+def image_key(ref):
+    """A short, fixed-size key of an image reference (normalised first), for the cluster_images input: at
+    20,000 images, refs themselves could outgrow the 1 MiB of the ConfigMap that carries them. Pure."""
+    return hashlib.sha256(normalize_ref(ref).encode("utf-8")).hexdigest()[:IMAGE_KEY_CHARS]
+
+
+def compact_images(refs):
+    """The cluster_images input as it is shipped: {"keys": [image_key(ref), ...]}, sorted. Pure."""
+    return {"keys": sorted(set(image_key(r) for r in refs))}
 
 
 class OptionError(ValueError):

@@ -28,6 +28,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base i
     CLUSTER_IMAGES_FILE,
     HOST_PRIVILEGED,
     OptionError,
+    image_key,
     pod_part,
 )
 
@@ -144,15 +145,11 @@ def sandbox_images(info):
     return found
 
 
-def normalize_ref(ref):
-    """An image reference as the runtime lists it: ``nginx`` is ``docker.io/library/nginx:latest``. Pure."""
-    name, digest = (ref.split("@", 1) + [None])[:2]
-    first = name.split("/", 1)[0]
-    if "/" not in name or not ("." in first or ":" in first or first == "localhost"):
-        name = "docker.io/" + (name if "/" in name else "library/" + name)
-    if not digest and ":" not in name.rsplit("/", 1)[-1]:
-        name += ":latest"
-    return name + ("@" + digest if digest else "")
+def keep_keys(keep):
+    """The image keys to keep, from the cluster_images input ({"keys": [...]}) or a list of refs. Pure."""
+    if isinstance(keep, dict):
+        return set(keep.get("keys") or [])
+    return set(image_key(r) for r in keep or [])
 
 
 def plan_image_prune(images, containers, info=None, include=None, exclude=None, keep_refs=None):
@@ -165,7 +162,7 @@ def plan_image_prune(images, containers, info=None, include=None, exclude=None, 
     Returns {"remove": [...], "kept": [{"id", "refs", "why"}]}.
     """
     used = images_in_use(containers)
-    wanted = set(normalize_ref(r) for r in keep_refs or [])
+    wanted = keep_keys(keep_refs)
     sandbox = sandbox_images(info)
     remove, kept = [], []
     for image in images or []:
@@ -180,7 +177,7 @@ def plan_image_prune(images, containers, info=None, include=None, exclude=None, 
             why = "sandbox image"
         elif names & used:
             why = "in use"
-        elif wanted & set(normalize_ref(r) for r in refs):
+        elif wanted & set(image_key(r) for r in refs):
             why = "used in the cluster"
         elif exclude and any(fnmatch.fnmatchcase(r, p) for r in refs for p in exclude):
             why = "excluded"
@@ -279,7 +276,7 @@ def on_node(params):
         # Laid next to the node script by the run record (the cluster_images input).
         with open(input_path(params["keep_images_file"])) as f:
             keep_refs = json.load(f)
-        say("keeping the %d images the cluster's workloads refer to" % len(keep_refs))
+        say("keeping the %d images the cluster's workloads refer to" % len(keep_keys(keep_refs)))
     plan = plan_image_prune(images, containers, info, params.get("include"), params.get("exclude"), keep_refs)
     removed, errors = [], []
     for image in plan["remove"]:

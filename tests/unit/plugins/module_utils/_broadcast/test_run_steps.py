@@ -245,3 +245,18 @@ def test_the_images_a_workload_refers_to():
     assert inputs.images_of(cron_job, ("spec", "jobTemplate", "spec", "template")) == ["app:2"]
     assert inputs.images_of(pod, ()) == ["debug:1", "pause"]
     assert inputs.images_of({}, ("spec", "template")) == []
+
+
+@pytest.mark.parametrize("tail", [0, 1, 2])
+def test_a_result_read_from_the_log_is_found_whatever_log_tail_lines_says(tail):
+    """A result too long for the termination message is read from the log, where the node script prints a
+    note after it: with log_tail_lines 0 or 1 the read once took only that note, and the node's result was lost."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import parse_result
+
+    opts = {"log_tail_lines": tail, "log_max_bytes": 4096}
+    query = run.log_query(opts, for_result=True)
+    log = 'progress\nNODEOPS_RESULT {"images_removed_count": 50}\nthe result is longer than a termination message\n'
+    tail_read = "".join(log.splitlines(True)[-query["tailLines"]:])
+    assert parse_result(tail_read) == {"images_removed_count": 50}
+    assert query["limitBytes"] >= 65536
+    assert run.log_query(opts, for_result=False) == (None if tail == 0 else {"tailLines": tail, "limitBytes": 4096})

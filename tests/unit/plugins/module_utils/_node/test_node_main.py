@@ -153,3 +153,12 @@ def test_code_beside_the_mount_is_never_imported(tmp_path):
                           text=True, timeout=60, check=False)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert not (tmp_path / "pwned").exists()
+
+
+def test_every_list_in_a_result_is_bounded_and_says_it_was_cut():
+    result = {"errors": ["e%d" % i for i in range(120)], "images_removed": ["i"] * 3, "bytes_freed": 5}
+    out = node_main.bounded(result)
+    assert len(out["errors"]) == node_main.MAX_LISTED and out["images_removed"] == ["i"] * 3
+    assert out["truncated"] == {"errors": 120}
+    assert node_main.bounded({"errors": []}) == {"errors": []}
+    assert len(result["errors"]) == 120     # the input is not changed

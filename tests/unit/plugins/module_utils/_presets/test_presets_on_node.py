@@ -12,7 +12,7 @@ import pytest
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._node import main as node_main
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import HostProblem, parse_result
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets import image_prune, path_cleanup
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets import base, image_prune, path_cleanup
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "..", "fixtures")
 
@@ -227,7 +227,7 @@ def test_prune_only_at_or_above_the_threshold(monkeypatch, capsys, threshold, pr
     ("nginx@sha256:abc", "docker.io/library/nginx@sha256:abc"),
 ])
 def test_image_references_are_compared_as_the_runtime_lists_them(ref, normal):
-    assert image_prune.normalize_ref(ref) == normal
+    assert base.normalize_ref(ref) == normal
 
 
 def test_images_the_cluster_refers_to_are_kept():
@@ -258,3 +258,34 @@ def test_every_crictl_call_goes_to_the_same_endpoint_rmi_too(monkeypatch):
                 "unix:///run/crio/crio.sock")
     assert all(a[:5] == endpoint for a in argvs if a[0] == "crictl")
     assert image_prune.crictl_argv(None, "rmi", "x") == ("crictl", "rmi", "x")
+
+
+def test_the_cluster_images_input_is_compact_and_keeps_what_the_refs_would_keep():
+    """keep_images_in_cluster ships fixed-size keys, not refs: 20,000 distinct images fit the 1 MiB of the
+    run's code ConfigMap with the node script, and an image is kept exactly when one of its refs is listed."""
+    import json
+
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options, pods
+
+    import hashlib
+
+    # Digest-pinned, as GitOps writes them: about 2.5 MB as refs, far over a ConfigMap's 1 MiB.
+    refs = ["registry.example.com/platform-team-%d/service-%d@sha256:%s" % (
+        i % 97, i, hashlib.sha256(str(i).encode()).hexdigest()) for i in range(19999)]
+    refs.append("registry.example/team-5/app-5:v5")
+    assert len(json.dumps(refs)) > 2 * 1024 * 1024
+    opts = options.validate({"name": "prune", "namespace": "ops", "preset": "image_prune",
+                             "image_prune": {"keep_images_in_cluster": True}})
+    shipped = json.dumps(base.compact_images(refs), separators=(",", ":"))
+    code = pods.node_code(opts["workload"], shipped)
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "nodeops-run-prune-r", "uid": "u"}
+    config_map = pods.code_config_map(opts, "0123456789abcdef", code, owner)
+    size = len(json.dumps(config_map).encode("utf-8"))
+    assert size < 1024 * 1024 - 64 * 1024, "code ConfigMap is %d bytes at 20,000 images" % size
+    images = [{"id": "sha256:aa", "repoTags": ["registry.example/team-5/app-5:v5"], "size": 1},
+              {"id": "sha256:bb", "repoTags": ["registry.example/other:1"], "size": 2}]
+    plan = image_prune.plan_image_prune(images, [], keep_refs=json.loads(shipped))
+    assert [e["id"] for e in plan["remove"]] == ["sha256:bb"]
+    assert plan["kept"] == [{"id": "sha256:aa", "refs": ["registry.example/team-5/app-5:v5"], "why": "used in the cluster"}]
+    # The same decision as from the refs themselves.
+    assert image_prune.plan_image_prune(images, [], keep_refs=refs) == plan
