@@ -121,6 +121,10 @@ runs:
     - Runs still in the cluster (their run record exists), from broadcast_job or a cron broadcast's runner.
     - A run in progress has C(state=running) and C(progress), the counts so far (outcomes, C(active) pods,
       C(waiting) nodes, C(desired)), written at most every 5 seconds; C(updated_at) says when.
+    - A record that says running but that nothing has written for longer than the run's own timeout (and
+      2 minutes) is C(state=abandoned), with C(abandoned_reason), because the process that ran it died (a killed
+      playbook, a node lost under the runner). Its pods, if any, stay owned by the record; remove them with
+      broadcast_job C(state=absent) and its C(run_id).
   returned: always
   type: list
   elements: dict
@@ -130,6 +134,8 @@ runs:
            {name: image-prune, run_id: "1123021500ab12", state: finished, failed_nodes: [node-3],
             pods: [{name: image-prune-1123031500ab12-0c1d2e3f, node: node-3, phase: Failed}]}]
 """
+
+import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -184,7 +190,7 @@ def gather(client, namespace, name, runs):
         labels = rec["metadata"]["labels"]
         run_id = labels.get(naming.LABEL_RUN)
         entry = {"name": labels.get(naming.LABEL_BROADCAST), "run_id": run_id}
-        entry.update(history.read_record(rec))
+        entry.update(history.read_record(rec, now=datetime.datetime.now(datetime.timezone.utc)))
         one_off.append(dict(entry, **{
             "pods": sorted(({"name": p["metadata"]["name"],
                              "node": (p["metadata"].get("annotations") or {}).get(naming.ANNOTATION_NODE),

@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import datetime
 import json
 import os
 import signal
@@ -636,6 +637,31 @@ def test_run_timeout_reports_timed_out_nodes_and_removes_their_pods(core, namesp
     kh.wait_for("the timed-out pods to go", lambda: pods_of(core, namespace) == [])
 
 
+def test_pods_that_cannot_be_deleted_cost_a_warning_never_the_results(tmp_path, api_client, core, namespace,
+                                                                      labelled_nodes):
+    """A user who may create pods but not delete them one by one, and a run that times out with its pods
+    running: the run still ends as a timeout with every node's result, the pods stay owned by the run record
+    (which says so), and a warning names them. The delete of an unfinished pod once made the module fail
+    with no results, or turned the timeout into an abort."""
+    user = kh.unique("no-delete")
+    granted = kh.grant(api_client, namespace, user, kh.run_rules(
+        pod_verbs=[v for v in kh.RUN_POD_VERBS if v != "delete"]))
+    try:
+        selector, names = labelled_nodes(2)
+        result = kh.run_module(tmp_path, "broadcast_job", {
+            "name": "nodel1", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
+            "parallelism": "100%", "impersonate_user": user, "timeout": 5,
+            "pod_annotations": {"sim.nodeops.io/delay": "1h"}})
+        assert result["failed"] and "timed out after 5s" in result["msg"], result.get("msg")
+        assert sorted(r["node"] for r in result["nodes"] if r["outcome"] == "timed_out") == sorted(names)
+        assert [w for w in result["warnings"] if w.startswith("could not delete pod")], result.get("warnings")
+        record = core.read_namespaced_config_map("nodeops-run-nodel1-" + result["run_id"], namespace)
+        assert record.data["state"] == "cleanup-incomplete"
+        assert len(pods_of(core, namespace)) == 2
+    finally:
+        kh.revoke(api_client, namespace, granted)
+
+
 def test_cleanup_that_fails_keeps_the_results_and_the_pods_owned(tmp_path, api_client, core, namespace,
                                                                  labelled_nodes):
     """A user who may create pods but not delete them as a collection: the run's results still come back."""
@@ -728,3 +754,24 @@ def test_rights_revoked_mid_run_end_it_with_every_nodes_result(
         assert all(p.metadata.owner_references[0].uid == record.metadata.uid for p in pods_of(core, namespace))
     finally:
         kh.revoke(api_client, namespace, granted)
+
+
+def test_broadcast_info_tells_an_abandoned_run_from_a_running_one(tmp_path, core, namespace):
+    """A run whose process died (a killed playbook) leaves its record at "running": broadcast_info says it is
+    abandoned once nothing has written it for longer than the run's timeout, and leaves a live one alone."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history, naming
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    for run_id, written in (("dead1", now - datetime.timedelta(hours=2)), ("live1", now)):
+        stamp = written.strftime("%Y-%m-%dT%H:%M:%SZ")
+        data = history.record_data("running", started_at=stamp, eligible=3, timeout=600, updated_at=stamp)
+        core.create_namespaced_config_map(namespace, {"metadata": {
+            "name": naming.record_name("job", run_id), "labels": {
+                "app.kubernetes.io/managed-by": "nodeops.kubernetes", naming.LABEL_BROADCAST: "job",
+                naming.LABEL_RUN: run_id, naming.LABEL_KIND: naming.KIND_RUN_RECORD}}, "data": data})
+    info = kh.run_module(tmp_path, "broadcast_info", {"name": "job", "namespace": namespace})
+    assert not info.get("failed"), info.get("msg")
+    states = dict((r["run_id"], r["state"]) for r in info["runs"])
+    assert states == {"dead1": "abandoned", "live1": "running"}
+    dead = [r for r in info["runs"] if r["run_id"] == "dead1"][0]
+    assert "longer than its timeout of 600s" in dead["abandoned_reason"]

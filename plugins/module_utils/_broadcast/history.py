@@ -20,6 +20,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import datetime
 import json
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import ANNOTATION_CREATED_BY, MANAGED_BY
@@ -169,9 +170,12 @@ def read_runs(configmap):
 
 
 def record_data(state, started_at=None, finished_at=None, eligible=None, failed_nodes=None, progress=None,
-                updated_at=None):
-    """The ``data`` of a run record (only the fields given). ``progress``: the counts so far, while it runs."""
+                updated_at=None, timeout=None):
+    """The ``data`` of a run record (only the fields given). ``progress``: the counts so far, while it runs;
+    ``timeout``: the run's own, by which a record nobody writes to any more is known to be abandoned."""
     data = {"state": state}
+    if timeout is not None:
+        data["timeout_s"] = str(int(timeout))
     if progress is not None:
         data["progress"] = json.dumps(progress, sort_keys=True)
     if updated_at is not None:
@@ -187,11 +191,32 @@ def record_data(state, started_at=None, finished_at=None, eligible=None, failed_
     return data
 
 
-def read_record(configmap):
+# How long past a run's own timeout a record that still says "running" may go unwritten: its process is gone.
+ABANDONED_GRACE_SECONDS = 120
+
+
+def read_record(configmap, now=None):
     """What a run record says: state, started_at, finished_at, failed_nodes, and while it runs its progress
-    (counts per outcome so far, active and waiting nodes) and when that was last updated."""
+    (counts per outcome so far, active and waiting nodes) and when that was last updated. A record that
+    says "running" but that nothing has written for longer than the run's own timeout (and a grace) is
+    ``abandoned``: the process that ran it died (``now``: a datetime, when known). Pure."""
     data = configmap.get("data") or {}
-    return {"state": data.get("state"), "started_at": data.get("started_at"), "finished_at": data.get("finished_at"),
-            "failed_nodes": json.loads(data.get("failed_nodes") or "[]"),
-            "progress": json.loads(data["progress"]) if data.get("progress") else None,
-            "updated_at": data.get("updated_at")}
+    out = {"state": data.get("state"), "started_at": data.get("started_at"), "finished_at": data.get("finished_at"),
+           "failed_nodes": json.loads(data.get("failed_nodes") or "[]"),
+           "progress": json.loads(data["progress"]) if data.get("progress") else None,
+           "updated_at": data.get("updated_at")}
+    last = _parse_time(data.get("updated_at") or data.get("started_at"))
+    timeout = int(data["timeout_s"]) if (data.get("timeout_s") or "").isdigit() else None
+    if out["state"] == "running" and now is not None and last is not None and timeout is not None:
+        silent = (now - last).total_seconds()
+        if silent > timeout + ABANDONED_GRACE_SECONDS:
+            out.update(state="abandoned", abandoned_reason="nothing has written this run's progress for %ds, longer "
+                       "than its timeout of %ds: the process that ran it is gone" % (silent, timeout))
+    return out
+
+
+def _parse_time(text):
+    try:
+        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return None

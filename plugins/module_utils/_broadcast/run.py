@@ -390,10 +390,10 @@ class BroadcastRun:
         try:
             remaining = self.cleanup()
         except ApiError as exc:
-            if aborted is None:
-                raise
+            # The results are in hand: a failed clean-up is a warning, never a lost run.
             remaining = None   # the record keeps owning what is left
-            self.warnings.append("cleanup after the abort failed: %s" % exc.msg)
+            self.warnings.append("cleanup of run %s failed: %s; run record %s keeps owning what is left"
+                                 % (self.run_id, exc.msg, self.record_name))
         self.finish_record(remaining, aborted)
         return self.result(started, started_wall, timed_out, aborted)
 
@@ -430,7 +430,7 @@ class BroadcastRun:
                              "labels": {LABEL_MANAGED_BY: MANAGED_BY, naming.LABEL_BROADCAST: self.opts["name"],
                                         naming.LABEL_RUN: self.run_id, naming.LABEL_KIND: naming.KIND_RUN_RECORD}},
                 "data": history.record_data("running", started_at=iso(self.clock.now()),
-                                            eligible=len(self.plan["eligible"]))}
+                                            eligible=len(self.plan["eligible"]), timeout=self.opts["timeout"])}
         workload = self.opts["workload"]
         # Gathered before the first write: a right it lacks (keep_images_in_cluster) must stop the run
         # before anything is created.
@@ -491,7 +491,8 @@ class BroadcastRun:
                 self.finish_batch(wait=True)
                 self.cancel("not_started", "NotStarted", "not started before the run timeout", active=False)
                 self.cancel("timed_out", "RunTimeout",
-                            "still running when timeout=%ds was reached" % self.opts["timeout"], active=True)
+                            "still running when timeout=%ds was reached" % self.opts["timeout"], active=True,
+                            best_effort=True)
                 return True
             if self.stopped is None:
                 # Checked right before starting pods: none starts after the window closes.
@@ -534,7 +535,7 @@ class BroadcastRun:
             self.cancel("not_started", "FailFast", "not started: fail_fast after a failure on %s" % failure_seen,
                         active=False)
             self.cancel("cancelled", "CancelledByFailFast", "deleted by fail_fast after a failure on %s"
-                        % failure_seen, active=True)
+                        % failure_seen, active=True, best_effort=True)
             return
         self.log("%s; pods already running finish" % why[1])
         self.cancel("not_started", why[0], why[1], active=False)
@@ -769,10 +770,13 @@ class BroadcastRun:
         warning, and the pod is left to the run record that owns it."""
         try:
             self.client.delete(self.client.core_path("pods", self.namespace, name), grace_period=0)
+            return True
         except ApiError as exc:
             if not best_effort:
                 raise
-            self.warnings.append("could not delete pod %s: %s" % (name, exc.msg))
+            self.warnings.append("could not delete pod %s: %s; it stays owned by run record %s"
+                                 % (name, exc.msg, self.record_name))
+            return False
 
     def cleanup(self):
         """Delete pods per ``cleanup``; return how many of this run's pods remain (None if unknown).
@@ -788,17 +792,19 @@ class BroadcastRun:
           and the run record keeps owning the pods.
         """
         keep_phases = {"always": (), "on_success": ("Failed",), "never": ("Failed", "Succeeded")}[self.opts["cleanup"]]
-        kept = 0
+        kept, undeleted = 0, 0
         for r in self.runs.values():
             phase = ((r.pod or {}).get("status") or {}).get("phase")
             if r.pod is None:
                 continue
             if phase not in ("Succeeded", "Failed"):
-                self.client.delete(self.client.core_path("pods", self.namespace, r.pod_name), grace_period=0)
+                # Best effort, each on its own: one that cannot be deleted is a warning, and the record keeps
+                # owning it; the others are still deleted, and the results are still returned.
+                undeleted += 0 if self.delete_pod(r.pod_name, best_effort=True) else 1
             elif phase in keep_phases:
                 kept += 1
         if not kept:
-            return 0
+            return None if undeleted else 0
         query = {"labelSelector": naming.run_selector(self.opts["name"], self.run_id),
                  "fieldSelector": ",".join("status.phase!=%s" % phase for phase in keep_phases)}
         timeout = max(self.client.timeout, CLEANUP_BASE_SECONDS + len(self.runs) // CLEANUP_PODS_PER_SECOND)

@@ -260,3 +260,20 @@ def test_a_result_read_from_the_log_is_found_whatever_log_tail_lines_says(tail):
     assert parse_result(tail_read) == {"images_removed_count": 50}
     assert query["limitBytes"] >= 65536
     assert run.log_query(opts, for_result=False) == (None if tail == 0 else {"tailLines": tail, "limitBytes": 4096})
+
+
+def test_a_running_record_nobody_writes_any_more_is_abandoned():
+    """A run whose process died leaves its record saying "running" forever: broadcast_info tells it apart."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history
+
+    data = history.record_data("running", started_at="2026-11-24T02:00:00Z", eligible=3, timeout=600)
+    data.update(history.record_data("running", updated_at="2026-11-24T02:01:00Z"))
+    record = {"data": data}
+    utc = datetime.timezone.utc
+    assert history.read_record(record, now=datetime.datetime(2026, 11, 24, 2, 5, tzinfo=utc))["state"] == "running"
+    late = history.read_record(record, now=datetime.datetime(2026, 11, 24, 2, 14, tzinfo=utc))
+    assert late["state"] == "abandoned" and "longer than its timeout of 600s" in late["abandoned_reason"]
+    # Without a clock, or a finished record, nothing is judged.
+    assert history.read_record(record)["state"] == "running"
+    done = {"data": dict(data, state="finished")}
+    assert history.read_record(done, now=datetime.datetime(2027, 1, 1, tzinfo=utc))["state"] == "finished"
