@@ -215,6 +215,32 @@ def test_sigterm_records_an_interrupted_run_and_leaves_no_pods(tmp_path, api_cli
     assert history(tmp_path, namespace)["last_run"]["state"] == "interrupted"
 
 
+@pytest.mark.parametrize("phase", ["cleanup", "events", "history"])
+def test_sigterm_while_a_run_is_being_finished_loses_nothing(tmp_path, core, namespace, labelled, phase):
+    """Invariant: whenever SIGTERM comes, the history gets the run, interrupted, with a result for every
+    eligible node; failed pods kept for debugging stay kept, and no pod is left that nobody owns. The runner
+    sends itself SIGTERM as it enters each phase after its pods finished (its test hook), so no timing is
+    involved. Before, SIGTERM there deleted the kept pods and recorded the run with no nodes, or was not
+    caught at all during the history write."""
+    selector, names = labelled
+    install(tmp_path, namespace, selector, pod_annotations={"sim.nodeops.io/exit-code." + names[1]: "2"})
+    command, env = run_runner.runner_command(namespace, "nightly", str(tmp_path), job_name="nightly-term")
+    env["NODEOPS_TEST_SIGTERM_AT"] = phase
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 143, proc.stdout + proc.stderr
+    assert "SIGTERM during %s" % phase in proc.stdout, proc.stdout
+    last = history(tmp_path, namespace)["history"][0]
+    assert (last["job"], last["state"]) == ("nightly-term", "interrupted"), last
+    outcome = dict((rec["node"], rec["outcome"]) for rec in last["nodes"] if rec["node"] in names)
+    assert outcome == {names[0]: "succeeded", names[1]: "failed", names[2]: "succeeded"}, last["nodes"]
+    # The failed node's pod is kept for debugging, owned by its run record; nothing else is left.
+    kept = core.list_namespaced_pod(namespace, label_selector="nodeops.io/broadcast=nightly").items
+    assert [p.metadata.annotations["nodeops.io/node"] for p in kept] == [names[1]]
+    assert [o.kind for o in kept[0].metadata.owner_references] == ["ConfigMap"]
+    records = core.list_namespaced_config_map(namespace, label_selector="nodeops.io/kind=run-record").items
+    assert [r.metadata.name for r in records] == [kept[0].metadata.owner_references[0].name]
+
+
 def test_run_now_creates_a_job_owned_by_the_cronjob(tmp_path, api_client, namespace, labelled):
     result = install(tmp_path, namespace, labelled[0], run_now=True)
     job = k8s.BatchV1Api(api_client).read_namespaced_job(result["job"], namespace)

@@ -56,8 +56,11 @@ def new_run_id(clock=Clock):
 
 
 class Engine:
-    def __init__(self, client, clock=None, log=None, create_workers=16, initial_resource_version=None):
+    def __init__(self, client, clock=None, log=None, create_workers=16, initial_resource_version=None, phase=None):
         self.client = client
+        # Told each phase a run enters ("drive", "stopping", "cleanup", "events"): the runner's SIGTERM
+        # handler interrupts a run only while it drives it, and lets the rest finish (see runner.py).
+        self.phase = phase or (lambda name: None)
         self.clock = clock or Clock
         self.log = log or (lambda msg: None)
         self.create_workers = create_workers

@@ -50,6 +50,9 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base i
 CLEANUP_BASE_SECONDS = 60   # time limit of the pods' delete-collection: this, plus
 CLEANUP_PODS_PER_SECOND = 20  # one second per this many pods of the run
 CREATE_RETRY_SECONDS = 16   # a pod create is retried this long on retryable errors (the client's policy)
+# An abort (SIGTERM, an API error) reads and deletes the active pods within this, in parallel: the runner's
+# grace period (RUNNER_GRACE_SECONDS in _cron/manifests.py) leaves room after it for the record and history.
+ABORT_SECONDS = 20
 PROGRESS_SECONDS = 5        # the run record's progress is written at most this often (one request)
 
 
@@ -316,6 +319,7 @@ class BroadcastRun:
         self.client = engine.client
         self.clock = engine.clock
         self.log = engine.log
+        self.phase = engine.phase
         self.create_workers = engine.create_workers
         self.initial_resource_version = engine.initial_resource_version
         self.opts = opts
@@ -373,8 +377,10 @@ class BroadcastRun:
             watcher.start()
         timed_out = aborted = None
         try:
+            self.phase("drive")
             timed_out = self.drive(owner, parallelism, watchers[0], deadline)
         except BaseException as exc:   # noqa: B902 -- an interrupt must not lose the results either
+            self.phase("stopping")
             aborted = exc
             self.log("run %s aborted (%s: %s); deleting its active pods" % (
                 self.run_id, type(exc).__name__, getattr(exc, "msg", exc)))
@@ -387,6 +393,7 @@ class BroadcastRun:
             if r.log_future is not None:
                 self.take_log(r, r.log_future.result())
         self.stats = {"relists": watchers[0].relists, "reconnects": watchers[0].reconnects + watchers[1].reconnects}
+        self.phase("cleanup")
         try:
             remaining = self.cleanup()
         except ApiError as exc:
@@ -727,7 +734,7 @@ class BroadcastRun:
         r.fetched = text
         r.log = trim_log(text, self.opts["log_tail_lines"], self.opts["log_max_bytes"])
 
-    def read_log(self, pod_name, for_result=False):
+    def read_log(self, pod_name, for_result=False, retry_for=None):
         """The tail of a pod's log, through the API. For a result, at least its last line, and up to
         64 KiB (a result line lists up to 50 items); ``take_log`` trims it to the log options."""
         query = log_query(self.opts, for_result)
@@ -735,24 +742,37 @@ class BroadcastRun:
             return None
         path = self.client.core_path("pods", self.namespace, pod_name, "log")
         try:
-            text = self.client.get(path, query, timeout=30)
+            text = self.client.get(path, query, timeout=30 if retry_for is None else max(1, min(30, retry_for)),
+                                   retry_for=retry_for)
         except ApiError as exc:
             return "(log unavailable: %s)" % (exc.reason or exc.status)
         return text if isinstance(text, str) else json.dumps(text)
 
     # ---------------------------------------------------------------- stop
 
-    def cancel(self, kind, reason, message, active, best_effort=False):
-        """Give every waiting (``active=False``) or created (``active=True``) node run its outcome now."""
+    def cancel(self, kind, reason, message, active, best_effort=False, within=None):
+        """Give every waiting (``active=False``) or created (``active=True``) node run its outcome now.
+
+        Active pods have their log read and are deleted in parallel; ``within`` seconds (a SIGTERM's
+        grace period) bound every call's retries, so that the outcomes are in hand before it is over."""
         now = self.clock.monotonic()
-        for r in self.runs.values():
-            if r.state == ("created" if active else "waiting"):
-                if active and r.pod is not None:
-                    self.take_log(r, self.read_log(r.pod_name))
-                    self.delete_pod(r.pod_name, best_effort)
-                verdict = outcomes.outcome(kind, reason, message)
-                verdict.update(started_mono=r.created_at, finished_mono=now if active else None)
-                self.set_done(r, verdict)
+        chosen = [r for r in self.runs.values() if r.state == ("created" if active else "waiting")]
+        with_pods = [r for r in chosen if active and r.pod is not None]
+        if with_pods:
+            deadline = time.monotonic() + within if within is not None else None
+
+            def stop(r):
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                return self.read_log(r.pod_name, retry_for=left), self.delete_pod(r.pod_name, best_effort,
+                                                                                   retry_for=left)
+
+            with ThreadPoolExecutor(max_workers=min(self.create_workers, len(with_pods))) as pool:
+                for r, (log, _deleted) in zip(with_pods, pool.map(stop, with_pods)):
+                    self.take_log(r, log)
+        for r in chosen:
+            verdict = outcomes.outcome(kind, reason, message)
+            verdict.update(started_mono=r.created_at, finished_mono=now if active else None)
+            self.set_done(r, verdict)
 
     def abort(self, cause):
         """Stop a run an exception broke off: nothing more is created, active pods are deleted
@@ -763,13 +783,15 @@ class BroadcastRun:
             pass
         why = "%s: %s" % (type(cause).__name__, getattr(cause, "msg", None) or cause)
         self.cancel("not_started", "NotStarted", "not started: the run was aborted (%s)" % why, active=False)
-        self.cancel("cancelled", "RunAborted", "deleted: the run was aborted (%s)" % why, active=True, best_effort=True)
+        self.cancel("cancelled", "RunAborted", "deleted: the run was aborted (%s)" % why, active=True, best_effort=True,
+                    within=ABORT_SECONDS)
 
-    def delete_pod(self, name, best_effort):
+    def delete_pod(self, name, best_effort, retry_for=None):
         """Delete one pod now (the client retries through a restart). Best effort: a failure is a
         warning, and the pod is left to the run record that owns it."""
         try:
-            self.client.delete(self.client.core_path("pods", self.namespace, name), grace_period=0)
+            self.client.delete(self.client.core_path("pods", self.namespace, name), grace_period=0,
+                               retry_for=retry_for)
             return True
         except ApiError as exc:
             if not best_effort:
@@ -874,6 +896,7 @@ class BroadcastRun:
         result = {"run_id": self.run_id, "summary": summary, "nodes": results, "changed": bool(plan["eligible"]),
                   "limits": {"window_closes_at": iso(self.closes_at) if self.closes_at else None,
                              "failure_budget": self.budget, "stopped_starting": self.stopped[0] if self.stopped else None}}
+        self.phase("events")
         self.post_events(results, summary)
         if self.warnings:
             result["warnings"] = list(self.warnings)

@@ -51,6 +51,39 @@ class Interrupted(Exception):
     """SIGTERM arrived (a deleted Job, or concurrencyPolicy Replace)."""
 
 
+# A test hook: the runner sends itself SIGTERM as it enters this phase ("start", "drive", "stopping",
+# "cleanup", "events", "history"), so that tests deliver the signal at each seam without relying on timing.
+FAULT_ENV = "NODEOPS_TEST_SIGTERM_AT"
+# Until the run's pods are being driven, and while they are, SIGTERM interrupts: the engine stops the run
+# and keeps every node's outcome. From then on the run is being finished (clean-up, events, the history):
+# SIGTERM is noted and the work goes on, so that the history gets the run and its results, whole.
+INTERRUPTIBLE = ("start", "drive")
+
+
+class Termination:
+    """Where the run is, and whether SIGTERM came: the SIGTERM handler's state."""
+
+    def __init__(self, fault_at=None, log=None):
+        self.phase = "start"
+        self.received_in = None
+        self.fault_at = fault_at
+        self.log = log or (lambda text: None)
+
+    def enter(self, phase):
+        self.phase = phase
+        if phase == self.fault_at:
+            self.fault_at = None
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_sigterm(self, signum, frame):
+        if self.received_in is None:
+            self.received_in = self.phase
+        if self.phase in INTERRUPTIBLE:
+            self.phase = "stopping"
+            raise Interrupted()
+        self.log("SIGTERM during %s: finishing the run's record and history first" % self.phase)
+
+
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -58,6 +91,29 @@ def _now():
 def _say(text):
     sys.stdout.write("%s %s\n" % (_now(), text))
     sys.stdout.flush()
+
+
+def run_to_the_end(engine, opts, run_id, term):
+    """(state, result, exit code) of one run, whenever SIGTERM comes (see ``Termination``)."""
+    state, result, code = "succeeded", None, 0
+    try:
+        term.enter("start")
+        result = engine.run(opts, run_id)
+    except RunAborted as exc:
+        # The engine deleted the run's active pods and kept every node's outcome so far.
+        interrupted = isinstance(exc.cause, Interrupted)
+        state, result, code = ("interrupted", exc.result or None, 143) if interrupted else \
+            ("failed", exc.result or None, 1)
+        _say(("SIGTERM: " if interrupted else "run failed: ") + exc.msg)
+    except Interrupted:
+        # Before the run's first pod: nothing of it is in the cluster but what delete_runs finds.
+        state, code = "interrupted", 143
+        _say("SIGTERM: deleting this run's pods")
+        engine.delete_runs(opts["name"], opts["namespace"], run_id)
+    except NodeopsError as exc:
+        state, result, code = "failed", exc.result or None, 1
+        _say("run failed: %s" % exc.msg)
+    return state, result, code
 
 
 def main(environ=None):
@@ -82,31 +138,15 @@ def main(environ=None):
     started = _now()
     labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CRON: runner_input["cron"], LABEL_KIND: KIND_HISTORY}
 
-    def on_sigterm(signum, frame):
-        raise Interrupted()
-
-    signal.signal(signal.SIGTERM, on_sigterm)
+    term = Termination(environ.get(FAULT_ENV), log=_say)
+    signal.signal(signal.SIGTERM, term.on_sigterm)
     _say("run %s of %s/%s starts (job %s)" % (run_id, opts["namespace"], opts["name"], job))
-    engine = Engine(client, log=_say)
-    state, result, code = "succeeded", None, 0
-    try:
-        result = engine.run(opts, run_id)
-    except RunAborted as exc:
-        # The engine deleted the run's active pods and kept every node's outcome so far.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        interrupted = isinstance(exc.cause, Interrupted)
-        state, result, code = ("interrupted", exc.result or None, 143) if interrupted else \
-            ("failed", exc.result or None, 1)
-        _say(("SIGTERM: " if interrupted else "run failed: ") + exc.msg)
-    except Interrupted:
-        # Before the run's first pod: nothing of it is in the cluster but what delete_runs finds.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    engine = Engine(client, log=_say, phase=term.enter)
+    state, result, code = run_to_the_end(engine, opts, run_id, term)
+    term.enter("history")
+    if term.received_in is not None and state != "interrupted":
+        # SIGTERM came while the run was being finished: its results are whole, and it was interrupted.
         state, code = "interrupted", 143
-        _say("SIGTERM: deleting this run's pods")
-        engine.delete_runs(opts["name"], opts["namespace"], run_id)
-    except NodeopsError as exc:
-        state, result, code = "failed", exc.result or None, 1
-        _say("run failed: %s" % exc.msg)
     finished = _now()
     entry = history.history_entry(run_id, job, started, finished, state, result)
     history.record_history(client, opts["namespace"], kept["configmap"], entry, kept["keep"], labels)

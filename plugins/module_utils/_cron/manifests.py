@@ -36,6 +36,9 @@ INPUT_KEY = "runner.json"
 ZONE_KEY = runner.ZONE_FILE
 # Set by the node_maintenance role (through ``labels``) on what it installs: what it may remove later.
 LABEL_INSTALLED_BY = "nodeops.io/installed-by"
+# SIGTERM's grace period for the runner: the abort's parallel log reads and deletes (run.ABORT_SECONDS), then
+# the clean-up, the events and the history write, each a few requests.
+RUNNER_GRACE_SECONDS = 60
 # The digest of the runner's manifest: the pod checks its code against it (the CronJob is where it is set).
 RUNNER_DIGEST = "nodeops.io/runner-digest"
 
@@ -197,7 +200,7 @@ def runner_pod_spec(cron, config_map, paths, digest):
                             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
     }
     pod_spec = {"serviceAccountName": names["service_account"], "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 30, "containers": [container],
+                "terminationGracePeriodSeconds": RUNNER_GRACE_SECONDS, "containers": [container],
                 "volumes": [{"name": "runner", "configMap": {"name": config_map["metadata"]["name"], "items": items}},
                             copy.deepcopy(pods.CODE_TMP_VOLUME)]}
     if cron.get("runner_node_selector"):

@@ -404,8 +404,8 @@ class RestClient:
             parts.append(sub)
         return "/".join(parts)
 
-    def get(self, path, query=None, timeout=None):
-        return self.request("GET", path, query=query, timeout=timeout)
+    def get(self, path, query=None, timeout=None, retry_for=None):
+        return self.request("GET", path, query=query, timeout=timeout, retry_for=retry_for)
 
     def get_or_none(self, path, query=None):
         try:
@@ -420,13 +420,14 @@ class RestClient:
         return self.request("POST", path, query={"dryRun": "All"} if dry_run else None, body=body,
                             retry_for=retry_for, warnings=warnings)
 
-    def delete(self, path, propagation="Background", grace_period=None):
-        """DELETE; an object that is gone already is no error (the caller wanted it gone)."""
+    def delete(self, path, propagation="Background", grace_period=None, retry_for=None):
+        """DELETE; an object that is gone already is no error (the caller wanted it gone). ``retry_for``
+        bounds the retries (RETRY_SECONDS by default), for a caller with less time than that left."""
         opts = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
         if grace_period is not None:
             opts["gracePeriodSeconds"] = grace_period
         try:
-            return self.request("DELETE", path, body=opts)
+            return self.request("DELETE", path, body=opts, retry_for=retry_for)
         except NotFound:
             return None
 
