@@ -763,8 +763,8 @@ class BroadcastRun:
 
             def stop(r):
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                return self.read_log(r.pod_name, retry_for=left), self.delete_pod(r.pod_name, best_effort,
-                                                                                   retry_for=left)
+                log = self.read_log(r.pod_name, retry_for=left)
+                return log, self.delete_pod(r.pod_name, best_effort, retry_for=left)
 
             with ThreadPoolExecutor(max_workers=min(self.create_workers, len(with_pods))) as pool:
                 for r, (log, _deleted) in zip(with_pods, pool.map(stop, with_pods)):
