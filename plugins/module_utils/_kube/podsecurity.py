@@ -45,8 +45,7 @@ _WARNING = re.compile(r'\s*(\d{3})\s+(\S+)\s+"((?:[^"\\]|\\.)*)"(?:\s+"[^"]*")?\
 
 def _containers(pod_spec):
     for key in ("initContainers", "containers", "ephemeralContainers"):
-        for container in pod_spec.get(key) or []:
-            yield container
+        yield from pod_spec.get(key) or []
 
 
 def _contexts(pod_spec):

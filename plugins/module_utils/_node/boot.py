@@ -35,7 +35,7 @@ EXIT_TAMPERED = 4
 
 def _refuse(what):
     sys.stderr.write("nodeops integrity check failed: %s; nothing was run\n" % what)
-    sys.exit(EXIT_TAMPERED)
+    raise SystemExit(EXIT_TAMPERED)
 
 
 def _read(path):

@@ -57,13 +57,13 @@ def test_a_kubeconfig_dict_is_masked_whole_until_the_module_starts_then_only_its
 ])
 def test_a_name_that_is_also_another_no_log_value_stays_masked(monkeypatch, args, still_masked):
     """A password equal to the kubeconfig's user name must not be unmasked with the name."""
-    _, after = started(dict(args, kubeconfig=KUBECONFIG), monkeypatch)
+    after = started(dict(args, kubeconfig=KUBECONFIG), monkeypatch)[1]
     assert after == CREDENTIALS | still_masked
 
 
 def test_credentials_from_the_environment_are_masked_and_a_kubeconfig_path_stays_masked(monkeypatch):
-    _, after = started({"kubeconfig": "/home/me/.kube/config"}, monkeypatch,
-                       {"K8S_AUTH_API_KEY": "env-tok-81", "K8S_AUTH_PASSWORD": "env-pw-82"})
+    after = started({"kubeconfig": "/home/me/.kube/config"}, monkeypatch,
+                    {"K8S_AUTH_API_KEY": "env-tok-81", "K8S_AUTH_PASSWORD": "env-pw-82"})[1]
     assert after == {"/home/me/.kube/config", "env-tok-81", "env-pw-82"}
 
 
