@@ -403,6 +403,52 @@ def test_cron_run_now_runs_the_real_runner_in_a_pod_on_the_real_node(tmp_path, a
         kh.run_module(tmp_path, "cron_broadcast", {"name": "nightly", "namespace": namespace, "state": "absent"})
 
 
+@pytest.mark.parametrize("phase", ["cleanup", "events", "history"])
+def test_sigterm_to_the_runner_in_its_pod_while_it_finishes_a_run_loses_nothing(
+        tmp_path, api_client, core, namespace, real_node, phase):
+    """The runner in its pod on the real node, its run's node failing (so its pod is kept for debugging), and
+    SIGTERM delivered as the runner enters ``phase`` (its test hook, set on this Job's pod only): the Job
+    ends 143, the history has the run, interrupted, with the node's result, and the kept pod stays owned."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import parse_result
+    from kubernetes import client as k8s
+
+    args = on_real_node(real_node, namespace, name="term", schedule="0 3 * * *", suspend=True,
+                        preset="host_command", host_command={"command": "exit 3", "shell": True},
+                        runner_image=real_node.image, runner_node_selector=real_node.label,
+                        runner_tolerations=real_node.tolerations)
+    try:
+        installed = kh.run_module(tmp_path, "cron_broadcast", args)
+        assert not installed.get("failed"), installed.get("msg")
+        cron_job = kh.rest_client().get("/apis/batch/v1/namespaces/%s/cronjobs/term" % namespace)
+        job = manifests.job_from_cron(cron_job, "term-" + phase)
+        job["spec"]["template"]["spec"]["containers"][0]["env"].append(
+            {"name": "NODEOPS_TEST_SIGTERM_AT", "value": phase})
+        batch = k8s.BatchV1Api(api_client)
+        batch.create_namespaced_job(namespace, job)
+
+        def finished_job():
+            status = batch.read_namespaced_job(job["metadata"]["name"], namespace).status
+            return status if (status.succeeded or status.failed) else None
+
+        kh.wait_for("the Job to finish", finished_job, timeout=180, interval=1)
+        runner = core.list_namespaced_pod(namespace, label_selector="job-name=" + job["metadata"]["name"]).items[0]
+        log = core.read_namespaced_pod_log(runner.metadata.name, namespace)
+        terminated = runner.status.container_statuses[0].state.terminated
+        assert terminated.exit_code == 143 and "SIGTERM during %s" % phase in log, log
+        assert parse_result(terminated.message)["state"] == "interrupted", terminated.message
+        info = kh.run_module(tmp_path, "broadcast_info", {"name": "term", "namespace": namespace})
+        last = info["cron_broadcasts"][0]["history"][0]
+        assert (last["job"], last["state"]) == (job["metadata"]["name"], "interrupted"), last
+        rec = [r for r in last["nodes"] if r["node"] == real_node.name][0]
+        assert (rec["outcome"], rec["exit_code"]) == ("failed", 3), rec
+        kept = core.list_namespaced_pod(namespace, label_selector="nodeops.io/broadcast=term").items
+        assert [p.metadata.annotations["nodeops.io/node"] for p in kept] == [real_node.name]
+        assert [o.kind for o in kept[0].metadata.owner_references] == ["ConfigMap"]
+    finally:
+        kh.run_module(tmp_path, "cron_broadcast", {"name": "term", "namespace": namespace, "state": "absent"})
+
+
 def test_the_runner_in_its_pod_closes_the_window_in_its_time_zone(
         tmp_path, api_client, namespace, real_node, sim_nodes):
     """A cron broadcast with a window ending at a wall-clock time in New York: the runner, in its pod on the
