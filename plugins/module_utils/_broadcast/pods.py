@@ -35,6 +35,7 @@ TERMINATION_POLICY = "FallbackToLogsOnError"
 # Mounted at the package's own path, so that the volume's items stay short.
 NODE_MOUNT = {"name": "nodeops-node", "mountPath": NODE_ROOT + "/" + shipping.PACKAGE_DIR, "readOnly": True}
 _NODE_FILES = {}
+_NODE_CODE = {}   # node_code without gathered inputs, per (preset, whether it takes cluster_images)
 # The cluster_images input, in the run's code ConfigMap, laid next to the node script.
 CLUSTER_IMAGES_PATH = "_node/" + CLUSTER_IMAGES_FILE
 
@@ -50,11 +51,19 @@ def node_code(workload, cluster_images=None):
     """What a run's node pods read, checked by digest: {"files": {path below the package: content},
     "manifest": its text, "digest": the manifest's SHA-256}. ``cluster_images`` is the input the engine
     gathered (a JSON text) when the preset asks for it. Pure but for reading our own source."""
+    wants_images = CLUSTER_IMAGES in (workload.get("inputs") or [])
+    key = (workload["preset"], wants_images)
+    if cluster_images is None and key in _NODE_CODE:
+        # build_pod asks for every pod of a run: hash the script once, not once per node.
+        return copy.deepcopy(_NODE_CODE[key])
     files = node_files(workload["preset"])
-    if CLUSTER_IMAGES in (workload.get("inputs") or []):
+    if wants_images:
         files[CLUSTER_IMAGES_PATH] = cluster_images if cluster_images is not None else "[]"
     text, digest = shipping.manifest(files)
-    return {"files": files, "manifest": text, "digest": digest}
+    code = {"files": files, "manifest": text, "digest": digest}
+    if cluster_images is None:
+        _NODE_CODE[key] = copy.deepcopy(code)
+    return code
 
 
 def code_config_map(opts, run_id, code, owner):

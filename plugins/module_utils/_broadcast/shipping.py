@@ -129,9 +129,9 @@ def boot_source():
             if isinstance(body, list) and len(body) > 1 and _is_docstring(body[0]):
                 node.body = body[1:]
         # One space an indent level: unparse indents by four and puts no newline inside a string.
-        lines = [line.lstrip(" ") for line in ast.unparse(tree).splitlines() if line.strip()]
-        depths = [(len(line) - len(line.lstrip(" "))) // 4 for line in ast.unparse(tree).splitlines() if line.strip()]
-        _BOOT_SOURCE.append("\n".join(" " * depth + line for depth, line in zip(depths, lines)))
+        lines = [line for line in ast.unparse(tree).splitlines() if line.strip()]
+        _BOOT_SOURCE.append("\n".join(" " * ((len(line) - len(line.lstrip(" "))) // 4) + line.lstrip(" ")
+                                      for line in lines))
     return _BOOT_SOURCE[0]
 
 
