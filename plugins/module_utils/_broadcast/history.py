@@ -11,7 +11,7 @@
   count and ``bytes_freed``; each run keeps ``removed``, the totals over its nodes (a dry run's figures are
   counted apart, as what it would have freed). How it stays under
   ``HISTORY_MAX_BYTES`` is ``cap_history``'s order: the totals and the counts are the last to go.
-* The run record is the ConfigMap that owns one run's pods (see run.py); its ``data`` holds the
+* The run record is the ConfigMap that owns one run's pods (see record.py); its ``data`` holds the
   run's state, and broadcast_info reads that too.
 """
 

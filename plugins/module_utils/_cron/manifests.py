@@ -36,7 +36,7 @@ INPUT_KEY = "runner.json"
 ZONE_KEY = runner.ZONE_FILE
 # Set by the node_maintenance role (through ``labels``) on what it installs: what it may remove later.
 LABEL_INSTALLED_BY = "nodeops.io/installed-by"
-# SIGTERM's grace period for the runner: the abort's parallel log reads and deletes (run.ABORT_SECONDS), then
+# SIGTERM's grace period for the runner: the abort's parallel log reads and deletes (cancel.ABORT_SECONDS), then
 # the clean-up, the events and the history write, each a few requests.
 RUNNER_GRACE_SECONDS = 60
 # The digest of the runner's manifest: the pod checks its code against it (the CronJob is where it is set).

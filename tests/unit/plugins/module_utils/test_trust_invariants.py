@@ -14,7 +14,7 @@ import copy
 
 import pytest
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options, pods, run, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options, pods, record, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import TamperedCode
 
@@ -69,7 +69,7 @@ def stored(code, opts, immutable=True):
 
 def test_a_resumed_run_takes_the_code_configmap_it_wrote():
     opts, code = image_prune_code()
-    assert run.verified_code_digest(stored(code, opts), code) == code["digest"]
+    assert record.verified_code_digest(stored(code, opts), code) == code["digest"]
 
 
 @pytest.mark.parametrize("tamper, why", [
@@ -86,7 +86,7 @@ def test_a_resumed_run_refuses_a_code_configmap_someone_replaced(tamper, why):
     cm = stored(code, opts)
     tamper(cm)
     with pytest.raises(TamperedCode) as info:
-        run.verified_code_digest(cm, code)
+        record.verified_code_digest(cm, code)
     assert why in info.value.msg and "refusing to run it" in info.value.msg
 
 
@@ -105,19 +105,19 @@ def test_planted_inputs_are_refused_when_no_pod_vouches_for_them():
     cm["data"]["nodeops-manifest.json"] = shipping.manifest(dict(code["files"], **{
         "_node/cluster-images.json": "[]"}))[0]
     with pytest.raises(TamperedCode) as info:
-        run.verified_code_digest(cm, code)
+        record.verified_code_digest(cm, code)
     assert "holds inputs this attempt did not gather (_node/cluster-images.json)" in info.value.msg
     # The pods of the first attempt vouch only for what they were made with.
     planted_digest = shipping.manifest(dict(code["files"], **{"_node/cluster-images.json": "[]"}))[1]
     with pytest.raises(TamperedCode):
-        run.verified_code_digest(cm, code, anchor=code["digest"])
-    assert run.verified_code_digest(cm, code, anchor=planted_digest) == planted_digest
+        record.verified_code_digest(cm, code, anchor=code["digest"])
+    assert record.verified_code_digest(cm, code, anchor=planted_digest) == planted_digest
 
 
 def test_the_digest_a_pod_checks_is_read_back_from_its_command():
     opts, code = image_prune_code()
-    assert run.pod_code_digest(pods.build_pod(opts, "r1", "n", code_digest=code["digest"])) == code["digest"]
-    assert run.pod_code_digest({"spec": {"containers": [{"command": ["sleep", "1"]}]}}) is None
+    assert record.pod_code_digest(pods.build_pod(opts, "r1", "n", code_digest=code["digest"])) == code["digest"]
+    assert record.pod_code_digest({"spec": {"containers": [{"command": ["sleep", "1"]}]}}) is None
 
 
 def test_the_code_configmap_is_immutable_owned_by_the_record_and_lists_every_file_it_holds():

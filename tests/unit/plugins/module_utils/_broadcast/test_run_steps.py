@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The run loop's decisions, pure, driven by an injected clock."""
+"""The run loop's decisions, pure, driven by an injected clock: launch.py, observe.py, logs.py, record.py,
+finish.py (the state they act on, ``NodeRun``, is run.py's)."""
 
 from __future__ import absolute_import, division, print_function
 
@@ -11,7 +12,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import outcomes, run
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import finish, launch, logs, observe, outcomes, record, run
 
 
 class FakeClock:
@@ -47,11 +48,11 @@ def test_next_batch_takes_the_free_slots_up_to_the_slow_start_size_and_drops_can
     a, b, c, d = node_runs("a", "b", "c", "d")
     b.state = "done"   # cancelled while waiting
     waiting = collections.deque([a, b, c, d])
-    assert run.next_batch(waiting, active=0, parallelism=10, batch_size=2) == [a, c]
+    assert launch.next_batch(waiting, active=0, parallelism=10, batch_size=2) == [a, c]
     assert list(waiting) == [d]
-    assert run.next_batch(waiting, active=10, parallelism=10, batch_size=4) == []   # no free slot
-    assert run.next_batch(waiting, active=9, parallelism=10, batch_size=4) == [d]
-    assert [run.next_batch_size(s, e) for s, e in ((1, 0), (4, 0), (8, 2))] == [2, 8, 1]
+    assert launch.next_batch(waiting, active=10, parallelism=10, batch_size=4) == []   # no free slot
+    assert launch.next_batch(waiting, active=9, parallelism=10, batch_size=4) == [d]
+    assert [launch.next_batch_size(s, e) for s, e in ((1, 0), (4, 0), (8, 2))] == [2, 8, 1]
 
 
 def test_pending_timeouts_come_due_on_the_clock_not_before():
@@ -59,16 +60,16 @@ def test_pending_timeouts_come_due_on_the_clock_not_before():
     [r] = node_runs("a", state="created")
     r.pod = pod("p-a")
     pending = set()
-    run.track_pending(r, clock.monotonic(), pending)
+    observe.track_pending(r, clock.monotonic(), pending)
     assert pending == {r} and r.pending_since == 1000.0
     clock.advance(119.9)
-    assert run.due_pending_timeouts(pending, clock.monotonic(), 120) == []
-    run.track_pending(r, clock.monotonic(), pending)   # still Pending: the start time is kept
+    assert observe.due_pending_timeouts(pending, clock.monotonic(), 120) == []
+    observe.track_pending(r, clock.monotonic(), pending)   # still Pending: the start time is kept
     assert r.pending_since == 1000.0
     clock.advance(0.1)
-    assert run.due_pending_timeouts(pending, clock.monotonic(), 120) == [r]
+    assert observe.due_pending_timeouts(pending, clock.monotonic(), 120) == [r]
     r.pod = pod("p-a", "Running")
-    run.track_pending(r, clock.monotonic(), pending)
+    observe.track_pending(r, clock.monotonic(), pending)
     assert pending == set() and r.pending_since is None
 
 
@@ -83,7 +84,7 @@ def test_a_list_begun_after_the_create_was_answered_proves_the_pod_gone():
     young.confirmed_at = clock.monotonic()
     by_pod = dict((r.pod_name, r) for r in (gone, young, creating))
     # A list begun between the two creates: it may predate "young", but not "gone".
-    touched = run.apply_sync(by_pod, [pod("p-creating")], listed_from=clock.monotonic() - 1)
+    touched = observe.apply_sync(by_pod, [pod("p-creating")], listed_from=clock.monotonic() - 1)
     assert touched == {gone} and gone.pod is None
     assert young.pod is not None and creating.pod == pod("p-creating")
 
@@ -92,10 +93,10 @@ def test_pod_events_touch_created_runs_only():
     created, waiting = node_runs("c", "w")
     created.state = "created"
     by_pod = {"p-c": created, "p-w": waiting}
-    assert run.apply_pod_event(by_pod, "MODIFIED", pod("p-c", "Running")) is created
-    assert run.apply_pod_event(by_pod, "DELETED", pod("p-c", "Running")) is created and created.pod is None
-    assert run.apply_pod_event(by_pod, "ADDED", pod("p-w")) is None and waiting.pod is None
-    assert run.apply_pod_event(by_pod, "ADDED", pod("someone-else")) is None
+    assert observe.apply_pod_event(by_pod, "MODIFIED", pod("p-c", "Running")) is created
+    assert observe.apply_pod_event(by_pod, "DELETED", pod("p-c", "Running")) is created and created.pod is None
+    assert observe.apply_pod_event(by_pod, "ADDED", pod("p-w")) is None and waiting.pod is None
+    assert observe.apply_pod_event(by_pod, "ADDED", pod("someone-else")) is None
 
 
 def test_a_kubelet_warning_that_the_pod_can_never_start_is_kept_once():
@@ -104,10 +105,10 @@ def test_a_kubelet_warning_that_the_pod_can_never_start_is_kept_once():
     missing = {"pod": "p-a", "reason": "FailedMount",
                "message": 'MountVolume.SetUp failed for volume "target" : hostPath type check failed: '
                           '/var/log/app is not a directory'}
-    assert run.apply_kubelet_event(by_pod, missing) is r
+    assert observe.apply_kubelet_event(by_pod, missing) is r
     assert r.fatal == outcomes.fatal_event(missing)
-    assert run.apply_kubelet_event(by_pod, missing) is None   # already known
-    assert run.apply_kubelet_event(by_pod, {"pod": "p-a", "reason": "Pulling", "message": "x"}) is None
+    assert observe.apply_kubelet_event(by_pod, missing) is None   # already known
+    assert observe.apply_kubelet_event(by_pod, {"pod": "p-a", "reason": "Pulling", "message": "x"}) is None
 
 
 def test_node_result_reports_wall_times_from_the_clock():
@@ -121,7 +122,7 @@ def test_node_result_reports_wall_times_from_the_clock():
     verdict["finished_mono"] = clock.monotonic()
     r.result = verdict
     r.message = 'NODEOPS_RESULT {"bytes_freed":7,"errors":[]}'
-    rec = run.node_result(r, started_wall, started)
+    rec = finish.node_result(r, started_wall, started)
     assert (rec["started_at"], rec["finished_at"], rec["duration_s"]) == (
         "2026-11-23T02:30:02Z", "2026-11-23T02:30:03Z", 1.5)
     assert rec["pod"] == "p-a" and rec["result"] == {"bytes_freed": 7, "errors": []}
@@ -156,34 +157,40 @@ TAIL = 'removing x\nerror: disk full\nNODEOPS_RESULT {"errors":["disk full"]}\n'
     ("failed", None, dict(LOG_OPTS, log_tail_lines=0), False, (None, False)),
 ])
 def test_finished_log_reads_the_api_only_when_the_status_lacks_it(kind, message, opts, wants_result, expected):
-    assert run.finished_log(kind, message, opts, wants_result) == expected
+    assert logs.finished_log(kind, message, opts, wants_result) == expected
 
 
 def test_trim_log_keeps_the_last_lines_and_bytes():
     text = "".join("line %d\n" % i for i in range(30))
-    assert run.trim_log(text, 2, 8192) == "line 28\nline 29\n"
-    assert run.trim_log(text, 20, 8) == "line 29\n"
-    assert run.trim_log("no newline", 5, 100) == "no newline"
-    assert run.trim_log(text, 0, 100) is None and run.trim_log(None, 5, 100) is None
-    assert run.trim_log("\u00e9" * 10, 1, 5) == "\u00e9\u00e9"       # never half a character
+    assert logs.trim_log(text, 2, 8192) == "line 28\nline 29\n"
+    assert logs.trim_log(text, 20, 8) == "line 29\n"
+    assert logs.trim_log("no newline", 5, 100) == "no newline"
+    assert logs.trim_log(text, 0, 100) is None and logs.trim_log(None, 5, 100) is None
+    assert logs.trim_log("\u00e9" * 10, 1, 5) == "\u00e9\u00e9"       # never half a character
 
 
 def test_a_failed_nodes_message_is_the_scripts_errors_or_the_last_line_it_printed():
     [r, s] = node_runs("a", "b", state="done")
     r.result = outcomes.outcome("failed", "Error", None, 1)
     r.message, r.log = TAIL, TAIL
-    rec = run.node_result(r, datetime.datetime(2026, 1, 1), 0)
+    rec = finish.node_result(r, datetime.datetime(2026, 1, 1), 0)
     assert rec["message"] == "disk full" and rec["result"] == {"errors": ["disk full"]} and rec["log"] == TAIL
     s.result = outcomes.outcome("failed", "Error", None, 3)
     s.message = "starting\ncannot open /data: permission denied\n\n"
-    assert run.node_result(s, datetime.datetime(2026, 1, 1), 0)["message"] == "cannot open /data: permission denied"
+    assert finish.node_result(s, datetime.datetime(2026, 1, 1), 0)["message"] == "cannot open /data: permission denied"
+
+
+def test_the_last_line_is_the_last_words_printed_that_are_not_the_result():
+    assert finish.last_line('a\nb\n\nNODEOPS_RESULT {"errors": []}\n  \n') == "b"
+    assert finish.last_line('NODEOPS_RESULT {"x": 1}') is None and finish.last_line(None) is None
+    assert finish.last_line("x" * 500) == "x" * 300 and finish.last_line("  padded  \n", limit=3) == "pad"
 
 
 def test_a_result_the_message_could_not_hold_is_parsed_from_the_log_read():
     [r] = node_runs("a", state="done")
     r.result = outcomes.outcome("succeeded", "Completed", None, 0)
     r.fetched = 'x\nNODEOPS_RESULT {"bytes_freed": 9}\n'
-    assert run.node_result(r, datetime.datetime(2026, 1, 1), 0)["result"] == {"bytes_freed": 9}
+    assert finish.node_result(r, datetime.datetime(2026, 1, 1), 0)["result"] == {"bytes_freed": 9}
 
 
 def test_events_are_one_per_failed_node_and_one_per_run():
@@ -230,8 +237,8 @@ def test_progress_counts_what_is_done_running_and_waiting():
     a.state, a.result = "done", outcomes.outcome("succeeded", None, None)
     b.state, b.result = "done", outcomes.outcome("failed", "Error", None)
     c.state = "created"
-    assert run.progress_counts([a, b, c, d], active=1) == {"desired": 4, "succeeded": 1, "failed": 1, "active": 1,
-                                                           "waiting": 1}
+    assert record.progress_counts([a, b, c, d], active=1) == {"desired": 4, "succeeded": 1, "failed": 1, "active": 1,
+                                                              "waiting": 1}
 
 
 def test_the_images_a_workload_refers_to():
@@ -254,12 +261,12 @@ def test_a_result_read_from_the_log_is_found_whatever_log_tail_lines_says(tail):
     from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import parse_result
 
     opts = {"log_tail_lines": tail, "log_max_bytes": 4096}
-    query = run.log_query(opts, for_result=True)
+    query = logs.log_query(opts, for_result=True)
     log = 'progress\nNODEOPS_RESULT {"images_removed_count": 50}\nthe result is longer than a termination message\n'
     tail_read = "".join(log.splitlines(True)[-query["tailLines"]:])
     assert parse_result(tail_read) == {"images_removed_count": 50}
     assert query["limitBytes"] >= 65536
-    assert run.log_query(opts, for_result=False) == (None if tail == 0 else {"tailLines": tail, "limitBytes": 4096})
+    assert logs.log_query(opts, for_result=False) == (None if tail == 0 else {"tailLines": tail, "limitBytes": 4096})
 
 
 def test_a_running_record_nobody_writes_any_more_is_abandoned():
