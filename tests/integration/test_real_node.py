@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import hashlib
+import json
 import time
 import uuid
 
@@ -144,6 +146,140 @@ def test_image_prune_keeps_an_image_only_a_scaled_to_zero_deployment_refers_to(
         assert PRUNABLE[0] in left and PRUNABLE[1] not in left
     finally:
         real_node.import_images(PRUNABLE)
+
+
+# Enough distinct unused images, named like digests, that image_prune's result (50 names listed) is longer
+# than the 4096 bytes of a termination message. Distinct images, not tags: crictl lists one image with all
+# its tags, and image_prune lists each image once, so 64 tags of one image would be one name in the result.
+LONG_RESULT_IMAGES = 64
+
+
+def _distinct_images_archive(tmp_path, refs):
+    """An OCI archive of one image per ref, for ``ctr images import``: a shared one-file layer, and a config
+    per image that names its ref, so each has its own image id. Returns (path, {ref: image id})."""
+    import io
+    import tarfile
+
+    import images
+
+    def blob(data):
+        return "sha256:" + hashlib.sha256(data).hexdigest(), data
+
+    def compact(obj):
+        return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+    layer_tar = io.BytesIO()
+    with tarfile.open(fileobj=layer_tar, mode="w") as tar:
+        content = b"nodeops long-result test image\n"
+        info = tarfile.TarInfo("nodeops-long-result")
+        info.size = len(content)
+        tar.addfile(info, io.BytesIO(content))
+    layer_digest, layer = blob(layer_tar.getvalue())
+    blobs, manifests, ids = {layer_digest: layer}, [], {}
+    for ref in refs:
+        ids[ref], config = blob(compact({
+            "architecture": images.GOARCH, "os": "linux", "config": {"Labels": {"io.nodeops.test/ref": ref}},
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]}}))
+        manifest_digest, manifest = blob(compact({
+            "schemaVersion": 2, "mediaType": images.MT_MANIFEST,
+            "config": {"mediaType": images.MT_CONFIG, "digest": ids[ref], "size": len(config)},
+            "layers": [{"mediaType": images.MT_LAYER, "digest": layer_digest, "size": len(layer)}]}))
+        blobs.update({ids[ref]: config, manifest_digest: manifest})
+        manifests.append({"mediaType": images.MT_MANIFEST, "digest": manifest_digest, "size": len(manifest),
+                          "platform": {"architecture": images.GOARCH, "os": "linux"},
+                          "annotations": {"io.containerd.image.name": ref,
+                                          "org.opencontainers.image.ref.name": ref.rsplit(":", 1)[1]}})
+    files = dict(("blobs/sha256/" + digest.split(":", 1)[1], data) for digest, data in blobs.items())
+    files["index.json"] = compact({"schemaVersion": 2, "mediaType": images.MT_INDEX, "manifests": manifests})
+    files["oci-layout"] = compact({"imageLayoutVersion": "1.0.0"})
+    archive = tmp_path / "long-result-images.tar"
+    with tarfile.open(str(archive), "w") as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size = len(files[name])
+            tar.addfile(info, io.BytesIO(files[name]))
+    return archive, ids
+
+
+@pytest.mark.parametrize("log_tail_lines", [0, 1, 20], ids=["tail-0", "tail-1", "tail-default"])
+def test_image_prune_result_too_long_for_the_termination_message_is_read_from_the_log_whatever_the_tail(
+        tmp_path, namespace, real_node, audit, core, log_tail_lines):
+    """Issue 22: 64 unused images with 64-hex names make the node script's result line longer than a
+    termination message. The script writes none, prints its result line and then a note saying so; the
+    engine reads the result from the log. With log_tail_lines 0 or 1 its query used to be tailLines=1,
+    which holds only the note: the node came back succeeded with no result. The pod is kept
+    (cleanup=never) to show, on its real status and log, that the old query finds no result."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import parse_result
+
+    run = uuid.uuid4().hex[:8]
+    repo = "nodeops.local/long-result-%s/" % run
+    refs = sorted(repo + hashlib.sha256(b"%s-%d" % (run.encode(), n)).hexdigest() + ":1"
+                  for n in range(LONG_RESULT_IMAGES))
+    archive, ids = _distinct_images_archive(tmp_path, refs)
+    try:
+        real_node.sh("ctr -n k8s.io images import %s >/dev/null" % archive)
+        listed = json.loads(real_node.sh("crictl images -o json"))["images"]
+        assert dict((ref, image["id"]) for image in listed for ref in image.get("repoTags") or []
+                    if ref in refs) == ids, "the runtime does not list one image per name"
+        assert len(set(ids.values())) == LONG_RESULT_IMAGES
+        sizes = real_node.crictl_images()
+        containers = json.loads(real_node.sh("crictl ps -a -o json")).get("containers") or []
+        assert not set(c.get("imageRef") for c in containers) & set(ids.values()), "a test image is in use"
+
+        args = on_real_node(real_node, namespace, name="long", preset="image_prune", cleanup="never",
+                            log_tail_lines=log_tail_lines,
+                            image_prune={"dry_run": True, "include": [repo + "*"]})
+        mark = audit.mark()
+        result = kh.run_module(tmp_path, "broadcast_job", args)
+        assert not result.get("failed"), result.get("msg")
+        rec = only_record(result)
+        assert rec["outcome"] == "succeeded", rec
+        found = rec.get("result")
+        assert found is not None, "the node succeeded with no result: %r" % rec
+        assert found["dry_run"] is True and found["errors"] == [], found
+        # 50 names listed, the count says how many there were.
+        assert len(found["images_removed"]) == 50 and set(found["images_removed"]) <= set(refs), found
+        assert len(set(found["images_removed"])) == 50
+        assert found["images_removed_count"] == LONG_RESULT_IMAGES, found
+        # image_prune cuts its own list at 50 and gives the count in images_removed_count, so the node
+        # script's bounded() finds nothing to cut and adds no truncated entry for it; if one is there, it
+        # must say the same.
+        assert found.get("truncated", {}).get("images_removed", LONG_RESULT_IMAGES) == LONG_RESULT_IMAGES, found
+        assert found["bytes_freed"] == sum(sizes[ref] for ref in refs)
+        # The result came from the log, read once for it, whatever log_tail_lines says.
+        assert audit.log_reads_since(mark, namespace=namespace) == [rec["pod"]]
+        note = "the result is longer than a termination message (4096 bytes); the engine reads it from the log"
+        if log_tail_lines == 0:
+            assert rec["log"] is None, rec["log"]
+        else:
+            tail = rec["log"].rstrip("\n").split("\n")
+            assert len(tail) == log_tail_lines and tail[-1] == note, rec["log"]
+            if log_tail_lines > 1:
+                assert parse_result(rec["log"]) == found
+
+        # The result did not fit: even compact, its line is longer than the kubelet keeps, the script left
+        # the termination message empty, and its note is the log's last line, after the result line.
+        compact = "NODEOPS_RESULT " + json.dumps(found, sort_keys=True, separators=(",", ":"))
+        assert len(compact.encode("utf-8")) > 4096, len(compact)
+        pod = core.read_namespaced_pod(rec["pod"], namespace)
+        assert pod.spec.node_name == real_node.name
+        assert not pod.status.container_statuses[0].state.terminated.message
+        whole = core.read_namespaced_pod_log(rec["pod"], namespace).rstrip("\n").split("\n")
+        assert whole[-1] == note and whole[-2].startswith("NODEOPS_RESULT "), whole[-3:]
+        assert len(whole[-2].encode("utf-8")) > 4096 and parse_result(whole[-2]) == found
+        # The query before the fix, tailLines=max(log_tail_lines, 1): with 0 or 1 it holds the note only.
+        old = core.read_namespaced_pod_log(rec["pod"], namespace, tail_lines=max(log_tail_lines, 1),
+                                           limit_bytes=65536)
+        assert (parse_result(old) is not None) == (log_tail_lines >= 2), old
+
+        # A dry run removes nothing.
+        assert not set(refs) - set(real_node.crictl_images()), "a dry run removed images"
+    finally:
+        # The names and the sha256:<id> names the CRI plugin adds: with those left, the images would stay,
+        # untagged, for the other prune tests to find.
+        real_node.sh("ctr -n k8s.io images rm %s >/dev/null 2>&1; true" % " ".join(refs + sorted(ids.values())))
+    left = json.loads(real_node.sh("crictl images -o json"))["images"]
+    assert not set(image["id"] for image in left) & set(ids.values()), "the test images were not removed"
 
 
 def _make_tree(real_node, root):
