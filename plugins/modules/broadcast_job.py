@@ -50,6 +50,10 @@ options:
     description:
       - Identifies one run. Defaults to a new id from the time and a random suffix.
       - Give the id of an interrupted run to resume it. A DNS-1123 label of at most 16 characters.
+      - One process drives a run at a time. While the process that holds the run is alive (it renews a lease
+        in the run record every 5 seconds), another one given its I(run_id) fails as soon as it sees the holder renew
+        (within 5 seconds), naming it, and writes nothing. It takes the run over, adopting its pods, once the holder is gone (its process exited on this
+        host, or its lease has been silent for 15 seconds).
     type: str
   state:
     description:

@@ -28,6 +28,32 @@ KUBECONFIG = os.path.join(STATE, "kubeconfig")
 ADMIN_USER = "nodeops-admin"
 
 
+def kill_process_tree(pid):
+    """SIGKILL ``pid`` and every process descended from it. Killing ansible-playbook's process group is not
+    enough: its worker runs each module in a session of its own, which would go on running."""
+    import signal
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    for member in reversed(tree):
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return tree
+
+
 def wait_for(what, check, timeout=30.0, interval=0.2):
     """Poll ``check`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout

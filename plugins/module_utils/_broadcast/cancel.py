@@ -35,6 +35,9 @@ class Cancel:
     def time_out(self):
         """The run's timeout came: nothing more starts, and every node not done gets its outcome now."""
         self.finish_batch(wait=True)
+        if self.lost() is not None:
+            self.hand_over(self.lost())   # the pods are another holder's: delete none
+            return
         self.cancel("not_started", "NotStarted", "not started before the run timeout", active=False)
         self.cancel("timed_out", "RunTimeout",
                     "still running when timeout=%ds was reached" % self.opts["timeout"], active=True,
@@ -46,6 +49,9 @@ class Cancel:
         self.stopped = why
         self.finish_batch(wait=True)
         if self.opts["failure_policy"] == "fail_fast" and why[0] == limits.BUDGET_EXHAUSTED:
+            if self.lost() is not None:
+                self.hand_over(self.lost())   # the pods are another holder's: delete none
+                return
             self.fail_fast()
             return
         self.log("%s; pods already running finish" % why[1])
@@ -72,6 +78,22 @@ class Cancel:
         self.cancel("cancelled", "RunAborted", "deleted: the run was aborted (%s)" % why, active=True, best_effort=True,
                     within=ABORT_SECONDS)
 
+    def hand_over(self, holder):
+        """Another process took the run over (this one could not renew its lease for longer than a lease):
+        nothing more is created and nothing is deleted; the nodes not done are the new holder's to finish
+        and record (``cancelled``, reason HandedOver, here)."""
+        self.handed_over = holder
+        self.log("run %s was taken over by %s: stopping, deleting nothing" % (self.run_id, holder))
+        try:
+            self.finish_batch(wait=True)
+        except Exception:   # noqa: BLE001 -- the new holder adopts whatever was made
+            pass
+        message = "handed over to %s, which drives the run from here and records this node's result" % holder
+        for r in [r for r in self.runs.values() if r.state != "done"]:
+            verdict = outcomes.outcome("cancelled", "HandedOver", message)
+            verdict.update(started_mono=r.created_at, finished_mono=None)
+            self.set_done(r, verdict)
+
     def cancel(self, kind, reason, message, active, best_effort=False, within=None):
         """Give every waiting (``active=False``) or created (``active=True``) node run its outcome now.
 
@@ -81,20 +103,27 @@ class Cancel:
         chosen = [r for r in self.runs.values() if r.state == ("created" if active else "waiting")]
         with_pods = [r for r in chosen if active and r.pod is not None]
         if with_pods:
-            self.read_and_delete(with_pods, best_effort, within)
+            self.read_and_delete(with_pods, best_effort, within, delete=not self.fenced())
         for r in chosen:
             verdict = outcomes.outcome(kind, reason, message)
             verdict.update(started_mono=r.created_at, finished_mono=now if active else None)
             self.set_done(r, verdict)
 
-    def read_and_delete(self, node_runs, best_effort, within):
-        """Read each node run's pod log, then delete the pod, all in parallel, each within ``within`` seconds."""
+    def read_and_delete(self, node_runs, best_effort, within, delete=True):
+        """Read each node run's pod log, then delete the pod, all in parallel, each within ``within`` seconds.
+
+        ``delete`` False (this process cannot prove it still holds the run, ``record.fenced``): the logs are
+        read, no pod is deleted, and the run record keeps owning them."""
         deadline = time.monotonic() + within if within is not None else None
+        if not delete:
+            self.warnings.append("this process could not prove it still holds run %s (%s): it deleted none of its "
+                                 "%d active pods; run record %s keeps owning them"
+                                 % (self.run_id, self.renewer.last_error, len(node_runs), self.record_name))
 
         def stop(r):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             log = self.read_log(r.pod_name, retry_for=left)
-            return log, self.delete_pod(r.pod_name, best_effort, retry_for=left)
+            return log, delete and self.delete_pod(r.pod_name, best_effort, retry_for=left)
 
         with ThreadPoolExecutor(max_workers=min(self.create_workers, len(node_runs))) as pool:
             for r, (log, _deleted) in zip(node_runs, pool.map(stop, node_runs)):

@@ -23,7 +23,7 @@ import datetime
 import time
 import uuid
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, outcomes, pods
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import lease, naming, outcomes, pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import plan as planner
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.run import BroadcastRun
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import podsecurity
@@ -56,8 +56,12 @@ def new_run_id(clock=Clock):
 
 
 class Engine:
-    def __init__(self, client, clock=None, log=None, create_workers=16, initial_resource_version=None, phase=None):
+    def __init__(self, client, clock=None, log=None, create_workers=16, initial_resource_version=None, phase=None,
+                 holder=None):
         self.client = client
+        # This process in a run's lease (lease.py): host, pid and a token.
+        self.holder = holder or lease.this_process()
+        self.held = False   # whether the last run was held by this process (it made or took over its record)
         # Told each phase a run enters ("drive", "stopping", "cleanup", "events"): the runner's SIGTERM
         # handler interrupts a run only while it drives it, and lets the rest finish (see runner.py).
         self.phase = phase or (lambda name: None)
@@ -77,6 +81,14 @@ class Engine:
         nodes, nodes_rv, found = self.read_cluster(opts)
         result = planner.plan(nodes, found, opts, run_id)
         result["nodes_resource_version"] = nodes_rv
+        # Whether the run's record existed when planned: a run that then has to make it finds that the
+        # record was deleted meanwhile (finished in another process), and stops (record.ensure_record).
+        try:
+            record = self.client.get_or_none(self.client.core_path(
+                "configmaps", opts["namespace"], naming.record_name(opts["name"], run_id)))
+        except ApiError:
+            record = None   # a plan-only account may not read ConfigMaps
+        result["record_uid"] = ((record or {}).get("metadata") or {}).get("uid")
         return result
 
     # The API server's warnings on the last preflight's dry run (Pod Security's warn mode, deprecations).
@@ -149,6 +161,7 @@ class Engine:
             return run.execute(self.preflight)
         finally:
             self.stats = run.stats
+            self.held = run.holding and run.handed_over is None
 
     def delete_runs(self, name, namespace, run_id=None, check_mode=False):
         """Delete a broadcast's pods and run records (one run, or all) that we created: a label alone is

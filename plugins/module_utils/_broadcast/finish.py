@@ -26,6 +26,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors im
     ApiError,
     NodeFailures,
     RunAborted,
+    RunHeld,
     RunTimeout,
     WindowClosed,
 )
@@ -98,16 +99,22 @@ def skipped_result(node, reason):
             "log": None, "started_at": None, "finished_at": None, "duration_s": None, "restarts": 0}
 
 
-def run_error(opts, run_id, result, eligible, budget, stopped, timed_out, aborted=None):
+def run_error(opts, run_id, result, eligible, budget, stopped, timed_out, aborted=None, handed_over=None):
     """The exception, ``result`` attached, for how a run ended, or None: the caller gets ``result``. Pure.
 
-    In this order: aborted by ``aborted`` (RunAborted), ``timed_out`` (RunTimeout), ``stopped`` starting by
-    the failure ``budget`` without fail_fast (NodeFailures), by the window with fail_on_window_closed
-    (WindowClosed), failed nodes with fail_fast or fail_on_node_failure (NodeFailures). ``eligible``: the
+    In this order: taken over by another process, ``handed_over`` (RunHeld), aborted by ``aborted``
+    (RunAborted), ``timed_out`` (RunTimeout), ``stopped`` starting by the failure ``budget`` without
+    fail_fast (NodeFailures), by the window with fail_on_window_closed (WindowClosed), failed nodes with
+    fail_fast or fail_on_node_failure (NodeFailures). ``eligible``: the
     eligible nodes (a container of names), whose outcomes say how many finished before an abort."""
     name, summary, results = opts["name"], result["summary"], result["nodes"]
     failed = outcomes.failed_nodes(results)
     stopped_by = stopped[0] if stopped else None
+    if handed_over is not None:
+        handed = sum(1 for rec in results if rec["reason"] == "HandedOver")
+        return RunHeld("broadcast %s run %s: this process stopped driving it, deleting nothing, as it no longer "
+                       "holds its lease (held now by %s); %d of %d nodes were left unfinished to whoever drives it"
+                       % (name, run_id, handed_over, handed, summary["desired"]), holder=handed_over, **result)
     if aborted is not None:
         finished = sum(1 for rec in results if rec["node"] in eligible and rec["outcome"] not in ("not_started", "cancelled"))
         return RunAborted("broadcast %s run %s aborted by %s: %s; %d of %d nodes finished before it"
@@ -139,6 +146,11 @@ class Finish:
         """``cleanup``, whose failure is a warning, never a lost run: then None, and the record keeps
         owning what is left (its state: cleanup-incomplete)."""
         self.phase("cleanup")
+        if self.fenced():
+            why = self.renewer.last_error
+            self.warnings.append("this process could not prove it still holds run %s (%s): it deleted none of its "
+                                 "pods; run record %s keeps owning them" % (self.run_id, why, self.record_name))
+            return None
         try:
             return self.cleanup()
         except ApiError as exc:
@@ -163,7 +175,8 @@ class Finish:
         undeleted = sum(0 if self.delete_pod(name, best_effort=True) else 1 for name in unfinished)
         if not kept:
             return None if undeleted else 0
-        return self.delete_finished(keep_phases, kept)
+        left = self.delete_finished(keep_phases, kept)
+        return None if undeleted else left   # a pod that could not be deleted: the record says cleanup-incomplete
 
     def delete_finished(self, keep_phases, kept):
         """Delete the run's pods but those in ``keep_phases`` as a collection; returns ``kept``, or None.
@@ -224,10 +237,12 @@ class Finish:
                   "limits": {"window_closes_at": iso(self.closes_at) if self.closes_at else None,
                              "failure_budget": self.budget, "stopped_starting": self.stopped[0] if self.stopped else None}}
         self.phase("events")
-        self.post_events(results, summary)
+        if self.handed_over is None:   # else the new holder posts them, once
+            self.post_events(results, summary)
         if self.warnings:
             result["warnings"] = list(self.warnings)
-        error = run_error(self.opts, self.run_id, result, runs, self.budget, self.stopped, timed_out, aborted)
+        error = run_error(self.opts, self.run_id, result, runs, self.budget, self.stopped, timed_out, aborted,
+                          self.handed_over)
         if error is not None and aborted is not None:
             raise error from aborted
         if error is not None:

@@ -8,6 +8,7 @@
   "aborted" or "cleanup-incomplete". A run that leaves no pod deletes it.
 * The code ConfigMap (immutable, owned by the record) holds the node script; a resumed run checks
   that the one it finds is exactly ours (``verified_code_digest``) before any pod is made.
+* The record's annotations hold the run's lease (``lease.py``): one process drives a run at a time.
 
 ``Record`` is a part of ``run.BroadcastRun``: its methods use the run's state.
 """
@@ -19,10 +20,10 @@ __metaclass__ = type
 import json
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history, inputs, naming, outcomes, pods
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import lease, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.launch import CREATE_RETRY_SECONDS
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, Conflict, TamperedCode
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, Conflict, Invalid, RunHeld, TamperedCode
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES, compact_images
 
 PROGRESS_SECONDS = 5        # the run record's progress is written at most this often (one request)
@@ -95,9 +96,13 @@ class Record:
 
     def ensure_record(self):
         """The run record: a ConfigMap that owns the run's pods, so none is ever left unowned. The code the
-        node pods run goes beside it (``ensure_code``), never in it: the record is written as the run goes."""
+        node pods run goes beside it (``ensure_code``), never in it: the record is written as the run goes.
+
+        Whoever makes the record holds the run's lease; a record that exists is held (``lease.acquire``: it
+        is taken over only from a holder that is gone, else RunHeld, before this process writes anything)."""
         body = {"apiVersion": "v1", "kind": "ConfigMap",
                 "metadata": {"name": self.record_name, "namespace": self.namespace,
+                             "annotations": lease.annotations(self.holder, self.clock.now()),
                              "labels": {LABEL_MANAGED_BY: MANAGED_BY, naming.LABEL_BROADCAST: self.opts["name"],
                                         naming.LABEL_RUN: self.run_id, naming.LABEL_KIND: naming.KIND_RUN_RECORD}},
                 "data": history.record_data("running", started_at=iso(self.clock.now()),
@@ -109,12 +114,23 @@ class Record:
         if CLUSTER_IMAGES in (workload.get("inputs") or []):
             cluster_images = json.dumps(compact_images(inputs.cluster_images(self.client)), separators=(",", ":"))
         made = True
+        path = self.client.core_path("configmaps", self.namespace, self.record_name)
         try:
             record = self.client.create(self.client.core_path("configmaps", self.namespace), body,
                                         retry_for=CREATE_RETRY_SECONDS)
         except Conflict:
             made = False
-            record = self.client.get(self.client.core_path("configmaps", self.namespace, self.record_name))
+            record = lease.acquire(self.client, path, self.holder, self.opts["name"], self.run_id, self.clock,
+                                   self.opts["timeout"], log=self.log)
+        self.holding = True
+        if made and (self.plan["existing"] or self.plan.get("record_uid")):
+            # The plan saw this run's pods or its record, yet we made the record: the one they belonged to is
+            # gone (the run finished in another process since this one planned), and the garbage collector
+            # takes its pods. Adopting them would report them lost; making them again would run nodes twice.
+            self.client.delete(path)
+            self.holding = False
+            raise RunHeld(lease.gone_message(self.opts["name"], self.run_id))
+        self.renewer = lease.Renewer(self.client, path, self.holder, self.clock, log=self.log).start()
         owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": record["metadata"]["name"],
                  "uid": record["metadata"]["uid"], "blockOwnerDeletion": False, "controller": False}
         if workload.get("node_script"):
@@ -122,7 +138,8 @@ class Record:
                 self.code_digest = self.ensure_code(owner, cluster_images)
             except TamperedCode:
                 if made:   # no pod was made: the record we just wrote would only say "running" forever
-                    self.client.delete(self.client.core_path("configmaps", self.namespace, self.record_name))
+                    self.release()
+                    self.client.delete(path)
                 raise
         return owner
 
@@ -158,11 +175,26 @@ class Record:
         if counts == self.progress_sent:
             return
         self.progress_sent = counts
+        data = history.record_data("running", progress=counts, updated_at=iso(self.clock.now()))
         try:
-            self.client.merge_patch(self.client.core_path("configmaps", self.namespace, self.record_name), {
-                "data": history.record_data("running", progress=counts, updated_at=iso(self.clock.now()))})
+            # Conditional on holding the run: one that lost it must not write over the new holder's.
+            self.renewer.write(lease.data_ops(data))
         except ApiError as exc:
             self.log("could not write the run's progress: %s" % exc.msg)
+
+    def release(self):
+        """Stop renewing the run's lease (the record's last write, or its deletion, comes next)."""
+        if self.renewer is not None:
+            self.renewer.stop()
+
+    def fenced(self):
+        """Whether this process must delete nothing now: it lost the run, or cannot prove it still holds it
+        (``lease.Renewer.holds``). The caller then hands the run over."""
+        return self.renewer is not None and not self.renewer.holds()
+
+    def lost(self):
+        """The process that holds the run now, once a renewal found this one lost it; else None."""
+        return self.renewer.lost if self.renewer is not None else None
 
     def finish_record(self, remaining, aborted=None):
         """The record's last state (``record_state``), or the record deleted. A failure is a warning: the
@@ -170,12 +202,18 @@ class Record:
         path = self.client.core_path("configmaps", self.namespace, self.record_name)
         failed = [r.node for r in self.runs.values() if r.result and r.result["outcome"] in outcomes.FAILURES]
         state = record_state(remaining, aborted)
+        # Both writes are conditional on this process holding the run (a JSON patch's test op, then a delete
+        # whose precondition is the version that patch made): one that lost it leaves the record alone.
         try:
             if state is None:
-                self.client.delete(path)
+                record = self.renewer.write([])
+                self.client.delete(path, preconditions={"resourceVersion": record["metadata"]["resourceVersion"]})
                 return
-            self.client.merge_patch(path, {"data": history.record_data(
+            self.renewer.write(lease.data_ops(history.record_data(
                 state, finished_at=iso(self.clock.now()), failed_nodes=failed,
-                progress=progress_counts(self.runs.values(), self.active), updated_at=iso(self.clock.now()))})
+                progress=progress_counts(self.runs.values(), self.active), updated_at=iso(self.clock.now()))))
+        except (Invalid, Conflict) as exc:
+            self.warnings.append("run record %s was left as it was: this process no longer holds the run (%s)"
+                                 % (self.record_name, exc.msg))
         except ApiError as exc:
             self.warnings.append("could not update run record %s: %s" % (self.record_name, exc.msg))

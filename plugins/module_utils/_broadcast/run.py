@@ -73,6 +73,7 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         self.clock = engine.clock
         self.log = engine.log
         self.phase = engine.phase
+        self.holder = engine.holder       # who this process is, in the run's lease (lease.py)
         self.create_workers = engine.create_workers
         self.initial_resource_version = engine.initial_resource_version
         self.opts = opts
@@ -103,6 +104,9 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         self.owner = None     # the run record, once made
         self.code_digest = None   # the digest of the run's code ConfigMap, which its pods check
         self.progress_at, self.progress_sent = None, None
+        self.renewer = None       # renews the run's lease once this process holds it
+        self.holding = False      # whether this process made or took over the run's record
+        self.handed_over = None   # the process that took the run over from this one, if one did
 
     # ---------------------------------------------------------------- start and end
 
@@ -127,15 +131,26 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
            not_started, active pods read and deleted (cancelled); RunAborted.
         8. Clean-up failed: ``finish.clean_up`` warns; the record says cleanup-incomplete.
         9. Record update failed: ``record.finish_record`` warns; the result is returned (or raised) still.
+        10. Held by another process (``lease.py``): ``record.ensure_record`` raises RunHeld before this
+            process writes anything (2). Taken over from this one, which could not renew its lease for
+            longer than a lease: ``cancel.hand_over``: the nodes not done are cancelled (HandedOver), no pod
+            is deleted, no clean-up, the record is left to the new holder; RunHeld.
         """
         started, started_wall, deadline = self.begin()
         if not self.plan["eligible"]:
             return self.result(started, started_wall, timed_out=False)                   # 1
-        owner, watchers, parallelism = self.start(preflight, started)                    # 2 raises here
-        timed_out, aborted = self.drive_or_abort(owner, parallelism, watchers, deadline)  # 3 to 7
-        self.collect(watchers)
-        remaining = self.clean_up()                                                      # 8
-        self.finish_record(remaining, aborted)                                           # 9
+        try:
+            owner, watchers, parallelism = self.start(preflight, started)                # 2, 10 raise here
+            timed_out, aborted = self.drive_or_abort(owner, parallelism, watchers, deadline)  # 3 to 7, 10
+            self.collect(watchers)
+            if self.handed_over is None and self.lost() is not None:
+                self.hand_over(self.lost())                                              # 10, before any delete
+            if self.handed_over is None:
+                remaining = self.clean_up()                                              # 8, fenced
+                self.release()
+                self.finish_record(remaining, aborted)                                   # 9
+        finally:
+            self.release()
         return self.result(started, started_wall, timed_out, aborted)
 
     def begin(self):
@@ -176,6 +191,9 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
             timed_out = self.drive(owner, parallelism, watchers[0], deadline)
         except BaseException as exc:   # noqa: B902 -- an interrupt must not lose the results either
             self.phase("stopping")
+            if self.lost() is not None:
+                self.hand_over(self.lost())   # the pods are another holder's: delete none
+                return False, None
             aborted = exc
             self.log("run %s aborted (%s: %s); deleting its active pods" % (
                 self.run_id, type(exc).__name__, getattr(exc, "msg", exc)))
@@ -194,6 +212,9 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         """
         synced = False
         while self.remaining:
+            if self.renewer is not None and self.renewer.lost:
+                self.hand_over(self.renewer.lost)
+                return False
             now = self.clock.monotonic()
             if now >= deadline:
                 self.time_out()

@@ -106,10 +106,14 @@ def run_to_the_end(engine, opts, run_id, term):
             ("failed", exc.result or None, 1)
         _say(("SIGTERM: " if interrupted else "run failed: ") + exc.msg)
     except Interrupted:
-        # Before the run's first pod: nothing of it is in the cluster but what delete_runs finds.
+        # Before the run's first pod: nothing of it is in the cluster but what delete_runs finds, if this
+        # process holds the run (a run another process holds is not this one's to delete).
         state, code = "interrupted", 143
-        _say("SIGTERM: deleting this run's pods")
-        engine.delete_runs(opts["name"], opts["namespace"], run_id)
+        if engine.held:
+            _say("SIGTERM: deleting this run's pods")
+            engine.delete_runs(opts["name"], opts["namespace"], run_id)
+        else:
+            _say("SIGTERM before this process held the run: nothing of it to delete")
     except NodeopsError as exc:
         state, result, code = "failed", exc.result or None, 1
         _say("run failed: %s" % exc.msg)

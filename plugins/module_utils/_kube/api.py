@@ -420,12 +420,15 @@ class RestClient:
         return self.request("POST", path, query={"dryRun": "All"} if dry_run else None, body=body,
                             retry_for=retry_for, warnings=warnings)
 
-    def delete(self, path, propagation="Background", grace_period=None, retry_for=None):
+    def delete(self, path, propagation="Background", grace_period=None, retry_for=None, preconditions=None):
         """DELETE; an object that is gone already is no error (the caller wanted it gone). ``retry_for``
-        bounds the retries (RETRY_SECONDS by default), for a caller with less time than that left."""
+        bounds the retries (RETRY_SECONDS by default), for a caller with less time than that left.
+        ``preconditions`` (uid, resourceVersion): the apiserver deletes only that object (else Conflict)."""
         opts = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
         if grace_period is not None:
             opts["gracePeriodSeconds"] = grace_period
+        if preconditions:
+            opts["preconditions"] = preconditions
         try:
             return self.request("DELETE", path, body=opts, retry_for=retry_for)
         except NotFound:

@@ -152,6 +152,13 @@ class RunAborted(NodeopsError):
         self.cause = cause
 
 
+class RunHeld(NodeopsError):
+    """Another process drives this run (it holds the run record's lease), or finished it meanwhile.
+
+    Raised before this process writes anything of the run; ``result`` may carry the ``holder``. A run
+    that loses its lease mid-way raises it too, with the results it had, having deleted nothing."""
+
+
 class WindowClosed(NodeopsError):
     """The maintenance window closed before every node was started (with fail_on_window_closed)."""
 

@@ -14,7 +14,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import finish, limits, options, outcomes, record
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import finish, lease, limits, options, outcomes, record
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.run import BroadcastRun, NodeRun
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import RestClient
@@ -155,7 +155,12 @@ class FakeClient:
         self._call("PATCH", path)
         self.patched = body
 
-    def request(self, method, path, query=None, timeout=None):
+    def request(self, method, path, query=None, timeout=None, body=None, content_type=None):
+        if content_type == "application/json-patch+json":   # the run's conditional writes to its record
+            self._call("PATCH", path)
+            self.patched = {"data": dict((op["path"].rsplit("/", 1)[1], op["value"]) for op in body
+                                         if op["path"].startswith("/data/"))}
+            return {"metadata": {"resourceVersion": "2"}}
         self._call("DELETE-COLLECTION", path)
 
     def create(self, path, body, dry_run=False, retry_for=0, warnings=None):
@@ -165,7 +170,11 @@ class FakeClient:
 
 def a_run(client, eligible=("a", "b", "c"), **extra):
     plan = {"eligible": list(eligible), "skipped": {}, "existing": {}, "to_delete": []}
-    return BroadcastRun(Engine(client, clock=FakeClock()), opts(**extra), "r1", plan)
+    run = BroadcastRun(Engine(client, clock=FakeClock()), opts(**extra), "r1", plan)
+    # As if it had made its record: it holds the run (the renewer's thread is not started here).
+    run.renewer = lease.Renewer(client, client.core_path("configmaps", run.namespace, run.record_name), run.holder,
+                                FakeClock())
+    return run
 
 
 def start(run, created=(), phase="Running"):
@@ -242,6 +251,19 @@ def test_a_failed_clean_up_is_a_warning_and_the_record_says_cleanup_incomplete()
     remaining = run.clean_up()
     assert remaining is None and "were not all deleted (timed out)" in run.warnings[0]
     assert [m for m, _path in client.calls] == ["DELETE-COLLECTION"] * 3
+    run.finish_record(remaining)
+    assert client.patched["data"]["state"] == "cleanup-incomplete"
+
+
+def test_an_unfinished_pod_that_cannot_be_deleted_makes_the_record_say_cleanup_incomplete_even_with_pods_kept():
+    client = FakeClient(DELETE=ApiError("apiserver away"))
+    run = a_run(client, cleanup="never")
+    start(run, created=("a", "b"), phase="Succeeded")
+    run.runs["c"].pod = {"metadata": {"name": run.runs["c"].pod_name}, "status": {"phase": "Pending"}}
+    remaining = run.clean_up()
+    assert remaining is None and deleted(client) == [run.runs["c"].pod_name]
+    assert run.warnings == ["could not delete pod %s: apiserver away; it stays owned by run record %s"
+                            % (run.runs["c"].pod_name, run.record_name)]
     run.finish_record(remaining)
     assert client.patched["data"]["state"] == "cleanup-incomplete"
 
