@@ -131,7 +131,13 @@ class Cancel:
 
     def delete_pod(self, name, best_effort, retry_for=None):
         """Delete one pod now (the client retries through a restart). Best effort: a failure is a
-        warning, and the pod is left to the run record that owns it."""
+        warning, and the pod is left to the run record that owns it. Never while this process cannot
+        prove it holds the run (``record.fenced``, checked for each pod: deletes can take long)."""
+        if self.fenced():
+            self.warnings.append("did not delete pod %s: this process could not prove it still holds run %s (%s); "
+                                 "it stays owned by run record %s" % (name, self.run_id, self.renewer.last_error,
+                                                                      self.record_name))
+            return False
         try:
             self.client.delete(self.client.core_path("pods", self.namespace, name), grace_period=0,
                                retry_for=retry_for)

@@ -188,6 +188,9 @@ class Finish:
         timeout = max(self.client.timeout, CLEANUP_BASE_SECONDS + len(self.runs) // CLEANUP_PODS_PER_SECOND)
         error = None
         for attempt in range(3):
+            if self.fenced():
+                error = "this process could not prove it still holds the run (%s)" % self.renewer.last_error
+                break
             try:
                 self.client.request("DELETE", self.client.core_path("pods", self.namespace), query=query,
                                     timeout=timeout)

@@ -15,11 +15,11 @@ holder; its progress and its last write to the record are conditional the same w
 that finds the record:
 
 * takes it over when the record no longer says ``running`` (finished, aborted, cleanup-incomplete),
-  or when its holder is gone: its last renewal is older than LEASE_SECONDS + SKEW_SECONDS by the
-  wall clock (hosts whose clocks differ by more than SKEW_SECONDS would misjudge this), or it ran
-  on this host, in this pid namespace since this boot, and its process has exited, or nothing has
-  written the record for LEASE_SECONDS as this process observes it (its resourceVersion unchanged,
-  on this process's own monotonic clock, as Kubernetes' leader election observes a Lease);
+  or when its holder is gone: it ran on this host, in this pid namespace since this boot, and its
+  process has exited, or nothing has written the record for LEASE_SECONDS as this process observes
+  it (its resourceVersion unchanged, on this process's own monotonic clock, as Kubernetes' leader
+  election observes a Lease, so that no two hosts' clocks are ever compared; a read that fails, or
+  reads far apart, start the observation again);
 * fails with RunHeld, naming the holder, as soon as it sees the holder write: it is alive.
 
 Taking over is a compare-and-swap on the record's resourceVersion, so of two takers one wins.
@@ -49,7 +49,6 @@ ANNOTATION_RENEWED = "nodeops.io/run-renewed-at"
 LEASE_SECONDS = 15    # a holder that has not written the record for this long is gone
 RENEW_SECONDS = 5     # how often the holder renews; also a renewal's time limit
 FENCE_MARGIN_SECONDS = 4   # a holder stops deleting this long before its last renewal could have run out
-SKEW_SECONDS = 60     # a renewal older than LEASE_SECONDS plus this, by the wall clock, is gone
 POLL_SECONDS = 1      # how often a waiting process reads the record
 
 
@@ -120,8 +119,6 @@ def judge(record, me, now, alive=pid_alive):
         return "mine", holder, age
     if not holder or (record.get("data") or {}).get("state") != "running":
         return "free", holder, age
-    if age is not None and age > LEASE_SECONDS + SKEW_SECONDS:
-        return "free", holder, age
     my_host, _my_pid, my_marks = _holder_parts(me)
     host, pid, marks = _holder_parts(holder)
     if (host, marks) == (my_host, my_marks) and my_marks not in (None, "unknown") and pid is not None \
@@ -148,14 +145,14 @@ def takeover_patch(record, me, now, timeout):
     stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"metadata": {"resourceVersion": record["metadata"]["resourceVersion"], "annotations": annotations(me, now)},
             "data": {"state": "running", "updated_at": stamp, "timeout_s": str(int(timeout)), "finished_at": None,
-                     "failed_nodes": None}}
+                     "failed_nodes": None, "progress": None}}
 
 
 def acquire(client, path, me, name, run_id, clock, timeout, sleep=time.sleep, log=None):
     """Hold the run whose record is at ``path`` (it exists: its create answered Conflict). Returns the record.
 
     Raises RunHeld naming the holder once it is seen alive (it wrote the record), or when the record is gone."""
-    observed, since = None, None
+    observed, since, last_read = None, None, None
     while True:
         try:
             record = client.get(path)
@@ -164,6 +161,9 @@ def acquire(client, path, me, name, run_id, clock, timeout, sleep=time.sleep, lo
         verdict, holder, age = judge(record, me, clock.now())
         version = record["metadata"].get("resourceVersion")
         now = clock.monotonic()
+        if last_read is not None and now - last_read > 2 * POLL_SECONDS + 1:
+            observed = None   # reads far apart (an outage, retried): silence seen through it proves nothing
+        last_read = now
         if verdict == "mine":
             return record
         if verdict == "held":
@@ -202,12 +202,13 @@ class Renewer:
     lease ours. ``lost`` becomes the new holder's name (or "nobody: ...") when a renewal finds the run
     held by someone else or its record gone."""
 
-    def __init__(self, client, path, me, clock, log=None, every=RENEW_SECONDS):
+    def __init__(self, client, path, me, clock, log=None, every=RENEW_SECONDS, sent=None):
         self.client, self.path, self.me, self.clock = client, path, me, clock
         self.log = log or (lambda msg: None)
         self.every = every
         self.lost = None
-        self.valid_until = clock.monotonic() + LEASE_SECONDS - FENCE_MARGIN_SECONDS   # made or taken just now
+        # Proved by the write that made or took the record: from when it was sent, not answered.
+        self.valid_until = (clock.monotonic() if sent is None else sent) + LEASE_SECONDS - FENCE_MARGIN_SECONDS
         self.last_error = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -240,8 +241,8 @@ class Renewer:
             return True
         try:
             return self.renew() is True and self.clock.monotonic() < self.valid_until
-        except Exception as exc:   # noqa: BLE001 -- unprovable is not held
-            self.last_error = str(exc)
+        except ApiError as exc:   # unprovable is not held (never an interrupt: that must reach the caller)
+            self.last_error = exc.msg
             return False
 
     def write(self, ops):

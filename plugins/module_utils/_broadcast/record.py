@@ -115,6 +115,7 @@ class Record:
             cluster_images = json.dumps(compact_images(inputs.cluster_images(self.client)), separators=(",", ":"))
         made = True
         path = self.client.core_path("configmaps", self.namespace, self.record_name)
+        sent = self.clock.monotonic()
         try:
             record = self.client.create(self.client.core_path("configmaps", self.namespace), body,
                                         retry_for=CREATE_RETRY_SECONDS)
@@ -130,7 +131,7 @@ class Record:
             self.client.delete(path)
             self.holding = False
             raise RunHeld(lease.gone_message(self.opts["name"], self.run_id))
-        self.renewer = lease.Renewer(self.client, path, self.holder, self.clock, log=self.log).start()
+        self.renewer = lease.Renewer(self.client, path, self.holder, self.clock, log=self.log, sent=sent).start()
         owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": record["metadata"]["name"],
                  "uid": record["metadata"]["uid"], "blockOwnerDeletion": False, "controller": False}
         if workload.get("node_script"):

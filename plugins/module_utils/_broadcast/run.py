@@ -189,6 +189,7 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         try:
             self.phase("drive")
             timed_out = self.drive(owner, parallelism, watchers[0], deadline)
+            self.phase("finishing")   # every node has its outcome: a SIGTERM from here is noted, not raised
         except BaseException as exc:   # noqa: B902 -- an interrupt must not lose the results either
             self.phase("stopping")
             if self.lost() is not None:
