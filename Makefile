@@ -136,8 +136,12 @@ ee-check: venv
 	grep -q "ansible-galaxy collection install" build/ee/context/Dockerfile
 	test -f build/ee/context/_build/collections/nodeops-kubernetes-0.1.0.tar.gz
 
+# ansible-lint reads the collection through the link in $(COLLECTIONS), like everything else here. Its
+# cache goes to the checkout's .ansible/ (ANSIBLE_HOME; git- and build-ignored), and --offline stops it
+# installing a built copy of the collection there (or, by default, in ~/.ansible/collections), which it
+# would then check instead of this tree, with "Another version of 'nodeops.kubernetes' ... was found".
 lint: venv link
-	$(VENV)/bin/ansible-lint --profile production
+	ANSIBLE_HOME=$(CURDIR)/.ansible $(VENV)/bin/ansible-lint --offline --profile production
 
 changelog-lint: venv
 	$(VENV)/bin/antsibull-changelog lint

@@ -148,10 +148,6 @@ def _retry_after(value):
         return None
 
 
-def _quote_path(*parts):
-    return "/".join(quote(p, safe="") for p in parts)
-
-
 class RestClient:
     """Thread-safe JSON client for one API server."""
 

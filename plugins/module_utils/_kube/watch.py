@@ -35,10 +35,20 @@ def list_all(client, path, query=None, timeout=60, slim=None):
 
 
 class Watcher(threading.Thread):
-    """List-then-watch one resource; put ("sync", (items, rv, listed_from)) and ("event", (type, obj)) on a queue.
+    """List, then watch one resource from the list's resourceVersion, in a daemon thread until ``stop()``.
 
-    Re-lists on 410 Gone; reconnects with backoff while the apiserver is away.
-    Every request carries timeoutSeconds (server) and a socket timeout (client).
+    It puts ``(kind, tag, payload)`` on the ``events`` queue (``tag`` names the watcher: several share a queue):
+
+    * ``("sync", tag, (items, resource_version, listed_from))`` after each whole list: first (unless it
+      was given ``initial_resource_version``) and after a 410 Gone. ``listed_from`` is ``time.monotonic()``
+      when the list began; ``items`` went through ``slim``;
+    * ``("event", tag, (type, obj))`` for each ADDED, MODIFIED or DELETED, ``obj`` through ``slim``
+      (bookmarks only move the resourceVersion on);
+    * ``("error", tag, exc)`` for an ApiError that retrying cannot mend (a 403, say); the watcher ends.
+
+    A watch that ends (timeoutSeconds) starts again from the last resourceVersion; a broken connection or
+    a retryable ApiError (429, 5xx, no answer) does too, after a backoff (0.2 s, doubling to 5 s). Every
+    request carries timeoutSeconds (server) and a socket timeout (client).
     """
 
     def __init__(self, client, path, selector, events, initial_resource_version=None, log=None, tag="pods",

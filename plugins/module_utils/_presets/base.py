@@ -1,17 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: nodeops.kubernetes contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""What every preset shares. Standard library only: presets run in the node pods too.
+"""What every preset shares, and what a preset is. Standard library only: presets run in the node pods too.
 
-A preset is one module in this package, listed in ``REGISTRY`` (``__init__.py``). It declares:
-
-* ``NAME`` and ``SUMMARY`` (one sentence for the ``preset`` option's documentation);
-* ``OPTIONS``: the argument spec of its options dict (the module option of the same name);
-* ``DOCUMENTATION``: that option's documentation, as YAML (description, type, suboptions);
-* ``pod(opts)``: from its validated options, the part of the pod it needs (see ``pod_part``);
-  it raises ``OptionError`` for options Ansible's argument spec cannot judge;
-* ``on_node(params)``: what runs in the node pod, returning the result dict (``bytes_freed``,
-  ``errors``, ...); omit it for a preset whose container runs its own command.
+A preset is one module of this package, listed in ``REGISTRY`` (``registry.py``). What it declares is
+the protocol ``Preset`` below (``NodePreset`` when its pod runs the node script); a module satisfies it by
+its module-level names, and a unit test checks every registered preset against it, names and signatures
+(tests/unit/plugins/module_utils/_presets/test_preset_contract.py).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import typing
 
 HOST_PRIVILEGED = {"privileged": True}
 CLUSTER_IMAGES = "cluster_images"
@@ -47,6 +43,36 @@ def image_key(ref):
 def compact_images(refs):
     """The cluster_images input as it is shipped: {"keys": [image_key(ref), ...]}, sorted. Pure."""
     return {"keys": sorted(set(image_key(r) for r in refs))}
+
+
+@typing.runtime_checkable
+class Preset(typing.Protocol):
+    """What a preset module declares (its module-level names). The engine and the module read these."""
+
+    # The preset's name: its ``preset`` choice, the module option that holds its options, its file name.
+    NAME: str
+    # One sentence for the ``preset`` option's documentation, starting with ``C(<NAME>) ``.
+    SUMMARY: str
+    # The argument spec of its options dict (Ansible's suboptions), checked before ``pod`` is called.
+    OPTIONS: dict
+    # That option's documentation as YAML (description, type, suboptions); tools/presets_doc.py copies it.
+    DOCUMENTATION: str
+
+    def pod(self, opts: dict) -> dict:
+        """From its options (as the argument spec validated them), the part of the pod it needs: a
+        ``pod_part``. Raises ``OptionError`` for options the argument spec cannot judge. Pure."""
+
+
+@typing.runtime_checkable
+class NodePreset(Preset, typing.Protocol):
+    """A preset whose pod runs the node script (``pod_part(params=...)``), which calls its ``on_node``."""
+
+    def on_node(self, params: dict) -> dict:
+        """Runs in the node pod (the standard library and ``_node.main``'s helpers only) with the
+        ``params`` its ``pod`` (or one of its ``init`` stages) gave. Returns the node's result: a dict
+        with ``errors`` (a list; not empty fails the node), ``bytes_freed`` (but an ``init`` stage's) and
+        whatever else the preset reports. Raises ``_node.main.HostProblem`` when the host lacks what it
+        needs."""
 
 
 class OptionError(ValueError):
