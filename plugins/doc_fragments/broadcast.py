@@ -170,6 +170,9 @@ options:
   node_selector:
     description:
       - Only nodes with all these labels.
+      - Label values are strings, as in a pod's C(nodeSelector). A YAML boolean, number or null is refused, not
+        compared as text (an unquoted C(true) is a boolean, which no node's label C("true") equals). Quote such
+        values in YAML, C("true") rather than C(true).
     type: dict
     default: {}
   node_label_selector:
@@ -240,7 +243,8 @@ options:
       - A maintenance window. No new pod starts after it closes; pods already running finish and are reported.
         The nodes never started get the outcome C(not_started) with the reason C(WindowClosed), and are counted in
         the summary. The run does not fail because of them unless I(fail_on_window_closed).
-      - Either I(end) with I(time_zone), or I(duration) from the run's start.
+      - Either I(end) with I(time_zone), or I(duration) from the run's start. A window that gives neither
+        (an empty dict, or only I(time_zone)) is refused; leave I(window) out for no window.
     type: dict
     suboptions:
       end:
@@ -341,7 +345,7 @@ options:
     default: false
   pod_labels:
     description:
-      - Extra labels for the pods.
+      - Extra labels for the pods. Their values are strings, as for I(node_selector).
     type: dict
     default: {}
   pod_annotations:

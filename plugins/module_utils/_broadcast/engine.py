@@ -25,6 +25,7 @@ import uuid
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import lease, naming, outcomes, pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import plan as planner
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import refusal
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.run import BroadcastRun
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import podsecurity
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
@@ -103,14 +104,16 @@ class Engine:
             param, value, what = "pod_template", "(the pod it makes)", "the pods of this pod_template"
         else:
             param, value, what = "preset", workload["preset"], "the pods of preset %s" % workload["preset"]
-        self.preflight_warnings = self.dry_run_pod(pod, param, value, what)
+        self.preflight_warnings = self.dry_run_pod(pod, param, value, what, opts=opts)
         return pod
 
-    def dry_run_pod(self, pod, param, value, what):
+    def dry_run_pod(self, pod, param, value, what, opts=None):
         """Create ``pod`` as a server-side dry run; return the apiserver's warnings about it.
 
         A refusal names ``param`` (the option that made the pod, its ``value``): PodSecurityRefused
-        when Pod Security refused it, NamespaceMissing on 404, else InvalidInput.
+        when Pod Security refused it, NamespaceMissing on 404, else InvalidInput. With the ``opts`` the pod
+        was built from, an InvalidInput names the option that set the refused field instead, where one did
+        (``refusal.blame``: service_account, priority_class_name, image, resources, ...).
         """
         namespace = pod["metadata"]["namespace"]
         warnings = []
@@ -128,6 +131,9 @@ class Engine:
                 raise self.pod_security_refusal(pod, param, value, what, exc) from exc
             if isinstance(exc, Forbidden) and "cannot create resource" in exc.msg:
                 raise   # RBAC, not admission: the credentials may not create pods (a read-only plan account)
+            blamed = refusal.blame(exc.body, opts, what) if opts else None
+            if blamed is not None:
+                raise blamed from exc
             raise InvalidInput(param, value, "a pod the API server accepts",
                                why="the API server refused a dry run: %s" % exc.msg) from exc
         return ["API server warning for %s in namespace %s: %s" % (what, namespace, text)

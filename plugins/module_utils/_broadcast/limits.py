@@ -50,10 +50,17 @@ def _zone(name):
 
 
 def parse_window(window):
-    """The ``window`` option, checked: None, {"end", "time_zone"} or {"duration_s"}. Raises InvalidInput."""
-    if not window or all(window.get(k) is None for k in ("end", "duration")):
+    """The ``window`` option, checked: None, {"end", "time_zone"} or {"duration_s"}. Raises InvalidInput.
+
+    None is no window; a window given (``window: {}`` too, or only a time_zone) must say when it closes:
+    a run that went ahead as if there were none would run past the window its user meant."""
+    if window is None:
         return None
     end, duration = window.get("end"), window.get("duration")
+    if end is None and duration is None:
+        given = dict((k, v) for k, v in window.items() if v is not None)
+        raise InvalidInput("window", given, "end (a time of day HH:MM, with an optional time_zone) or duration "
+                           "(such as 90m, 2h or 1h30m)", why="it gives neither end nor duration")
     if end is not None and duration is not None:
         raise InvalidInput("window", window, "either end (with time_zone) or duration, not both")
     if duration is not None:

@@ -121,11 +121,37 @@ def _non_negative(params, name, minimum=0):
 
 
 def check_labels(param, labels):
+    """Label keys and values, as Kubernetes takes them: a map of strings. A YAML boolean, number or null
+    is refused, not turned into text: ``gpu: true`` would become "True", which no node's "true" label
+    equals, so every node would be skipped; ``version: 1.10`` would become "1.1"."""
     for key, value in (labels or {}).items():
+        if not isinstance(value, str):
+            raise InvalidInput(param, {key: value}, "label values as strings; quote them in YAML, such as "
+                               "%s: \"%s\"" % (key, _yaml_text(value)),
+                               why="the value of %s is %s, and label values are strings" % (key, _yaml_kind(value)))
         try:
-            parse_label_selector("%s=%s" % (key, "" if value is None else value))
+            parse_label_selector("%s=%s" % (key, value))
         except SelectorError as exc:
             raise InvalidInput(param, {key: value}, "valid Kubernetes label keys and values", why=str(exc))
+
+
+def _yaml_text(value):
+    """How YAML wrote ``value`` (a bool as true/false, null as nothing): what the user should quote."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _yaml_kind(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a %s" % type(value).__name__
 
 
 def check_tolerations(param, tolerations):

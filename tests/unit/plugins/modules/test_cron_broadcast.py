@@ -38,6 +38,10 @@ BASE = {"name": "nightly", "preset": "image_prune", "schedule": "30 2 * * *", "h
     (dict(runner_node_selector={"bad key!": "x"}), "runner_node_selector={'bad key!': 'x'} is invalid"),
     (dict(runner_tolerations=[{"key": "a", "operator": "Sometimes"}]),
      "runner_tolerations[0]={'key': 'a', 'operator': 'Sometimes'} is invalid"),
+    (dict(window={}), "window={} is invalid: it gives neither end nor duration"),
+    (dict(window={"time_zone": "Europe/Berlin"}), "window={'time_zone': 'Europe/Berlin'} is invalid"),
+    (dict(node_selector={"gpu": True}), "node_selector={'gpu': True} is invalid: the value of gpu is a boolean"),
+    (dict(runner_node_selector={"pool": 3}), "runner_node_selector={'pool': 3} is invalid: the value of pool is a number"),
 ])
 def test_cron_broadcast_bad_input(edge, args, fragment):
     with pytest.raises(Fail) as info:

@@ -113,6 +113,31 @@ def test_bad_input_names_the_parameter_value_and_what_is_accepted(overrides, par
     assert info.value.msg.startswith(param + "=")
 
 
+@pytest.mark.parametrize("param, value, kind, quoted", [
+    ("node_selector", True, "a boolean", 'gpu: "true"'),
+    ("node_selector", False, "a boolean", 'gpu: "false"'),
+    ("node_selector", 2, "a number", 'gpu: "2"'),
+    ("node_selector", 1.1, "a number", 'gpu: "1.1"'),   # version: 1.10 in YAML
+    ("node_selector", None, "null", 'gpu: ""'),
+    ("pod_labels", True, "a boolean", 'gpu: "true"'),
+])
+def test_a_label_value_that_is_not_a_string_is_refused_not_compared_as_text(param, value, kind, quoted):
+    """node_selector {gpu: true} would compare "True" with the nodes' "true" and skip every node."""
+    with pytest.raises(InvalidInput) as info:
+        options.validate(params(**{param: {"gpu": value}}))
+    assert info.value.param == param and info.value.value == {"gpu": value}
+    assert info.value.msg.startswith("%s=%r is invalid: the value of gpu is %s, and label values are strings"
+                                     % (param, {"gpu": value}, kind)), info.value.msg
+    assert info.value.msg.endswith(quoted), info.value.msg
+
+
+def test_a_quoted_node_selector_value_selects_the_nodes_labelled_with_it():
+    opts = options.validate(params(node_selector={"gpu": "true"}))
+    result = planner.plan([node("a-gpu", {"gpu": "true"}), node("b-cpu", {"gpu": "false"})], [], opts, "r1")
+    assert result["eligible"] == ["a-gpu"]
+    assert result["skipped"] == {"b-cpu": "selector mismatch: node_selector gpu=true"}
+
+
 @pytest.mark.parametrize("value, eligible, expected", [
     (10, 100, 10), ("25%", 100, 25), ("25%", 3, 1), ("100%", 7, 7), ("1%", 5000, 50), ("3", 9, 3),
 ])

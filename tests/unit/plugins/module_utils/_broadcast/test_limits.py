@@ -68,7 +68,7 @@ def test_more_failures_than_the_budget_stop_new_pods():
     ({"end": "23:59"}, {"end": "23:59", "time_zone": "UTC"}),
     ({"duration": "1h30m"}, {"duration_s": 5400}),
     ({"duration": "45"}, {"duration_s": 45}),
-    ({"end": None, "duration": None, "time_zone": None}, None),
+    (None, None),
 ])
 def test_window_options(window, parsed):
     assert limits.parse_window(window) == parsed
@@ -84,6 +84,20 @@ def test_bad_windows_name_the_option(window, param):
     with pytest.raises(InvalidInput) as info:
         limits.parse_window(window)
     assert info.value.param == param
+
+
+@pytest.mark.parametrize("window, given", [
+    ({}, {}),
+    ({"end": None, "duration": None, "time_zone": None}, {}),   # window: {} as AnsibleModule hands it over
+    ({"end": None, "duration": None, "time_zone": "Europe/Berlin"}, {"time_zone": "Europe/Berlin"}),
+])
+def test_a_window_that_says_neither_when_it_ends_nor_how_long_it_lasts_is_refused(window, given):
+    """Not a run as if no window had been given: the user meant one."""
+    with pytest.raises(InvalidInput) as info:
+        limits.parse_window(window)
+    assert info.value.param == "window" and info.value.value == given
+    assert info.value.msg.startswith("window=%r is invalid: it gives neither end nor duration; expected end " % given)
+    assert "duration (such as 90m" in info.value.msg
 
 
 @pytest.mark.parametrize("value, parsed", [(None, None), (0, ("count", 0)), ("5", ("count", 5)), ("10%", ("percent", 10))])

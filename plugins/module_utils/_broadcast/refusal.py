@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright: nodeops.kubernetes contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which option made the part of a pod that the API server refused in a dry run. Pure.
+
+A refusal names a field of the pod, not an option: a validation error (422) lists the fields in
+``details.causes[].field`` (``spec.containers[0].resources.requests``); an admission plugin's refusal
+(403) says it in words only (the ServiceAccount plugin's "error looking up service account", the
+Priority plugin's "no PriorityClass with name ... was found"); a body that cannot be decoded (400)
+names neither. ``refused_fields`` reads the field paths out of a Status, ``option_for_field`` maps one
+to the option that set it, and ``blame`` makes the InvalidInput that names that option and its value
+(``service_account='x' is invalid``) rather than the whole preset or pod template.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput
+
+# Refusals that carry no field path, and the field their words are about.
+_WORDS = [
+    (re.compile(r"error looking up service account"), "spec.serviceAccountName"),
+    (re.compile(r"no PriorityClass with name"), "spec.priorityClassName"),
+    # The quantity parser's words when a request or limit is not a quantity (400: the pod was not decoded).
+    (re.compile(r"quantities must match the regular expression"), "spec.containers[].resources"),
+]
+
+_INDEX = re.compile(r"\[[^\]]*\]")
+
+
+# The pod fields options set: (a field path with its list indexes emptied, the option, the workloads in whose
+# pods the option alone sets that field, what the option should be instead). A path below one belongs to it.
+FIELD_OPTIONS = [
+    ("spec.serviceAccountName", "service_account", ("preset", "pod_template"),
+     "the name of a ServiceAccount that exists in namespace %(namespace)s"),
+    ("spec.priorityClassName", "priority_class_name", ("preset", "pod_template"),
+     "the name of an existing PriorityClass (kubectl get priorityclasses)"),
+    ("spec.containers[].image", "image", ("preset",),
+     "an image reference the API server accepts, such as python:3.13-slim (no spaces)"),
+    ("spec.initContainers[].image", "image", ("preset",),
+     "an image reference the API server accepts, such as python:3.13-slim (no spaces)"),
+    ("spec.containers[].resources", "resources", ("preset",),
+     "requests and limits the API server accepts: quantities such as 250m or 256Mi, and no request above its limit"),
+    ("spec.tolerations", "tolerations", ("preset",), "tolerations the API server accepts"),
+    ("metadata.labels", "pod_labels", ("preset",), "labels the API server accepts"),
+    ("metadata.annotations", "pod_annotations", ("preset",), "annotations the API server accepts"),
+]
+
+
+def refused_fields(status):
+    """The field paths a refusal's Status body names, in its order: its causes' fields, else the field its
+    words are about (an admission plugin's). Each comes with the API server's words about it."""
+    if not isinstance(status, dict):
+        return []
+    message = status.get("message") or ""
+    causes = (status.get("details") or {}).get("causes") or []
+    fields = [(c["field"], "%s: %s" % (c["field"], c.get("message") or message))
+              for c in causes if isinstance(c, dict) and c.get("field")]
+    if fields:
+        return fields
+    return [(field, message) for words, field in _WORDS if words.search(message)]
+
+
+def _option_value(option, opts):
+    if option == "image":
+        return opts["workload"]["container"].get("image")
+    return opts.get(option)
+
+
+def option_for_field(field, opts):
+    """(option, value, what it should be) for the option that set ``field`` (a pod field path such as
+    ``spec.containers[0].image``) in the pods built from ``opts``, or None: a field no option sets, an
+    option not given, or a field the pod template set itself."""
+    path = _INDEX.sub("[]", field or "")
+    kind = opts["workload"]["kind"]
+    for prefix, option, kinds, accepted in FIELD_OPTIONS:
+        if path != prefix and not path.startswith(prefix + ".") and not path.startswith(prefix + "["):
+            continue
+        value = _option_value(option, opts) if kind in kinds else None
+        if value in (None, "", {}, []):
+            return None   # the pod template (or the collection) set it, not an option
+        return option, value, accepted % {"namespace": opts["namespace"]}
+    return None
+
+
+def blame(status, opts, what):
+    """The InvalidInput for the first field of a refusal (of ``what``, "the pods of preset x") that an option
+    set: that option, its value, the API server's words and what the option should be. None when no option
+    set any of the refused fields."""
+    for field, words in refused_fields(status):
+        found = option_for_field(field, opts)
+        if found:
+            option, value, accepted = found
+            return InvalidInput(option, value, accepted,
+                                why="the API server refused a dry run of %s: %s" % (what, words))
+    return None
