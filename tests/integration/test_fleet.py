@@ -111,3 +111,74 @@ def test_one_playbook_prunes_every_cluster_and_a_failing_or_unreachable_one_fail
     planned = [line.strip().strip('",') for line in check.stdout.splitlines() if re.match(r'^\s*"(main|second)\s', line)]
     assert sorted(r.split()[1] for r in planned if " would run " in r and r.startswith("main")) == mine, planned
     assert '"second: check mode: 2 nodes would run"' in check.stdout, check.stdout[-3000:]
+
+
+def python_without_kubernetes(directory):
+    """Every bare name interpreter discovery tries (python3.13 ... python3), each a Python without the kubernetes
+    package (the venv's own, with -S: no site-packages), in ``directory``; and a pyenv-like shim that cannot run."""
+    from ansible import constants as C   # pylint: disable=import-outside-toplevel
+
+    directory.mkdir()
+    for name in C.config.get_config_value("INTERPRETER_PYTHON_FALLBACK"):
+        if "/" not in name:
+            fake = directory / name
+            fake.write_text('#!/bin/sh\nexec "%s" -S "$@"\n' % sys.executable)
+            fake.chmod(0o755)
+    shim = directory / "shim"
+    shim.write_text('#!/bin/sh\necho "pyenv: python3.13: command not found" >&2\nexit 127\n')
+    shim.chmod(0o755)
+    return str(shim)
+
+
+def test_an_inventory_that_names_no_python_runs_with_the_controllers_and_a_python_that_cannot_run_says_why(
+        tmp_path, core, namespace, sim_nodes):
+    """The inventory lists clusters and their connection only, and interpreter discovery would find a Python
+    without the kubernetes package first on PATH: the clusters run with the controller's Python all the same. A
+    cluster whose inventory names a Python that cannot run says so in its row. One of two clusters (here two
+    selections of the main one) is a dry run: its figures say "would", the column "BYTES FREED"."""
+    tag = kh.unique("fleet-py")
+    dry = sorted(sim_nodes.add(name="%s-d%d" % (tag, i), labels={"nodeops-fleet": tag + "-d"}) for i in range(2))
+    real = sorted(sim_nodes.add(name="%s-r%d" % (tag, i), labels={"nodeops-fleet": tag + "-r"}) for i in range(2))
+    fakes = tmp_path / "bin"
+    shim = python_without_kubernetes(fakes)
+    path = os.pathsep.join([str(fakes), os.environ["PATH"]])
+    assert subprocess.run(["python3", "-c", "import kubernetes"], env=dict(os.environ, PATH=path),
+                          capture_output=True, check=False).returncode != 0      # discovery would find this one
+    other = kh.unique("t-fleet-py")
+    common = {"k8s_kubeconfig": kh.KUBECONFIG, "prune_parallelism": "100%",
+              "prune_pod_annotations": {"sim.nodeops.io/message": RESULT}}
+    inventory = {"clusters": {"hosts": {
+        "dry": dict(common, prune_namespace=namespace, prune_node_label_selector="nodeops-fleet=%s-d" % tag),
+        # Not a dry run, but on simulated nodes only: nothing runs there.
+        "real": dict(common, prune_namespace=other, prune_dry_run=False,
+                     prune_node_label_selector="nodeops-fleet=%s-r" % tag),
+        "shim": dict(common, prune_namespace=namespace, ansible_python_interpreter=shim)}}}
+    (tmp_path / "fleet.yml").write_text(yaml.safe_dump(inventory))
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORKS="3", PATH=path)
+    env.pop("KUBECONFIG", None)
+    try:
+        proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                               "-i", str(tmp_path / "fleet.yml"), os.path.join(kh.REPO, "playbooks", "fleet_prune.yml")],
+                              env=env, capture_output=True, text=True, timeout=600, check=False)
+    finally:
+        try:
+            core.delete_namespace(other)
+        except Exception:   # pylint: disable=broad-except
+            pass    # never created: the run did not get that far
+    out = proc.stdout
+    assert proc.returncode == 2, out[-4000:] + proc.stderr[-2000:]     # the shim's host failed, and only it
+    assert "deserialization failed" not in out.split("PLAY [One table")[1], out[-4000:]
+    assert re.search(r'"CLUSTER +NODE +OUTCOME +BYTES FREED +REASON"', out), out[-4000:]
+    rows = [line.strip().strip('",') for line in out.splitlines() if re.match(r'^\s*"(dry|real|shim)\s', line)]
+    table = dict(((r.split()[0], r.split()[1]), r.split()[2:]) for r in rows)
+    for node in dry:
+        assert table[("dry", node)][:3] == ["succeeded", "would", "7340032"], rows
+    for node in real:
+        assert table[("real", node)][:2] == ["succeeded", "7340032"], rows
+    [shim_row] = [r for r in rows if r.startswith("shim")]
+    cause = "Python %s could not run the module (pyenv: python3.13: command not found)" % shim
+    assert re.search(r"^shim +- +error +- +%s" % re.escape(cause), shim_row), rows     # the row: its first 160
+    assert "shim: %s: set ansible_python_interpreter" % cause in out, out[-3000:]   # the host's failure: all of it
+    recap = dict((m.group(1), int(m.group(2))) for m in re.finditer(
+        r"^(dry|real|shim)\s+: ok=\d+\s+changed=\d+\s+unreachable=\d+\s+failed=(\d+)", out, re.M))
+    assert recap == {"dry": 0, "real": 0, "shim": 1}, out[-3000:]

@@ -34,6 +34,19 @@ def test_prune_images_playbook_prints_a_table_per_node(namespace, cluster):
     for i in range(1, 9):
         assert "kwok-worker-%d " % i in proc.stdout
     assert "control plane" in proc.stdout
+    # A dry run (the default) freed nothing: its column says what it would free.
+    assert re.search(r'"NODE +OUTCOME +EXIT +SECONDS +IMAGES +WOULD FREE +REASON"', proc.stdout), proc.stdout
+    assert "BYTES FREED" not in proc.stdout
+
+
+def test_prune_images_playbook_heads_a_real_run_bytes_freed(namespace, cluster):
+    """Only the kwok nodes (nothing runs on them), so a real run removes nothing here."""
+    proc = playbook("prune_images.yml", "-e", "prune_namespace=" + namespace, "-e", "prune_dry_run=false",
+                    "-e", "prune_node_label_selector=type=kwok")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r'"NODE +OUTCOME +EXIT +SECONDS +IMAGES +BYTES FREED +REASON"', proc.stdout), proc.stdout
+    assert "WOULD FREE" not in proc.stdout and "kwok-worker-1 " in proc.stdout
+    assert re.search(r"nodeops-real-node +skipped .* selector mismatch", proc.stdout), proc.stdout
 
 
 def test_prune_images_on_a_large_cluster_prints_progress_lines_without_v(namespace, cluster):

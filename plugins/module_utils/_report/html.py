@@ -13,13 +13,14 @@ Per broadcast it shows:
   (class ``outcome-<outcome>``);
 * the bytes each node freed in the newest run, as bars (a dry run's, what it would free, in pale blue);
 * the bytes each run freed over the history, as a small column chart (dry runs stacked in pale blue);
-* the nodes the newest run skipped, with the reason.
+* the nodes the newest run skipped, counted per reason, with their names where the history kept them.
 
 The elements a test or a script may look for carry classes and ``data-`` attributes: section
 ``broadcast[data-cluster][data-broadcast]``, rows ``tr.node-row[data-node]``, cells
 ``td.cell.outcome-*[data-run]``, bars ``div.bar-row[data-node][data-bytes]``, chart columns
 ``rect.run-bar[data-run][data-bytes]``, skipped nodes by reason ``tr.skipped-row[data-reason][data-count]``
-with ``span.skipped-node[data-node]`` (at most 50 names per reason: a selector may skip thousands).
+with ``span.skipped-node[data-node]`` (at most 50 names per reason: a selector may skip thousands) and,
+where the history's size cap kept only a count per reason, ``span.skipped-unnamed[data-count]``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -171,12 +172,22 @@ SKIPPED_NAMES_SHOWN = 50
 
 
 def skipped_by_reason(newest):
-    """[(reason, [node, ...])] of the nodes a run skipped, the most common reason first. Pure."""
-    groups = {}
+    """[(reason, count, [node, ...])] of the nodes a run skipped, the most common reason first. Pure.
+
+    When the history's size cap has folded a run's skipped nodes into ``skipped_by_reason`` (a count per
+    reason, see ``_broadcast/history.cap_history``), their names are gone: ``count`` still has them all,
+    the list of names only those kept.
+    """
+    counts, names = {}, {}
+    for reason, count in (newest.get("skipped_by_reason") or {}).items():
+        counts[reason or ""] = counts.get(reason or "", 0) + (count or 0)
     for rec in newest.get("nodes") or []:
         if rec.get("outcome") == "skipped":
-            groups.setdefault(rec.get("reason") or "", []).append(rec["node"])
-    return sorted(((reason, sorted(nodes)) for reason, nodes in groups.items()), key=lambda g: (-len(g[1]), g[0]))
+            reason = rec.get("reason") or ""
+            counts[reason] = counts.get(reason, 0) + 1
+            names.setdefault(reason, []).append(rec["node"])
+    return sorted(((reason, count, sorted(names.get(reason, []))) for reason, count in counts.items()),
+                  key=lambda g: (-g[1], g[0]))
 
 
 def _skipped(newest):
@@ -184,13 +195,17 @@ def _skipped(newest):
     if not groups:
         return "<p>None.</p>"
     rows = []
-    for reason, nodes in groups:
+    for reason, count, nodes in groups:
         names = "".join('<span class="skipped-node" data-node="%s">%s</span> ' % (escape(n), escape(n))
                         for n in nodes[:SKIPPED_NAMES_SHOWN])
         if len(nodes) > SKIPPED_NAMES_SHOWN:
-            names += "and %d more" % (len(nodes) - SKIPPED_NAMES_SHOWN)
+            names += "and %d more " % (len(nodes) - SKIPPED_NAMES_SHOWN)
+        unnamed = count - len(nodes)     # folded by the history's size cap: only their count was kept
+        if unnamed:
+            names += ('<span class="skipped-unnamed" data-count="%d">%s%d not named (the history kept only their count)'
+                      '</span>' % (unnamed, "and " if nodes else "", unnamed))
         rows.append('<tr class="skipped-row" data-reason="%s" data-count="%d"><td>%s</td><td>%d</td><td>%s</td></tr>'
-                    % (escape(reason), len(nodes), escape(reason), len(nodes), names))
+                    % (escape(reason), count, escape(reason), count, names))
     return ('<table class="skipped"><thead><tr><th>Reason</th><th>Nodes</th><th>Which</th></tr></thead><tbody>%s'
             '</tbody></table>' % "".join(rows))
 

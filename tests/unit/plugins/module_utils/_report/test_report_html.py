@@ -6,12 +6,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import re
 from html.parser import HTMLParser
 
 import pytest
 
 from ansible_collections.nodeops.kubernetes.plugins.filter.report_html import report_html
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._report import html
 
 
@@ -78,10 +80,32 @@ def test_bars_chart_and_skipped_nodes():
 def test_skipped_nodes_are_grouped_by_reason_and_their_names_bounded():
     many = {"run_id": "r", "nodes": [node("n%04d" % i, "skipped", reason="not selected") for i in range(120)]
             + [node("cp", "skipped", reason="control plane")]}
-    assert [(reason, len(nodes)) for reason, nodes in html.skipped_by_reason(many)] == [
-        ("not selected", 120), ("control plane", 1)]
+    assert [(reason, count, len(nodes)) for reason, count, nodes in html.skipped_by_reason(many)] == [
+        ("not selected", 120, 120), ("control plane", 1, 1)]
     page = parse(report_html({"cron_broadcasts": [{"name": "x", "history": [many]}]}))
     assert len(page.find("span", "skipped-node")) == html.SKIPPED_NAMES_SHOWN + 1
+
+
+def test_skipped_nodes_folded_by_the_history_cap_are_shown_as_counts_per_reason():
+    """A capped history keeps a run's skipped nodes only as ``skipped_by_reason``: the report counts them, not
+    "None"."""
+    ran = [{"node": "w%d" % i, "outcome": "succeeded", "reason": "Completed", "log": "ok"} for i in range(3)]
+    skipped = ([{"node": "n%04d" % i, "outcome": "skipped", "reason": "not selected"} for i in range(400)]
+               + [{"node": "cp", "outcome": "skipped", "reason": "control plane"}])
+    newest = history.history_entry("r2", "job", "a", "b", "succeeded", {"summary": {"succeeded": 3}, "nodes": ran + skipped})
+    older = history.history_entry("r1", "job", "a", "b", "succeeded", {"summary": {"succeeded": 3}, "nodes": ran + skipped[:50]})
+    runs = history.cap_history([newest, older], keep=2, max_bytes=len(json.dumps([newest, older])) // 4)
+    assert "skipped_by_reason" in runs[0] and not [r for r in runs[0]["nodes"] if r["outcome"] == "skipped"]
+    assert html.skipped_by_reason(runs[0]) == [("not selected", 400, []), ("control plane", 1, [])]
+    text = report_html({"cron_broadcasts": [{"name": "x", "history": runs}]})
+    page = parse(text)
+    assert [(r["data-reason"], r["data-count"]) for r in page.find("tr", "skipped-row")] == [
+        ("not selected", "400"), ("control plane", "1")]
+    assert [s["data-count"] for s in page.find("span", "skipped-unnamed")] == ["400", "1"]
+    assert not page.find("span", "skipped-node") and "<p>None.</p>" not in text
+    # Names still there and counts folded for the same reason add up.
+    both = {"nodes": [node("cp2", "skipped", reason="control plane")], "skipped_by_reason": {"control plane": 2}}
+    assert html.skipped_by_reason(both) == [("control plane", 3, ["cp2"])]
 
 
 def test_the_page_is_self_contained_and_escapes_what_it_shows():
