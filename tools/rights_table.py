@@ -13,6 +13,11 @@ import re
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 START, END = "<!-- runner-rights:start -->", "<!-- runner-rights:end -->"
 ALWAYS, NODE_EVENTS, KEEP_IMAGES = "always", "`node_events` is not `none`", "`keep_images_in_cluster`"
+# A row with this ``when`` is not granted: it follows from a right that is (FOLLOWS).
+THROUGH_PODS = "through `create pods`"
+# What Kubernetes makes follow from a right, whoever is granted it: a pod may mount any Secret of its
+# namespace as a volume (or read one into its environment), and the pod's process reads it.
+FOLLOWS = {("", "pods", "create"): [("", "secrets", "get")]}
 
 
 def _cells(line):
@@ -45,6 +50,20 @@ def rights(table_rows, conditions, name="<name>"):
             for verb in row["verbs"]:
                 for res_name in row["names"] or [""]:
                     out.add((row["where"], row["group"], resource, verb, res_name.replace("<name>", name)))
+    return out
+
+
+def implied(table_rows, name="<name>"):
+    """The rights the table lists as following from another one (``when`` is THROUGH_PODS), as ``rights``."""
+    return rights(table_rows, [THROUGH_PODS], name) - rights(table_rows, [], name)
+
+
+def follows_from(granted):
+    """The rights that ``granted`` (a set as ``rights`` returns) gives without naming them (FOLLOWS)."""
+    out = set()
+    for where, group, resource, verb, _name in granted:
+        for implied_group, implied_resource, implied_verb in FOLLOWS.get((group, resource, verb), []):
+            out.add((where, implied_group, implied_resource, implied_verb, ""))
     return out
 
 

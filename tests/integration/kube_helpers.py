@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 import uuid
 
 from kubernetes.client.rest import ApiException
@@ -73,6 +74,36 @@ def unique(prefix):
     return "%s-%s" % (prefix, uuid.uuid4().hex[:6])
 
 
+def end_pod(core, namespace, name, exit_code=0):
+    """End a running simulated pod now, as its kubelet would: every container terminated with ``exit_code``,
+    the pod Succeeded or Failed. Pods given ``sim.nodeops.io/delay: 1h`` run until a test ends them, so a
+    test decides when a pod ends by an event it waited for, not by a guess of how fast the run goes."""
+    import datetime
+
+    for _attempt in range(10):
+        pod = core.read_namespaced_pod_status(name, namespace)
+        if pod.status.phase != "Running":
+            raise AssertionError("pod %s/%s is %s, not Running: end only a pod seen running" % (
+                namespace, name, pod.status.phase))
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for status in pod.status.container_statuses or []:
+            started = status.state.running.started_at if status.state.running else now
+            status.state = {"terminated": {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error",
+                                           "startedAt": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                                           "finishedAt": now.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+            status.ready, status.started = False, False
+        for cond in pod.status.conditions or []:
+            if cond.type in ("Ready", "ContainersReady"):
+                cond.status, cond.reason, cond.last_transition_time = "False", "PodCompleted", now
+        pod.status.phase = "Succeeded" if exit_code == 0 else "Failed"
+        try:
+            return core.replace_namespaced_pod_status(name, namespace, pod)
+        except ApiException as exc:
+            if exc.status != 409:   # the simulated kubelet wrote meanwhile: read it again
+                raise
+    raise AssertionError("could not end pod %s/%s" % (namespace, name))
+
+
 class SimNodes:
     """Add, remove, taint, cordon and break simulated nodes; undo it all on cleanup."""
 
@@ -129,35 +160,117 @@ class SimNodes:
             self.remove(name)
 
 
-class AuditLog:
-    """Read the apiserver's audit log (write requests, Metadata level) between two points."""
+class AuditMark:
+    """A point in the audit log: the file's size and identity then, and the token of the control write
+    made right after (``AuditLog.mark``)."""
 
-    def __init__(self, path=None):
+    def __init__(self, offset, inode, token):
+        self.offset, self.inode, self.token = offset, inode, token
+
+    def __repr__(self):
+        return "AuditMark(offset=%d, inode=%d, token=%s)" % (self.offset, self.inode, self.token)
+
+
+class AuditLog:
+    """Read the apiserver's audit log (write requests, Metadata level) between two points.
+
+    A window that shows nothing proves nothing unless it was read: the log rotates (``--audit-log-maxsize``)
+    and an offset into the old file reads nothing, or the wrong thing. So every window is bracketed by two
+    control writes of our own, each a patch of one ConfigMap (``CONTROL``) carrying a token of its own in
+    its request URI: ``mark`` makes one, every read makes another, waits until the log shows it and
+    fails unless it also shows the mark's. The control writes are left out of what the reads return.
+    """
+
+    CONTROL = ("default", "nodeops-audit-control")   # (namespace, name) of the ConfigMap they patch
+
+    def __init__(self, path=None, api_client=None):
         self.path = path or os.path.join(STATE, "audit.log")
+        self._api_client = api_client
+
+    def _control_write(self):
+        """Patch the control ConfigMap (create it the first time) as a field manager named by a fresh token,
+        which the audit event's requestURI carries. Returns the token."""
+        from kubernetes import client as k8s
+
+        if self._api_client is None:
+            self._api_client = new_api_client()
+        core = k8s.CoreV1Api(self._api_client)
+        namespace, name = self.CONTROL
+        token = "nodeops-audit-" + uuid.uuid4().hex[:16]
+        body = {"metadata": {"name": name, "annotations": {"nodeops.io/audit-control": token}}}
+        for _attempt in range(3):
+            try:
+                core.patch_namespaced_config_map(name, namespace, body, field_manager=token)
+                return token
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+            try:
+                core.create_namespaced_config_map(namespace, body, field_manager=token)
+                return token
+            except ApiException as exc:
+                if exc.status != 409:   # made meanwhile by another test: patch it
+                    raise
+        raise AssertionError("could not write the audit control ConfigMap %s/%s" % self.CONTROL)
+
+    def _control_token(self, event):
+        """The token of a control write's event, or None for any other event."""
+        ref = event.get("objectRef") or {}
+        if (ref.get("namespace"), ref.get("name"), ref.get("resource")) != self.CONTROL + ("configmaps",):
+            return None
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(event.get("requestURI", "")).query)
+        return (query.get("fieldManager") or [None])[0]
 
     def mark(self):
-        return os.path.getsize(self.path) if os.path.exists(self.path) else 0
+        """The start of a window: the log's size and inode now, then a control write inside the window."""
+        stat = os.stat(self.path)
+        return AuditMark(stat.st_size, stat.st_ino, self._control_write())
 
-    def events_since(self, offset):
+    def _read(self, offset):
         with open(self.path, "rb") as f:
             f.seek(offset)
             data = f.read()
-        events = []
-        for line in data.splitlines():
-            if line.strip():
-                events.append(json.loads(line))
-        return events
+        return [json.loads(line) for line in data.splitlines() if line.strip()]
 
-    def writes_since(self, offset, user=ADMIN_USER, namespace=None, settle=1.0, reads=False):
-        """Write events by ``user`` (and in ``namespace``) recorded after ``offset``.
+    def events_since(self, mark, timeout=30.0):
+        """Every event recorded after ``mark``, the control writes left out.
 
-        Waits ``settle`` seconds first: the apiserver records an event as the
-        response completes, which can trail the client's view slightly.
+        Makes a control write first and reads until the log shows it (the apiserver records an event as
+        the response completes, which can trail the client's view): so everything the test did before
+        is in. Fails, loudly, if the log was rotated since ``mark`` or does not show the mark's own
+        control write: then an empty answer would mean nothing.
+        """
+        if not isinstance(mark, AuditMark):
+            raise TypeError("events_since needs an AuditLog.mark(), not %r" % (mark,))
+        end = self._control_write()
+        deadline = time.monotonic() + timeout
+        while True:
+            stat = os.stat(self.path)
+            if stat.st_ino != mark.inode or stat.st_size < mark.offset:
+                raise AssertionError("the audit log %s was rotated since %r: this window cannot be read "
+                                     "(run the test again)" % (self.path, mark))
+            events = self._read(mark.offset)
+            seen = set(self._control_token(e) for e in events if e.get("stage") == "ResponseComplete")
+            if end in seen:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError("the control write %s made at the end of the window is not in the audit log "
+                                     "%s after %.0fs: the window was not read" % (end, self.path, timeout))
+            time.sleep(0.1)
+        if mark.token not in seen:
+            raise AssertionError("the control write %s made at the start of the window is not in the audit log "
+                                 "%s read from %r: the log was rotated or the offset is wrong" % (
+                                     mark.token, self.path, mark))
+        return [e for e in events if self._control_token(e) is None]
+
+    def writes_since(self, mark, user=ADMIN_USER, namespace=None, reads=False, timeout=30.0):
+        """Write events by ``user`` (and in ``namespace``) recorded after ``mark``, read as ``events_since``
+        does (the window's control writes seen, then left out).
+
         The only reads the policy records are pod log reads: ``reads=True`` returns those instead.
         """
-        time.sleep(settle)
         out = []
-        for event in self.events_since(offset):
+        for event in self.events_since(mark, timeout=timeout):
             if event.get("stage") != "ResponseComplete":
                 continue
             if (event.get("verb") in ("get", "list", "watch")) != reads:
@@ -174,9 +287,9 @@ class AuditLog:
                         "name": ref.get("name"), "code": event.get("responseStatus", {}).get("code")})
         return out
 
-    def log_reads_since(self, offset, user=ADMIN_USER, namespace=None):
-        """The pod names whose log ``user`` read (in ``namespace``) after ``offset``."""
-        return sorted(e["name"] for e in self.writes_since(offset, user, namespace, reads=True)
+    def log_reads_since(self, mark, user=ADMIN_USER, namespace=None):
+        """The pod names whose log ``user`` read (in ``namespace``) after ``mark``."""
+        return sorted(e["name"] for e in self.writes_since(mark, user, namespace, reads=True)
                       if (e["resource"], e["subresource"]) == ("pods", "log"))
 
 

@@ -136,6 +136,30 @@ def test_audit_log_records_the_writes_of_a_test(core, namespace, audit):
     assert audit.writes_since(audit.mark(), namespace=namespace) == []
 
 
+def test_an_audit_window_that_was_not_read_fails_instead_of_showing_nothing(tmp_path, cluster):
+    """A log the apiserver does not write (a wrong path, or one read before its events are in) shows none of
+    the window's control writes: "nothing written" must not pass on it."""
+    log = kh.AuditLog(path=str(tmp_path / "audit.log"))
+    open(log.path, "w").close()
+    mark = log.mark()
+    with pytest.raises(AssertionError, match="made at the end of the window is not in the audit log"):
+        log.writes_since(mark, namespace=None, timeout=2)
+
+
+def test_a_rotated_audit_log_fails_instead_of_showing_nothing(tmp_path, cluster):
+    """The apiserver rotates its log (--audit-log-maxsize): the file is renamed and a new one started. A window
+    read from the new file at the old offset would hold nothing, or someone else's events."""
+    log = kh.AuditLog(path=str(tmp_path / "audit.log"))
+    with open(log.path, "wb") as old:
+        old.write(b"\n" * 100)
+    mark = log.mark()
+    os.rename(log.path, log.path + ".1")
+    with open(log.path, "wb") as fresh:
+        fresh.write(b" " * 200)   # larger than the old one was at the mark
+    with pytest.raises(AssertionError, match="was rotated since"):
+        log.writes_since(mark, namespace=None, timeout=2)
+
+
 def test_pod_log_is_read_through_the_api(core, namespace, tmp_path, api_client):
     pod = k8s.V1Pod(metadata=k8s.V1ObjectMeta(name="talker"), spec=k8s.V1PodSpec(
         restart_policy="Never", node_name="kwok-worker-1",

@@ -6,6 +6,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import os
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import kube_helpers as kh
 sys.path.insert(0, os.path.join(kh.REPO, "tools", "localcluster"))
 import kyverno_tools  # noqa: E402  pylint: disable=wrong-import-position
 
-TTL = 15
+TTL = 3600   # the sweep's ttl_seconds: Jobs finished within the hour are recent for the whole test
 CRD = "clusterpolicies.kyverno.io"
 
 
@@ -36,6 +37,29 @@ def make_job(name, annotations=None, labels=None, pod_annotations=None, owner=No
 def create_all(batch, namespace, jobs):
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda j: batch.create_namespaced_job(namespace, j), jobs))
+
+
+def finish_earlier(batch, namespace, selector, seconds):
+    """Move the finish of the (finished) Jobs ``selector`` picks ``seconds`` into the past: the time of their
+    Complete or Failed condition, which the sweep reads. The job controller leaves a finished Job's status
+    alone, so the age a test gives is the age the sweep sees, however long the test takes to get there."""
+    when = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds)
+
+    def backdate(name):
+        for _attempt in range(5):
+            job = batch.read_namespaced_job_status(name, namespace)
+            for cond in job.status.conditions:
+                cond.last_transition_time = when
+            try:
+                return batch.replace_namespaced_job_status(name, namespace, job)
+            except ApiException as exc:
+                if exc.status != 409:   # the job controller wrote its status meanwhile: read it again
+                    raise
+        raise AssertionError("could not backdate Job %s/%s" % (namespace, name))
+
+    names = [j.metadata.name for j in batch.list_namespaced_job(namespace, label_selector=selector).items]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(backdate, names))
 
 
 def finished(batch, namespace, selector):
@@ -73,7 +97,8 @@ def test_sweep_takes_only_old_finished_ownerless_jobs(tmp_path, core, batch, nam
     for sel in ("grp=old", "grp=owned", "grp=optout", "grp=gitops"):
         kh.wait_for("Jobs %s to finish" % sel, lambda: finished(batch, namespace, sel), timeout=120)
     kh.wait_for("excluded Jobs to finish", lambda: finished(batch, second_namespace, "grp=old"), timeout=60)
-    time.sleep(TTL + 2)
+    # Old: finished two TTLs ago; recent: finished now, and recent through all three runs below.
+    finish_earlier(batch, namespace, "grp=old", 2 * TTL)
     create_all(batch, namespace, [make_job("recent-%02d" % i, labels={"grp": "recent"}) for i in range(20)])
     kh.wait_for("recent Jobs to finish", lambda: finished(batch, namespace, "grp=recent"), timeout=60)
 

@@ -54,11 +54,10 @@ def run_role(tmp_path, user, namespace, state="present", check=False, **role_var
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
-def writes_by(audit, offset, user, settle=1.0):
-    """Every write request ``user`` made after ``offset``, cluster-wide (cluster-scoped objects included)."""
-    time.sleep(settle)   # the apiserver records an event as the response completes
+def writes_by(audit, mark, user):
+    """Every write request ``user`` made after ``mark``, cluster-wide (cluster-scoped objects included)."""
     out = []
-    for event in audit.events_since(offset):
+    for event in audit.events_since(mark):
         if event.get("stage") != "ResponseComplete" or event.get("verb") in ("get", "list", "watch"):
             continue
         if (event.get("impersonatedUser") or {}).get("username") != user:

@@ -19,6 +19,7 @@ import sys
 import uuid
 
 import yaml
+from kubernetes import client as k8s
 
 import kube_helpers as kh
 
@@ -41,24 +42,24 @@ def _renamed_kubeconfig(name, namespace, token):
     return config, user["user"]
 
 
-def _run_verbose(tmp_path, module, args, check=True):
+def _run_verbose(tmp_path, module, args, check=True, env=None):
     """One module task through ansible-playbook -vvv: (the process, its registered result)."""
-    out = tmp_path / "result.json"
+    out = tmp_path / ("result-%s.json" % uuid.uuid4().hex[:6])
     play = [{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": [
         {"name": "module under test", "nodeops.kubernetes." + module: args, "register": "r", "ignore_errors": True,
          "check_mode": check},
         {"name": "save result", "ansible.builtin.copy": {"content": "{{ r | to_json }}", "dest": str(out)},
          "check_mode": False},
     ]}]
-    playbook = tmp_path / "play.yml"
+    playbook = tmp_path / ("play-%s.yml" % uuid.uuid4().hex[:6])
     playbook.write_text(json.dumps(play))
-    # No KUBECONFIG: the dict is the only way in.
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1")
-    env.pop("KUBECONFIG", None)
-    env.pop("K8S_AUTH_KUBECONFIG", None)
+    # No KUBECONFIG: the module's own options are the only way in.
+    run_env = dict(os.environ, ANSIBLE_NOCOLOR="1", **(env or {}))
+    run_env.pop("KUBECONFIG", None)
+    run_env.pop("K8S_AUTH_KUBECONFIG", None)
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-vvv",
                            "-i", "localhost,", "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+                          env=run_env, capture_output=True, text=True, timeout=300, check=False)
     if not out.exists():
         raise AssertionError("ansible-playbook produced no result:\n%s\n%s" % (proc.stdout, proc.stderr))
     return proc, json.loads(out.read_text())
@@ -102,3 +103,46 @@ def test_a_kubeconfig_dict_keeps_node_names_and_namespace_readable_and_its_crede
     for secret in secrets:
         assert secret not in output
         assert secret not in json.dumps(result)
+
+
+def test_api_key_is_not_logged(tmp_path, api_client, core, namespace, sim_nodes):
+    """A real ServiceAccount token (TokenRequest) as ``api_key``, through ansible-playbook -vvv with a log
+    file: a run it is good for (with a warning, from a right withheld) and a run it is refused. The token
+    is in none of what Ansible prints, logs or registers: stdout, stderr, the log file, the results, their
+    warnings and messages."""
+    account = "nodeops-token-user"
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": account}})
+    granted = kh.grant(api_client, namespace, {"kind": "ServiceAccount", "name": account, "namespace": namespace},
+                       kh.run_rules())   # and no right to post events: a warning that quotes the API's refusal
+    try:
+        token = core.create_namespaced_service_account_token(account, namespace, k8s.AuthenticationV1TokenRequest(
+            spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=600))).status.token
+        node = sim_nodes.add(labels={"nodeops-token": namespace})
+        log_path = tmp_path / "ansible.log"
+        connection = {"host": api_client.configuration.host, "api_key": token,
+                      "ca_cert": os.path.join(kh.STATE, "pki", "ca.crt")}
+        args = dict(connection, name="token", namespace=namespace, preset="image_prune",
+                    node_selector={"nodeops-token": namespace})
+        ran, ran_result = _run_verbose(tmp_path, "broadcast_job", args, check=False,
+                                       env={"ANSIBLE_LOG_PATH": str(log_path)})
+        refused, refused_result = _run_verbose(tmp_path, "broadcast_job", dict(args, namespace="default"),
+                                               check=False, env={"ANSIBLE_LOG_PATH": str(log_path)})
+    finally:
+        kh.revoke(api_client, namespace, granted)
+
+    # The token did its work, so it was really given, and both runs said something worth reading.
+    assert not ran_result.get("failed"), ran_result.get("msg") or ran.stdout[-3000:]
+    assert [rec["outcome"] for rec in ran_result["nodes"] if rec["node"] == node] == ["succeeded"]
+    assert any("could not post" in w and "forbidden" in w.lower() for w in ran_result["warnings"]), ran_result
+    assert refused_result["failed"] and "forbidden" in refused_result["msg"].lower(), refused_result
+    log = log_path.read_text()
+    # -vvv prints the module's arguments (the token's place among them) and the log has the task.
+    assert _shown_result(ran.stdout, "module under test")["invocation"]["module_args"]["namespace"] == namespace
+    assert "TASK [module under test]" in log
+    for where, text in (("stdout", ran.stdout + refused.stdout), ("stderr", ran.stderr + refused.stderr),
+                        ("ANSIBLE_LOG_PATH", log), ("results", json.dumps([ran_result, refused_result])),
+                        ("warnings", json.dumps(ran_result["warnings"] + refused_result.get("warnings", []))),
+                        ("messages", ran_result.get("msg", "") + refused_result["msg"])):
+        assert token not in text, where
+        # Not even a piece of it: the JWT's signature, the part no other token shares.
+        assert token.rsplit(".", 1)[1] not in text, where

@@ -46,6 +46,9 @@ BASE = {"name": "prune", "host": "https://127.0.0.1:1", "api_key": "x"}
     (dict(preset="image_prune", window={"end": "5am"}), "window.end='5am' is invalid; expected a time of day HH:MM"),
     (dict(preset="image_prune", window={"end": "05:00", "time_zone": "Europe/Atlantis"}),
      "window.time_zone='Europe/Atlantis' is invalid"),
+    (dict(preset="image_prune", window={}), "window={} is invalid: it gives neither end nor duration"),
+    (dict(preset="image_prune", node_selector={"gpu": True}),
+     "node_selector={'gpu': True} is invalid: the value of gpu is a boolean, and label values are strings"),
 ])
 def test_bad_input_fails_before_any_api_call(edge, args, fragment):
     with pytest.raises(Fail) as info:
@@ -53,7 +56,9 @@ def test_bad_input_fails_before_any_api_call(edge, args, fragment):
     assert fragment in info.value.args[0]["msg"]
 
 
-def test_api_key_is_not_logged():
+def test_credentials_are_no_log_in_the_argument_spec():
+    """Only the flags; that a token given as api_key is nowhere in what ansible-playbook -vvv prints, logs
+    or registers is tests/integration/test_trust_secrets.py::test_api_key_is_not_logged."""
     spec = broadcast_job.build_argument_spec()
     assert spec["api_key"]["no_log"] and spec["password"]["no_log"] and spec["kubeconfig"]["no_log"]
 

@@ -10,6 +10,8 @@ import copy
 import datetime
 import hashlib
 import json
+import os
+import sys
 
 import pytest
 
@@ -18,6 +20,9 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import ma
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), *([os.pardir] * 5 + ["tools"])))
+import rights_table  # noqa: E402  pylint: disable=wrong-import-position
 
 
 @pytest.mark.parametrize("expr", ["30 2 * * *", "  30  2 * *   * ", "@DAILY", "@every 1h", "0 0 ? * mon",
@@ -91,31 +96,46 @@ CRON = {"name": "nightly", "schedule": "30 2 * * *", "time_zone": "Europe/Berlin
         "history_limit": 10, "suspend": False, "runner_image": "python:3.13-slim"}
 
 
-def test_objects_are_labelled_and_rbac_is_minimal():
-    objs = manifests.build_objects(CRON, opts(), sources={"engine.py": "# code"})
-    assert [o["kind"] for o in objs] == ["ServiceAccount", "Role", "RoleBinding", "ClusterRole",
-                                         "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "CronJob"]
-    # Events about Nodes live in the default namespace: the runner may create events there, nothing more.
-    events_role, events_binding = objs[5], objs[6]
-    assert events_role["metadata"]["namespace"] == events_binding["metadata"]["namespace"] == "default"
-    assert events_role["rules"] == [{"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}]
-    assert events_binding["subjects"] == objs[2]["subjects"]
-    quiet = manifests.build_objects(CRON, dict(opts(), node_events="none"), sources={})
-    assert [o["kind"] for o in quiet].count("Role") == 1
-    # Listing the workloads' images only when keep_images_in_cluster asks for it, and read-only.
-    keeping = dict(opts(), workload=dict(opts()["workload"], inputs=["cluster_images"]))
-    rules = manifests.build_objects(CRON, keeping, sources={})[3]["rules"]
-    assert len(rules) == 4 and all(r["verbs"] == ["list"] for r in rules[1:])
+def granted_with_what_follows(objs):
+    """What the built Roles and ClusterRoles grant, in the README table's words, and what Kubernetes makes
+    follow from that (``rights_table.FOLLOWS``: creating pods reads Secrets)."""
+    granted = set()
+    for obj in objs:
+        if obj["kind"] in ("Role", "ClusterRole"):
+            ns = obj["metadata"].get("namespace")
+            where = "cluster" if ns is None else ("default" if ns == "default" else "its namespace")
+            granted |= rights_table.from_rules(where, obj["rules"])
+    return granted | rights_table.follows_from(granted)
+
+
+@pytest.mark.parametrize("node_events, keep_images", [("failures", False), ("none", False), ("all", True)])
+def test_objects_are_labelled_and_rbac_is_minimal(node_events, keep_images):
+    """Every right the built objects give the runner, and every right that follows from one, is a row of the
+    README's table for these options; a right the table does not list fails, however it is granted."""
+    built = dict(opts(), node_events=node_events)
+    if keep_images:
+        built["workload"] = dict(built["workload"], inputs=["cluster_images"])
+    objs = manifests.build_objects(CRON, built, sources={"engine.py": "# code"})
+    conditions = ([rights_table.NODE_EVENTS] if node_events != "none" else []) + (
+        [rights_table.KEEP_IMAGES] if keep_images else [])
+    table = rights_table.rows()
+    documented = rights_table.rights(table, conditions, name="nightly") | rights_table.implied(table, name="nightly")
+    granted = granted_with_what_follows(objs)
+    assert sorted(granted - documented) == [], "granted, but not in the README's table"
+    assert sorted(documented - granted) == [], "in the README's table, but not granted"
+    kinds = ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"] + (
+        ["Role", "RoleBinding"] if node_events != "none" else []) + ["ConfigMap", "CronJob"]
+    assert [o["kind"] for o in objs] == kinds
+    # Every binding binds the runner's ServiceAccount, and only it.
+    account = {"kind": "ServiceAccount", "name": objs[0]["metadata"]["name"], "namespace": "ops"}
+    bindings = [o["subjects"] for o in objs if o["kind"].endswith("Binding")]
+    assert bindings == [[account]] * len([k for k in kinds if k.endswith("Binding")])
     for obj in objs:
         assert obj["metadata"]["labels"] == dict({"app.kubernetes.io/managed-by": "nodeops.kubernetes",
                                                   "nodeops.io/cron-broadcast": "nightly"},
                                                  **({"nodeops.io/kind": "runner-code"} if obj is objs[-2] else {}))
     cluster_role = objs[3]
-    assert cluster_role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]}]
     assert cluster_role["metadata"]["name"] == "nodeops-ops-nightly-%s-nodes" % manifests.name_hash("ops", "nightly")
-    role_resources = sorted(r for rule in objs[1]["rules"] for r in rule["resources"])
-    assert role_resources == ["configmaps", "configmaps", "events", "pods", "pods/log"]
-    assert [r["verbs"] for r in objs[1]["rules"] if r["resources"] == ["events"]] == [["get", "list", "watch", "create"]]
 
 
 def test_the_runner_may_replace_only_its_history_and_no_configmap_of_code():
