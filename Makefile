@@ -25,6 +25,15 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PYTHONPATH := $(COLLECTIONS)
 export NODEOPS_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 export ANSIBLE_FORCE_COLOR := 0
+# Every Ansible tool (ansible-playbook, molecule, ansible-lint, ansible-galaxy) keeps its files in the
+# checkout's .ansible/ (git- and build-ignored), never in ~/.ansible: a copy of this collection under
+# ~/.ansible/collections would be found before the work tree. `make test` checks it (tools/home_guard.py).
+export ANSIBLE_HOME := $(CURDIR)/.ansible
+export ANSIBLE_REMOTE_TMP := $(CURDIR)/.ansible/tmp
+NODEOPS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nodeops
+# ansible-test keeps its cache and sanity virtualenvs in ~/.ansible/test, whatever ANSIBLE_HOME says:
+# it runs with this HOME instead, kept with the project's other caches so its virtualenvs are reused.
+ANSIBLE_TEST_HOME := $(NODEOPS_CACHE)/ansible-test-home
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
@@ -101,8 +110,8 @@ bench-smoke: venv link cluster
 # build` packs it, unpacked under an ansible_collections/nodeops/kubernetes path.
 sanity: venv
 	@pipver=$$(sed -n "s/^ *pip='\([0-9.]*\)',/\1/p" $(VENV)/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | tr . _); \
-	  mkdir -p $$HOME/.ansible/test/cache; \
-	  cp tools/ansible_test_get_pip.py $$HOME/.ansible/test/cache/get_pip_$$pipver.py
+	  mkdir -p $(ANSIBLE_TEST_HOME)/.ansible/test/cache; \
+	  cp tools/ansible_test_get_pip.py $(ANSIBLE_TEST_HOME)/.ansible/test/cache/get_pip_$$pipver.py
 	@rm -rf build/sanity build/dist && mkdir -p build/sanity/ansible_collections/nodeops build/dist
 	$(VENV)/bin/ansible-galaxy collection build --force --output-path build/dist . >/dev/null
 	@mkdir -p build/sanity/ansible_collections/nodeops/kubernetes
@@ -110,7 +119,7 @@ sanity: venv
 	@# build/ is ignored by this repo's git, so ansible-test would see no files: give the copy its own.
 	cd build/sanity/ansible_collections/nodeops/kubernetes && git init -q && git add -A
 	cd build/sanity/ansible_collections/nodeops/kubernetes && \
-	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/build/sanity PYTHONPATH= \
+	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/build/sanity PYTHONPATH= HOME=$(ANSIBLE_TEST_HOME) \
 	  $(VENV)/bin/ansible-test sanity --python $$($(VPY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
 	    --requirements --color no
 
@@ -137,16 +146,16 @@ ee-check: venv
 	test -f build/ee/context/_build/collections/nodeops-kubernetes-0.1.0.tar.gz
 
 # ansible-lint reads the collection through the link in $(COLLECTIONS), like everything else here. Its
-# cache goes to the checkout's .ansible/ (ANSIBLE_HOME; git- and build-ignored), and --offline stops it
-# installing a built copy of the collection there (or, by default, in ~/.ansible/collections), which it
-# would then check instead of this tree, with "Another version of 'nodeops.kubernetes' ... was found".
+# cache goes to ANSIBLE_HOME (above), and --offline stops it installing a built copy of the collection
+# there, which it would then check instead of this tree.
 lint: venv link
-	ANSIBLE_HOME=$(CURDIR)/.ansible $(VENV)/bin/ansible-lint --offline --profile production
+	$(VENV)/bin/ansible-lint --offline --profile production
 
 changelog-lint: venv
 	$(VENV)/bin/antsibull-changelog lint
 
 test: venv link
+	@$(PYTHON) tools/home_guard.py snapshot build/home-before.json
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory integration
 	$(MAKE) --no-print-directory molecule-isolated
@@ -154,3 +163,4 @@ test: venv link
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory ee-check
 	$(MAKE) --no-print-directory sanity
+	$(PYTHON) tools/home_guard.py check build/home-before.json

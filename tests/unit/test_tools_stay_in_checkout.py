@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""``make lint`` writes nothing outside the checkout.
+"""``make lint`` writes nothing outside the checkout, and ``make test`` checks that nothing did.
 
 ansible-lint's set-up used to build this collection and install the copy into ~/.ansible/collections
 (its cache, when ANSIBLE_COLLECTIONS_PATH is set, as the Makefile sets it). The copy then came first:
@@ -37,3 +37,53 @@ def test_make_lint_writes_nothing_under_home(tmp_path):
     assert "Another version of 'nodeops.kubernetes'" not in proc.stdout, proc.stdout
     assert written_below(str(home / ".ansible" / "collections")) == []
     assert written_below(str(home)) == []
+
+
+def guard(*args, **kw):
+    return subprocess.run([os.path.join(REPO, "tools", "home_guard.py")] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, universal_newlines=True, check=False, **kw)
+
+
+def test_home_guard_names_every_write_under_ansible_home(tmp_path):
+    """What `make test` ends with: a file added under ~/.ansible/collections fails the run, named."""
+    home = tmp_path / "home"
+    (home / ".ansible" / "tmp").mkdir(parents=True)
+    (home / ".ansible" / "tmp" / "old").write_text("x")
+    env = dict(os.environ, HOME=str(home))
+    snap = str(tmp_path / "before.json")
+    assert guard("snapshot", snap, env=env).returncode == 0
+    clean = guard("check", snap, env=env)
+    assert clean.returncode == 0 and "nothing written" in clean.stdout, clean.stdout
+    stray = home / ".ansible" / "collections" / "ansible_collections" / "nodeops" / "kubernetes"
+    stray.mkdir(parents=True)
+    (stray / "MANIFEST.json").write_text("{}")
+    (home / ".ansible" / "tmp" / "old").unlink()
+    dirty = guard("check", snap, env=env)
+    assert dirty.returncode == 1, dirty.stdout
+    assert "added:   ~/.ansible/collections/ansible_collections/nodeops/kubernetes/MANIFEST.json" in dirty.stdout
+    assert "removed: ~/.ansible/tmp/old" in dirty.stdout
+
+
+def test_home_guard_sees_a_first_write_on_a_machine_with_no_ansible_home(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home))
+    snap = str(tmp_path / "before.json")
+    guard("snapshot", snap, env=env)
+    (home / ".ansible" / "roles").mkdir(parents=True)
+    dirty = guard("check", snap, env=env)
+    assert dirty.returncode == 1 and "added:   ~/.ansible/roles" in dirty.stdout, dirty.stdout
+
+
+def test_make_test_ends_with_the_guard_and_every_tool_is_pointed_into_the_checkout():
+    """The guard is the last step of `make test`, after the snapshot that is its first."""
+    out = subprocess.run(["make", "--no-print-directory", "-C", REPO, "-n", "test"], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True,
+                         env=dict((k, v) for k, v in os.environ.items() if k not in NOT_PASSED)).stdout
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert "home_guard.py snapshot" in [ln for ln in lines if "home_guard" in ln][0]
+    assert "home_guard.py check" in lines[-1], lines[-1]
+    printed = subprocess.run(["make", "--no-print-directory", "-C", REPO, "-p", "-n", "help"], stdout=subprocess.PIPE,
+                             universal_newlines=True, check=True).stdout
+    assert "ANSIBLE_HOME := %s/.ansible" % REPO in printed
+    assert "ANSIBLE_REMOTE_TMP := %s/.ansible/tmp" % REPO in printed
