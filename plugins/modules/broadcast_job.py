@@ -33,6 +33,7 @@ description:
 author:
   - nodeops maintainers (@nodeops)
 extends_documentation_fragment:
+  - nodeops.kubernetes.tested_versions
   - nodeops.kubernetes.k8s_auth
   - nodeops.kubernetes.broadcast
 options:
@@ -67,15 +68,6 @@ requirements:
   - kubernetes (Python package), only to read kubeconfig files
 notes:
   - Host-access presets run privileged pods; see the README's security notes.
-  - Tested only on the local cluster of this collection's integration tier (C(make test)). Its control plane is
-    Kubernetes v1.37.2 (kube-apiserver, kube-controller-manager and kube-scheduler) with etcd 3.7.0, built from
-    the upstream Go modules.
-  - kwok v0.8.0 simulates nine of its nodes (a control-plane node and eight workers). Pods there run nothing, so
-    runs on them prove the API side only (plans, pods, watches, outcomes).
-  - One real node runs kubelet and kube-proxy v1.37.2 with containerd 1.6.20 (the Debian 12 package). Its pods
-    run on a real host, from a locally built Debian 12 Python image rather than the default C(python:3.13-slim).
-  - The controller runs ansible-core 2.19.14. Other versions of Kubernetes, of the container runtime and of
-    ansible-core are not tested.
   - What the presets do to a host (images, files and journal files removed, host commands run) and a user's
     I(pod_template) are checked on the real node.
 attributes:

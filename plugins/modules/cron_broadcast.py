@@ -38,6 +38,7 @@ description:
 author:
   - nodeops maintainers (@nodeops)
 extends_documentation_fragment:
+  - nodeops.kubernetes.tested_versions
   - nodeops.kubernetes.k8s_auth
   - nodeops.kubernetes.broadcast
 options:
@@ -134,15 +135,6 @@ requirements:
   - croniter >= 6.1
   - kubernetes (Python package), only to read kubeconfig files
 notes:
-  - Tested only on the local cluster of this collection's integration tier (C(make test)). Its control plane is
-    Kubernetes v1.37.2 (kube-apiserver, kube-controller-manager and kube-scheduler) with etcd 3.7.0, built from
-    the upstream Go modules.
-  - kwok v0.8.0 simulates nine of its nodes (a control-plane node and eight workers). Pods there run nothing, so
-    runs on them prove the API side only (plans, pods, watches, outcomes).
-  - One real node runs kubelet and kube-proxy v1.37.2 with containerd 1.6.20 (the Debian 12 package). Its pods
-    run on a real host, from a locally built Debian 12 Python image rather than the default C(python:3.13-slim).
-  - The controller runs ansible-core 2.19.14. Other versions of Kubernetes, of the container runtime and of
-    ansible-core are not tested.
   - No test waits for the CronJob's schedule. The runner runs in the pod of a Job started by I(run_now), on the
     real node, or as a local process with the CronJob's own command, code and ServiceAccount
     (C(tools/localcluster/run_runner.py)).

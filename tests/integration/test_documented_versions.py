@@ -1,58 +1,44 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Each module's notes say what the integration tier really runs on.
+"""The versions the module notes name (tools/versions.py, from the pins) are what these tests run against.
 
-The versions are read from what these tests run against (the API server, the nodes as their kubelets
-report themselves, this controller's ansible-core), not from the pins that built them: containerd, for one,
-is whatever the host's package is.
+The notes are generated from the pins and every module carries them (tests/unit/test_tested_versions.py).
+Here the running parts say their own versions: the API server, the kwok nodes and this controller's
+ansible-core, and, in their own test, the real node's kubelet and containerd, whose package nothing pins.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import importlib
 import os
 import sys
 
-import pytest
-import yaml
 from kubernetes import client as k8s
 
 import kube_helpers as kh
 
-sys.path.insert(0, os.path.join(kh.REPO, "tools", "localcluster"))
-import kyverno_tools  # noqa: E402  pylint: disable=wrong-import-position
+sys.path.insert(0, os.path.join(kh.REPO, "tools"))
+import versions  # noqa: E402  pylint: disable=wrong-import-position
 
-MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(kh.REPO, "plugins", "modules"))
-                 if name.endswith(".py") and not name.startswith("_"))
-
-
-def notes(module):
-    doc = importlib.import_module("ansible_collections.nodeops.kubernetes.plugins.modules." + module).DOCUMENTATION
-    return " ".join(yaml.safe_load(doc).get("notes") or [])
+PINS = versions.pins()
 
 
-@pytest.fixture(scope="module")
-def tested(api_client, core, real_node):
-    """The phrases every module's notes must hold: what is running here."""
+def test_the_control_plane_kwok_and_ansible_core_are_the_pinned_versions(api_client, core):
     from ansible.release import __version__ as ansible_core
 
     kwok = {n.status.node_info.kubelet_version for n in core.list_node().items
             if n.status.node_info.kubelet_version.startswith("kwok-")}
-    assert len(kwok) == 1, kwok
-    real = core.read_node(real_node.name).status.node_info
-    runtime, runtime_version = real.container_runtime_version.split("://", 1)
-    return ["Kubernetes " + k8s.VersionApi(api_client).get_code().git_version,
-            "kwok v" + kwok.pop()[len("kwok-"):],
-            "kubelet and kube-proxy " + real.kubelet_version,
-            "%s %s" % (runtime, runtime_version),
-            "ansible-core " + ansible_core]
+    running = {"kubernetes": k8s.VersionApi(api_client).get_code().git_version, "kwok": kwok,
+               "ansible_core": ansible_core}
+    # kwok's nodes say their kubelet version as kwok-0.8.0 for kwok v0.8.0.
+    assert running == {"kubernetes": PINS["kubernetes"], "kwok": {"kwok-" + PINS["kwok"].lstrip("v")},
+                       "ansible_core": PINS["ansible_core"]}
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_the_notes_name_the_versions_the_tests_run_on(module, tested):
-    said = notes(module)
-    expected = tested + (["Kyverno " + kyverno_tools.KYVERNO_VERSION] if module == "dangling_job_ttl" else [])
-    missing = [phrase for phrase in expected if phrase not in said]
-    assert not missing, "%s's notes do not say %s; they say %r" % (module, missing, said)
+def test_the_real_node_runs_the_kubelet_and_containerd_the_notes_name(core, real_node):
+    info = core.read_node(real_node.name).status.node_info
+    assert info.kubelet_version == PINS["kubernetes"]
+    assert info.kube_proxy_version in ("", PINS["kubernetes"])
+    assert info.container_runtime_version == "containerd://" + PINS["containerd"], (
+        "the real node runs %s; set CONTAINERD in tools/versions.py and run it" % info.container_runtime_version)
