@@ -4,7 +4,8 @@
 
 service_account (the ServiceAccount admission plugin: it does not exist), priority_class_name (the
 Priority plugin: no such PriorityClass), image (validation: a reference with a trailing space) and
-resources (validation: a request above its limit): each refusal names that option, its value and the
+resources (validation: a request above its limit), pod_annotations and tolerations (validation: a key
+that is not a name; the collection adds its own to both fields): each refusal names that option, its value and the
 apiserver's words, not ``preset='image_prune'`` or ``pod_template='(the pod it makes)'``; and nothing is
 written, by broadcast_job (check mode or not) or cron_broadcast, which dry-runs the same pods.
 """
@@ -27,6 +28,10 @@ CASES = [
      'spec.containers[0].image: Invalid value: "python:3.13-slim ": must not have leading or trailing whitespace'),
     ("resources", {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}},
      'spec.containers[0].resources.requests: Invalid value: "2": must be less than or equal to cpu limit of 1'),
+    # Fields the collection adds to as well: the option is named for its own key, and its own toleration.
+    ("pod_annotations", {"team": "ops", "a b": "x"}, 'metadata.annotations: Invalid value: "a b": name part must'),
+    ("tolerations", [{"key": "bad key!", "operator": "Exists"}],
+     'spec.tolerations[0].key: Invalid value: "bad key!": name part must'),
 ]
 TEMPLATE = {"spec": {"containers": [{"name": "c", "image": "python:3.13-slim", "command": ["true"]}]}}
 

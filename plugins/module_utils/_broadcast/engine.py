@@ -131,7 +131,7 @@ class Engine:
                 raise self.pod_security_refusal(pod, param, value, what, exc) from exc
             if isinstance(exc, Forbidden) and "cannot create resource" in exc.msg:
                 raise   # RBAC, not admission: the credentials may not create pods (a read-only plan account)
-            blamed = refusal.blame(exc.body, opts, what) if opts else None
+            blamed = refusal.blame(exc.body, opts, what, pod) if opts else None
             if blamed is not None:
                 raise blamed from exc
             raise InvalidInput(param, value, "a pod the API server accepts",

@@ -10,6 +10,11 @@ Priority plugin's "no PriorityClass with name ... was found"); a body that canno
 names neither. ``refused_fields`` reads the field paths out of a Status, ``option_for_field`` maps one
 to the option that set it, and ``blame`` makes the InvalidInput that names that option and its value
 (``service_account='x' is invalid``) rather than the whole preset or pod template.
+
+Some fields hold both what an option set and what the collection added: the labels and annotations (the
+run's and the node's) and the tolerations (the real-node, cordon and control-plane ones). There the option is
+named only for what it set: a label or annotation whose key or value is the one the API server quotes, a
+toleration at the index it names that is one of the option's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -29,6 +34,9 @@ _WORDS = [
 ]
 
 _INDEX = re.compile(r"\[[^\]]*\]")
+_FIRST_INDEX = re.compile(r"\[(\d+)\]")
+# The value a validation cause quotes: Invalid value: "a b": ... (Go's %q; no escapes in label keys).
+_QUOTED = re.compile(r'^(?:Invalid|Unsupported) value: "((?:[^"\\]|\\.)*)"')
 
 
 # The pod fields options set: (a field path with its list indexes emptied, the option, the workloads in whose
@@ -70,30 +78,48 @@ def _option_value(option, opts):
     return opts.get(option)
 
 
-def option_for_field(field, opts):
+def _set_by_option(option, value, field, words, pod):
+    """Whether the part of a shared field (labels, annotations, tolerations) that was refused is the option's
+    rather than the collection's. Other fields are the option's alone."""
+    if option in ("pod_labels", "pod_annotations"):
+        quoted = _QUOTED.search(words.split(": ", 1)[1] if words.startswith(field + ": ") else words)
+        return bool(quoted) and any(quoted.group(1) in (str(k), str(v)) for k, v in value.items())
+    if option == "tolerations":
+        index = _FIRST_INDEX.search(field)
+        tolerations = ((pod or {}).get("spec") or {}).get("tolerations") or []
+        return bool(index) and int(index.group(1)) < len(tolerations) and tolerations[int(index.group(1))] in value
+    return True
+
+
+def option_for_field(field, opts, words="", pod=None):
     """(option, value, what it should be) for the option that set ``field`` (a pod field path such as
-    ``spec.containers[0].image``) in the pods built from ``opts``, or None: a field no option sets, an
-    option not given, or a field the pod template set itself."""
+    ``spec.containers[0].image``) in ``pod``, built from ``opts``, or None: a field no option sets, an
+    option not given, a field the pod template set itself, or the collection's part of a shared field
+    (``words``, the API server's, say which part was refused)."""
     path = _INDEX.sub("[]", field or "")
     kind = opts["workload"]["kind"]
     for prefix, option, kinds, accepted in FIELD_OPTIONS:
         if path != prefix and not path.startswith(prefix + ".") and not path.startswith(prefix + "["):
             continue
         value = _option_value(option, opts) if kind in kinds else None
-        if value in (None, "", {}, []):
+        if value in (None, "", {}, []) or not _set_by_option(option, value, field, words, pod):
             return None   # the pod template (or the collection) set it, not an option
         return option, value, accepted % {"namespace": opts["namespace"]}
     return None
 
 
-def blame(status, opts, what):
-    """The InvalidInput for the first field of a refusal (of ``what``, "the pods of preset x") that an option
-    set: that option, its value, the API server's words and what the option should be. None when no option
-    set any of the refused fields."""
+def blame(status, opts, what, pod=None):
+    """The InvalidInput for the first option that set a field of a refusal (of ``pod``, ``what``: "the pods
+    of preset x"): that option, its value, the API server's words about every field of it that was refused,
+    and what the option should be. None when no option set any of the refused fields."""
+    blamed, all_words = None, []
     for field, words in refused_fields(status):
-        found = option_for_field(field, opts)
-        if found:
-            option, value, accepted = found
-            return InvalidInput(option, value, accepted,
-                                why="the API server refused a dry run of %s: %s" % (what, words))
-    return None
+        found = option_for_field(field, opts, words, pod)
+        if found and (blamed is None or found[0] == blamed[0]):
+            blamed = found
+            all_words.append(words)
+    if blamed is None:
+        return None
+    option, value, accepted = blamed
+    return InvalidInput(option, value, accepted,
+                        why="the API server refused a dry run of %s: %s" % (what, "; ".join(all_words)))

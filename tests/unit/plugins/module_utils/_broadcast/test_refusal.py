@@ -82,9 +82,6 @@ def test_the_fields_a_refusal_names(status, fields):
     ("spec.initContainers[1].image", dict(image="python:3.13-slim "), ("image", "python:3.13-slim ")),
     ("spec.containers[0].resources.requests", dict(resources=RESOURCES_OPTION), ("resources", RESOURCES_OPTION)),
     ("spec.containers[].resources", dict(resources=RESOURCES_OPTION), ("resources", RESOURCES_OPTION)),
-    ("spec.tolerations[0].key", dict(tolerations=[{"key": "k"}]), ("tolerations", [{"key": "k"}])),
-    ("metadata.annotations", dict(pod_annotations={"a b": "x"}), ("pod_annotations", {"a b": "x"})),
-    ("metadata.labels", dict(pod_labels={"team": "ops"}), ("pod_labels", {"team": "ops"})),
     # The pod template's own fields are the template's: only the options that replace them are named.
     ("spec.serviceAccountName", dict(service_account="nope-sa", preset=None, image_prune=None, pod_template=TEMPLATE),
      ("service_account", "nope-sa")),
@@ -161,6 +158,71 @@ def test_rbac_refusing_the_dry_run_itself_is_not_blamed_on_an_option():
                               'create resource "pods"'})
     with pytest.raises(Forbidden):
         Engine(RefusingApi(refused)).preflight(opts(service_account="sa"), "r1", "worker-1")
+
+
+def invalid(*causes):
+    """A 422 Status as the API server words it, with a cause per (field, message)."""
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Invalid", "code": 422,
+            "message": 'Pod "x" is invalid: ' + ", ".join("%s: %s" % c for c in causes),
+            "details": {"name": "x", "kind": "Pod", "causes": [
+                {"reason": "FieldValueInvalid", "field": f, "message": m} for f, m in causes]}}
+
+
+LABEL_WORDS = ("a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must "
+               "start and end with an alphanumeric character")
+NAME_WORDS = "name part must consist of alphanumeric characters, '-', '_' or '.'"
+
+
+def preflight_refused(status, **overrides):
+    refused = ERRORS_BY_STATUS[status["code"]]("POST /api/v1/namespaces/ops/pods failed: %d %s: %s" % (
+        status["code"], status["reason"], status["message"]), status=status["code"], reason=status["reason"],
+        body=status)
+    with pytest.raises(InvalidInput) as info:
+        Engine(RefusingApi(refused)).preflight(opts(**overrides), "r1", "worker-1")
+    return info.value
+
+
+@pytest.mark.parametrize("status, overrides, option, value", [
+    # The user's label value, key and annotation key, as the API server quotes them (its real words).
+    (invalid(("metadata.labels", 'Invalid value: "bad value!": ' + LABEL_WORDS)), dict(pod_labels={"team": "bad value!"}),
+     "pod_labels", {"team": "bad value!"}),
+    (invalid(("metadata.labels", 'Invalid value: "a b": ' + NAME_WORDS)), dict(pod_labels={"a b": "x"}),
+     "pod_labels", {"a b": "x"}),
+    (invalid(("metadata.annotations", 'Invalid value: "a b": ' + NAME_WORDS)), dict(pod_annotations={"a b": "x"}),
+     "pod_annotations", {"a b": "x"}),
+    # The user's toleration is the pod's first; the API server names its index.
+    (invalid(("spec.tolerations[0].key", 'Invalid value: "bad key!": ' + NAME_WORDS)),
+     dict(tolerations=[{"key": "bad key!", "operator": "Exists"}]), "tolerations",
+     [{"key": "bad key!", "operator": "Exists"}]),
+])
+def test_a_refused_label_annotation_or_toleration_of_the_users_is_blamed_on_its_option(
+        status, overrides, option, value):
+    refused = preflight_refused(status, **overrides)
+    assert (refused.param, refused.value) == (option, value), refused.msg
+
+
+@pytest.mark.parametrize("status, overrides", [
+    # What the collection added to the same fields: its node label and annotation, its real-node toleration.
+    (invalid(("metadata.labels", 'Invalid value: "worker-1": ' + LABEL_WORDS)), dict(pod_labels={"team": "ops"})),
+    (invalid(("metadata.annotations", 'Invalid value: "nodeops.io/node": ' + NAME_WORDS)),
+     dict(pod_annotations={"team": "ops"})),
+    (invalid(("metadata.labels", "Too long: must have at most 63 bytes")), dict(pod_labels={"team": "ops"})),
+    (invalid(("spec.tolerations[1].key", 'Invalid value: "nodeops.io/real-node": ' + NAME_WORDS)),
+     dict(tolerations=[{"key": "k", "operator": "Exists"}])),
+])
+def test_a_refused_part_the_collection_added_is_not_blamed_on_the_users_option(status, overrides):
+    refused = preflight_refused(status, **overrides)
+    assert (refused.param, refused.value) == ("preset", "image_prune"), refused.msg
+
+
+def test_every_refused_field_of_the_blamed_option_is_in_the_message_and_only_those():
+    status = invalid(("spec.containers[0].resources.requests", 'Invalid value: "2": must be less than or equal to cpu '
+                      'limit of 1'), ("spec.serviceAccountName", 'Invalid value: "a b": a lowercase RFC 1123 subdomain'),
+                     ("spec.containers[0].resources.limits", 'Invalid value: "-1": must be greater than or equal to 0'))
+    refused = preflight_refused(status, resources=RESOURCES_OPTION, service_account="a b")
+    assert refused.param == "resources", refused.msg
+    assert "resources.requests: Invalid value: \"2\"" in refused.msg and "resources.limits: Invalid value: \"-1\"" in refused.msg
+    assert "serviceAccountName" not in refused.msg
 
 
 class RefusingApi:
