@@ -4,7 +4,9 @@
 
 Each module's EXAMPLES is run as one play, in order, so that what a task registers feeds the tasks after
 it as it would in a copied playbook. Every module task runs in check mode and must be accepted and return
-its plan (PLAN_KEYS). The other tasks (debug) run as written.
+its plan (PLAN_KEYS). The other tasks run as written, so they may only print, assert or set facts
+(HARMLESS); any other task (a shell command, a file write, another collection's module) fails the test
+rather than run here.
 
 Two things are changed, and nothing else: each ``namespace`` an example names is a fresh namespace of
 this test (created first, deleted after), so that no example touches a namespace someone else uses; and
@@ -49,6 +51,14 @@ REAL_RUNS = {
     ("broadcast_job", "See which images would be pruned on every worker"):
         "the next task prints prune.nodes, which only a run returns; image_prune with dry_run removes nothing",
 }
+
+
+# The tasks other than this collection's modules that an example may have: they run as written.
+HARMLESS = ("ansible.builtin.debug", "ansible.builtin.assert", "ansible.builtin.set_fact")
+# Task keywords, which are not the module a task calls.
+KEYWORDS = {"name", "register", "when", "loop", "loop_control", "vars", "tags", "check_mode", "changed_when",
+            "failed_when", "ignore_errors", "no_log", "environment", "module_defaults", "delegate_to", "run_once",
+            "until", "retries", "delay", "become", "diff"}
 
 
 def _absent(args):
@@ -123,6 +133,10 @@ def example_play(module, tasks, namespaces, out_dir):
     for index, task in enumerate(tasks):
         used = module_of(task)
         if used is None:
+            called = sorted(set(task) - KEYWORDS)
+            assert len(called) == 1 and called[0] in HARMLESS, (
+                "%s's example task %r calls %s; only this collection's modules and %s run here"
+                % (module, task.get("name"), called, ", ".join(HARMLESS)))
             play.append(task)
             continue
         assert used == module, "%s's examples use %s: %r" % (module, used, task.get("name"))
@@ -193,6 +207,25 @@ def install_and_run_once(tmp_path, core, args):
     command, env = run_runner.runner_command(args["namespace"], args["name"], str(tmp_path))
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("task", [
+    {"name": "x", "ansible.builtin.command": "rm -rf /tmp/x"},
+    {"name": "x", "shell": "echo hi"},
+    {"name": "x", "kubernetes.core.k8s": {"state": "absent", "kind": "Namespace", "name": "default"}},
+    {"name": "x", "block": [{"ansible.builtin.debug": {"msg": "hi"}}]},
+])
+def test_an_example_task_that_would_change_something_is_refused_not_run(task, tmp_path):
+    with pytest.raises(AssertionError) as info:
+        example_play("broadcast_job", [task], {}, str(tmp_path))
+    assert "only this collection's modules and ansible.builtin.debug" in str(info.value), str(info.value)
+
+
+def test_printing_asserting_and_setting_facts_run_as_written(tmp_path):
+    tasks = [{"name": "p", "ansible.builtin.debug": {"var": "x"}, "when": "x is defined"},
+             {"name": "a", "ansible.builtin.assert": {"that": ["true"]}}]
+    play, runs = example_play("broadcast_job", tasks, {}, str(tmp_path))
+    assert play[0]["tasks"] == tasks and runs == []
 
 
 @pytest.mark.parametrize("module", MODULES)
