@@ -436,3 +436,35 @@ def revoke(api_client, namespace, name, cluster_role=True):
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+def engine_opts(namespace, **overrides):
+    """broadcast_job's validated options, as the engine takes them: every default, image_prune as a dry run
+    (nothing removed), and ``overrides`` (name, timeouts, ...) on top."""
+    import copy
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
+
+    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in options.BROADCAST_OPTIONS.items())
+    params.update(name="bj", namespace=namespace, run_id=None, preset="image_prune",
+                  image_prune={"include": [], "exclude": [], "dry_run": True}, timeout=120, pending_timeout=30)
+    params.update(overrides)
+    return options.validate(params)
+
+
+def managed_pods(core, namespace):
+    """The pods this collection made in ``namespace``."""
+    return core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/managed-by=nodeops.kubernetes").items
+
+
+def pod_creates(audit, mark, namespace):
+    """The pods created in ``namespace`` since ``mark``, as the audit log records them (dry runs excluded)."""
+    return [w for w in audit.writes_since(mark, namespace=namespace) if w["verb"] == "create"
+            and w["resource"] == "pods" and not w["subresource"] and w["code"] == 201]
+
+
+def on_real_node(real_node, namespace, name, **args):
+    """Module args that put the broadcast ``name`` on the real node only, with the locally built Python image."""
+    base = {"name": name, "namespace": namespace, "nodes": [real_node.name], "tolerations": real_node.tolerations,
+            "image": real_node.image, "pending_timeout": 120, "timeout": 180}
+    base.update(args)
+    return base

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import hashlib
 import json
 import time
@@ -27,12 +28,8 @@ EXCLUDED = "nodeops.local/prune-keep-c:1"
 SLEEPER = "nodeops.local/sleeper:1"
 
 
-def on_real_node(real_node, namespace, **args):
-    """Module args that put the broadcast on the real node only, with the locally built Python image."""
-    base = {"name": "rn", "namespace": namespace, "nodes": [real_node.name], "tolerations": real_node.tolerations,
-            "image": real_node.image, "pending_timeout": 120, "timeout": 180}
-    base.update(args)
-    return base
+# Module args that put the broadcast on the real node only, with the locally built Python image.
+on_real_node = functools.partial(kh.on_real_node, name='rn')
 
 
 def only_record(result):

@@ -12,7 +12,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import copy
 import json
 import os
 import subprocess
@@ -22,7 +21,7 @@ import time
 
 import pytest
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import lease, naming, options
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import lease, naming
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiUnavailable, RunHeld
 
@@ -30,12 +29,7 @@ import kube_helpers as kh
 
 
 def opts(namespace, **overrides):
-    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in options.BROADCAST_OPTIONS.items())
-    params.update(name="ls", namespace=namespace, run_id=None, preset="image_prune",
-                  image_prune={"include": [], "exclude": [], "dry_run": True}, timeout=180, pending_timeout=60,
-                  parallelism="100%")
-    params.update(overrides)
-    return options.validate(params)
+    return kh.engine_opts(namespace, **dict(dict(name="ls", timeout=180, pending_timeout=60, parallelism="100%"), **overrides))
 
 
 class Gated:
@@ -100,15 +94,6 @@ def record_of(core, namespace, run_id, name="ls"):
     return found[0] if found else None
 
 
-def pods_of(core, namespace):
-    return core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/managed-by=nodeops.kubernetes").items
-
-
-def pod_creates(audit, mark, namespace):
-    return [w for w in audit.writes_since(mark, namespace=namespace) if w["verb"] == "create"
-            and w["resource"] == "pods" and not w["subresource"] and w["code"] == 201]
-
-
 @pytest.fixture
 def three_nodes(sim_nodes):
     tag = kh.unique("lease")
@@ -117,7 +102,7 @@ def three_nodes(sim_nodes):
 
 
 def running(core, namespace, count):
-    return lambda: len([p for p in pods_of(core, namespace) if p.status.phase == "Running"]) == count
+    return lambda: len([p for p in kh.managed_pods(core, namespace) if p.status.phase == "Running"]) == count
 
 
 def test_a_second_process_on_a_run_being_driven_fails_at_once_naming_the_holder_and_writes_nothing(
@@ -139,7 +124,7 @@ def test_a_second_process_on_a_run_being_driven_fails_at_once_naming_the_holder_
         first.join(120)
     assert "error" not in box, box.get("error")
     assert box["result"]["summary"]["succeeded"] == 3
-    assert len(pod_creates(audit, mark, namespace)) == 3
+    assert len(kh.pod_creates(audit, mark, namespace)) == 3
 
 
 def test_a_process_held_while_the_other_finishes_and_deletes_the_record_makes_nothing_and_loses_nothing(
@@ -176,8 +161,8 @@ def test_a_process_held_while_the_other_finishes_and_deletes_the_record_makes_no
     assert [verb for verb, _path in second.writes] == ["create", "delete"], second.writes
     assert all("/configmaps" in path for _verb, path in second.writes)
     assert record_of(core, namespace, "gone1") is None
-    assert len(pod_creates(audit, mark, namespace)) == 3
-    kh.wait_for("the pods to be garbage-collected", lambda: pods_of(core, namespace) == [])
+    assert len(kh.pod_creates(audit, mark, namespace)) == 3
+    kh.wait_for("the pods to be garbage-collected", lambda: kh.managed_pods(core, namespace) == [])
 
 
 @pytest.mark.parametrize("where", ["this-host", "another-host"])
@@ -199,7 +184,7 @@ def test_a_resume_after_the_holder_was_killed_takes_the_run_over_once_it_is_know
     proc = subprocess.Popen(command, env=dict(os.environ, KUBECONFIG=kh.KUBECONFIG),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
-        kh.wait_for("all three pods", lambda: len(pods_of(core, namespace)) == 3, timeout=60)
+        kh.wait_for("all three pods", lambda: len(kh.managed_pods(core, namespace)) == 3, timeout=60)
     finally:
         killed = kh.kill_process_tree(proc.pid)
         proc.wait()
@@ -217,7 +202,7 @@ def test_a_resume_after_the_holder_was_killed_takes_the_run_over_once_it_is_know
         assert waited >= lease.LEASE_SECONDS - 1, "took the run over after %.1f s, before its lease ran out" % waited
     else:
         assert waited < lease.LEASE_SECONDS, "waited %.1f s for a holder whose process had exited" % waited
-    assert len(pod_creates(audit, mark, namespace)) == 3   # the resume made none
+    assert len(kh.pod_creates(audit, mark, namespace)) == 3   # the resume made none
 
 
 @pytest.mark.parametrize("comes_back", [True, False], ids=["renewals-come-back", "renewals-never-come-back"])
@@ -269,5 +254,5 @@ def test_a_holder_cut_off_for_longer_than_its_lease_hands_the_run_over_and_delet
     second.join(120)
     assert "error" not in second_box, second_box.get("error")
     assert second_box["result"]["summary"]["succeeded"] == 3
-    assert len(pod_creates(audit, mark, namespace)) == 3
+    assert len(kh.pod_creates(audit, mark, namespace)) == 3
     assert record_of(core, namespace, "cut1") is None   # the second process finished the run and deleted it

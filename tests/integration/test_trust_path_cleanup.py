@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
 import uuid
 
 import pytest
@@ -23,12 +24,8 @@ pytestmark = pytest.mark.usefixtures("real_node")
 KUBELET = "/var/lib/kubelet"
 
 
-def on_real_node(real_node, namespace, **args):
-    """Module args that put the broadcast on the real node only, with the locally built Python image."""
-    base = {"name": "trust", "namespace": namespace, "nodes": [real_node.name], "tolerations": real_node.tolerations,
-            "image": real_node.image, "pending_timeout": 120, "timeout": 180}
-    base.update(args)
-    return base
+# Module args that put the broadcast on the real node only, with the locally built Python image.
+on_real_node = functools.partial(kh.on_real_node, name='trust')
 
 
 def kubelet_files(real_node):
