@@ -32,7 +32,8 @@ export ANSIBLE_HOME := $(CURDIR)/.ansible
 export ANSIBLE_REMOTE_TMP := $(CURDIR)/.ansible/tmp
 NODEOPS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nodeops
 # ansible-test keeps its cache and sanity virtualenvs in ~/.ansible/test, whatever ANSIBLE_HOME says:
-# it runs with this HOME instead, kept with the project's other caches so its virtualenvs are reused.
+# it runs with this HOME instead, kept with the project's other caches so its virtualenvs are reused
+# (outside the checkout, so a fresh clone reuses them too), and with the user's pip configuration file.
 ANSIBLE_TEST_HOME := $(NODEOPS_CACHE)/ansible-test-home
 export PYTHONDONTWRITEBYTECODE := 1
 
@@ -119,6 +120,7 @@ sanity: venv
 	@# build/ is ignored by this repo's git, so ansible-test would see no files: give the copy its own.
 	cd build/sanity/ansible_collections/nodeops/kubernetes && git init -q && git add -A
 	cd build/sanity/ansible_collections/nodeops/kubernetes && \
+	  PIP_CONFIG_FILE=$${PIP_CONFIG_FILE:-$$(ls $$HOME/.config/pip/pip.conf $$HOME/.pip/pip.conf 2>/dev/null | head -1)} \
 	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/build/sanity PYTHONPATH= HOME=$(ANSIBLE_TEST_HOME) \
 	  $(VENV)/bin/ansible-test sanity --python $$($(VPY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
 	    --requirements --color no

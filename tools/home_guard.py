@@ -8,6 +8,10 @@ the work tree, fails the run here, naming each path.
 
     home_guard.py snapshot FILE   record every path under ~/.ansible with its type, size and mtime
     home_guard.py check FILE      exit 1, listing what was added, changed or removed since
+
+~/.ansible/tmp is left out: any Ansible run on the machine (another checkout's, a user's) makes and removes
+its per-task directories there, so it says nothing about this run; what is found first is collections/
+and roles/, which is checked, with everything else under ~/.ansible.
 """
 
 import json
@@ -19,16 +23,26 @@ def ansible_dir():
     return os.path.join(os.path.expanduser("~"), ".ansible")
 
 
+# Below ~/.ansible, what others use at the same time (see above).
+SHARED = ("tmp",)
+
+
 def snapshot(root):
-    """{relative path: [kind, size, mtime_ns]} for root and everything below it ({} when root is absent)."""
+    """{relative path: [kind, size, mtime_ns]} for root and everything below it but SHARED ({} when root is
+    absent). root's own mtime is left out too: it changes when SHARED is made."""
     out = {}
     if not os.path.lexists(root):
         return out
-    for path in [root] + [os.path.join(d, n) for d, dirs, files in os.walk(root) for n in dirs + files]:
+    paths = []
+    for d, dirs, files in os.walk(root):
+        if d == root:
+            dirs[:] = [n for n in dirs if n not in SHARED]
+        paths += [os.path.join(d, n) for n in dirs + files]
+    for path in paths:
         st = os.lstat(path)
         kind = "dir" if os.path.isdir(path) and not os.path.islink(path) else "file"
-        out[os.path.relpath(path, os.path.dirname(root))] = [kind, st.st_size if kind == "file" else 0,
-                                                              st.st_mtime_ns]
+        size = st.st_size if kind == "file" else 0
+        out[os.path.relpath(path, os.path.dirname(root))] = [kind, size, st.st_mtime_ns]
     return out
 
 

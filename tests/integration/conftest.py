@@ -22,6 +22,9 @@ _LINKED = os.path.join(kh.REPO, "build", "collections")
 if not os.path.isdir(os.path.join(_LINKED, "ansible_collections", "nodeops", "kubernetes")):
     raise pytest.UsageError("%s is missing: run `make link` (make integration does)" % _LINKED)
 os.environ["ANSIBLE_COLLECTIONS_PATH"] = _LINKED
+# ... and keep Ansible's own files in the checkout's .ansible/, as make does (tools/home_guard.py).
+os.environ.setdefault("ANSIBLE_HOME", os.path.join(kh.REPO, ".ansible"))
+os.environ.setdefault("ANSIBLE_REMOTE_TMP", os.path.join(kh.REPO, ".ansible", "tmp"))
 
 
 @pytest.fixture(scope="session")

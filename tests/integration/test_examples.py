@@ -55,10 +55,30 @@ REAL_RUNS = {
 
 # The tasks other than this collection's modules that an example may have: they run as written.
 HARMLESS = ("ansible.builtin.debug", "ansible.builtin.assert", "ansible.builtin.set_fact")
-# Task keywords, which are not the module a task calls.
+# Task keywords, which are not the module a task calls. Those that would send a task elsewhere than the
+# local cluster (environment, module_defaults, delegate_to, become) are not among them: a task with one is refused.
 KEYWORDS = {"name", "register", "when", "loop", "loop_control", "vars", "tags", "check_mode", "changed_when",
-            "failed_when", "ignore_errors", "no_log", "environment", "module_defaults", "delegate_to", "run_once",
-            "until", "retries", "delay", "become", "diff"}
+            "failed_when", "ignore_errors", "no_log", "run_once", "until", "retries", "delay", "diff"}
+# Module arguments that would point a module at another cluster than the local one.
+CONNECTION_ARGS = {"kubeconfig", "context", "host", "api_key", "username", "password", "proxy"}
+# Templating that runs code on the controller (lookup('pipe', ...)): refused anywhere in an example.
+RUNS_CODE = ("lookup(", "query(", "q(")
+
+
+def refuse_what_could_run_elsewhere(module, task):
+    """Fail on an example task that could do more than print, assert, set facts or call this collection's
+    modules against the local cluster."""
+    text = json.dumps(task)
+    assert not any(word in text for word in RUNS_CODE), (
+        "%s's example task %r uses a lookup, which may run anything; not run here" % (module, task.get("name")))
+    used = module_of(task)
+    called = sorted(set(task) - KEYWORDS)
+    assert called == [PREFIX + used] if used else (len(called) == 1 and called[0] in HARMLESS), (
+        "%s's example task %r calls %s; only this collection's modules and %s run here"
+        % (module, task.get("name"), called, ", ".join(HARMLESS)))
+    given = set((task.get(PREFIX + used) or {}) if used else ()) & CONNECTION_ARGS
+    assert not given, "%s's example task %r sets %s, which would leave the local cluster" % (
+        module, task.get("name"), sorted(given))
 
 
 def _absent(args):
@@ -131,12 +151,9 @@ def example_play(module, tasks, namespaces, out_dir):
     task's result saved as ``<index>-<check|real>.json``. Returns [(index, mode, task)] of the module tasks."""
     play, runs = [], []
     for index, task in enumerate(tasks):
+        refuse_what_could_run_elsewhere(module, task)
         used = module_of(task)
         if used is None:
-            called = sorted(set(task) - KEYWORDS)
-            assert len(called) == 1 and called[0] in HARMLESS, (
-                "%s's example task %r calls %s; only this collection's modules and %s run here"
-                % (module, task.get("name"), called, ", ".join(HARMLESS)))
             play.append(task)
             continue
         assert used == module, "%s's examples use %s: %r" % (module, used, task.get("name"))
@@ -214,11 +231,25 @@ def install_and_run_once(tmp_path, core, args):
     {"name": "x", "shell": "echo hi"},
     {"name": "x", "kubernetes.core.k8s": {"state": "absent", "kind": "Namespace", "name": "default"}},
     {"name": "x", "block": [{"ansible.builtin.debug": {"msg": "hi"}}]},
+    {"name": "x", "nodeops.kubernetes.broadcast_job": {"name": "a"}, "environment": {"KUBECONFIG": "/elsewhere"}},
+    {"name": "x", "nodeops.kubernetes.broadcast_job": {"name": "a"}, "delegate_to": "prod-bastion"},
 ])
 def test_an_example_task_that_would_change_something_is_refused_not_run(task, tmp_path):
     with pytest.raises(AssertionError) as info:
         example_play("broadcast_job", [task], {}, str(tmp_path))
     assert "only this collection's modules and ansible.builtin.debug" in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("task, words", [
+    ({"name": "x", "ansible.builtin.debug": {"msg": "{{ lookup('pipe', 'id') }}"}}, "uses a lookup"),
+    ({"name": "x", "ansible.builtin.debug": {"var": "v"}, "vars": {"v": "{{ query('pipe', 'id') }}"}}, "uses a lookup"),
+    ({"name": "x", "nodeops.kubernetes.broadcast_job": {"name": "a", "context": "prod"}}, "sets ['context']"),
+    ({"name": "x", "nodeops.kubernetes.broadcast_job": {"name": "a", "kubeconfig": "/prod"}}, "sets ['kubeconfig']"),
+])
+def test_an_example_that_could_run_code_or_reach_another_cluster_is_refused_not_run(task, words, tmp_path):
+    with pytest.raises(AssertionError) as info:
+        example_play("broadcast_job", [task], {}, str(tmp_path))
+    assert words in str(info.value), str(info.value)
 
 
 def test_printing_asserting_and_setting_facts_run_as_written(tmp_path):

@@ -21,6 +21,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ast
 import re
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput
@@ -35,8 +36,10 @@ _WORDS = [
 
 _INDEX = re.compile(r"\[[^\]]*\]")
 _FIRST_INDEX = re.compile(r"\[(\d+)\]")
-# The value a validation cause quotes: Invalid value: "a b": ... (Go's %q; no escapes in label keys).
+# The value a validation cause quotes: Invalid value: "a b": ... (Go's %q, which escapes ", \ and controls).
 _QUOTED = re.compile(r'^(?:Invalid|Unsupported) value: "((?:[^"\\]|\\.)*)"')
+# The API server's limit on all of a pod's annotations together (keys and values), in bytes.
+ANNOTATIONS_LIMIT = 256 * 1024
 
 
 # The pod fields options set: (a field path with its list indexes emptied, the option, the workloads in whose
@@ -52,9 +55,10 @@ FIELD_OPTIONS = [
      "an image reference the API server accepts, such as python:3.13-slim (no spaces)"),
     ("spec.containers[].resources", "resources", ("preset",),
      "requests and limits the API server accepts: quantities such as 250m or 256Mi, and no request above its limit"),
-    ("spec.tolerations", "tolerations", ("preset",), "tolerations the API server accepts"),
-    ("metadata.labels", "pod_labels", ("preset",), "labels the API server accepts"),
-    ("metadata.annotations", "pod_annotations", ("preset",), "annotations the API server accepts"),
+    ("spec.tolerations", "tolerations", ("preset", "pod_template"), "tolerations the API server accepts"),
+    ("metadata.labels", "pod_labels", ("preset", "pod_template"), "labels the API server accepts"),
+    ("metadata.annotations", "pod_annotations", ("preset", "pod_template"),
+     "annotations the API server accepts, %d bytes at most in all" % ANNOTATIONS_LIMIT),
 ]
 
 
@@ -78,12 +82,30 @@ def _option_value(option, opts):
     return opts.get(option)
 
 
+def _quoted(words, field):
+    """The value a cause's words quote, unescaped as Go's %q escaped it, or None."""
+    found = _QUOTED.search(words[len(field) + 2:] if words.startswith(field + ": ") else words)
+    if not found:
+        return None
+    try:
+        return ast.literal_eval('"%s"' % found.group(1))
+    except (SyntaxError, ValueError):
+        return found.group(1)
+
+
+def _size(mapping):
+    return sum(len(str(k).encode("utf-8")) + len(str(v).encode("utf-8")) for k, v in mapping.items())
+
+
 def _set_by_option(option, value, field, words, pod):
     """Whether the part of a shared field (labels, annotations, tolerations) that was refused is the option's
-    rather than the collection's. Other fields are the option's alone."""
+    rather than the collection's or the pod template's. Other fields are the option's alone."""
     if option in ("pod_labels", "pod_annotations"):
-        quoted = _QUOTED.search(words.split(": ", 1)[1] if words.startswith(field + ": ") else words)
-        return bool(quoted) and any(quoted.group(1) in (str(k), str(v)) for k, v in value.items())
+        quoted = _quoted(words, field)
+        if quoted is None:
+            # "Too long: must have at most 262144 bytes" quotes nothing: the user's, if theirs alone are too many.
+            return option == "pod_annotations" and "Too long" in words and _size(value) > ANNOTATIONS_LIMIT
+        return any(quoted in (str(k), str(v)) for k, v in value.items())
     if option == "tolerations":
         index = _FIRST_INDEX.search(field)
         tolerations = ((pod or {}).get("spec") or {}).get("tolerations") or []

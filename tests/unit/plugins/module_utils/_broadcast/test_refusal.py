@@ -194,6 +194,22 @@ def preflight_refused(status, **overrides):
     (invalid(("spec.tolerations[0].key", 'Invalid value: "bad key!": ' + NAME_WORDS)),
      dict(tolerations=[{"key": "bad key!", "operator": "Exists"}]), "tolerations",
      [{"key": "bad key!", "operator": "Exists"}]),
+    # Keys the API server quotes escaped (Go's %q), as it answered for a"b.
+    (invalid(("metadata.annotations", 'Invalid value: "a\\"b": ' + NAME_WORDS)), dict(pod_annotations={'a"b': "x"}),
+     "pod_annotations", {'a"b': "x"}),
+    (invalid(("metadata.annotations", 'Invalid value: "a\\tb": ' + NAME_WORDS)), dict(pod_annotations={"a\tb": "x"}),
+     "pod_annotations", {"a\tb": "x"}),
+    # Too many bytes of annotations in all: quoted nothing, and the user's alone are too many.
+    (invalid(("metadata.annotations", "Too long: may not be more than 262144 bytes")),
+     dict(pod_annotations={"big": "x" * 300000}), "pod_annotations", {"big": "x" * 300000}),
+    # The same options on a pod template's pods.
+    (invalid(("metadata.annotations", 'Invalid value: "a b": ' + NAME_WORDS)),
+     dict(pod_annotations={"a b": "x"}, preset=None, image_prune=None, pod_template=TEMPLATE),
+     "pod_annotations", {"a b": "x"}),
+    (invalid(("spec.tolerations[1].key", 'Invalid value: "bad key!": ' + NAME_WORDS)),
+     dict(tolerations=[{"key": "bad key!", "operator": "Exists"}], preset=None, image_prune=None,
+          pod_template={"spec": dict(TEMPLATE["spec"], tolerations=[{"key": "t", "operator": "Exists"}])}),
+     "tolerations", [{"key": "bad key!", "operator": "Exists"}]),
 ])
 def test_a_refused_label_annotation_or_toleration_of_the_users_is_blamed_on_its_option(
         status, overrides, option, value):
@@ -207,12 +223,23 @@ def test_a_refused_label_annotation_or_toleration_of_the_users_is_blamed_on_its_
     (invalid(("metadata.annotations", 'Invalid value: "nodeops.io/node": ' + NAME_WORDS)),
      dict(pod_annotations={"team": "ops"})),
     (invalid(("metadata.labels", "Too long: must have at most 63 bytes")), dict(pod_labels={"team": "ops"})),
+    (invalid(("metadata.annotations", "Too long: may not be more than 262144 bytes")),
+     dict(pod_annotations={"team": "ops"})),
     (invalid(("spec.tolerations[1].key", 'Invalid value: "nodeops.io/real-node": ' + NAME_WORDS)),
      dict(tolerations=[{"key": "k", "operator": "Exists"}])),
 ])
 def test_a_refused_part_the_collection_added_is_not_blamed_on_the_users_option(status, overrides):
     refused = preflight_refused(status, **overrides)
     assert (refused.param, refused.value) == ("preset", "image_prune"), refused.msg
+
+
+def test_a_refused_toleration_of_the_pod_templates_own_is_not_blamed_on_the_option():
+    """The template's toleration comes first in its pods; index 0 is the template's, not the option's."""
+    template = {"spec": dict(TEMPLATE["spec"], tolerations=[{"key": "bad key!", "operator": "Exists"}])}
+    refused = preflight_refused(invalid(("spec.tolerations[0].key", 'Invalid value: "bad key!": ' + NAME_WORDS)),
+                                tolerations=[{"key": "k", "operator": "Exists"}], preset=None, image_prune=None,
+                                pod_template=template)
+    assert refused.param == "pod_template", refused.msg
 
 
 def test_every_refused_field_of_the_blamed_option_is_in_the_message_and_only_those():
