@@ -462,9 +462,10 @@ def pod_creates(audit, mark, namespace):
             and w["resource"] == "pods" and not w["subresource"] and w["code"] == 201]
 
 
-def on_real_node(real_node, namespace, name, **args):
-    """Module args that put the broadcast ``name`` on the real node only, with the locally built Python image."""
-    base = {"name": name, "namespace": namespace, "nodes": [real_node.name], "tolerations": real_node.tolerations,
+def on_real_node(real_node, namespace, **args):
+    """Module args that put a broadcast (``name`` rn unless given) on the real node only, with the locally
+    built Python image."""
+    base = {"name": "rn", "namespace": namespace, "nodes": [real_node.name], "tolerations": real_node.tolerations,
             "image": real_node.image, "pending_timeout": 120, "timeout": 180}
     base.update(args)
     return base

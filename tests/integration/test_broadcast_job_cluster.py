@@ -176,36 +176,41 @@ def test_fail_fast_stops_creating_and_deletes_active_pods(tmp_path, core, namesp
 WINDOWS_S = (10, 20, 40, 80)
 
 
+def run_with_window(tmp_path, core, namespace, run_args, window):
+    """Run broadcast_job ``run_args`` in a thread; end its first pod once ``window`` has surely closed.
+    Returns (the result, whether the run ended before any pod of it ran)."""
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=kh.run_module(tmp_path, "broadcast_job", run_args)))
+    thread.start()
+    try:
+        def first_running_or_done():
+            running = [p for p in core.list_namespaced_pod(
+                namespace, label_selector="nodeops.io/broadcast=%s" % run_args["name"]).items
+                if p.status.phase == "Running"]
+            return running[0] if running else ("done" if not thread.is_alive() else None)
+        first = kh.wait_for("the run's first pod to run, or the run to end", first_running_or_done,
+                            timeout=window + 60)
+        if first != "done":
+            # The run read its clock before it made this pod (creationTimestamp is to the second, truncated).
+            closed = first.metadata.creation_timestamp + datetime.timedelta(seconds=window + 1)
+            kh.wait_for("the window to close", lambda: datetime.datetime.now(datetime.timezone.utc) > closed,
+                        timeout=window + 5, interval=0.1)
+            kh.end_pod(core, namespace, first.metadata.name)
+    finally:
+        thread.join(120)
+    assert not thread.is_alive(), "the run did not finish"
+    return box["result"], first == "done"
+
+
 def run_past_the_window(tmp_path, core, namespace, args):
-    """Run broadcast_job ``args`` (one pod at a time, each running until ended) with a window, in a thread.
-    Its first pod is ended only once the window has surely closed, so the run's next decision comes after
-    the close. Returns (the result, the window it ran with)."""
+    """Run broadcast_job ``args`` (one pod at a time, each running until ended) with a window. Its first pod
+    is ended only once the window has surely closed, so the run's next decision comes after the close.
+    Returns (the result, the window it ran with)."""
     for window in WINDOWS_S:
         run_args = dict(args, name="%s-%d" % (args["name"], window), window={"duration": "%ds" % window})
-        box = {}
-        thread = threading.Thread(
-            target=lambda a=run_args: box.update(result=kh.run_module(tmp_path, "broadcast_job", a)))
-        thread.start()
-        try:
-            def first_running_or_done(a=run_args):
-                running = [p for p in core.list_namespaced_pod(
-                    namespace, label_selector="nodeops.io/broadcast=%s" % a["name"]).items
-                    if p.status.phase == "Running"]
-                return running[0] if running else ("done" if not thread.is_alive() else None)
-            first = kh.wait_for("the run's first pod to run, or the run to end", first_running_or_done,
-                                timeout=window + 60)
-            if first != "done":
-                # The run read its clock before it made this pod (creationTimestamp is to the second, truncated).
-                closed = first.metadata.creation_timestamp + datetime.timedelta(seconds=window + 1)
-                kh.wait_for("the window to close", lambda: datetime.datetime.now(datetime.timezone.utc) > closed,
-                            timeout=window + 5, interval=0.1)
-                kh.end_pod(core, namespace, first.metadata.name)
-        finally:
-            thread.join(120)
-        assert not thread.is_alive(), "the run did not finish"
-        result = box["result"]
+        result, ended_first = run_with_window(tmp_path, core, namespace, run_args, window)
         summary = result.get("summary") or {}
-        nothing_started = (first == "done" and summary.get("desired", 0) > 0
+        nothing_started = (ended_first and summary.get("desired", 0) > 0
                            and summary.get("not_started") == summary["desired"]
                            and (result.get("limits") or {}).get("stopped_starting") == "WindowClosed")
         if not nothing_started:

@@ -11,7 +11,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import functools
 import hashlib
 import json
 import time
@@ -28,8 +27,7 @@ EXCLUDED = "nodeops.local/prune-keep-c:1"
 SLEEPER = "nodeops.local/sleeper:1"
 
 
-# Module args that put the broadcast on the real node only, with the locally built Python image.
-on_real_node = functools.partial(kh.on_real_node, name='rn')
+on_real_node = kh.on_real_node
 
 
 def only_record(result):

@@ -12,7 +12,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import functools
 import uuid
 
 import pytest
@@ -24,8 +23,7 @@ pytestmark = pytest.mark.usefixtures("real_node")
 KUBELET = "/var/lib/kubelet"
 
 
-# Module args that put the broadcast on the real node only, with the locally built Python image.
-on_real_node = functools.partial(kh.on_real_node, name='trust')
+on_real_node = kh.on_real_node
 
 
 def kubelet_files(real_node):
