@@ -1,7 +1,7 @@
 # nodeops.kubernetes: every entry point a developer or CI needs.
 #
 #   make demo          bring the local cluster up and run the demo playbook
-#   make test          everything: unit, integration (real control plane), sanity
+#   make test          everything: unit, integration (real control plane), sanity, the support matrix
 #   make cluster       start the local control plane (idempotent)
 #   make cluster-down  stop only the processes `make cluster` started
 #   make bench         benchmarks/ against baselines (~45 min; not part of test)
@@ -15,6 +15,17 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV := $(CURDIR)/.venv
+# ANSIBLE_CORE=2.16.* (with make unit or make sanity): that ansible-core, with the newest community `ansible`
+# package that goes with it (kubernetes.core comes from it), in a virtualenv of its own, cached like .venv.
+ANSIBLE_CORE ?=
+ifneq ($(ANSIBLE_CORE),)
+VENV := $(CURDIR)/.venv-core-$(subst *,x,$(ANSIBLE_CORE))
+endif
+# The oldest ansible-core meta/runtime.yml declares: make test runs unit and sanity on it too (oldest-core).
+OLDEST_CORE := $(shell sed -n 's/^requires_ansible: ">=\([0-9]*\.[0-9]*\)\..*/\1/p' meta/runtime.yml).*
+# The tools that run on the default ansible-core only (they pin it themselves).
+DEFAULT_CORE_ONLY := ansible|ansible-core|ansible-lint|molecule|ansible-builder|antsibull-changelog
+SANITY_DIR := build/sanity$(if $(ANSIBLE_CORE),-core-$(subst *,x,$(ANSIBLE_CORE)))
 VPY := $(VENV)/bin/python
 COLLECTIONS := $(CURDIR)/build/collections
 COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/nodeops/kubernetes
@@ -37,7 +48,7 @@ NODEOPS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nodeops
 ANSIBLE_TEST_HOME := $(NODEOPS_CACHE)/ansible-test-home
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
+.PHONY: runtime-compat oldest-core browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
 
 help:
 	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
@@ -48,7 +59,13 @@ $(VENV)/.stamp: requirements-test.txt requirements.txt
 	@echo "[venv] creating $(VENV) and installing pinned test dependencies"
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
+ifeq ($(ANSIBLE_CORE),)
 	$(VENV)/bin/pip install --progress-bar off -r requirements-test.txt
+else
+	@echo "[venv] with ansible-core==$(ANSIBLE_CORE) and the ansible package that goes with it"
+	grep -vE '^($(DEFAULT_CORE_ONLY))==' requirements-test.txt > $(VENV)/requirements.txt
+	$(VENV)/bin/pip install --progress-bar off -r $(VENV)/requirements.txt 'ansible-core==$(ANSIBLE_CORE)' ansible
+endif
 	@touch $@
 
 # The collection is importable as ansible_collections.nodeops.kubernetes from
@@ -94,6 +111,21 @@ integration: venv link kyverno browser
 	if [ $$was_up = 0 ]; then $(CLUSTER) down; fi; \
 	exit $$rc
 
+# The real-node tests again on the real node's other runtime, Debian 12's containerd 1.6 and runc: the
+# cluster is restarted with it, then stopped (and started again as before if it was up).
+# (Not the runner's time-zone window test: it waits for a minute boundary and does not depend on the runtime.)
+RUNTIME_COMPAT_TESTS ?= tests/integration/test_real_node.py tests/integration/test_documented_versions.py \
+  -k "not closes_the_window_in_its_time_zone"
+runtime-compat: venv link
+	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
+	$(CLUSTER) down >/dev/null; \
+	echo "[runtime-compat] the real-node tests on containerd 1.6 (Debian 12's packages)"; \
+	export NODEOPS_CONTAINERD=1.6; $(CLUSTER) up; \
+	rc=0; $(VPY) -m pytest $(RUNTIME_COMPAT_TESTS) $(PYTEST_ARGS) || rc=$$?; \
+	$(CLUSTER) down; unset NODEOPS_CONTAINERD; \
+	if [ $$was_up = 1 ]; then $(CLUSTER) up; fi; \
+	exit $$rc
+
 # Fan-out and sweep benchmarks against baselines measured in the same run:
 # prints a table, writes benchmarks/results/latest.{json,md,png} and the README table.
 # Starts the cluster if needed and stops it after only if it started it.
@@ -110,18 +142,18 @@ bench-smoke: venv link cluster
 # ansible-test runs on the collection exactly as `ansible-galaxy collection
 # build` packs it, unpacked under an ansible_collections/nodeops/kubernetes path.
 sanity: venv
-	@pipver=$$(sed -n "s/^ *pip='\([0-9.]*\)',/\1/p" $(VENV)/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | tr . _); \
+	@pipver=$$(sed -n "s/^ *pip='\([0-9.]*\)',/\1/p" $(VENV)/lib/python*/site-packages/ansible_test/_internal/python_requirements.py | head -1 | tr . _); \
 	  mkdir -p $(ANSIBLE_TEST_HOME)/.ansible/test/cache; \
 	  cp tools/ansible_test_get_pip.py $(ANSIBLE_TEST_HOME)/.ansible/test/cache/get_pip_$$pipver.py
-	@rm -rf build/sanity build/dist && mkdir -p build/sanity/ansible_collections/nodeops build/dist
-	$(VENV)/bin/ansible-galaxy collection build --force --output-path build/dist . >/dev/null
-	@mkdir -p build/sanity/ansible_collections/nodeops/kubernetes
-	tar -xzf build/dist/nodeops-kubernetes-*.tar.gz -C build/sanity/ansible_collections/nodeops/kubernetes
+	@rm -rf $(SANITY_DIR) $(SANITY_DIR)-dist && mkdir -p $(SANITY_DIR)/ansible_collections/nodeops $(SANITY_DIR)-dist
+	$(VENV)/bin/ansible-galaxy collection build --force --output-path $(SANITY_DIR)-dist . >/dev/null
+	@mkdir -p $(SANITY_DIR)/ansible_collections/nodeops/kubernetes
+	tar -xzf $(SANITY_DIR)-dist/nodeops-kubernetes-*.tar.gz -C $(SANITY_DIR)/ansible_collections/nodeops/kubernetes
 	@# build/ is ignored by this repo's git, so ansible-test would see no files: give the copy its own.
-	cd build/sanity/ansible_collections/nodeops/kubernetes && git init -q && git add -A
-	cd build/sanity/ansible_collections/nodeops/kubernetes && \
+	cd $(SANITY_DIR)/ansible_collections/nodeops/kubernetes && git init -q && git add -A
+	cd $(SANITY_DIR)/ansible_collections/nodeops/kubernetes && \
 	  PIP_CONFIG_FILE=$${PIP_CONFIG_FILE:-$$(ls $$HOME/.config/pip/pip.conf $$HOME/.pip/pip.conf 2>/dev/null | head -1)} \
-	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/build/sanity PYTHONPATH= HOME=$(ANSIBLE_TEST_HOME) \
+	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(SANITY_DIR) PYTHONPATH= HOME=$(ANSIBLE_TEST_HOME) \
 	  $(VENV)/bin/ansible-test sanity --python $$($(VPY) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
 	    --requirements --color no
 
@@ -153,6 +185,11 @@ ee-check: venv
 lint: venv link
 	$(VENV)/bin/ansible-lint --offline --profile production
 
+# Unit tests and sanity on the oldest ansible-core meta/runtime.yml declares, in its own virtualenv.
+oldest-core:
+	@echo "[oldest-core] unit and sanity on ansible-core $(OLDEST_CORE), the oldest meta/runtime.yml declares"
+	$(MAKE) --no-print-directory unit sanity ANSIBLE_CORE='$(OLDEST_CORE)'
+
 changelog-lint: venv
 	$(VENV)/bin/antsibull-changelog lint
 
@@ -160,9 +197,11 @@ test: venv link
 	@$(PYTHON) tools/home_guard.py snapshot build/home-before.json
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory integration
+	$(MAKE) --no-print-directory runtime-compat
 	$(MAKE) --no-print-directory molecule-isolated
 	$(MAKE) --no-print-directory changelog-lint
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory ee-check
 	$(MAKE) --no-print-directory sanity
+	$(MAKE) --no-print-directory oldest-core
 	$(PYTHON) tools/home_guard.py check build/home-before.json

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """What the integration tier runs on, read from the pins, and the module notes that say so.
 
-    python3 tools/versions.py          rewrite plugins/doc_fragments/tested_versions.py
-    python3 tools/versions.py --check  exit 1 if it differs (the unit tests check this too)
+    python3 tools/versions.py          rewrite plugins/doc_fragments/tested_versions.py and the README's
+                                       support matrix
+    python3 tools/versions.py --check  exit 1 if either differs (the unit tests check this too)
 
-Each version comes from the file that decides it: Kubernetes and etcd from tools/k8s/go.mod, kwok and
-Kyverno from the scripts that build them, ansible-core from requirements-test.txt. The real node's
-containerd is the Debian package of the host, which nothing here pins: CONTAINERD says which version the
-tests saw, and tests/integration/test_documented_versions.py fails when the running node says otherwise.
-Every module takes its notes from the one fragment this writes.
+Each version comes from the file that decides it: Kubernetes and etcd from tools/k8s/go.mod, kwok,
+Kyverno, containerd and runc from the scripts that build them, ansible-core from requirements-test.txt.
+tests/integration/test_documented_versions.py fails when the running cluster says otherwise. Every module
+takes its notes from the one fragment this writes.
 """
 
 import os
@@ -18,8 +18,11 @@ import textwrap
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAGMENT = os.path.join(REPO, "plugins", "doc_fragments", "tested_versions.py")
-# The real node's runtime: Debian 12's package (checked against the node by the integration tier).
-CONTAINERD = "1.6.20"
+README = os.path.join(REPO, "README.md")
+MATRIX_START, MATRIX_END = "<!-- support-matrix:start (tools/versions.py) -->", "<!-- support-matrix:end -->"
+# The real node's other runtime (NODEOPS_CONTAINERD=1.6): Debian 12's package, which nothing here pins
+# (checked against the node by the integration tier when it runs that runtime).
+DEBIAN_CONTAINERD = "1.6.20"
 
 
 def _read(*path):
@@ -31,17 +34,28 @@ def _assignment(text, name):
     return re.search(r'^%s = "([^"]+)"' % name, text, re.M).group(1)
 
 
+def _runtime_pin(text, name):
+    """The version of ``name`` (containerd, runc) in realnode.py's default runtime."""
+    default = _assignment(text, "DEFAULT_RUNTIME")
+    block = re.search(r'^    "%s": \{(.*?)\n    "' % re.escape(default), text, re.M | re.S).group(1)
+    return re.search(r'"%s": "(v[0-9.]+)"' % name, block).group(1)
+
+
 def pins():
     """{name: version} for everything the integration tier's notes name."""
     gomod = _read("tools", "k8s", "go.mod")
     reqs = _read("requirements-test.txt")
+    realnode_text = _read("tools", "localcluster", "realnode.py")
     return {
         "kubernetes": re.search(r"^\s*k8s\.io/kubernetes (v[0-9.]+)$", gomod, re.M).group(1),
         "etcd": re.search(r"^\s*go\.etcd\.io/etcd/server/v3 (v[0-9.]+)$", gomod, re.M).group(1),
         "kwok": _assignment(_read("tools", "localcluster", "cluster.py"), "KWOK_VERSION"),
         "kyverno": _assignment(_read("tools", "localcluster", "kyverno_tools.py"), "KYVERNO_VERSION"),
         "ansible_core": re.search(r"^ansible-core==([0-9.]+)$", reqs, re.M).group(1),
-        "containerd": CONTAINERD,
+        "ansible": re.search(r"^ansible==([0-9.]+)$", reqs, re.M).group(1),
+        "containerd": _runtime_pin(realnode_text, "containerd"),
+        "runc": _runtime_pin(realnode_text, "runc"),
+        "debian_containerd": DEBIAN_CONTAINERD,
     }
 
 
@@ -53,11 +67,12 @@ def notes(v):
         "%(etcd)s, built from the upstream Go modules." % v,
         "kwok %(kwok)s simulates nine of its nodes (a control-plane node and eight workers). Pods there run "
         "nothing, so runs on them prove the API side only (plans, pods, watches, outcomes)." % v,
-        "One real node runs kubelet and kube-proxy %(kubernetes)s with containerd %(containerd)s (the Debian 12 "
-        "package). Its pods run on a real host, from a locally built Debian 12 Python image rather than the "
-        "default C(python:3.13-slim)." % v,
-        "The controller runs ansible-core %(ansible_core)s. Other versions of Kubernetes, of the container runtime "
-        "and of ansible-core are not tested." % v,
+        "One real node runs kubelet and kube-proxy %(kubernetes)s with containerd %(containerd)s and runc "
+        "%(runc)s (built from their Go modules). Its pods run on a real host, from a locally built Debian 12 "
+        "Python image rather than the default C(python:3.13-slim)." % v,
+        "The controller runs ansible-core %(ansible_core)s. The real-node tests also run with containerd "
+        "%(debian_containerd)s (Debian 12's), and the unit and sanity tests with ansible-core 2.16; the README's "
+        "support matrix says what proves each combination. Other versions are not tested." % v,
     ]
 
 
@@ -83,16 +98,47 @@ notes:
 ''' % body
 
 
+def matrix(v):
+    """The README's support matrix: each cell says how it is proven, and whether CI runs it."""
+    core, oldest = v["ansible_core"], "2.16"
+    rows = [
+        ("Kubernetes %(kubernetes)s, containerd %(containerd)s + runc %(runc)s (built from their Go modules; "
+         "the default real node)" % v,
+         "everything `make test` runs: unit, integration (kwok nodes and the real node), molecule, lint, "
+         "sanity; benchmarks with `make bench` (CI: yes, but not the benchmarks)",
+         "unit and sanity (`make oldest-core`; no cluster) (CI: yes)"),
+        ("Kubernetes %(kubernetes)s, containerd %(debian_containerd)s + runc (Debian 12's packages; "
+         "`NODEOPS_CONTAINERD=1.6`)" % v,
+         "the real-node tests but the runner's time-zone window (`make runtime-compat`) (CI: yes)", "not run"),
+        ("Kubernetes 1.34", "not proven yet (the cluster cannot be brought up at 1.34 yet) (CI: no)", "not run"),
+    ]
+    lines = ["| Cluster | ansible-core %s (default; the `ansible` %s package's kubernetes.core) | ansible-core %s.x "
+             "(the oldest `meta/runtime.yml` declares) |" % (core, v["ansible"], oldest),
+             "|---|---|---|"]
+    lines += ["| %s | %s | %s |" % row for row in rows]
+    lines += ["", "Code shipped to pods (the cron runner and everything it imports, the node script, every "
+              "preset) is checked to need nothing newer than Python 3.9 (vermin, in the unit tests); on the real "
+              "node it runs on Debian 12's Python 3.11."]
+    return "\n".join(lines) + "\n"
+
+
+def _with_matrix(readme, v):
+    start, end = readme.index(MATRIX_START) + len(MATRIX_START), readme.index(MATRIX_END)
+    return readme[:start] + "\n" + matrix(v) + readme[end:]
+
+
 def main(argv):
-    want = render(pins())
+    v = pins()
+    want = {FRAGMENT: render(v), README: _with_matrix(_read("README.md"), v)}
     if "--check" in argv:
-        have = _read(os.path.relpath(FRAGMENT, REPO)) if os.path.exists(FRAGMENT) else ""
-        if have != want:
-            sys.stderr.write("%s is stale: run python3 tools/versions.py\n" % FRAGMENT)
-            return 1
-        return 0
-    with open(FRAGMENT, "w") as f:
-        f.write(want)
+        stale = [path for path, text in want.items()
+                 if not os.path.exists(path) or _read(os.path.relpath(path, REPO)) != text]
+        for path in stale:
+            sys.stderr.write("%s is stale: run python3 tools/versions.py\n" % path)
+        return 1 if stale else 0
+    for path, text in want.items():
+        with open(path, "w") as f:
+            f.write(text)
     return 0
 
 

@@ -18,9 +18,10 @@ notes:
     built from the upstream Go modules.
   - kwok v0.8.0 simulates nine of its nodes (a control-plane node and eight workers). Pods there run
     nothing, so runs on them prove the API side only (plans, pods, watches, outcomes).
-  - One real node runs kubelet and kube-proxy v1.37.2 with containerd 1.6.20 (the Debian 12 package). Its
-    pods run on a real host, from a locally built Debian 12 Python image rather than the default
-    C(python:3.13-slim).
-  - The controller runs ansible-core 2.19.14. Other versions of Kubernetes, of the container runtime and of
-    ansible-core are not tested.
+  - One real node runs kubelet and kube-proxy v1.37.2 with containerd v2.4.2 and runc v1.5.3 (built from
+    their Go modules). Its pods run on a real host, from a locally built Debian 12 Python image rather than
+    the default C(python:3.13-slim).
+  - The controller runs ansible-core 2.19.14. The real-node tests also run with containerd 1.6.20 (Debian
+    12's), and the unit and sanity tests with ansible-core 2.16; the README's support matrix says what
+    proves each combination. Other versions are not tested.
 """

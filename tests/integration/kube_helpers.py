@@ -384,6 +384,8 @@ class RealNodeHelper:
         for ref in refs:
             if ref not in have:
                 self.sh("ctr -n k8s.io images import %s >/dev/null" % built[ref])
+        # containerd 2.x's CRI image store takes ctr's imports from events, a moment after ctr returns.
+        wait_for("the runtime to list %s" % ", ".join(refs), lambda: set(refs) <= set(self.crictl_images()))
 
     def recorded_host_state(self):
         """The host as it was before the node first started (written by ``realnode.Node.start``)."""

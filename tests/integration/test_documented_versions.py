@@ -4,7 +4,7 @@
 
 The notes are generated from the pins and every module carries them (tests/unit/test_tested_versions.py).
 Here the running parts say their own versions: the API server, the kwok nodes and this controller's
-ansible-core, and, in their own test, the real node's kubelet and containerd, whose package nothing pins.
+ansible-core, and, in their own test, the real node's kubelet, containerd and runc.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -36,9 +36,15 @@ def test_the_control_plane_kwok_and_ansible_core_are_the_pinned_versions(api_cli
                        "ansible_core": PINS["ansible_core"]}
 
 
-def test_the_real_node_runs_the_kubelet_and_containerd_the_notes_name(core, real_node):
+def test_the_real_node_runs_the_kubelet_containerd_and_runc_the_notes_name(core, real_node):
     info = core.read_node(real_node.name).status.node_info
     assert info.kubelet_version == PINS["kubernetes"]
     assert info.kube_proxy_version in ("", PINS["kubernetes"])
-    assert info.container_runtime_version == "containerd://" + PINS["containerd"], (
-        "the real node runs %s; set CONTAINERD in tools/versions.py and run it" % info.container_runtime_version)
+    runtime = os.environ.get("NODEOPS_CONTAINERD", "2.4")
+    want = PINS["containerd"].lstrip("v") if runtime == "2.4" else PINS["debian_containerd"]
+    assert info.container_runtime_version == "containerd://" + want, (
+        "the real node runs %s; update the pins in tools/versions.py and run it" % info.container_runtime_version)
+    runc = real_node.sh("runc --version").splitlines()[0]
+    if runtime == "2.4":
+        assert runc == "runc version " + PINS["runc"].lstrip("v"), runc
+        assert "libseccomp: " in real_node.sh("runc --version"), "runc was built without seccomp"

@@ -18,7 +18,7 @@ import subprocess
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # What would send its writes elsewhere than the defaults under HOME, or tie it to a calling make.
 NOT_PASSED = ("ANSIBLE_HOME", "ANSIBLE_CONFIG", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
-              "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+              "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ANSIBLE_CORE")
 
 
 def written_below(root):
@@ -87,6 +87,10 @@ def test_make_test_ends_with_the_guard_and_every_tool_is_pointed_into_the_checko
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert "home_guard.py snapshot" in [ln for ln in lines if "home_guard" in ln][0]
     assert "home_guard.py check" in lines[-1], lines[-1]
+    # ... and between them, unit and sanity also run on the oldest ansible-core meta/runtime.yml declares.
+    with open(os.path.join(REPO, "meta", "runtime.yml")) as f:
+        oldest = [ln.split(">=")[1].strip().strip('"') for ln in f if ln.startswith("requires_ansible:")][0]
+    assert "unit sanity ANSIBLE_CORE='%s.*'" % oldest.rsplit(".", 1)[0] in out, out
     printed = subprocess.run(["make", "--no-print-directory", "-C", REPO, "-p", "-n", "help"], stdout=subprocess.PIPE,
                              universal_newlines=True, check=True).stdout
     assert "ANSIBLE_HOME := %s/.ansible" % REPO in printed

@@ -26,6 +26,14 @@ Where it runs
   host's sysctls and mounts are never changed (the kubelet's sysctl writes
   land on bind-mounted files inside the node's mount namespace).
 
+The container runtime
+  NODEOPS_CONTAINERD picks it (RUNTIMES): ``2.4`` (the default) is containerd
+  and runc built from their Go modules (containerd's v2 module; runc with
+  seccomp, from Debian's libseccomp-dev), cached under the project cache like
+  crictl, and copied into the node's /usr/local/sbin; ``1.6`` is Debian 12's
+  containerd and runc packages. Each keeps its own image store, so switching
+  between them starts from the built images again.
+
 Only the standard library is used, like cluster.py.
 """
 
@@ -57,11 +65,34 @@ CRICTL_VERSION = "v1.34.0"
 # version, so the download is checked against this pin instead.
 CRICTL_MODULE_SUM = "h1:KqL9EJ+WgHtz1HR1exezm91n+o8O2uMLs/eHzHJHAWw="
 
-# What each command needs, and the Debian package that provides it.
+# The real node's container runtimes (NODEOPS_CONTAINERD). "built": made from these Go modules (the sums
+# are go.sum-style hashes of the module zips, checked on download as well as by the sum database).
+RUNTIMES = {
+    "2.4": {"containerd": "v2.4.2", "containerd_sum": "h1:p6Qg+xbEz8lvwdhHDx0U469xENvp4LgGBx+E7djXkGw=",
+            "runc": "v1.5.3", "runc_sum": "h1:y3GUIW7J0Gxd+tCFfWR6L1YDnhHiNR1BGRx1J50+VnA=",
+            "packages": {"/usr/include/seccomp.h": "libseccomp-dev", "/usr/bin/pkg-config": "pkgconf",
+                         "/usr/bin/gcc": "gcc"}},
+    "1.6": {"packages": {"/usr/bin/containerd": "containerd", "/usr/bin/ctr": "containerd",
+                         "/usr/sbin/runc": "runc"}},
+}
+DEFAULT_RUNTIME = "2.4"
+# The binaries a built runtime puts in the node's /usr/local/sbin (ahead of /usr/bin on its PATH).
+BUILT_BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2", "runc")
+CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
+RUNC_MODULE = "github.com/opencontainers/runc"
+NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def runtime():
+    """The runtime NODEOPS_CONTAINERD names (default DEFAULT_RUNTIME); exits naming the choices otherwise."""
+    name = os.environ.get("NODEOPS_CONTAINERD", DEFAULT_RUNTIME)
+    if name not in RUNTIMES:
+        sys.exit("[real-node] NODEOPS_CONTAINERD=%r: expected one of %s" % (name, ", ".join(sorted(RUNTIMES))))
+    return name
+
+
+# What each command needs, and the Debian package that provides it (the runtime's own are in RUNTIMES).
 PACKAGES = {
-    "/usr/bin/containerd": "containerd",
-    "/usr/bin/ctr": "containerd",
-    "/usr/sbin/runc": "runc",
     "/usr/lib/cni/bridge": "containernetworking-plugins",
     "/usr/sbin/nft": "nftables",
     "/usr/sbin/iptables": "iptables",
@@ -114,7 +145,8 @@ class Node:
         return None
 
     def missing_packages(self):
-        return {path: pkg for path, pkg in PACKAGES.items() if not os.path.exists(path)}
+        wanted = dict(PACKAGES, **RUNTIMES[runtime()]["packages"])
+        return {path: pkg for path, pkg in wanted.items() if not os.path.exists(path)}
 
     def ensure_packages(self):
         missing = self.missing_packages()
@@ -132,35 +164,76 @@ class Node:
 
     # ------------------------------------------------------------ build
 
+    def _module_dir(self, module, version, expected_sum, env):
+        """Download a Go module (cached in GOMODCACHE) and return its directory, its zip's hash checked."""
+        res = subprocess.run(["go", "mod", "download", "-json", module + "@" + version],
+                             capture_output=True, text=True, env=env, cwd=HERE)
+        info = json.loads(res.stdout or "{}")
+        if res.returncode != 0 or "Dir" not in info:
+            sys.exit("[real-node] could not download %s %s: %s" % (module, version, info.get("Error") or res.stderr))
+        if info.get("Sum") != expected_sum:
+            sys.exit("[real-node] %s %s has hash %s, expected %s" % (module, version, info.get("Sum"), expected_sum))
+        return info["Dir"]
+
     def build_crictl(self, run_build):
         out = os.path.join(self.cache, "bin", "crictl-" + CRICTL_VERSION)
         if os.path.exists(out):
             return out
+        # The sum database does not list this version: the pinned hash is the check.
         env = dict(os.environ, GONOSUMDB="sigs.k8s.io/cri-tools", GOFLAGS="-mod=mod", CGO_ENABLED="0")
-        res = subprocess.run(["go", "mod", "download", "-json", "sigs.k8s.io/cri-tools@" + CRICTL_VERSION],
-                             capture_output=True, text=True, env=env, cwd=HERE)
-        info = json.loads(res.stdout or "{}")
-        if res.returncode != 0 or "Dir" not in info:
-            sys.exit("[real-node] could not download cri-tools %s: %s" % (CRICTL_VERSION, info.get("Error") or res.stderr))
-        if info.get("Sum") != CRICTL_MODULE_SUM:
-            sys.exit("[real-node] cri-tools %s has hash %s, expected %s" % (CRICTL_VERSION, info.get("Sum"),
-                                                                           CRICTL_MODULE_SUM))
+        moddir = self._module_dir("sigs.k8s.io/cri-tools", CRICTL_VERSION, CRICTL_MODULE_SUM, env)
         os.makedirs(os.path.dirname(out), exist_ok=True)
         tmp = out + ".tmp"
         # Built inside the module's own directory so that its own go.sum pins its dependencies.
-        run_build(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, "./cmd/crictl"], info["Dir"],
+        run_build(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, "./cmd/crictl"], moddir,
                   {"GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}, "crictl %s (cri-tools module)" % CRICTL_VERSION,
                   "2-4 minutes")
         os.replace(tmp, out)
         return out
 
+    def build_runtime(self, run_build):
+        """{binary name: path} of the built runtime (containerd, ctr, its runc shim, runc), each built once and
+        cached by version; {} for a runtime from Debian's packages."""
+        spec = RUNTIMES[runtime()]
+        if "containerd" not in spec:
+            return {}
+        outdir = os.path.join(self.cache, "bin", "containerd-%s-runc-%s" % (spec["containerd"], spec["runc"]))
+        out = dict((name, os.path.join(outdir, name)) for name in BUILT_BINARIES)
+        if all(os.path.exists(path) for path in out.values()):
+            return out
+        tmpdir = outdir + ".tmp"
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        os.makedirs(tmpdir)
+        env = dict(os.environ, GOFLAGS="-mod=mod")
+        moddir = self._module_dir(CONTAINERD_MODULE, spec["containerd"], spec["containerd_sum"], env)
+        # Pure Go (btrfs is built only with cgo); the version stamped as the release Makefile does.
+        ldflags = "-s -w -X %s/version.Version=%s -X %s/version.Package=%s" % (
+            CONTAINERD_MODULE, spec["containerd"], CONTAINERD_MODULE, CONTAINERD_MODULE)
+        tags = "urfave_cli_no_docs no_btrfs no_devmapper no_zfs"
+        for name, extra_tags in (("containerd", ""), ("ctr", ""), ("containerd-shim-runc-v2", " no_grpc")):
+            run_build(["go", "build", "-trimpath", "-tags", tags + extra_tags, "-ldflags", ldflags,
+                       "-o", os.path.join(tmpdir, name), "./cmd/" + name], moddir,
+                      {"GOFLAGS": "-mod=mod -buildvcs=false", "CGO_ENABLED": "0"},
+                      "%s %s (containerd/v2 module)" % (name, spec["containerd"]), "about 2 minutes")
+        moddir = self._module_dir(RUNC_MODULE, spec["runc"], spec["runc_sum"], env)
+        # With seccomp (cgo, Debian's libseccomp); without libpathrs, a Rust library this host does not have.
+        run_build(["go", "build", "-trimpath", "-buildmode=pie", "-tags", "seccomp urfave_cli_no_docs",
+                   "-ldflags", "-s -w -X main.gitCommit=%s-module" % spec["runc"],
+                   "-o", os.path.join(tmpdir, "runc"), "."], moddir,
+                  {"GOFLAGS": "-mod=mod -buildvcs=false", "CGO_ENABLED": "1"},
+                  "runc %s with seccomp (runc module)" % spec["runc"], "under a minute")
+        shutil.rmtree(outdir, ignore_errors=True)
+        os.replace(tmpdir, outdir)
+        return out
+
     def build(self, run_build):
-        """Packages, crictl and images: everything the node needs, each built once and cached.
+        """Packages, crictl, the runtime and images: everything the node needs, each built once and cached.
 
         ``run_build(cmd, cwd, env_extra, what)`` runs a build and prints its progress.
         """
         self.ensure_packages()
         crictl = self.build_crictl(run_build)
+        self.runtime_binaries = self.build_runtime(run_build)
         built = images.build_all(log=lambda m: print(m, flush=True))
         return crictl, built
 
@@ -175,8 +248,23 @@ class Node:
                 os.symlink(target, self.p(link))
         with open(self.p("etc", "images.json"), "w") as f:
             json.dump(built_images, f, indent=1)
+        name = runtime()
+        config = CONTAINERD_CONFIG_2 if "containerd" in RUNTIMES[name] else CONTAINERD_CONFIG
         with open(self.p("etc", "containerd.toml"), "w") as f:
-            f.write(CONTAINERD_CONFIG % {"pause": images.PAUSE_IMAGE, "cni_conf": self.p("etc", "cni")})
+            f.write(config % {"pause": images.PAUSE_IMAGE, "cni_conf": self.p("etc", "cni")})
+        # One image store per runtime: the other's is removed when the runtime changes.
+        if (_read(self.p("etc", "runtime")) or name) != name:
+            log("the runtime changed to containerd %s: starting from a fresh image store" % name)
+            shutil.rmtree(self.p("var", "lib", "containerd"), ignore_errors=True)
+        with open(self.p("etc", "runtime"), "w") as f:
+            f.write(name + "\n")
+        for binary in BUILT_BINARIES:
+            target = self.p("sbin", binary)
+            if os.path.lexists(target):
+                os.unlink(target)
+            if binary in getattr(self, "runtime_binaries", {}):
+                shutil.copyfile(self.runtime_binaries[binary], target)
+                os.chmod(target, 0o755)
         os.makedirs(self.p("etc", "cni"), exist_ok=True)
         with open(self.p("etc", "cni", "10-nodeops.conflist"), "w") as f:
             json.dump({"cniVersion": "1.0.0", "name": "nodeops", "plugins": [
@@ -440,6 +528,36 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     conf_dir = "%(cni_conf)s"
 """
 
+# containerd 2.x (version 3 of the configuration): the same settings, where 2.x keeps them. The sandbox image
+# is a pinned image now (crictl reports it "pinned", and no longer names it in crictl info).
+CONTAINERD_CONFIG_2 = """version = 3
+# Plugins that would write outside the node's /var and /run, or need what this host lacks.
+disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[plugins."io.containerd.cri.v1.images"]
+  snapshotter = "overlayfs"
+  [plugins."io.containerd.cri.v1.images".pinned_images]
+    sandbox = "%(pause)s"
+[plugins."io.containerd.cri.v1.runtime"]
+  # Negative OOM scores are refused on this kind of host.
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  # This kind of host has cgroup v1 only, which 2.x deprecates: known, and not the node's fault.
+  ignore_deprecation_warnings = ["io.containerd.deprecation/cgroup-v1"]
+  [plugins."io.containerd.cri.v1.runtime".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = ["/usr/lib/cni"]
+    conf_dir = "%(cni_conf)s"
+"""
+
 KUBELET_CONFIG = {
     "apiVersion": "kubelet.config.k8s.io/v1beta1",
     "kind": "KubeletConfiguration",
@@ -512,6 +630,9 @@ def init(root, bindir, apiserver_port):
         _sh("mount", "--bind", p("sysctl", name.replace("/", ".")), "/proc/sys/" + name)
     for d in ("/var/lib/kubelet", "/var/lib/containerd", "/var/log/pods", "/var/log/containers", "/var/tmp"):
         os.makedirs(d, exist_ok=True)
+    # The built runtime (copied into the node's /usr/local/sbin) comes before Debian's, as on a host.
+    os.environ["PATH"] = NODE_PATH
+    os.environ["CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS"] = "1"
 
     children = {}
 

@@ -135,14 +135,14 @@ def images_in_use(containers):
 
 
 def sandbox_images(info):
-    """The pause image(s) named in ``crictl info -o json`` (containerd 1.x and 2.x layouts)."""
-    found = set()
-    config = (info or {}).get("config") or {}
-    for value in (config.get("sandboxImage"), (config.get("pinnedImages") or {}).get("sandbox"),
-                  ((info or {}).get("sandboxImage"))):
-        if value:
-            found.add(value)
-    return found
+    """The pause image(s) ``crictl info -o json`` names, for runtimes that do not pin it.
+
+    containerd 1.x names it in ``config.sandboxImage`` and reports the image as not pinned. containerd 2.x
+    names it nowhere in ``crictl info``: it pins the image instead (``"pinned": true`` in ``crictl images``),
+    which plan_image_prune keeps first, as "pinned". Both are tested on the real node.
+    """
+    value = ((info or {}).get("config") or {}).get("sandboxImage")
+    return {value} if value else set()
 
 
 def keep_keys(keep):
@@ -188,6 +188,14 @@ def plan_image_prune(images, containers, info=None, include=None, exclude=None, 
         else:
             remove.append(entry)
     return {"remove": remove, "kept": kept}
+
+
+def kept_by_reason(kept):
+    """{why: how many} of a plan's kept images ("pinned", "sandbox image", "in use", ...). Pure."""
+    counts = {}
+    for image in kept:
+        counts[image["why"]] = counts.get(image["why"], 0) + 1
+    return counts
 
 
 def crictl_problem(args, returncode, stderr):
@@ -264,7 +272,7 @@ def on_node(params):
             say("image filesystem %s is %.1f%% full, below %d%%: nothing to prune" % (mountpoint, before, threshold))
             return dict(usage, preset=NAME, dry_run=bool(params.get("dry_run")), skipped_below_threshold=True,
                         disk_usage_after=before, images_removed=[], images_removed_count=0, bytes_freed=0,
-                        images_kept=None, errors=[])
+                        images_kept=None, images_kept_by_reason=None, errors=[])
     images = _crictl("images", "-o", "json", endpoint=endpoint).get("images") or []
     containers = _crictl("ps", "-a", "-o", "json", endpoint=endpoint).get("containers") or []
     try:
@@ -295,4 +303,4 @@ def on_node(params):
     return dict(usage, preset=NAME, dry_run=bool(params.get("dry_run")), skipped_below_threshold=False,
                 images_removed=[(i["refs"][0] if i["refs"] else i["id"]) for i in removed][:MAX_LISTED],
                 images_removed_count=len(removed), bytes_freed=sum(i["size"] for i in removed),
-                images_kept=len(plan["kept"]), errors=errors)
+                images_kept=len(plan["kept"]), images_kept_by_reason=kept_by_reason(plan["kept"]), errors=errors)

@@ -12,7 +12,7 @@ import copy
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
+from module_args import patch_module_args
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import RestClient
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import Forbidden, NotFound

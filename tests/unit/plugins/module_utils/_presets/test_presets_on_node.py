@@ -47,8 +47,23 @@ def test_unpinned_sandbox_image_is_kept_from_crictl_info():
     images = [dict(IMAGES[0], pinned=False, repoTags=["registry.example.com/pause:3.9"])]
     info = {"config": {"sandboxImage": "registry.example.com/pause:3.9"}}
     assert image_prune.plan_image_prune(images, [], info)["remove"] == []
-    info2 = {"config": {"pinnedImages": {"sandbox": "registry.example.com/pause:3.9"}}}
-    assert image_prune.plan_image_prune(images, [], info2)["remove"] == []
+
+
+def runtime_fixture(runtime, name):
+    with open(os.path.join(FIXTURES, "containerd-" + runtime, name)) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize("runtime, why", [("1.6", "sandbox image"), ("2.4", "pinned")])
+def test_each_containerd_generation_keeps_its_pause_image_and_says_why(runtime, why):
+    """What crictl says on the real node: 1.6 names the sandbox image in crictl info and does not pin it;
+    2.4 names it nowhere there and pins it. Either way pause is kept, for the reason that runtime gives."""
+    images = runtime_fixture(runtime, "crictl_images.json")["images"]
+    info = runtime_fixture(runtime, "crictl_info.json")
+    plan = image_prune.plan_image_prune(images, [], info)
+    assert [r["refs"] for r in plan["remove"]] == [["nodeops.local/prune-test-a:1"]]
+    assert [(k["refs"], k["why"]) for k in plan["kept"]] == [(["nodeops.local/pause:1"], why)]
+    assert image_prune.sandbox_images(info) == ({"nodeops.local/pause:1"} if runtime == "1.6" else set())
 
 
 @pytest.mark.parametrize("include, exclude, expected", [
@@ -71,6 +86,7 @@ def test_prune_sizes_sum_to_bytes_freed(monkeypatch, capsys):
     assert result["images_removed_count"] == 3
     assert result["bytes_freed"] == 70000000 + 12000000 + 150000000
     assert result["images_kept"] == 3
+    assert result["images_kept_by_reason"] == {"pinned": 1, "in use": 2}
     assert "would remove docker.io/library/nginx:1.25 (70000000 bytes)" in capsys.readouterr().out
 
 
