@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The real node's runtime choice (NODEOPS_CONTAINERD) and the configuration each runtime gets.
+
+Both runtimes really run in the integration tier (make integration on 2.4, make runtime-compat on 1.6);
+this checks what a typo does, and that each configuration is the version its containerd reads.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(REPO, "tools", "localcluster"))
+import realnode  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def test_the_default_runtime_is_containerd_2_built_from_its_module(monkeypatch):
+    monkeypatch.delenv("NODEOPS_CONTAINERD", raising=False)
+    assert realnode.runtime() == "2.4"
+    assert realnode.RUNTIMES["2.4"]["containerd"].startswith("v2.4.")
+    assert realnode.RUNTIMES["2.4"]["runc"].startswith("v1.5.")
+
+
+@pytest.mark.parametrize("value", ["2", "1.7", "debian", ""])
+def test_an_unknown_runtime_is_refused_naming_the_choices(monkeypatch, value):
+    monkeypatch.setenv("NODEOPS_CONTAINERD", value)
+    with pytest.raises(SystemExit) as info:
+        realnode.runtime()
+    assert str(info.value) == "[real-node] NODEOPS_CONTAINERD=%r: expected one of 1.6, 2.4" % value
+
+
+def test_each_runtime_gets_the_configuration_version_it_reads():
+    """containerd 1.6 reads version 2 (its CRI plugin io.containerd.grpc.v1.cri); 2.x version 3, where the
+    sandbox image is a pinned image of io.containerd.cri.v1.images."""
+    assert realnode.CONTAINERD_CONFIG.startswith("version = 2\n")
+    assert 'sandbox_image = "%(pause)s"' in realnode.CONTAINERD_CONFIG
+    assert realnode.CONTAINERD_CONFIG_2.startswith("version = 3\n")
+    assert '[plugins."io.containerd.cri.v1.images".pinned_images]\n    sandbox = "%(pause)s"' in realnode.CONTAINERD_CONFIG_2
+    assert "io.containerd.grpc.v1.cri" not in realnode.CONTAINERD_CONFIG_2
+
+
+def test_the_1_6_runtime_needs_debians_packages_and_2_4_what_its_build_needs(monkeypatch):
+    node = realnode.Node("/nonexistent", None, None, None)
+    monkeypatch.setattr(realnode.os.path, "exists", lambda path: False)
+    monkeypatch.setenv("NODEOPS_CONTAINERD", "1.6")
+    assert {"containerd", "runc"} <= set(node.missing_packages().values())
+    monkeypatch.setenv("NODEOPS_CONTAINERD", "2.4")
+    missing = set(node.missing_packages().values())
+    assert "libseccomp-dev" in missing and not {"containerd", "runc"} & missing
