@@ -17,12 +17,22 @@ PYTHON ?= python3
 VENV := $(CURDIR)/.venv
 # ANSIBLE_CORE=2.16.* (with make unit or make sanity): that ansible-core, with the newest community `ansible`
 # package that goes with it (kubernetes.core comes from it), in a virtualenv of its own, cached like .venv.
+# ANSIBLE_PACKAGE pins that `ansible` package (default: the newest pip finds for that ansible-core).
 ANSIBLE_CORE ?=
+ANSIBLE_PACKAGE ?=
 ifneq ($(ANSIBLE_CORE),)
+ifeq ($(origin ANSIBLE_CORE),environment)
+$(error ANSIBLE_CORE is set in the environment; give it on the command line, for make unit or make sanity only)
+endif
+ifneq ($(filter-out unit sanity venv link,$(MAKECMDGOALS)),)
+$(error ANSIBLE_CORE=$(ANSIBLE_CORE) is for make unit and make sanity only, not $(filter-out unit sanity venv link,$(MAKECMDGOALS)))
+endif
 VENV := $(CURDIR)/.venv-core-$(subst *,x,$(ANSIBLE_CORE))
 endif
-# The oldest ansible-core meta/runtime.yml declares: make test runs unit and sanity on it too (oldest-core).
-OLDEST_CORE := $(shell sed -n 's/^requires_ansible: ">=\([0-9]*\.[0-9]*\)\..*/\1/p' meta/runtime.yml).*
+# The oldest ansible-core meta/runtime.yml declares: make test runs unit and sanity on it too (oldest-core),
+# pinned (its newest patch, and the newest `ansible` package for it) so the run is repeatable.
+OLDEST_CORE := 2.16.19
+OLDEST_ANSIBLE := 9.13.0
 # The tools that run on the default ansible-core only (they pin it themselves).
 DEFAULT_CORE_ONLY := ansible|ansible-core|ansible-lint|molecule|ansible-builder|antsibull-changelog
 SANITY_DIR := build/sanity$(if $(ANSIBLE_CORE),-core-$(subst *,x,$(ANSIBLE_CORE)))
@@ -64,7 +74,8 @@ ifeq ($(ANSIBLE_CORE),)
 else
 	@echo "[venv] with ansible-core==$(ANSIBLE_CORE) and the ansible package that goes with it"
 	grep -vE '^($(DEFAULT_CORE_ONLY))==' requirements-test.txt > $(VENV)/requirements.txt
-	$(VENV)/bin/pip install --progress-bar off -r $(VENV)/requirements.txt 'ansible-core==$(ANSIBLE_CORE)' ansible
+	$(VENV)/bin/pip install --progress-bar off -r $(VENV)/requirements.txt 'ansible-core==$(ANSIBLE_CORE)' \
+	  'ansible$(if $(ANSIBLE_PACKAGE),==$(ANSIBLE_PACKAGE))' 
 endif
 	@touch $@
 
@@ -113,9 +124,9 @@ integration: venv link kyverno browser
 
 # The real-node tests again on the real node's other runtime, Debian 12's containerd 1.6 and runc: the
 # cluster is restarted with it, then stopped (and started again as before if it was up).
-# (Not the runner's time-zone window test: it waits for a minute boundary and does not depend on the runtime.)
-RUNTIME_COMPAT_TESTS ?= tests/integration/test_real_node.py tests/integration/test_documented_versions.py \
-  -k "not closes_the_window_in_its_time_zone"
+# Every test that uses the real node (the real_node marker, tests/integration/conftest.py), but the runner's
+# time-zone window test: it waits for a minute boundary and does not depend on the runtime.
+RUNTIME_COMPAT_TESTS ?= tests/integration -m real_node -k "not closes_the_window_in_its_time_zone"
 runtime-compat: venv link
 	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
 	$(CLUSTER) down >/dev/null; \
@@ -188,7 +199,7 @@ lint: venv link
 # Unit tests and sanity on the oldest ansible-core meta/runtime.yml declares, in its own virtualenv.
 oldest-core:
 	@echo "[oldest-core] unit and sanity on ansible-core $(OLDEST_CORE), the oldest meta/runtime.yml declares"
-	$(MAKE) --no-print-directory unit sanity ANSIBLE_CORE='$(OLDEST_CORE)'
+	$(MAKE) --no-print-directory unit sanity ANSIBLE_CORE='$(OLDEST_CORE)' ANSIBLE_PACKAGE='$(OLDEST_ANSIBLE)'
 
 changelog-lint: venv
 	$(VENV)/bin/antsibull-changelog lint

@@ -23,6 +23,7 @@ MATRIX_START, MATRIX_END = "<!-- support-matrix:start (tools/versions.py) -->", 
 # The real node's other runtime (NODEOPS_CONTAINERD=1.6): Debian 12's package, which nothing here pins
 # (checked against the node by the integration tier when it runs that runtime).
 DEBIAN_CONTAINERD = "1.6.20"
+DEBIAN_RUNC = "1.1.5"
 
 
 def _read(*path):
@@ -53,6 +54,9 @@ def pins():
         "kyverno": _assignment(_read("tools", "localcluster", "kyverno_tools.py"), "KYVERNO_VERSION"),
         "ansible_core": re.search(r"^ansible-core==([0-9.]+)$", reqs, re.M).group(1),
         "ansible": re.search(r"^ansible==([0-9.]+)$", reqs, re.M).group(1),
+        "oldest_core": re.search(r'^requires_ansible: ">=([0-9]+\.[0-9]+)', _read("meta", "runtime.yml"), re.M).group(1),
+        "oldest_core_pin": re.search(r"^OLDEST_CORE := ([0-9.]+)$", _read("Makefile"), re.M).group(1),
+        "debian_runc": DEBIAN_RUNC,
         "containerd": _runtime_pin(realnode_text, "containerd"),
         "runc": _runtime_pin(realnode_text, "runc"),
         "debian_containerd": DEBIAN_CONTAINERD,
@@ -71,7 +75,7 @@ def notes(v):
         "%(runc)s (built from their Go modules). Its pods run on a real host, from a locally built Debian 12 "
         "Python image rather than the default C(python:3.13-slim)." % v,
         "The controller runs ansible-core %(ansible_core)s. The real-node tests also run with containerd "
-        "%(debian_containerd)s (Debian 12's), and the unit and sanity tests with ansible-core 2.16; the README's "
+        "%(debian_containerd)s (Debian 12's), and the unit and sanity tests with ansible-core %(oldest_core)s; the README's "
         "support matrix says what proves each combination. Other versions are not tested." % v,
     ]
 
@@ -100,20 +104,21 @@ notes:
 
 def matrix(v):
     """The README's support matrix: each cell says how it is proven, and whether CI runs it."""
-    core, oldest = v["ansible_core"], "2.16"
+    core, oldest = v["ansible_core"], v["oldest_core"]
     rows = [
         ("Kubernetes %(kubernetes)s, containerd %(containerd)s + runc %(runc)s (built from their Go modules; "
          "the default real node)" % v,
          "everything `make test` runs: unit, integration (kwok nodes and the real node), molecule, lint, "
          "sanity; benchmarks with `make bench` (CI: yes, but not the benchmarks)",
          "unit and sanity (`make oldest-core`; no cluster) (CI: yes)"),
-        ("Kubernetes %(kubernetes)s, containerd %(debian_containerd)s + runc (Debian 12's packages; "
-         "`NODEOPS_CONTAINERD=1.6`)" % v,
-         "the real-node tests but the runner's time-zone window (`make runtime-compat`) (CI: yes)", "not run"),
+        ("Kubernetes %(kubernetes)s, containerd %(debian_containerd)s + runc %(debian_runc)s (Debian 12's "
+         "packages; `NODEOPS_CONTAINERD=1.6`)" % v,
+         "every integration test that uses the real node, but the runner's time-zone window test "
+         "(`make runtime-compat`) (CI: yes)", "not run"),
         ("Kubernetes 1.34", "not proven yet (the cluster cannot be brought up at 1.34 yet) (CI: no)", "not run"),
     ]
     lines = ["| Cluster | ansible-core %s (default; the `ansible` %s package's kubernetes.core) | ansible-core %s.x "
-             "(the oldest `meta/runtime.yml` declares) |" % (core, v["ansible"], oldest),
+             "(the oldest `meta/runtime.yml` declares; %s in CI) |" % (core, v["ansible"], oldest, v["oldest_core_pin"]),
              "|---|---|---|"]
     lines += ["| %s | %s | %s |" % row for row in rows]
     lines += ["", "Code shipped to pods (the cron runner and everything it imports, the node script, every "

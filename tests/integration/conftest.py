@@ -27,6 +27,17 @@ os.environ.setdefault("ANSIBLE_HOME", os.path.join(kh.REPO, ".ansible"))
 os.environ.setdefault("ANSIBLE_REMOTE_TMP", os.path.join(kh.REPO, ".ansible", "tmp"))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "real_node: the test runs on the real node (added to every test that "
+                            "uses the real_node fixture; make runtime-compat selects them with -m real_node)")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "real_node" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_node)
+
+
 @pytest.fixture(scope="session")
 def cluster():
     """Start the local cluster if it is not up (a no-op when it is). Returns the kubeconfig path."""

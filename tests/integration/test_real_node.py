@@ -86,9 +86,15 @@ def test_image_prune_dry_run_lists_exactly_the_unused_images_then_a_real_run_rem
         # containerd 2.x pins the sandbox image (and names it nowhere in crictl info); 1.6 names it there.
         version = core.read_node(real_node.name).status.node_info.container_runtime_version
         pause_why = "sandbox image" if version.startswith("containerd://1.") else "pinned"
-        assert rec["result"]["images_kept_by_reason"].get(pause_why, 0) >= 1, (version, rec["result"])
-        if pause_why == "pinned":
-            assert "sandbox image" not in rec["result"]["images_kept_by_reason"], rec["result"]
+        listed = json.loads(real_node.sh("crictl images -o json"))["images"]
+        pause = [i for i in listed if "nodeops.local/pause:1" in (i.get("repoTags") or [])][0]
+        assert pause["pinned"] is (pause_why == "pinned"), (version, pause)
+        why = rec["result"]["images_kept_by_reason"]
+        assert sum(why.values()) == rec["result"]["images_kept"], rec["result"]
+        # pause for the runtime's reason, and (on 2.x) nothing else pinned; the sleeper's and the task's own
+        # image in use; the excluded one excluded.
+        assert why.get(pause_why) == 1 and why.get("excluded") == 1 and why.get("in use", 0) >= 2, (version, why)
+        assert "sandbox image" not in why or pause_why == "sandbox image", why
     finally:
         real_node.import_images(PRUNABLE)
 

@@ -53,3 +53,21 @@ def test_the_1_6_runtime_needs_debians_packages_and_2_4_what_its_build_needs(mon
     monkeypatch.setenv("NODEOPS_CONTAINERD", "2.4")
     missing = set(node.missing_packages().values())
     assert "libseccomp-dev" in missing and not {"containerd", "runc"} & missing
+
+
+def test_the_recorded_runtime_of_a_node_and_when_it_must_be_restarted(tmp_path, monkeypatch):
+    node = realnode.Node(str(tmp_path), None, None, None)
+    assert node.recorded_runtime() is None                    # never started
+    (tmp_path / "realnode" / "var" / "lib" / "containerd").mkdir(parents=True)
+    assert node.recorded_runtime() == "1.6"                   # a store from before the marker: 1.6's
+    (tmp_path / "realnode" / "etc").mkdir()
+    (tmp_path / "realnode" / "etc" / "runtime").write_text("2.4\n")
+    assert node.recorded_runtime() == "2.4"
+    monkeypatch.setattr(node, "pid", lambda: 4242)
+    monkeypatch.setenv("NODEOPS_CONTAINERD", "1.6")
+    assert node.runs_other_runtime()
+    monkeypatch.setenv("NODEOPS_CONTAINERD", "2.4")
+    assert not node.runs_other_runtime()
+    monkeypatch.setattr(node, "pid", lambda: None)
+    monkeypatch.setenv("NODEOPS_CONTAINERD", "1.6")
+    assert not node.runs_other_runtime()                     # not running: nothing to restart

@@ -79,19 +79,45 @@ def test_home_guard_sees_a_first_write_on_a_machine_with_no_ansible_home(tmp_pat
     assert guard("check", snap, env=env).returncode == 0
 
 
+def recipe(target):
+    """The recipe lines of ``target`` as the Makefile writes them. Read, not run: ``make -n`` still runs every
+    line that calls $(MAKE), which for `make test` would start the cluster."""
+    with open(os.path.join(REPO, "Makefile")) as f:
+        text = f.read()
+    body = text.split("\n%s:" % target, 1)[1].split("\n", 1)[1]
+    lines = []
+    for line in body.splitlines():
+        if not line.startswith("\t"):
+            break
+        lines.append(line.strip())
+    return lines
+
+
 def test_make_test_ends_with_the_guard_and_every_tool_is_pointed_into_the_checkout():
     """The guard is the last step of `make test`, after the snapshot that is its first."""
-    out = subprocess.run(["make", "--no-print-directory", "-C", REPO, "-n", "test"], stdout=subprocess.PIPE,
-                         universal_newlines=True, check=True,
-                         env=dict((k, v) for k, v in os.environ.items() if k not in NOT_PASSED)).stdout
-    lines = [ln for ln in out.splitlines() if ln.strip()]
-    assert "home_guard.py snapshot" in [ln for ln in lines if "home_guard" in ln][0]
-    assert "home_guard.py check" in lines[-1], lines[-1]
+    steps = recipe("test")
+    assert "home_guard.py snapshot" in steps[0] and "home_guard.py check" in steps[-1], steps
     # ... and between them, unit and sanity also run on the oldest ansible-core meta/runtime.yml declares.
+    assert "$(MAKE) --no-print-directory oldest-core" in steps, steps
     with open(os.path.join(REPO, "meta", "runtime.yml")) as f:
         oldest = [ln.split(">=")[1].strip().strip('"') for ln in f if ln.startswith("requires_ansible:")][0]
-    assert "unit sanity ANSIBLE_CORE='%s.*'" % oldest.rsplit(".", 1)[0] in out, out
     printed = subprocess.run(["make", "--no-print-directory", "-C", REPO, "-p", "-n", "help"], stdout=subprocess.PIPE,
-                             universal_newlines=True, check=True).stdout
+                             universal_newlines=True, check=True,
+                             env=dict((k, v) for k, v in os.environ.items() if k not in NOT_PASSED)).stdout
+    assert "OLDEST_CORE := %s." % oldest.rsplit(".", 1)[0] in printed
+    assert "unit sanity ANSIBLE_CORE='$(OLDEST_CORE)'" in " ".join(recipe("oldest-core"))
     assert "ANSIBLE_HOME := %s/.ansible" % REPO in printed
     assert "ANSIBLE_REMOTE_TMP := %s/.ansible/tmp" % REPO in printed
+
+
+def test_another_ansible_core_is_for_unit_and_sanity_only_and_from_the_command_line():
+    env = dict((k, v) for k, v in os.environ.items() if k not in NOT_PASSED)
+    wrong_target = subprocess.run(["make", "--no-print-directory", "-C", REPO, "-n", "integration",
+                                   "ANSIBLE_CORE=2.16.*"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  universal_newlines=True, env=env, check=False)
+    assert wrong_target.returncode != 0
+    assert "ANSIBLE_CORE=2.16.* is for make unit and make sanity only, not integration" in wrong_target.stdout
+    from_env = subprocess.run(["make", "--no-print-directory", "-C", REPO, "-n", "unit"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, universal_newlines=True,
+                              env=dict(env, ANSIBLE_CORE="2.16.*"), check=False)
+    assert from_env.returncode != 0 and "ANSIBLE_CORE is set in the environment" in from_env.stdout

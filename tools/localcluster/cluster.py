@@ -97,7 +97,7 @@ def run_build(cmd, cwd, env_extra, what, expect="10-25 minutes"):
 def build():
     """Build or reuse the binaries, and link them into .cluster/bin."""
     if not shutil.which("go"):
-        sys.exit("[cluster] Go is required to build the control plane (go 1.26 or newer)")
+        sys.exit("[cluster] Go is required to build the control plane (go 1.26.6 or newer)")
     bindir = os.path.join(CACHE, "bin")
     os.makedirs(bindir, exist_ok=True)
     k8s_bin = os.path.join(bindir, "nodeops-k8s-" + inputs_hash(os.path.join(REPO, "tools", "k8s")))
@@ -567,6 +567,10 @@ def up_real_node(api):
             sys.exit("[cluster] NODEOPS_REQUIRE_REAL_NODE=1 but the real node cannot run here: " + why)
         log("no real node: %s; kwok nodes only (real-node tests will skip)" % why)
         return
+    if node.runs_other_runtime():
+        log("the real node runs containerd %s; restarting it with %s (NODEOPS_CONTAINERD)"
+            % (node.recorded_runtime(), realnode.runtime()))
+        node.stop()
     if node.pid():
         return
     started = time.monotonic()
@@ -582,7 +586,10 @@ def up_real_node(api):
         n = api.call("GET", "/api/v1/nodes/" + realnode.NODE_NAME)
         beats = [c.get("lastHeartbeatTime") or "" for c in n["status"].get("conditions") or []
                  if c.get("type") == "Ready"]
-        return simnodes.is_ready(n) and beats and beats[0] >= since
+        # ... and reporting the runtime it now runs (after a runtime change the status lags a moment).
+        runtime = (n["status"].get("nodeInfo") or {}).get("containerRuntimeVersion") or ""
+        return simnodes.is_ready(n) and beats and beats[0] >= since and runtime.startswith(
+            "containerd://" + realnode.runtime().split(".")[0] + ".")
 
     _wait("the real node %s to be Ready (logs: %s)" % (realnode.NODE_NAME, node.p("logs")), ready, 120)
     log("real node %s Ready in %.1fs (%s; taint %s, label %s=true)" % (
@@ -591,7 +598,9 @@ def up_real_node(api):
 
 def up():
     started = time.monotonic()
-    if all(_alive(c) for c in COMPONENTS) and (real_node().pid() or real_node().unavailable_reason()):
+    node = real_node()
+    if all(_alive(c) for c in COMPONENTS) and (node.pid() or node.unavailable_reason()) and not (
+            node.pid() and node.runs_other_runtime()):
         log("already up; kubeconfig: %s" % path("kubeconfig"))
         return
     os.makedirs(STATE, exist_ok=True)

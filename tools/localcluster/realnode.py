@@ -31,12 +31,15 @@ The container runtime
   and runc built from their Go modules (containerd's v2 module; runc with
   seccomp, from Debian's libseccomp-dev), cached under the project cache like
   crictl, and copied into the node's /usr/local/sbin; ``1.6`` is Debian 12's
-  containerd and runc packages. Each keeps its own image store, so switching
-  between them starts from the built images again.
+  containerd and runc packages. The node has one image store, emptied when
+  the runtime changes (the built images are imported again); a running node
+  on the other runtime is restarted by ``cluster.py up``.
 
 Only the standard library is used, like cluster.py.
 """
 
+import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -71,7 +74,7 @@ RUNTIMES = {
     "2.4": {"containerd": "v2.4.2", "containerd_sum": "h1:p6Qg+xbEz8lvwdhHDx0U469xENvp4LgGBx+E7djXkGw=",
             "runc": "v1.5.3", "runc_sum": "h1:y3GUIW7J0Gxd+tCFfWR6L1YDnhHiNR1BGRx1J50+VnA=",
             "packages": {"/usr/include/seccomp.h": "libseccomp-dev", "/usr/bin/pkg-config": "pkgconf",
-                         "/usr/bin/gcc": "gcc"}},
+                         "/usr/bin/gcc": "gcc", "/usr/include/stdio.h": "libc6-dev"}},
     "1.6": {"packages": {"/usr/bin/containerd": "containerd", "/usr/bin/ctr": "containerd",
                          "/usr/sbin/runc": "runc"}},
 }
@@ -197,7 +200,10 @@ class Node:
         spec = RUNTIMES[runtime()]
         if "containerd" not in spec:
             return {}
-        outdir = os.path.join(self.cache, "bin", "containerd-%s-runc-%s" % (spec["containerd"], spec["runc"]))
+        # Keyed by the versions, the Go toolchain and this recipe (tags, flags), like the control plane's binary.
+        recipe = hashlib.sha256(json.dumps([spec, BUILT_BINARIES, _go_version(), inspect.getsource(Node.build_runtime)],
+                                           sort_keys=True).encode()).hexdigest()[:12]
+        outdir = os.path.join(self.cache, "bin", "containerd-%s-runc-%s-%s" % (spec["containerd"], spec["runc"], recipe))
         out = dict((name, os.path.join(outdir, name)) for name in BUILT_BINARIES)
         if all(os.path.exists(path) for path in out.values()):
             return out
@@ -252,10 +258,11 @@ class Node:
         config = CONTAINERD_CONFIG_2 if "containerd" in RUNTIMES[name] else CONTAINERD_CONFIG
         with open(self.p("etc", "containerd.toml"), "w") as f:
             f.write(config % {"pause": images.PAUSE_IMAGE, "cni_conf": self.p("etc", "cni")})
-        # One image store per runtime: the other's is removed when the runtime changes.
-        if (_read(self.p("etc", "runtime")) or name) != name:
+        # One image store: emptied when the runtime changes. A node from before the marker ran 1.6.
+        if self.recorded_runtime() not in (None, name):
             log("the runtime changed to containerd %s: starting from a fresh image store" % name)
-            shutil.rmtree(self.p("var", "lib", "containerd"), ignore_errors=True)
+            if os.path.isdir(self.p("var", "lib", "containerd")):
+                shutil.rmtree(self.p("var", "lib", "containerd"))
         with open(self.p("etc", "runtime"), "w") as f:
             f.write(name + "\n")
         for binary in BUILT_BINARIES:
@@ -298,6 +305,17 @@ class Node:
                      clientConnection={"kubeconfig": os.path.join(pki, "kube-proxy.kubeconfig")})
         with open(self.p("etc", "kube-proxy.yaml"), "w") as f:
             json.dump(proxy, f, indent=2)
+
+    def recorded_runtime(self):
+        """The runtime the node was last configured with: etc/runtime, or 1.6 for a node from before that file
+        (its store is 1.6's), or None for a node never started."""
+        if not os.path.isdir(self.p("var", "lib", "containerd")) and not os.path.exists(self.p("etc", "runtime")):
+            return None
+        return _read(self.p("etc", "runtime")) or "1.6"
+
+    def runs_other_runtime(self):
+        """Whether the node is running, on another runtime than NODEOPS_CONTAINERD asks for."""
+        return bool(self.pid()) and self.recorded_runtime() != runtime()
 
     # ------------------------------------------------------------ host side
 
@@ -467,6 +485,10 @@ class Node:
         if pid is None:
             raise RuntimeError("the real node is not running")
         return subprocess.run(["nsenter", "--target", str(pid), "--mount", "--pid", "--"] + list(argv), **kwargs)
+
+
+def _go_version():
+    return subprocess.run(["go", "version"], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def _sh(*cmd):
