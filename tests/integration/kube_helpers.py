@@ -471,3 +471,24 @@ def on_real_node(real_node, namespace, **args):
             "image": real_node.image, "pending_timeout": 120, "timeout": 180}
     base.update(args)
     return base
+
+
+def kill_playbook_mid_run(tmp_path, args, until, what, timeout=30):
+    """Run broadcast_job ``args`` in an ansible-playbook of its own, wait for ``until()`` and kill the whole
+    process tree: the module too, not only ansible-playbook (its worker runs it in a session of its own).
+    Returns the pids killed."""
+    import subprocess
+
+    playbook = tmp_path / "kill.yml"
+    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "connection": "local",
+                                     "tasks": [{"nodeops.kubernetes.broadcast_job": args}]}]))
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+               "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)]
+    proc = subprocess.Popen(command, env=dict(os.environ, KUBECONFIG=KUBECONFIG),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(what, until, timeout=timeout)
+    finally:
+        killed = kill_process_tree(proc.pid)
+        proc.wait()
+    return killed

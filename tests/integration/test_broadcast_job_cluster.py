@@ -489,19 +489,8 @@ def test_killed_module_resumes_with_same_run_id_without_duplicates(tmp_path, cor
     args = {"name": "resume", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
             "run_id": "resume1", "parallelism": 4, "pod_annotations": {"sim.nodeops.io/delay": "3s"}}
     mark = audit.mark()
-    playbook = tmp_path / "kill.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "connection": "local",
-                                     "tasks": [{"nodeops.kubernetes.broadcast_job": args}]}]))
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
-               "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)]
-    proc = subprocess.Popen(command, env=dict(os.environ, KUBECONFIG=kh.KUBECONFIG),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        kh.wait_for("all four pods", lambda: len(kh.managed_pods(core, namespace)) == 4)
-    finally:
-        # The module itself, not only ansible-playbook: its worker runs it in a session of its own.
-        killed = kh.kill_process_tree(proc.pid)
-        proc.wait()
+    killed = kh.kill_playbook_mid_run(tmp_path, args, lambda: len(kh.managed_pods(core, namespace)) == 4,
+                                      "all four pods")
     assert len(killed) >= 3, "the module's own process was not among those killed: %s" % killed
     assert len(kh.managed_pods(core, namespace)) == 4   # the killed run left its pods, owned by the run record
     result = kh.run_module(tmp_path, "broadcast_job", args)

@@ -12,10 +12,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import json
-import os
-import subprocess
-import sys
 import threading
 import time
 
@@ -176,18 +172,8 @@ def test_a_resume_after_the_holder_was_killed_takes_the_run_over_once_it_is_know
     args = {"name": "ls", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
             "run_id": "silent1", "parallelism": 3, "pod_annotations": {"sim.nodeops.io/delay": "3s"}}
     mark = audit.mark()
-    playbook = tmp_path / "kill.yml"
-    playbook.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "connection": "local",
-                                     "tasks": [{"nodeops.kubernetes.broadcast_job": args}]}]))
-    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
-               "-e", "ansible_python_interpreter=" + sys.executable, str(playbook)]
-    proc = subprocess.Popen(command, env=dict(os.environ, KUBECONFIG=kh.KUBECONFIG),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        kh.wait_for("all three pods", lambda: len(kh.managed_pods(core, namespace)) == 3, timeout=60)
-    finally:
-        killed = kh.kill_process_tree(proc.pid)
-        proc.wait()
+    killed = kh.kill_playbook_mid_run(tmp_path, args, lambda: len(kh.managed_pods(core, namespace)) == 3,
+                                      "all three pods", timeout=60)
     assert len(killed) >= 3, "the module's own process was not among those killed: %s" % killed
     record = record_of(core, namespace, "silent1")
     assert record.data["state"] == "running"

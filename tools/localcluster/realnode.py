@@ -526,14 +526,17 @@ def _glob_cgroups(name):
             if os.path.isdir(os.path.join("/sys/fs/cgroup", c, name))]
 
 
-CONTAINERD_CONFIG = """version = 2
-# Plugins that would write outside the node's /var and /run, or need what this host lacks.
+# What both configuration versions say alike.
+CONTAINERD_COMMON = """# Plugins that would write outside the node's /var and /run, or need what this host lacks.
 disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
   "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
 [grpc]
   address = "/run/containerd/containerd.sock"
-[plugins."io.containerd.grpc.v1.cri"]
+"""
+
+CONTAINERD_CONFIG = """version = 2
+""" + CONTAINERD_COMMON + """[plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "%(pause)s"
   # Negative OOM scores are refused on this kind of host.
   restrict_oom_score_adj = true
@@ -553,13 +556,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 # containerd 2.x (version 3 of the configuration): the same settings, where 2.x keeps them. The sandbox image
 # is a pinned image now (crictl reports it "pinned", and no longer names it in crictl info).
 CONTAINERD_CONFIG_2 = """version = 3
-# Plugins that would write outside the node's /var and /run, or need what this host lacks.
-disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.zfs", "io.containerd.tracing.processor.v1.otlp"]
-[grpc]
-  address = "/run/containerd/containerd.sock"
-[plugins."io.containerd.cri.v1.images"]
+""" + CONTAINERD_COMMON + """[plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
   [plugins."io.containerd.cri.v1.images".pinned_images]
     sandbox = "%(pause)s"
