@@ -51,10 +51,11 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
     engine = [r for r in fanout if r["contender"] == "engine"]
     # One create per node and no log read: every node's result came in its pod's termination message. Plus
     # a handful that does not grow with the nodes or the watch events: lists, watches, the run record, its
-    # progress (at most one write per 5 s) and its summary event.
+    # progress and lease renewals (at most one write per 5 s) and its summary event. Counted as the client sent
+    # them: the apiserver's count also holds others' re-opened watches (above), which no budget of ours bounds.
     for r in engine:
         assert r["output"]["results"] == r["size"] and "CONNECT pods/log" not in r["apiserver_rows"], r
-        assert r["size"] <= r["tool_requests"] <= r["size"] + 15 + r["wall_s"] / 5 + 2, r
+        assert r["size"] <= r["client_requests"] <= r["size"] + 15 + r["wall_s"] / 5 + 2, r
     logread = [r for r in fanout if r["contender"] == "engine-logread"]
     assert logread and all(r["output"]["log_tails"] == r["size"] == r["apiserver_rows"].get("CONNECT pods/log")
                            for r in logread), logread
