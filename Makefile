@@ -2,6 +2,7 @@
 #
 #   make demo          bring the local cluster up and run the demo playbook
 #   make test          everything: unit, integration (real control plane), sanity, the support matrix
+#                      (NODEOPS_K8S_VERSION=1.34 with cluster, demo, test or bench: that Kubernetes minor)
 #   make cluster       start the local control plane (idempotent)
 #   make cluster-down  stop only the processes `make cluster` started
 #   make bench         benchmarks/ against baselines (~45 min; not part of test)
@@ -42,9 +43,20 @@ COLLECTION_LINK := $(COLLECTIONS)/ansible_collections/nodeops/kubernetes
 CLUSTER := $(PYTHON) tools/localcluster/cluster.py
 PYTEST_ARGS ?=
 
+# NODEOPS_K8S_VERSION=1.34 (with make cluster, demo, test or bench): the local cluster at that Kubernetes minor,
+# built from tools/k8s/v1.34/go.mod, in its own state directory (.cluster-v1.34). Default: the newest minor there.
+export NODEOPS_K8S_VERSION ?=
+# The minor make test also runs the compatibility suite on (k8s-compat).
+COMPAT_K8S := 1.34
+
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export PYTHONPATH := $(COLLECTIONS)
-export NODEOPS_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
+export NODEOPS_KUBECONFIG := $(shell NODEOPS_K8S_VERSION='$(NODEOPS_K8S_VERSION)' $(PYTHON) tools/localcluster/cluster.py kubeconfig)
+ifeq ($(NODEOPS_KUBECONFIG),)
+$(error NODEOPS_K8S_VERSION='$(NODEOPS_K8S_VERSION)' selects no cluster (the line above says why))
+endif
+# How to name this cluster in a command: with its version when it is not the default.
+K8S_PREFIX := $(if $(NODEOPS_K8S_VERSION),NODEOPS_K8S_VERSION=$(NODEOPS_K8S_VERSION) )
 export ANSIBLE_FORCE_COLOR := 0
 # Every Ansible tool (ansible-playbook, molecule, ansible-lint, ansible-galaxy) keeps its files in the
 # checkout's .ansible/ (git- and build-ignored), never in ~/.ansible: a copy of this collection under
@@ -58,7 +70,7 @@ NODEOPS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nodeops
 ANSIBLE_TEST_HOME := $(NODEOPS_CACHE)/ansible-test-home
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: runtime-compat oldest-core browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
+.PHONY: k8s-compat runtime-compat oldest-core browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
 
 help:
 	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
@@ -105,7 +117,7 @@ demo: venv link cluster
 	KUBECONFIG=$(NODEOPS_KUBECONFIG) $(VENV)/bin/ansible-playbook playbooks/demo.yml
 	@echo
 	@echo "The local cluster is still running: KUBECONFIG=$(NODEOPS_KUBECONFIG)"
-	@echo "Stop it with: make cluster-down"
+	@echo "Stop it with: $(K8S_PREFIX)make cluster-down"
 
 unit: venv link
 	$(VPY) -m pytest tests/unit benchmarks/tests $(PYTEST_ARGS)
@@ -122,10 +134,31 @@ integration: venv link kyverno browser
 	if [ $$was_up = 0 ]; then $(CLUSTER) down; fi; \
 	exit $$rc
 
-# The real-node tests again on the real node's other runtime, Debian 12's containerd 1.6 and runc: the
-# cluster is restarted with it, then stopped (and started again as before if it was up).
-# Every test that uses the real node (the real_node marker, tests/integration/conftest.py), but the runner's
-# time-zone window test: it waits for a minute boundary and does not depend on the runtime.
+# The compatibility suite on Kubernetes $(COMPAT_K8S), whose real node runs Debian 12's containerd 1.6 and runc:
+# every test that uses the real node (the real_node marker, tests/integration/conftest.py) but the runner's
+# time-zone window test (it waits for a minute boundary and depends on neither), the tests marked k8s_compat
+# (broadcast_job on simulated nodes, dangling_job_ttl's engine choice and sweep, the bad-input refusals), and
+# the role through molecule. The running cluster is stopped first, and started again afterwards if it was up.
+# Skipped when make test already runs everything on $(COMPAT_K8S) (NODEOPS_K8S_VERSION=$(COMPAT_K8S)).
+COMPAT_TESTS ?= tests/integration -m "real_node or k8s_compat" -k "not closes_the_window_in_its_time_zone"
+k8s-compat: venv link kyverno browser
+	@if [ "$$($(CLUSTER) minor)" = "$(COMPAT_K8S)" ]; then \
+	  echo "[k8s-compat] the full suite ran on Kubernetes $(COMPAT_K8S) already"; exit 0; fi; \
+	was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
+	$(CLUSTER) down >/dev/null; \
+	echo "[k8s-compat] the compatibility suite on Kubernetes $(COMPAT_K8S)"; \
+	rc=0; ( unset NODEOPS_CLUSTER_DIR; export NODEOPS_K8S_VERSION=$(COMPAT_K8S); \
+	  export NODEOPS_KUBECONFIG=$$($(CLUSTER) kubeconfig); \
+	  $(CLUSTER) up || exit $$?; rc=0; \
+	  $(VPY) -m pytest $(COMPAT_TESTS) $(PYTEST_ARGS) || rc=$$?; \
+	  $(MAKE) --no-print-directory molecule NODEOPS_K8S_VERSION=$(COMPAT_K8S) || rc=$$?; \
+	  $(CLUSTER) down; exit $$rc ) || rc=$$?; \
+	if [ $$was_up = 1 ]; then $(CLUSTER) up; fi; \
+	exit $$rc
+
+# The real-node tests on the default cluster with the real node's other runtime, Debian 12's containerd 1.6
+# (make test proves that runtime on Kubernetes $(COMPAT_K8S) instead, in k8s-compat): the cluster is
+# restarted with it, then stopped (and started again as before if it was up).
 RUNTIME_COMPAT_TESTS ?= tests/integration -m real_node -k "not closes_the_window_in_its_time_zone"
 runtime-compat: venv link
 	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
@@ -140,7 +173,7 @@ runtime-compat: venv link
 # Fan-out and sweep benchmarks against baselines measured in the same run:
 # prints a table, writes benchmarks/results/latest.{json,md,png} and the README table.
 # Starts the cluster if needed and stops it after only if it started it.
-BENCH_ARGS ?= --update-readme
+BENCH_ARGS ?= $(if $(filter-out $(shell $(PYTHON) tools/localcluster/cluster.py default-minor),$(shell NODEOPS_K8S_VERSION='$(NODEOPS_K8S_VERSION)' $(PYTHON) tools/localcluster/cluster.py minor)),,--update-readme)
 bench: venv link
 	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
 	$(CLUSTER) up; rc=0; $(VPY) benchmarks/bench.py --profile full $(BENCH_ARGS) || rc=$$?; \
@@ -208,7 +241,7 @@ test: venv link
 	@$(PYTHON) tools/home_guard.py snapshot build/home-before.json
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory integration
-	$(MAKE) --no-print-directory runtime-compat
+	$(MAKE) --no-print-directory k8s-compat
 	$(MAKE) --no-print-directory molecule-isolated
 	$(MAKE) --no-print-directory changelog-lint
 	$(MAKE) --no-print-directory lint

@@ -5,7 +5,8 @@
                                        support matrix
     python3 tools/versions.py --check  exit 1 if either differs (the unit tests check this too)
 
-Each version comes from the file that decides it: Kubernetes and etcd from tools/k8s/go.mod, kwok,
+Each version comes from the file that decides it: Kubernetes and etcd from tools/k8s/v1.NN/go.mod (the
+default, newest minor, and the compatibility suite's, COMPAT_K8S in the Makefile), kwok,
 Kyverno, containerd and runc from the scripts that build them, ansible-core from requirements-test.txt.
 tests/integration/test_documented_versions.py fails when the running cluster says otherwise. Every module
 takes its notes from the one fragment this writes.
@@ -42,14 +43,32 @@ def _runtime_pin(text, name):
     return re.search(r'"%s": "(v[0-9.]+)"' % name, block).group(1)
 
 
+def _minors():
+    """The minors with a module (as cluster.supported_minors, which this must not import: it reads the environment)."""
+    k8s = os.path.join(REPO, "tools", "k8s")
+    names = [n[1:] for n in os.listdir(k8s) if re.match(r"^v1\.\d+$", n) and os.path.isfile(os.path.join(k8s, n, "go.mod"))]
+    return sorted(names, key=lambda minor: tuple(int(part) for part in minor.split(".")))
+
+
+def _gomod_pin(minor, module):
+    gomod = _read("tools", "k8s", "v" + minor, "go.mod")
+    return re.search(r"^\s*%s (v[0-9.]+)$" % re.escape(module), gomod, re.M).group(1)
+
+
 def pins():
     """{name: version} for everything the integration tier's notes name."""
-    gomod = _read("tools", "k8s", "go.mod")
     reqs = _read("requirements-test.txt")
     realnode_text = _read("tools", "localcluster", "realnode.py")
+    default, compat = _minors()[-1], re.search(r"^COMPAT_K8S := ([0-9.]+)$", _read("Makefile"), re.M).group(1)
+    compat_runtime = re.search(r'^RUNTIME_OF_K8S_MINOR = \{[^}]*"%s": "([0-9.]+)"' % re.escape(compat),
+                               realnode_text, re.M).group(1)
+    assert compat_runtime == "1.6", "the compatibility cluster's real node runs Debian's containerd"
     return {
-        "kubernetes": re.search(r"^\s*k8s\.io/kubernetes (v[0-9.]+)$", gomod, re.M).group(1),
-        "etcd": re.search(r"^\s*go\.etcd\.io/etcd/server/v3 (v[0-9.]+)$", gomod, re.M).group(1),
+        "kubernetes": _gomod_pin(default, "k8s.io/kubernetes"),
+        "etcd": _gomod_pin(default, "go.etcd.io/etcd/server/v3"),
+        "compat_kubernetes": _gomod_pin(compat, "k8s.io/kubernetes"),
+        "compat_etcd": _gomod_pin(compat, "go.etcd.io/etcd/server/v3"),
+        "compat_minor": compat,
         "kwok": _assignment(_read("tools", "localcluster", "cluster.py"), "KWOK_VERSION"),
         "kyverno": _assignment(_read("tools", "localcluster", "kyverno_tools.py"), "KYVERNO_VERSION"),
         "ansible_core": re.search(r"^ansible-core==([0-9.]+)$", reqs, re.M).group(1),
@@ -74,9 +93,10 @@ def notes(v):
         "One real node runs kubelet and kube-proxy %(kubernetes)s with containerd %(containerd)s and runc "
         "%(runc)s (built from their Go modules). Its pods run on a real host, from a locally built Debian 12 "
         "Python image rather than the default C(python:3.13-slim)." % v,
-        "The controller runs ansible-core %(ansible_core)s. The real-node tests also run with containerd "
-        "%(debian_containerd)s (Debian 12's), and the unit and sanity tests with ansible-core %(oldest_core)s; the README's "
-        "support matrix says what proves each combination. Other versions are not tested." % v,
+        "The controller runs ansible-core %(ansible_core)s. A compatibility suite runs on Kubernetes "
+        "%(compat_kubernetes)s (etcd %(compat_etcd)s), whose real node runs containerd %(debian_containerd)s (Debian "
+        "12's), and the unit and sanity tests on ansible-core %(oldest_core)s; the README's support matrix says what "
+        "proves each combination. Other versions are not tested." % v,
     ]
 
 
@@ -111,11 +131,20 @@ def matrix(v):
          "everything `make test` runs: unit, integration (kwok nodes and the real node), molecule, lint, "
          "sanity; benchmarks with `make bench` (CI: yes, but not the benchmarks)",
          "unit and sanity (`make oldest-core`; no cluster) (CI: yes)"),
-        ("Kubernetes %(kubernetes)s, containerd %(debian_containerd)s + runc %(debian_runc)s (Debian 12's "
-         "packages; `NODEOPS_CONTAINERD=1.6`)" % v,
+        ("Kubernetes %(compat_kubernetes)s (`NODEOPS_K8S_VERSION=%(compat_minor)s`; etcd %(compat_etcd)s), "
+         "containerd %(debian_containerd)s + runc %(debian_runc)s (Debian 12's packages, that cluster's real node)" % v,
+         "the compatibility suite (`make k8s-compat`): every integration test that uses the real node (every "
+         "preset, the cron runner in its pod, the AWX and trust tests there) but the runner's time-zone window test; "
+         "the tests marked `k8s_compat`: 17 of broadcast_job's on simulated nodes (fan-out, results, budgets, "
+         "skips, lost nodes, resume, check mode, absent, concurrency, 200 nodes), cron_broadcast's schedules and "
+         "bad input, every dry-run refusal, all of dangling_job_ttl's (MutatingAdmissionPolicy is off there: the "
+         "documented fallback) with its sweep and the TTL-engine playbook; the role through molecule (CI: yes)",
+         "not run"),
+        ("Kubernetes %(kubernetes)s, containerd %(debian_containerd)s + runc %(debian_runc)s "
+         "(`NODEOPS_CONTAINERD=1.6`)" % v,
          "every integration test that uses the real node, but the runner's time-zone window test "
-         "(`make runtime-compat`) (CI: yes)", "not run"),
-        ("Kubernetes 1.34", "not proven yet (the cluster cannot be brought up at 1.34 yet) (CI: no)", "not run"),
+         "(`make runtime-compat`) (CI: no; `make test` proves this runtime on Kubernetes %(compat_minor)s)" % v,
+         "not run"),
     ]
     lines = ["| Cluster | ansible-core %s (default; the `ansible` %s package's kubernetes.core) | ansible-core %s.x "
              "(the oldest `meta/runtime.yml` declares; %s in CI) |" % (core, v["ansible"], oldest, v["oldest_core_pin"]),

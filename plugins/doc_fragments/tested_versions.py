@@ -21,7 +21,8 @@ notes:
   - One real node runs kubelet and kube-proxy v1.37.2 with containerd v2.4.2 and runc v1.5.3 (built from
     their Go modules). Its pods run on a real host, from a locally built Debian 12 Python image rather than
     the default C(python:3.13-slim).
-  - The controller runs ansible-core 2.19.14. The real-node tests also run with containerd 1.6.20 (Debian
-    12's), and the unit and sanity tests with ansible-core 2.16; the README's support matrix says what
-    proves each combination. Other versions are not tested.
+  - The controller runs ansible-core 2.19.14. A compatibility suite runs on Kubernetes v1.34.4 (etcd
+    v3.6.4), whose real node runs containerd 1.6.20 (Debian 12's), and the unit and sanity tests on
+    ansible-core 2.16; the README's support matrix says what proves each combination. Other versions are not
+    tested.
 """

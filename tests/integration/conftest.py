@@ -29,7 +29,9 @@ os.environ.setdefault("ANSIBLE_REMOTE_TMP", os.path.join(kh.REPO, ".ansible", "t
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "real_node: the test runs on the real node (added to every test that "
-                            "uses the real_node fixture; make runtime-compat selects them with -m real_node)")
+                            "uses the real_node fixture; make k8s-compat and make runtime-compat select them)")
+    config.addinivalue_line("markers", "k8s_compat: in the compatibility suite on the older Kubernetes minor "
+                            "(make k8s-compat), with every real_node test")
 
 
 def pytest_collection_modifyitems(items):

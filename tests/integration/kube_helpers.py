@@ -22,10 +22,15 @@ from kubernetes.client.rest import ApiException
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "tools", "localcluster"))
 
+import cluster as local_cluster  # noqa: E402  pylint: disable=wrong-import-position
 import nodes as simnodes  # noqa: E402  pylint: disable=wrong-import-position
 
-STATE = os.environ.get("NODEOPS_CLUSTER_DIR", os.path.join(REPO, ".cluster"))
+# The cluster NODEOPS_K8S_VERSION (or NODEOPS_CLUSTER_DIR) selects, as cluster.py decides it.
+STATE = local_cluster.STATE
 KUBECONFIG = os.path.join(STATE, "kubeconfig")
+# MutatingAdmissionPolicy is GA (admissionregistration.k8s.io/v1, on by default) from Kubernetes 1.36. On 1.34 it
+# is beta and off by default, and the local cluster leaves it off: dangling_job_ttl's documented fallback.
+NATIVE_TTL_SINCE = (1, 36)
 ADMIN_USER = "nodeops-admin"
 
 
@@ -331,6 +336,24 @@ def rest_client(kubeconfig=KUBECONFIG):
     from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import RestClient
 
     return RestClient(connection_config(auth_settings({"kubeconfig": kubeconfig}, {}), environ={}))
+
+
+def server_version():
+    """(major, minor) the apiserver reports."""
+    info = rest_client().get("/version")
+    return int(info["major"]), int(info["minor"].rstrip("+"))
+
+
+def native_ttl_engine():
+    """Whether the apiserver serves MutatingAdmissionPolicy v1 (what dangling_job_ttl's native engine needs), as
+    discovery says; it must be what the version says, so no cluster that should serve it takes a test's
+    fallback branch."""
+    listing = rest_client().get_or_none("/apis/admissionregistration.k8s.io/v1") or {}
+    served = any(r["name"] == "mutatingadmissionpolicies" for r in listing.get("resources") or [])
+    version = server_version()
+    assert served == (version >= NATIVE_TTL_SINCE), "Kubernetes %d.%d %s MutatingAdmissionPolicy v1" % (
+        version + ("serves" if served else "does not serve",))
+    return served
 
 
 class RealNodeHelper:

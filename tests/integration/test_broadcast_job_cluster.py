@@ -49,6 +49,7 @@ def labelled_nodes(sim_nodes):
     return make
 
 
+@pytest.mark.k8s_compat
 def test_module_runs_once_on_every_worker(tmp_path, core, namespace, audit):
     mark = audit.mark()
     result = kh.run_module(tmp_path, "broadcast_job", {
@@ -73,6 +74,7 @@ def test_module_runs_once_on_every_worker(tmp_path, core, namespace, audit):
     kh.wait_for("the garbage collector to delete the pods", lambda: kh.managed_pods(core, namespace) == [])
 
 
+@pytest.mark.k8s_compat
 def test_results_and_failure_tails_come_from_the_pod_status_with_no_log_read(tmp_path, namespace, labelled_nodes,
                                                                              audit):
     """The simulated kubelet puts a result line in each container's termination message, as the node
@@ -122,6 +124,7 @@ def test_a_failed_containers_log_tail_is_its_termination_message(tmp_path, names
     assert audit.log_reads_since(mark, namespace=namespace) == []
 
 
+@pytest.mark.k8s_compat
 def test_continue_runs_every_node_then_fails_and_keeps_failed_pods(tmp_path, core, namespace, labelled_nodes):
     selector, names = labelled_nodes(4)
     bad = names[2]
@@ -145,6 +148,7 @@ def test_continue_runs_every_node_then_fails_and_keeps_failed_pods(tmp_path, cor
     assert not relaxed.get("failed") and relaxed["summary"]["failed"] == 1
 
 
+@pytest.mark.k8s_compat
 def test_fail_fast_stops_creating_and_deletes_active_pods(tmp_path, core, namespace, labelled_nodes, audit):
     selector, names = labelled_nodes(4)
     first, slow = sorted(names)[0], sorted(names)[1]
@@ -253,6 +257,7 @@ def test_a_window_that_closes_mid_run_starts_no_new_pod(tmp_path, core, namespac
     assert (strict["summary"]["succeeded"], strict["summary"]["not_started"]) == (1, 5)
 
 
+@pytest.mark.k8s_compat
 def test_a_spent_failure_budget_starts_no_new_pod_and_fails_the_run(tmp_path, core, namespace, labelled_nodes):
     """max_failures=1: the first two nodes fail (one pod at a time), the rest are never started."""
     selector, names = labelled_nodes(5)
@@ -382,6 +387,7 @@ def test_a_run_in_progress_shows_its_counts_in_broadcast_info(tmp_path, namespac
     assert 1 <= len(patches) <= (periods + 1) + (periods + 1) + 1, patches
 
 
+@pytest.mark.k8s_compat
 def test_observed_concurrency_never_exceeds_parallelism(api_client, core, namespace, labelled_nodes):
     """parallelism 2 on 6 nodes, each pod running until the test ends it. The test watches the pods from a
     list made before the run (no event is missed, however late its watch connects) and ends one running pod
@@ -420,6 +426,7 @@ def test_observed_concurrency_never_exceeds_parallelism(api_client, core, namesp
     assert len(seen) == 6 and peak == 2, "peak concurrency %d with parallelism 2" % peak
 
 
+@pytest.mark.k8s_compat
 def test_skip_reasons_and_tolerate_all_taints(tmp_path, namespace, sim_nodes):
     tainted = sim_nodes.add()
     sim_nodes.taint(tainted, "dedicated", "db", "NoSchedule")
@@ -444,6 +451,7 @@ def test_skip_reasons_and_tolerate_all_taints(tmp_path, namespace, sim_nodes):
     assert by_node(result)[cordoned]["reason"] == "cordoned"
 
 
+@pytest.mark.k8s_compat
 def test_unschedulable_pod_is_reported_with_the_schedulers_reason(core, namespace, sim_nodes):
     small = sim_nodes.add(cpu="1", labels={"nodeops-test": "small"})
     result = None
@@ -460,6 +468,7 @@ def test_unschedulable_pod_is_reported_with_the_schedulers_reason(core, namespac
     kh.wait_for("the pending pod to be deleted", lambda: kh.managed_pods(core, namespace) == [])
 
 
+@pytest.mark.k8s_compat
 def test_node_deleted_mid_run_is_reported_lost(core, namespace, labelled_nodes, sim_nodes):
     selector, names = labelled_nodes(2)
     doomed, survivor = names
@@ -484,6 +493,7 @@ def test_node_deleted_mid_run_is_reported_lost(core, namespace, labelled_nodes, 
     assert nodes[survivor]["outcome"] == "succeeded"
 
 
+@pytest.mark.k8s_compat
 def test_killed_module_resumes_with_same_run_id_without_duplicates(tmp_path, core, namespace, labelled_nodes, audit):
     selector, names = labelled_nodes(4)
     args = {"name": "resume", "namespace": namespace, "preset": "image_prune", "node_selector": selector,
@@ -501,6 +511,7 @@ def test_killed_module_resumes_with_same_run_id_without_duplicates(tmp_path, cor
     kh.wait_for("the pods to be deleted", lambda: kh.managed_pods(core, namespace) == [])
 
 
+@pytest.mark.k8s_compat
 def test_check_mode_writes_nothing(tmp_path, namespace, audit):
     mark = audit.mark()
     result = kh.run_module(tmp_path, "broadcast_job", {
@@ -512,6 +523,7 @@ def test_check_mode_writes_nothing(tmp_path, namespace, audit):
     assert audit.writes_since(mark, namespace=None) == []
 
 
+@pytest.mark.k8s_compat
 def test_bad_input_writes_nothing(tmp_path, namespace, audit):
     mark = audit.mark()
     result = kh.run_module(tmp_path, "broadcast_job", {
@@ -521,6 +533,7 @@ def test_bad_input_writes_nothing(tmp_path, namespace, audit):
     assert audit.writes_since(mark, namespace=None) == []
 
 
+@pytest.mark.k8s_compat
 def test_state_absent_deletes_a_runs_pods_and_record(tmp_path, core, namespace, labelled_nodes):
     selector, names = labelled_nodes(2)
     first = kh.run_module(tmp_path, "broadcast_job", {
@@ -602,6 +615,7 @@ def test_logs_and_preset_results_come_through_the_api(api_client, tmp_path, name
         assert rec["result"]["dry_run"] is True
 
 
+@pytest.mark.k8s_compat
 def test_two_hundred_nodes(core, namespace, sim_nodes, audit):
     tag = kh.unique("big")
     for i in range(200):
@@ -641,6 +655,7 @@ def test_apiserver_restart_mid_run(core, namespace, labelled_nodes, audit):
     assert len(kh.pod_creates(audit, mark, namespace)) == 6
 
 
+@pytest.mark.k8s_compat
 def test_watch_expiry_410_is_survived(namespace, labelled_nodes):
     selector, names = labelled_nodes(3)
     # Start the pod watch from a resourceVersion long compacted away: the apiserver answers 410 Gone.
@@ -661,6 +676,7 @@ def test_restart_limit_fails_a_crash_looping_pod(core, namespace, labelled_nodes
     assert rec["restarts"] == 3
 
 
+@pytest.mark.k8s_compat
 def test_run_timeout_reports_timed_out_nodes_and_removes_their_pods(core, namespace, labelled_nodes):
     selector, names = labelled_nodes(2)
     started = time.monotonic()
@@ -730,6 +746,7 @@ def test_cleanup_that_fails_keeps_the_results_and_the_pods_owned(tmp_path, api_c
         kh.revoke(api_client, namespace, granted)
 
 
+@pytest.mark.k8s_compat
 def test_a_templates_tolerations_node_selector_and_affinity_decide_where_it_runs(
         tmp_path, core, namespace, sim_nodes):
     tainted = sim_nodes.add(labels={"disktype": "ssd"})

@@ -272,6 +272,7 @@ def test_run_now_creates_a_job_owned_by_the_cronjob(tmp_path, api_client, namesp
     assert job.spec.template.spec.service_account_name == "nodeops-nightly"
 
 
+@pytest.mark.k8s_compat
 def test_idempotence_diff_check_mode_and_absent(tmp_path, api_client, core, namespace, labelled, audit):
     first = install(tmp_path, namespace, labelled[0])
     assert first["changed"] and len(first["changes"]) == 9   # with the Role to post Node events in default
@@ -321,6 +322,7 @@ def test_idempotence_diff_check_mode_and_absent(tmp_path, api_client, core, name
     ({"schedule": "0 3 * * *", "concurrency_policy": "Sometimes"}, "value of concurrency_policy must be one of"),
     ({"schedule": "0 3 * * *", "runner_image": ""}, "runner_image='' is invalid"),
 ])
+@pytest.mark.k8s_compat
 def test_bad_input_is_refused_before_any_write(tmp_path, namespace, audit, args, fragment):
     mark = audit.mark()
     base = {"name": "bad", "namespace": namespace, "preset": "image_prune"}
@@ -384,6 +386,7 @@ def apiserver_takes(batch, namespace, expr):
         return False
 
 
+@pytest.mark.k8s_compat
 def test_the_modules_schedule_verdicts_agree_with_the_apiserver_in_both_directions(tmp_path, api_client, namespace):
     corpus = schedule_corpus()
     assert len(corpus) >= 200
@@ -418,6 +421,7 @@ def test_the_modules_schedule_verdicts_agree_with_the_apiserver_in_both_directio
     assert disagree == [], disagree
 
 
+@pytest.mark.k8s_compat
 def test_the_schedule_is_stored_exactly_as_written(tmp_path, api_client, namespace, labelled):
     for expr in ("@every 6h", "0 0 ? * mon"):
         install(tmp_path, namespace, labelled[0], schedule=expr)

@@ -22,6 +22,9 @@ import kube_helpers as kh
 sys.path.insert(0, os.path.join(kh.REPO, "tools", "localcluster"))
 import kyverno_tools  # noqa: E402  pylint: disable=wrong-import-position
 
+# In the compatibility suite on the older Kubernetes minor (make k8s-compat): dangling_job_ttl's engine choice and sweep.
+pytestmark = pytest.mark.k8s_compat
+
 TTL = 3600   # the sweep's ttl_seconds: Jobs finished within the hour are recent for the whole test
 CRD = "clusterpolicies.kyverno.io"
 
@@ -209,17 +212,28 @@ def test_missing_engine_is_reported_and_sweep_still_works(tmp_path, api_client, 
             assert exc.status == 404
     kh.wait_for("Kyverno's APIs to leave discovery", lambda: not (
         served("kyverno.io/v1", "clusterpolicies") or served("policies.kyverno.io/v1", "mutatingpolicies")))
+    native = kh.native_ttl_engine()
     mark = audit.mark()
-    for engine, needs in (("kyverno_legacy", "kyverno.io/v1 ClusterPolicy CRD"),
-                          ("kyverno", "policies.kyverno.io/v1 MutatingPolicy CRD")):
+    missing = [("kyverno_legacy", "kyverno.io/v1 ClusterPolicy CRD"),
+               ("kyverno", "policies.kyverno.io/v1 MutatingPolicy CRD")]
+    if not native:   # Kubernetes 1.34: MutatingAdmissionPolicy v1 is not served either
+        missing.append(("native", "mutatingadmissionpolicies (Kubernetes 1.36 or newer)"))
+    for engine, needs in missing:
         result = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600, "policy_engine": engine})
         assert result["failed"] and ("policy_engine=%s cannot be used here" % engine) in result["msg"], result["msg"]
         assert needs in result["msg"] and "policy=false" in result["msg"] and "policy_engine=auto" in result["msg"]
     assert audit.writes_since(mark, namespace=None) == []
-    # auto takes what the cluster has: the apiserver's own MutatingAdmissionPolicy.
-    chosen = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600, "policy_name": kh.unique("auto")},
-                           check=True)
-    assert chosen["policy_engine"] == "native" and "mutatingadmissionpolicies" in chosen["policy_engine_reason"]
+    if native:
+        # auto takes what the cluster has: the apiserver's own MutatingAdmissionPolicy.
+        chosen = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600, "policy_name": kh.unique("auto")},
+                               check=True)
+        assert chosen["policy_engine"] == "native" and "mutatingadmissionpolicies" in chosen["policy_engine_reason"]
+    else:
+        # No engine at all: auto says so, naming all three and how to only sweep, and writes nothing.
+        chosen = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600, "policy_name": kh.unique("auto")})
+        assert chosen["failed"] and "policy_engine=auto found no way" in chosen["msg"], chosen.get("msg")
+        assert "Kubernetes 1.36 or newer" in chosen["msg"] and "policy=false" in chosen["msg"]
+        assert audit.writes_since(mark, namespace=None) == []
     swept = kh.run_module(tmp_path, "dangling_job_ttl", {"policy": False, "sweep": True}, check=True)
     assert not swept.get("failed"), swept.get("msg")
 
@@ -229,6 +243,14 @@ def test_policy_present_idempotent_diff_and_absent(tmp_path, api_client, kyverno
     name = kh.unique("ttl-policy")
     args = {"policy_name": name, "ttl_seconds": 600, "policy_engine": engine}
     mark = audit.mark()
+    if engine == "native" and not kh.native_ttl_engine():
+        # Kubernetes 1.34 (MutatingAdmissionPolicy beta, off): refused in check mode and for real, nothing written.
+        for check in (True, False):
+            refused = kh.run_module(tmp_path, "dangling_job_ttl", args, check=check)
+            assert refused["failed"] and "policy_engine=native cannot be used here" in refused["msg"], refused
+            assert "Kubernetes 1.36 or newer" in refused["msg"] and "policy_engine=auto" in refused["msg"]
+        assert audit.writes_since(mark, namespace=None) == [] and stored_objects(api_client, engine, name) == []
+        return
     check = kh.run_module(tmp_path, "dangling_job_ttl", args, check=True)
     assert check["changed"] is True and check["policy_engine"] == engine
     assert audit.writes_since(mark, namespace=None) == [] and stored_objects(api_client, engine, name) == []
@@ -266,7 +288,15 @@ def test_switching_engines_removes_the_old_engines_objects(tmp_path, api_client,
     other = kh.unique("other")   # another policy name: never touched by this one's switches
     kh.run_module(tmp_path, "dangling_job_ttl", {"policy_name": other, "policy_engine": "kyverno_legacy"})
     previous = None
+    native = kh.native_ttl_engine()
     for engine in ("kyverno_legacy", "kyverno", "native", "kyverno_legacy"):
+        if engine == "native" and not native:
+            # Kubernetes 1.34: the switch to native is refused, and the kyverno objects stay as they were.
+            before = stored_objects(api_client, previous, name)
+            refused = kh.run_module(tmp_path, "dangling_job_ttl", {"policy_name": name, "policy_engine": engine})
+            assert refused["failed"] and "policy_engine=native cannot be used here" in refused["msg"], refused
+            assert stored_objects(api_client, previous, name) == before and len(before) == 1
+            continue
         args = {"policy_name": name, "policy_engine": engine, "ttl_seconds": 120}
         if previous:
             mark = audit.mark()
@@ -304,11 +334,18 @@ NATIVE_TTL = 3
 
 @pytest.fixture
 def native_policy(tmp_path, namespace, second_namespace):
-    """The native policy for the test namespace (second_namespace included but excluded), removed afterwards."""
+    """The native policy for the test namespace (second_namespace included but excluded), removed afterwards.
+
+    Where the apiserver has no MutatingAdmissionPolicy v1 (Kubernetes 1.34), the module refuses it, and the
+    fixture yields None: no policy, so no Job gains a TTL."""
     name = kh.unique("native")
     args = {"policy_name": name, "policy_engine": "native", "ttl_seconds": NATIVE_TTL,
             "include_namespaces": [namespace, second_namespace], "exclude_namespaces": [second_namespace]}
     result = kh.run_module(tmp_path, "dangling_job_ttl", args)
+    if not kh.native_ttl_engine():
+        assert result["failed"] and "policy_engine=native cannot be used here" in result["msg"], result
+        yield None
+        return
     assert result["changed"] is True and result["policy_engine"] == "native", result.get("msg")
     yield args
     assert kh.run_module(tmp_path, "dangling_job_ttl", dict(args, state="absent"))["changed"] is True
@@ -319,12 +356,14 @@ def _ttl(job):
 
 
 def test_native_policy_adds_the_ttl_on_the_real_apiserver(batch, core, namespace, second_namespace, native_policy):
-    """No CLI: Jobs are created through the API and what the apiserver stored is read back."""
+    """No CLI: Jobs are created through the API and what the apiserver stored is read back. On Kubernetes 1.34
+    the policy was refused (native_policy is None), and no Job gains a TTL."""
     # The apiserver loads a new policy from its informer; wait until a probe Job shows it acts.
     def probe():
         job = batch.create_namespaced_job(namespace, make_job(kh.unique("probe"), labels={"grp": "probe"}))
         return _ttl(job) == NATIVE_TTL
-    kh.wait_for("the apiserver to apply the new policy", probe, timeout=30, interval=0.5)
+    if native_policy:
+        kh.wait_for("the apiserver to apply the new policy", probe, timeout=30, interval=0.5)
     cron = batch.create_namespaced_cron_job(namespace, {
         "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "owner"},
         "spec": {"schedule": "0 0 1 1 *", "suspend": True, "jobTemplate": {"spec": {"template": {"spec": {
@@ -349,7 +388,7 @@ def test_native_policy_adds_the_ttl_on_the_real_apiserver(batch, core, namespace
         "helm-hook": batch.create_namespaced_job(namespace, make_job(
             "helm-hook", annotations={"helm.sh/hook": "pre-upgrade"}, **running)),
     }
-    expected = {"ownerless": NATIVE_TTL, "own-ttl": 42}
+    expected = {"ownerless": NATIVE_TTL, "own-ttl": 42} if native_policy else {"own-ttl": 42}
     # Read back what was stored, not only what the create returned.
     stored = {key: _ttl(batch.read_namespaced_job(job.metadata.name, job.metadata.namespace))
               for key, job in created.items()}
@@ -366,6 +405,9 @@ def test_native_policy_adds_the_ttl_on_the_real_apiserver(batch, core, namespace
 
     # A finished ownerless Job is deleted by the real TTL-after-finished controller.
     quick = batch.create_namespaced_job(namespace, make_job("finishes", labels={"grp": "quick"}))
+    if not native_policy:
+        assert _ttl(quick) is None
+        return
     assert _ttl(quick) == NATIVE_TTL
     kh.wait_for("the TTL controller to delete the finished Job", lambda: batch.list_namespaced_job(
         namespace, label_selector="grp=quick").items == [], timeout=60)

@@ -14,6 +14,7 @@ __metaclass__ = type
 import os
 import sys
 
+import pytest
 from kubernetes import client as k8s
 
 import kube_helpers as kh
@@ -24,6 +25,16 @@ import versions  # noqa: E402  pylint: disable=wrong-import-position
 PINS = versions.pins()
 
 
+def cluster_version():
+    """The Kubernetes version of the cluster under test (the go.mod of the minor NODEOPS_K8S_VERSION selects): the
+    notes' default, or the compatibility suite's."""
+    version = kh.local_cluster.K8S_VERSION
+    assert version == (PINS["compat_kubernetes"] if kh.local_cluster.K8S_MINOR == PINS["compat_minor"]
+                       else PINS["kubernetes"]), version
+    return version
+
+
+@pytest.mark.k8s_compat
 def test_the_control_plane_kwok_and_ansible_core_are_the_pinned_versions(api_client, core):
     from ansible.release import __version__ as ansible_core
 
@@ -32,17 +43,20 @@ def test_the_control_plane_kwok_and_ansible_core_are_the_pinned_versions(api_cli
     running = {"kubernetes": k8s.VersionApi(api_client).get_code().git_version, "kwok": kwok,
                "ansible_core": ansible_core}
     # kwok's nodes say their kubelet version as kwok-0.8.0 for kwok v0.8.0.
-    assert running == {"kubernetes": PINS["kubernetes"], "kwok": {"kwok-" + PINS["kwok"].lstrip("v")},
+    assert running == {"kubernetes": cluster_version(), "kwok": {"kwok-" + PINS["kwok"].lstrip("v")},
                        "ansible_core": PINS["ansible_core"]}
 
 
 def test_the_real_node_runs_the_kubelet_containerd_and_runc_the_notes_name(core, real_node):
     info = core.read_node(real_node.name).status.node_info
-    assert info.kubelet_version == PINS["kubernetes"]
-    assert info.kube_proxy_version in ("", PINS["kubernetes"])
-    # The runtime the node was started with (cluster.py records it), not what this process's environment says.
+    assert info.kubelet_version == cluster_version()
+    assert info.kube_proxy_version in ("", cluster_version())
+    # The runtime the node was started with (cluster.py records it), not what this process's environment says:
+    # the cluster version's own unless NODEOPS_CONTAINERD chose (make runtime-compat).
     runtime = real_node.node.recorded_runtime()
-    assert runtime in ("2.4", "1.6"), runtime
+    expected = os.environ.get("NODEOPS_CONTAINERD") or kh.local_cluster.realnode.default_runtime(
+        kh.local_cluster.K8S_MINOR)
+    assert runtime == expected, (runtime, expected)
     built = runtime == "2.4"
     want = PINS["containerd"].lstrip("v") if built else PINS["debian_containerd"]
     assert info.container_runtime_version == "containerd://" + want, (

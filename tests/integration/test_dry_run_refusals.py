@@ -19,6 +19,9 @@ from kubernetes import client as k8s
 
 import kube_helpers as kh
 
+# In the compatibility suite on the older Kubernetes minor (make k8s-compat): the bad-input refusals the apiserver decides.
+pytestmark = pytest.mark.k8s_compat
+
 # (option, value, the apiserver's words; %(namespace)s is the test's namespace)
 CASES = [
     ("service_account", "nodeops-no-such-sa",

@@ -276,10 +276,16 @@ def test_every_example_is_accepted_in_check_mode_and_returns_its_plan(module, tm
             if not installed or name != installed["namespace"]:
                 create_namespace(core, name)
         proc = run_play(tmp_path, play)
+        # Where the apiserver has no MutatingAdmissionPolicy v1 (Kubernetes 1.34), the native engine's example is
+        # refused, as documented; every other example runs.
+        native = module != "dangling_job_ttl" or kh.native_ttl_engine()
         for index, mode, task in runs:
             path = out_dir / ("%d-%s.json" % (index, mode))
             assert path.exists(), "%r (%s) did not run:\n%s" % (task["name"], mode, proc.stdout[-4000:])
             result = json.loads(path.read_text())
+            if not native and task[PREFIX + module].get("policy_engine") == "native":
+                assert result.get("failed") and "policy_engine=native cannot be used here" in result["msg"], result
+                continue
             assert not result.get("failed"), "%r (%s): %s" % (task["name"], mode, result.get("msg"))
             if mode == "check":
                 missing = [k for k in plan_keys(module, task[PREFIX + module]) if k not in result]

@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The real node's runtime choice (NODEOPS_CONTAINERD) and the configuration each runtime gets.
 
-Both runtimes really run in the integration tier (make integration on 2.4, make runtime-compat on 1.6);
+Both runtimes really run in the integration tier (make integration on 2.4, make k8s-compat on 1.6, the 1.34
+cluster's real node; make runtime-compat runs 1.6 on the default cluster);
 this checks what a typo does, and that each configuration is the version its containerd reads.
 """
 
@@ -22,6 +23,7 @@ import realnode  # noqa: E402  pylint: disable=wrong-import-position
 
 def test_the_default_runtime_is_containerd_2_built_from_its_module(monkeypatch):
     monkeypatch.delenv("NODEOPS_CONTAINERD", raising=False)
+    monkeypatch.delenv("NODEOPS_K8S_VERSION", raising=False)
     assert realnode.runtime() == "2.4"
     assert realnode.RUNTIMES["2.4"]["containerd"].startswith("v2.4.")
     assert realnode.RUNTIMES["2.4"]["runc"].startswith("v1.5.")
@@ -71,3 +73,13 @@ def test_the_recorded_runtime_of_a_node_and_when_it_must_be_restarted(tmp_path, 
     monkeypatch.setattr(node, "pid", lambda: None)
     monkeypatch.setenv("NODEOPS_CONTAINERD", "1.6")
     assert not node.runs_other_runtime()                     # not running: nothing to restart
+
+
+@pytest.mark.parametrize("k8s_version, expected", [("", "2.4"), ("1.37", "2.4"), ("1.34", "1.6"), ("v1.34.4", "1.6")])
+def test_the_1_34_cluster_keeps_debians_containerd_1_6(monkeypatch, k8s_version, expected):
+    """One runtime generation per cluster version, unless NODEOPS_CONTAINERD says otherwise."""
+    monkeypatch.delenv("NODEOPS_CONTAINERD", raising=False)
+    monkeypatch.setenv("NODEOPS_K8S_VERSION", k8s_version)
+    assert realnode.runtime() == expected
+    monkeypatch.setenv("NODEOPS_CONTAINERD", "2.4")
+    assert realnode.runtime() == "2.4"

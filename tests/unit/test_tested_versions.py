@@ -39,9 +39,12 @@ def test_the_fragment_is_what_the_pins_make():
 
 
 def test_the_cluster_stamps_the_version_go_mod_builds():
-    """cluster.py's K8S_VERSION is what the binaries report; go.mod decides what they are built from."""
+    """cluster.py stamps the version go.mod builds (tests/unit/test_k8s_versions.py); the notes name the default
+    minor's and the compatibility suite's."""
     import cluster
-    assert cluster.K8S_VERSION == versions.pins()["kubernetes"]
+    pins = versions.pins()
+    assert cluster.module_version(cluster.default_minor()) == pins["kubernetes"]
+    assert cluster.module_version(pins["compat_minor"]) == pins["compat_kubernetes"] != pins["kubernetes"]
 
 
 def test_the_pins_are_read_from_the_files_that_decide_them():

@@ -18,7 +18,7 @@ import subprocess
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # What would send its writes elsewhere than the defaults under HOME, or tie it to a calling make.
 NOT_PASSED = ("ANSIBLE_HOME", "ANSIBLE_CONFIG", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
-              "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ANSIBLE_CORE")
+              "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ANSIBLE_CORE", "NODEOPS_K8S_VERSION", "NODEOPS_CLUSTER_DIR")
 
 
 def written_below(root):
@@ -99,6 +99,8 @@ def test_make_test_ends_with_the_guard_and_every_tool_is_pointed_into_the_checko
     assert "home_guard.py snapshot" in steps[0] and "home_guard.py check" in steps[-1], steps
     # ... and between them, unit and sanity also run on the oldest ansible-core meta/runtime.yml declares.
     assert "$(MAKE) --no-print-directory oldest-core" in steps, steps
+    # ... and the compatibility suite on the older Kubernetes minor, after the full suite on the default one.
+    assert steps.index("$(MAKE) --no-print-directory k8s-compat") > steps.index("$(MAKE) --no-print-directory integration")
     with open(os.path.join(REPO, "meta", "runtime.yml")) as f:
         oldest = [ln.split(">=")[1].strip().strip('"') for ln in f if ln.startswith("requires_ansible:")][0]
     printed = subprocess.run(["make", "--no-print-directory", "-C", REPO, "-p", "-n", "help"], stdout=subprocess.PIPE,
@@ -107,6 +109,8 @@ def test_make_test_ends_with_the_guard_and_every_tool_is_pointed_into_the_checko
     assert "OLDEST_CORE := %s." % oldest.rsplit(".", 1)[0] in printed
     assert "unit sanity ANSIBLE_CORE='$(OLDEST_CORE)'" in " ".join(recipe("oldest-core"))
     assert "ANSIBLE_HOME := %s/.ansible" % REPO in printed
+    assert "NODEOPS_KUBECONFIG := %s/.cluster/kubeconfig" % REPO in printed
+    assert "COMPAT_K8S := 1.34" in printed
     assert "ANSIBLE_REMOTE_TMP := %s/.ansible/tmp" % REPO in printed
 
 

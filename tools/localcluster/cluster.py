@@ -13,6 +13,12 @@ virtualenv exists.
     cluster.py down      stop what ``up`` started, by recorded process id
     cluster.py status    show what runs
     cluster.py clean     down, then forget all cluster state
+    cluster.py kubeconfig  print the admin kubeconfig's path
+    cluster.py minor     print the Kubernetes minor it runs (default-minor: the default one)
+
+NODEOPS_K8S_VERSION=1.34 picks the Kubernetes minor (default: the newest module in tools/k8s/, whose
+go.mod is the one source of the version); each minor has its own state directory (.cluster for the
+default, .cluster-v1.34 otherwise) and builds its own binary.
 
 A second cluster beside the first (the fleet test starts one): another state
 directory and other ports, and no real node (there is one per machine).
@@ -26,6 +32,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -41,13 +48,55 @@ import nodes as simnodes  # noqa: E402  (sibling module, importable without a pa
 import realnode  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STATE = os.environ.get("NODEOPS_CLUSTER_DIR", os.path.join(REPO, ".cluster"))
+K8S_MODULES = os.path.join(REPO, "tools", "k8s")
+
+
+def supported_minors():
+    """The Kubernetes minors there is a module for (tools/k8s/v1.NN), oldest first."""
+    found = [name[1:] for name in os.listdir(K8S_MODULES)
+             if re.match(r"^v1\.\d+$", name) and os.path.isfile(os.path.join(K8S_MODULES, name, "go.mod"))]
+    return sorted(found, key=lambda minor: tuple(int(part) for part in minor.split(".")))
+
+
+def default_minor():
+    """The newest minor the project supports: what the cluster runs unless NODEOPS_K8S_VERSION says otherwise."""
+    return supported_minors()[-1]
+
+
+def selected_minor(value=None):
+    """The minor NODEOPS_K8S_VERSION names ("1.34", "v1.34" or that minor's go.mod version); exits naming the
+    choices otherwise."""
+    value = os.environ.get("NODEOPS_K8S_VERSION", "") if value is None else value
+    if not value:
+        return default_minor()
+    match = re.match(r"^v?(1\.\d+)(\.\d+)?$", value.strip())
+    minors = supported_minors()
+    if not match or match.group(1) not in minors or (
+            match.group(2) and "v" + value.strip().lstrip("v") != module_version(match.group(1))):
+        sys.exit("[cluster] NODEOPS_K8S_VERSION=%r: expected one of %s (a minor with a module in tools/k8s/; "
+                 "each builds the patch its go.mod names: %s)" % (
+                     value, ", ".join(minors), ", ".join(module_version(m) for m in minors)))
+    return match.group(1)
+
+
+def module_version(minor):
+    """The k8s.io/kubernetes version tools/k8s/v<minor>/go.mod requires: the one source of the version."""
+    with open(os.path.join(K8S_MODULES, "v" + minor, "go.mod")) as f:
+        return re.search(r"^\s*k8s\.io/kubernetes (v[0-9.]+)$", f.read(), re.M).group(1)
+
+
+K8S_MINOR = selected_minor()
+K8S_SRC = os.path.join(K8S_MODULES, "v" + K8S_MINOR)
+K8S_VERSION = module_version(K8S_MINOR)
+# One state directory per minor: etcd cannot open a newer etcd's data directory, and certificates, the
+# real node's store and logs belong to one cluster. The default minor keeps .cluster.
+STATE = os.environ.get("NODEOPS_CLUSTER_DIR") or os.path.join(
+    REPO, ".cluster" if K8S_MINOR == default_minor() else ".cluster-v" + K8S_MINOR)
 CACHE = os.environ.get(
     "NODEOPS_CACHE",
     os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "nodeops"),
 )
 KWOK_VERSION = "v0.8.0"
-K8S_VERSION = "v1.37.2"
 
 ETCD_PORT = int(os.environ.get("NODEOPS_ETCD_PORT", "23791"))
 ETCD_PEER_PORT = ETCD_PORT + 10
@@ -100,7 +149,7 @@ def build():
         sys.exit("[cluster] Go is required to build the control plane (go 1.26.6 or newer)")
     bindir = os.path.join(CACHE, "bin")
     os.makedirs(bindir, exist_ok=True)
-    k8s_bin = os.path.join(bindir, "nodeops-k8s-" + inputs_hash(os.path.join(REPO, "tools", "k8s")))
+    k8s_bin = os.path.join(bindir, "nodeops-k8s-" + inputs_hash(K8S_SRC))
     if os.path.exists(k8s_bin):
         log("reusing %s (inputs unchanged)" % k8s_bin)
     else:
@@ -115,10 +164,11 @@ def build():
         tmp = k8s_bin + ".tmp"
         run_build(
             ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", tmp, "."],
-            os.path.join(REPO, "tools", "k8s"), {"CGO_ENABLED": "0"},
+            K8S_SRC, {"CGO_ENABLED": "0"},
             "etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kubectl " + K8S_VERSION,
         )
         os.replace(tmp, k8s_bin)
+    check_built_version(k8s_bin)
     kwok_dir = os.path.join(CACHE, "kwok-" + KWOK_VERSION)
     kwok_bin = os.path.join(kwok_dir, "kwok")
     if os.path.exists(kwok_bin):
@@ -129,8 +179,8 @@ def build():
             REPO, {"GOBIN": kwok_dir, "CGO_ENABLED": "0", "GOFLAGS": "-trimpath"}, "kwok " + KWOK_VERSION,
         )
     os.makedirs(path("bin"), exist_ok=True)
-    links = {name: k8s_bin for name in ["etcd", "kube-apiserver", "kube-controller-manager",
-                                         "kube-scheduler", "kubectl", "kubelet", "kube-proxy"]}
+    names = ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"]
+    links = {name: k8s_bin for name in names}
     links["kwok"] = kwok_bin
     for name, target in links.items():
         link = path("bin", name)
@@ -140,6 +190,62 @@ def build():
             os.unlink(link)
         os.symlink(target, link)
     return links
+
+
+def built_module_version(binary):
+    """The k8s.io/kubernetes module version a binary was built from, as Go recorded it in the binary."""
+    out = subprocess.run(["go", "version", "-m", binary], capture_output=True, text=True, check=True).stdout
+    match = re.search(r"^\s*dep\s+k8s\.io/kubernetes\s+(v\S+)", out, re.M)
+    return match.group(1) if match else None
+
+
+def check_built_version(binary):
+    """The binary must be built from the version go.mod names (its cache key is the module's files, so a
+    mismatch means a stale or foreign binary under that name)."""
+    built = built_module_version(binary)
+    if built != K8S_VERSION:
+        sys.exit("[cluster] %s was built from k8s.io/kubernetes %s, but %s requires %s; remove it and run "
+                 "make cluster again" % (binary, built, os.path.relpath(os.path.join(K8S_SRC, "go.mod"), REPO),
+                                         K8S_VERSION))
+
+
+def check_state_minor():
+    """A state directory belongs to one Kubernetes minor: refuse another's (etcd 3.6 cannot read 3.7's data)."""
+    marker = path("k8s-minor")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            recorded = f.read().strip()
+        if recorded != K8S_MINOR:
+            sys.exit("[cluster] %s holds a Kubernetes %s cluster, not %s (NODEOPS_K8S_VERSION): clear it with "
+                     "NODEOPS_K8S_VERSION=%s make cluster-clean, or pick another NODEOPS_CLUSTER_DIR"
+                     % (STATE, recorded, K8S_MINOR, K8S_MINOR))
+    else:
+        with open(marker, "w") as f:
+            f.write(K8S_MINOR + "\n")
+
+
+def _restart_hint():
+    prefix = "NODEOPS_K8S_VERSION=%s " % K8S_MINOR if K8S_MINOR != default_minor() else ""
+    return "restart it: %smake cluster-down && %smake cluster" % (prefix, prefix)
+
+
+def check_running_version(api):
+    """What the apiserver reports must be what go.mod says: a cluster started before go.mod changed runs the
+    old binaries (each reports the version it was built as)."""
+    reported = api.call("GET", "/version")["gitVersion"]
+    if reported != K8S_VERSION:
+        sys.exit("[cluster] the apiserver reports %s, but %s requires %s; %s" % (
+            reported, os.path.relpath(os.path.join(K8S_SRC, "go.mod"), REPO), K8S_VERSION, _restart_hint()))
+
+
+def check_kubelet_version(api):
+    """The same for the real node's kubelet; returns its nodeInfo."""
+    info = api.call("GET", "/api/v1/nodes/" + realnode.NODE_NAME)["status"]["nodeInfo"]
+    if info.get("kubeletVersion") != K8S_VERSION:
+        sys.exit("[cluster] the real node's kubelet reports %s, but %s requires %s; %s" % (
+            info.get("kubeletVersion"), os.path.relpath(os.path.join(K8S_SRC, "go.mod"), REPO), K8S_VERSION,
+            _restart_hint()))
+    return info
 
 
 def kwok_source_dir():
@@ -288,14 +394,14 @@ def write_configs():
 # ---------------------------------------------------------------- processes
 
 
-def _pidfile(name):
-    return path("run", name + ".pid")
+def _pidfile(name, state=None):
+    return os.path.join(state or STATE, "run", name + ".pid")
 
 
-def _alive(name):
-    """Return the pid of a component we started that still runs, else None."""
+def _alive(name, state=None):
+    """Return the pid of a component we started (in ``state``, default this cluster's) that still runs, else None."""
     try:
-        with open(_pidfile(name)) as f:
+        with open(_pidfile(name, state)) as f:
             pid = int(f.read().strip())
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             argv = f.read().split(b"\0")
@@ -316,10 +422,30 @@ def _port_in_use(port):
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def running_siblings():
+    """[(state directory, minor)] of this checkout's other clusters that still run a component."""
+    found = []
+    for entry in sorted(os.listdir(REPO)):
+        other = os.path.join(REPO, entry)
+        if (entry == ".cluster" or entry.startswith(".cluster-v")) and os.path.realpath(other) != os.path.realpath(
+                STATE) and any(_alive(c, other) for c in COMPONENTS):
+            try:
+                with open(os.path.join(other, "k8s-minor")) as f:
+                    found.append((other, f.read().strip()))
+            except OSError:
+                found.append((other, "?"))
+    return found
+
+
 def _start(name, args):
     if _alive(name):
         return
     if _port_in_use(PORTS[name]):
+        for other, minor in running_siblings():
+            prefix = "" if minor == default_minor() else "NODEOPS_K8S_VERSION=%s " % minor
+            sys.exit("[cluster] port %d, needed by %s, is in use by this checkout's Kubernetes %s cluster (%s): "
+                     "only one runs at a time; stop it with %smake cluster-down" % (
+                         PORTS[name], name, minor, os.path.relpath(other, REPO), prefix))
         sys.exit("[cluster] port %d, needed by %s, is already in use: is a cluster from another checkout "
                  "running? Stop it with its own 'make cluster-down', or pick other ports with "
                  "NODEOPS_ETCD_PORT, NODEOPS_APISERVER_PORT, NODEOPS_KWOK_PORT, NODEOPS_CM_PORT, "
@@ -592,8 +718,10 @@ def up_real_node(api):
             "containerd://" + realnode.runtime().split(".")[0] + ".")
 
     _wait("the real node %s to be Ready (logs: %s)" % (realnode.NODE_NAME, node.p("logs")), ready, 120)
-    log("real node %s Ready in %.1fs (%s; taint %s, label %s=true)" % (
-        realnode.NODE_NAME, time.monotonic() - started, realnode.NODE_IP, realnode.TAINT_KEY, realnode.LABEL_KEY))
+    info = check_kubelet_version(api)
+    log("real node %s Ready in %.1fs (kubelet %s, %s; %s; taint %s, label %s=true)" % (
+        realnode.NODE_NAME, time.monotonic() - started, info["kubeletVersion"], info.get("containerRuntimeVersion"),
+        realnode.NODE_IP, realnode.TAINT_KEY, realnode.LABEL_KEY))
 
 
 def up():
@@ -601,9 +729,14 @@ def up():
     node = real_node()
     if all(_alive(c) for c in COMPONENTS) and (node.pid() or node.unavailable_reason()) and not (
             node.pid() and node.runs_other_runtime()):
-        log("already up; kubeconfig: %s" % path("kubeconfig"))
+        api = Api()
+        check_running_version(api)
+        if node.pid():
+            check_kubelet_version(api)
+        log("already up (Kubernetes %s); kubeconfig: %s" % (K8S_VERSION, path("kubeconfig")))
         return
     os.makedirs(STATE, exist_ok=True)
+    check_state_minor()
     build()
     ensure_pki()
     write_configs()
@@ -612,7 +745,8 @@ def up():
     _start("kube-apiserver", _args("kube-apiserver"))
     api = Api()
     _wait("kube-apiserver /readyz", lambda: api.call("GET", "/readyz", timeout=2) == "ok", 60)
-    log("kube-apiserver ready after %.1fs" % (time.monotonic() - started))
+    check_running_version(api)
+    log("kube-apiserver %s ready after %.1fs" % (K8S_VERSION, time.monotonic() - started))
     _apply_kwok_crds(api)
     if not _alive("kwok"):
         _release_node_leases(api)
@@ -664,9 +798,16 @@ def clean():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["build", "up", "down", "status", "clean"])
+    parser.add_argument("command", choices=["build", "up", "down", "status", "clean", "kubeconfig", "minor",
+                                            "default-minor"])
     args = parser.parse_args()
-    if args.command == "build":
+    if args.command == "kubeconfig":
+        print(path("kubeconfig"))
+    elif args.command == "minor":
+        print(K8S_MINOR)
+    elif args.command == "default-minor":
+        print(default_minor())
+    elif args.command == "build":
         build()
     elif args.command == "up":
         up()

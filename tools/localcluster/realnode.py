@@ -79,6 +79,9 @@ RUNTIMES = {
                          "/usr/sbin/runc": "runc"}},
 }
 DEFAULT_RUNTIME = "2.4"
+# Kubernetes minors (NODEOPS_K8S_VERSION) whose real node runs another runtime by default: 1.34's keeps
+# Debian's containerd 1.6, so both runtime generations stay proven, one per cluster version.
+RUNTIME_OF_K8S_MINOR = {"1.34": "1.6"}
 # The binaries a built runtime puts in the node's /usr/local/sbin (ahead of /usr/bin on its PATH).
 BUILT_BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2", "runc")
 CONTAINERD_MODULE = "github.com/containerd/containerd/v2"
@@ -86,9 +89,18 @@ RUNC_MODULE = "github.com/opencontainers/runc"
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def default_runtime(k8s_minor=None):
+    """The runtime of the cluster NODEOPS_K8S_VERSION selects (cluster.py validates that variable)."""
+    if k8s_minor is None:
+        k8s_minor = os.environ.get("NODEOPS_K8S_VERSION", "").strip().lstrip("v")
+        k8s_minor = ".".join(k8s_minor.split(".")[:2])
+    return RUNTIME_OF_K8S_MINOR.get(k8s_minor, DEFAULT_RUNTIME)
+
+
 def runtime():
-    """The runtime NODEOPS_CONTAINERD names (default DEFAULT_RUNTIME); exits naming the choices otherwise."""
-    name = os.environ.get("NODEOPS_CONTAINERD", DEFAULT_RUNTIME)
+    """The runtime NODEOPS_CONTAINERD names (default: the cluster version's); exits naming the choices
+    otherwise."""
+    name = os.environ.get("NODEOPS_CONTAINERD", default_runtime())
     if name not in RUNTIMES:
         sys.exit("[real-node] NODEOPS_CONTAINERD=%r: expected one of %s" % (name, ", ".join(sorted(RUNTIMES))))
     return name
