@@ -136,8 +136,8 @@ def matrix(v):
          "the compatibility suite (`make k8s-compat`): every integration test that uses the real node (every "
          "preset, the cron runner in its pod, the AWX and trust tests there) but the runner's time-zone window test; "
          "the tests marked `k8s_compat`: 17 of broadcast_job's on simulated nodes (fan-out, results, budgets, "
-         "skips, lost nodes, resume, check mode, absent, concurrency, 200 nodes), cron_broadcast's schedules and "
-         "bad input, every dry-run refusal, all of dangling_job_ttl's (MutatingAdmissionPolicy is off there: the "
+         "skips, lost nodes, resume, check mode, absent, concurrency, 200 nodes), cron_broadcast's idempotence, "
+         "stored schedule and bad input, every dry-run refusal, all of dangling_job_ttl's (MutatingAdmissionPolicy is off there: the "
          "documented fallback) with its sweep and the TTL-engine playbook; the role through molecule (CI: yes)",
          "not run"),
         ("Kubernetes %(kubernetes)s, containerd %(debian_containerd)s + runc %(debian_runc)s "

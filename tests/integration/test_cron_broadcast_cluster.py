@@ -386,7 +386,6 @@ def apiserver_takes(batch, namespace, expr):
         return False
 
 
-@pytest.mark.k8s_compat
 def test_the_modules_schedule_verdicts_agree_with_the_apiserver_in_both_directions(tmp_path, api_client, namespace):
     corpus = schedule_corpus()
     assert len(corpus) >= 200

@@ -772,8 +772,24 @@ def up():
            path("kubeconfig")))
 
 
+def other_real_node():
+    """The state directory of this checkout's other cluster whose real node runs, if one does."""
+    for entry in sorted(os.listdir(REPO)):
+        other = os.path.join(REPO, entry)
+        if (entry == ".cluster" or entry.startswith(".cluster-v")) and os.path.realpath(other) != os.path.realpath(
+                STATE) and realnode.Node(other, CACHE, APISERVER_PORT, os.path.join(other, "bin")).pid():
+            return other
+    return None
+
+
 def down():
-    stopped = ["real node"] if real_node().stop() else []
+    node = real_node()
+    # The host's node address, bridge and nft table are one per machine: a real node that does not run here
+    # must not take them from another version's that does (its state directory still exists).
+    other = None if node.pid() else other_real_node()
+    if other:
+        log("leaving the host's real-node network to the real node of %s, which runs" % os.path.relpath(other, REPO))
+    stopped = ["real node"] if node.stop(host_down=other is None) else []
     stopped += [name for name in reversed(COMPONENTS) if _stop(name)]
     log("stopped: %s" % (", ".join(stopped) if stopped else "nothing was running"))
 

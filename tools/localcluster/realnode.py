@@ -470,7 +470,9 @@ class Node:
         with open(self.p("run", "init.pid"), "w") as f:
             f.write(child[0])
 
-    def stop(self, timeout=30):
+    def stop(self, timeout=30, host_down=True):
+        """Stop the node and undo its host changes; ``host_down=False`` leaves them to the real node of another
+        state directory (another Kubernetes version) that runs: there is one node address, bridge and table."""
         pid = self.pid()
         stopped = False
         if pid:
@@ -485,7 +487,7 @@ class Node:
             stopped = True
         if os.path.exists(self.p("run", "init.pid")):
             os.unlink(self.p("run", "init.pid"))
-        if os.path.isdir(self.root):
+        if os.path.isdir(self.root) and host_down:
             self.host_down()
         if stopped:
             log("stopped %s (pid %d) and removed its host changes" % (NODE_NAME, pid))
