@@ -73,7 +73,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: k8s-compat runtime-compat oldest-core browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
 
 help:
-	@sed -n '2,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
 
 venv: $(VENV)/.stamp
 
@@ -149,7 +149,7 @@ k8s-compat: venv link kyverno browser
 	echo "[k8s-compat] the compatibility suite on Kubernetes $(COMPAT_K8S)"; \
 	rc=0; ( unset NODEOPS_CLUSTER_DIR; export NODEOPS_K8S_VERSION=$(COMPAT_K8S); \
 	  export NODEOPS_KUBECONFIG=$$($(CLUSTER) kubeconfig); \
-	  $(CLUSTER) up || exit $$?; rc=0; \
+	  $(CLUSTER) up || { rc=$$?; $(CLUSTER) down; exit $$rc; }; rc=0; \
 	  $(VPY) -m pytest $(COMPAT_TESTS) $(PYTEST_ARGS) || rc=$$?; \
 	  $(MAKE) --no-print-directory molecule NODEOPS_K8S_VERSION=$(COMPAT_K8S) || rc=$$?; \
 	  $(CLUSTER) down; exit $$rc ) || rc=$$?; \

@@ -249,7 +249,8 @@ def test_policy_present_idempotent_diff_and_absent(tmp_path, api_client, kyverno
             refused = kh.run_module(tmp_path, "dangling_job_ttl", args, check=check)
             assert refused["failed"] and "policy_engine=native cannot be used here" in refused["msg"], refused
             assert "Kubernetes 1.36 or newer" in refused["msg"] and "policy_engine=auto" in refused["msg"]
-        assert audit.writes_since(mark, namespace=None) == [] and stored_objects(api_client, engine, name) == []
+        # The audit log is the check: nothing was written (the v1 API is not served, so a read finds nothing anyway).
+        assert audit.writes_since(mark, namespace=None) == []
         return
     check = kh.run_module(tmp_path, "dangling_job_ttl", args, check=True)
     assert check["changed"] is True and check["policy_engine"] == engine

@@ -710,25 +710,40 @@ def test_a_fault_on_the_node_mid_run_ends_with_a_clear_outcome_and_loses_no_othe
 
 def test_stopping_another_versions_cluster_never_takes_this_real_nodes_network(
         tmp_path, core, namespace, real_node, sleeper_pod):
-    """The node address on lo, the bridge and the nft table are one per machine. make cluster-down of another
-    Kubernetes minor, whose state directory holds a real node that does not run, must leave them to this one
-    (it took them once: the compatibility suite's real node lost its address and every log read failed)."""
+    """The node address on lo, the bridge, the nft table, the kubelet's iptables chains and the sysctls are one
+    per host. make cluster-down of another Kubernetes minor, whose state directory holds a real node that does not
+    run, must leave them to this one (it took them once: the compatibility suite's real node lost its address and
+    every log read failed)."""
     import os
+    import shutil
     import subprocess
     import sys
 
+    realnode = kh.local_cluster.realnode
     other_minor = [m for m in kh.local_cluster.supported_minors() if m != kh.local_cluster.K8S_MINOR][0]
     other = tmp_path / "other-cluster"
-    (other / "realnode").mkdir(parents=True)      # a real node was here once: without the fix its stop cleans up
-    network = ("lo_addresses", "links", "nft_tables")
-    before = dict((key, real_node.node.host_state()[key]) for key in network)
+    # A real node was there once, with what its stop would restore: without the fix, all of it is undone.
+    (other / "realnode" / "run").mkdir(parents=True)
+    for rel in ("host-before.json", os.path.join("run", "sysctls.json")):
+        if os.path.exists(real_node.node.p(rel)):
+            shutil.copy(real_node.node.p(rel), str(other / "realnode" / rel))
+
+    def network():
+        state = real_node.node.host_state()
+        return {"node address": realnode.NODE_IP + "/32" in state["lo_addresses"],
+                "bridge": realnode.BRIDGE in state["links"],
+                "nft table": any(realnode.NFT_TABLE in t for t in state["nft_tables"]),
+                "iptables chains": state["iptables_chains"], "sysctls": state["sysctls"]}
+
+    before = network()
+    assert before["node address"] and before["bridge"] and before["nft table"], before
     pid = real_node.node.pid()
     env = dict(os.environ, NODEOPS_K8S_VERSION=other_minor, NODEOPS_CLUSTER_DIR=str(other))
     proc = subprocess.run([sys.executable, os.path.join(kh.REPO, "tools", "localcluster", "cluster.py"), "down"],
                           env=env, capture_output=True, text=True, check=True)
-    assert "leaving the host's real-node network to the real node of" in proc.stdout, proc.stdout + proc.stderr
-    assert kh.local_cluster.realnode.NODE_IP + "/32" in before["lo_addresses"], before
-    assert dict((key, real_node.node.host_state()[key]) for key in network) == before
+    assert "leaving the host's real-node network to the real node in %s" % real_node.node.root in proc.stdout, (
+        proc.stdout + proc.stderr)
+    assert network() == before
     assert real_node.node.pid() == pid
     # ... and the apiserver still reaches its kubelet on that address (a log read goes there).
     assert core.read_namespaced_pod_log(sleeper_pod, namespace, _request_timeout=10) is not None

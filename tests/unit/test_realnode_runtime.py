@@ -83,3 +83,42 @@ def test_the_1_34_cluster_keeps_debians_containerd_1_6(monkeypatch, k8s_version,
     assert realnode.runtime() == expected
     monkeypatch.setenv("NODEOPS_CONTAINERD", "2.4")
     assert realnode.runtime() == "2.4"
+
+
+def test_an_init_is_known_by_the_root_in_its_command_line():
+    argv = [b"/usr/bin/python3", b"/repo/tools/localcluster/realnode.py", b"init", b"/repo/.cluster/realnode",
+            b"/repo/.cluster/bin", b"16443", b""]
+    assert realnode._init_root(argv) == "/repo/.cluster/realnode"
+    assert realnode._init_root([b"/usr/bin/python3", b"/repo/tools/localcluster/realnode.py", b"build", b""]) is None
+    assert realnode._init_root([b"sleep", b"60", b""]) is None
+
+
+def test_another_state_directorys_node_is_never_taken_for_this_one(tmp_path):
+    """A pid file that names another real node's init (a recycled pid, another version's cluster) is not this
+    node: stopping this one must never signal it, and its running root is what tells stop() to leave the host's
+    network alone."""
+    import subprocess
+    import time
+
+    other_root = str(tmp_path / "other" / "realnode")
+    fake_init = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "/x/realnode.py", "init",
+                                  other_root, "/x/bin", "16443"])
+    try:
+        for _attempt in range(50):
+            if other_root in realnode.running_roots():
+                break
+            time.sleep(0.1)
+        assert other_root in realnode.running_roots()
+        mine = realnode.Node(str(tmp_path / "mine"), str(tmp_path), 16443, str(tmp_path / "bin"))
+        os.makedirs(mine.p("run"))
+        with open(mine.p("run", "init.pid"), "w") as f:
+            f.write(str(fake_init.pid))
+        assert mine.pid() is None
+        theirs = realnode.Node(str(tmp_path / "other"), str(tmp_path), 16443, str(tmp_path / "bin"))
+        os.makedirs(theirs.p("run"))
+        with open(theirs.p("run", "init.pid"), "w") as f:
+            f.write(str(fake_init.pid))
+        assert theirs.pid() == fake_init.pid
+    finally:
+        fake_init.kill()
+        fake_init.wait()

@@ -432,20 +432,26 @@ def running_siblings():
             try:
                 with open(os.path.join(other, "k8s-minor")) as f:
                     found.append((other, f.read().strip()))
-            except OSError:
-                found.append((other, "?"))
+            except OSError:   # made before the marker: the name says the minor
+                found.append((other, default_minor() if entry == ".cluster" else entry[len(".cluster-v"):]))
     return found
+
+
+def refuse_if_a_sibling_runs():
+    """Only one of this checkout's clusters runs at a time (ports, the real node's addresses): say so before
+    building anything."""
+    for other, minor in running_siblings():
+        prefix = "" if minor == default_minor() else "NODEOPS_K8S_VERSION=%s " % minor
+        sys.exit("[cluster] this checkout's Kubernetes %s cluster (%s) is running, and only one runs at a time "
+                 "(they share ports and the real node's addresses): stop it with %smake cluster-down" % (
+                     minor, os.path.relpath(other, REPO), prefix))
 
 
 def _start(name, args):
     if _alive(name):
         return
     if _port_in_use(PORTS[name]):
-        for other, minor in running_siblings():
-            prefix = "" if minor == default_minor() else "NODEOPS_K8S_VERSION=%s " % minor
-            sys.exit("[cluster] port %d, needed by %s, is in use by this checkout's Kubernetes %s cluster (%s): "
-                     "only one runs at a time; stop it with %smake cluster-down" % (
-                         PORTS[name], name, minor, os.path.relpath(other, REPO), prefix))
+        refuse_if_a_sibling_runs()
         sys.exit("[cluster] port %d, needed by %s, is already in use: is a cluster from another checkout "
                  "running? Stop it with its own 'make cluster-down', or pick other ports with "
                  "NODEOPS_ETCD_PORT, NODEOPS_APISERVER_PORT, NODEOPS_KWOK_PORT, NODEOPS_CM_PORT, "
@@ -735,6 +741,8 @@ def up():
             check_kubelet_version(api)
         log("already up (Kubernetes %s); kubeconfig: %s" % (K8S_VERSION, path("kubeconfig")))
         return
+    if os.environ.get("NODEOPS_CLUSTER_DIR") is None:   # a second cluster on other ports may run beside
+        refuse_if_a_sibling_runs()
     os.makedirs(STATE, exist_ok=True)
     check_state_minor()
     build()
@@ -772,24 +780,9 @@ def up():
            path("kubeconfig")))
 
 
-def other_real_node():
-    """The state directory of this checkout's other cluster whose real node runs, if one does."""
-    for entry in sorted(os.listdir(REPO)):
-        other = os.path.join(REPO, entry)
-        if (entry == ".cluster" or entry.startswith(".cluster-v")) and os.path.realpath(other) != os.path.realpath(
-                STATE) and realnode.Node(other, CACHE, APISERVER_PORT, os.path.join(other, "bin")).pid():
-            return other
-    return None
-
-
 def down():
-    node = real_node()
-    # The host's node address, bridge and nft table are one per machine: a real node that does not run here
-    # must not take them from another version's that does (its state directory still exists).
-    other = None if node.pid() else other_real_node()
-    if other:
-        log("leaving the host's real-node network to the real node of %s, which runs" % os.path.relpath(other, REPO))
-    stopped = ["real node"] if node.stop(host_down=other is None) else []
+    # (The real node leaves the host's network alone when another real node runs: Node.stop.)
+    stopped = ["real node"] if real_node().stop() else []
     stopped += [name for name in reversed(COMPONENTS) if _stop(name)]
     log("stopped: %s" % (", ".join(stopped) if stopped else "nothing was running"))
 

@@ -440,7 +440,9 @@ class Node:
                 argv = f.read().split(b"\0")
         except (OSError, ValueError):
             return None
-        return pid if b"realnode.py" in b" ".join(argv) and b"init" in argv else None
+        # ... this node's init: its root is in its command line (a recycled pid may be another node's init).
+        return pid if _init_root(argv) is not None and os.path.realpath(_init_root(argv)) == os.path.realpath(
+            self.root) else None
 
     def start(self):
         log("starting %s (containerd, kubelet, kube-proxy) in its own PID and mount namespaces" % NODE_NAME)
@@ -470,9 +472,10 @@ class Node:
         with open(self.p("run", "init.pid"), "w") as f:
             f.write(child[0])
 
-    def stop(self, timeout=30, host_down=True):
-        """Stop the node and undo its host changes; ``host_down=False`` leaves them to the real node of another
-        state directory (another Kubernetes version) that runs: there is one node address, bridge and table."""
+    def stop(self, timeout=30):
+        """Stop the node and undo its host changes, unless another real node runs on this host (another state
+        directory, Kubernetes version or checkout): there is one node address, bridge and nft table, and they
+        are that node's then."""
         pid = self.pid()
         stopped = False
         if pid:
@@ -487,7 +490,10 @@ class Node:
             stopped = True
         if os.path.exists(self.p("run", "init.pid")):
             os.unlink(self.p("run", "init.pid"))
-        if os.path.isdir(self.root) and host_down:
+        others = sorted(root for root in running_roots() if os.path.realpath(root) != os.path.realpath(self.root))
+        if others:
+            log("leaving the host's real-node network to the real node in %s, which runs" % others[0])
+        elif os.path.isdir(self.root):
             self.host_down()
         if stopped:
             log("stopped %s (pid %d) and removed its host changes" % (NODE_NAME, pid))
@@ -499,6 +505,29 @@ class Node:
         if pid is None:
             raise RuntimeError("the real node is not running")
         return subprocess.run(["nsenter", "--target", str(pid), "--mount", "--pid", "--"] + list(argv), **kwargs)
+
+
+def _init_root(argv):
+    """The root a real node's init was started with, from its command line (split at NUL), else None."""
+    for i, arg in enumerate(argv[:-2]):
+        if arg.endswith(b"realnode.py") and argv[i + 1] == b"init":
+            return os.fsdecode(argv[i + 2])
+    return None
+
+
+def running_roots():
+    """The roots of the real nodes whose init runs on this host, whatever their state directory or checkout."""
+    roots = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/cmdline" % entry, "rb") as f:
+                    root = _init_root(f.read().split(b"\0"))
+            except OSError:
+                continue
+            if root is not None:
+                roots.append(root)
+    return roots
 
 
 def _go_version():
