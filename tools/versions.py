@@ -18,6 +18,8 @@ import sys
 import textwrap
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tools", "localcluster"))
+from k8s_modules import default_minor, gomod_pin  # noqa: E402  (reads no environment, unlike cluster.py)
 FRAGMENT = os.path.join(REPO, "plugins", "doc_fragments", "tested_versions.py")
 README = os.path.join(REPO, "README.md")
 MATRIX_START, MATRIX_END = "<!-- support-matrix:start (tools/versions.py) -->", "<!-- support-matrix:end -->"
@@ -43,31 +45,19 @@ def _runtime_pin(text, name):
     return re.search(r'"%s": "(v[0-9.]+)"' % name, block).group(1)
 
 
-def _minors():
-    """The minors with a module (as cluster.supported_minors, which this must not import: it reads the environment)."""
-    k8s = os.path.join(REPO, "tools", "k8s")
-    names = [n[1:] for n in os.listdir(k8s) if re.match(r"^v1\.\d+$", n) and os.path.isfile(os.path.join(k8s, n, "go.mod"))]
-    return sorted(names, key=lambda minor: tuple(int(part) for part in minor.split(".")))
-
-
-def _gomod_pin(minor, module):
-    gomod = _read("tools", "k8s", "v" + minor, "go.mod")
-    return re.search(r"^\s*%s (v[0-9.]+)$" % re.escape(module), gomod, re.M).group(1)
-
-
 def pins():
     """{name: version} for everything the integration tier's notes name."""
     reqs = _read("requirements-test.txt")
     realnode_text = _read("tools", "localcluster", "realnode.py")
-    default, compat = _minors()[-1], re.search(r"^COMPAT_K8S := ([0-9.]+)$", _read("Makefile"), re.M).group(1)
+    default, compat = default_minor(), re.search(r"^COMPAT_K8S := ([0-9.]+)$", _read("Makefile"), re.M).group(1)
     compat_runtime = re.search(r'^RUNTIME_OF_K8S_MINOR = \{[^}]*"%s": "([0-9.]+)"' % re.escape(compat),
                                realnode_text, re.M).group(1)
     assert compat_runtime == "1.6", "the compatibility cluster's real node runs Debian's containerd"
     return {
-        "kubernetes": _gomod_pin(default, "k8s.io/kubernetes"),
-        "etcd": _gomod_pin(default, "go.etcd.io/etcd/server/v3"),
-        "compat_kubernetes": _gomod_pin(compat, "k8s.io/kubernetes"),
-        "compat_etcd": _gomod_pin(compat, "go.etcd.io/etcd/server/v3"),
+        "kubernetes": gomod_pin(default, "k8s.io/kubernetes"),
+        "etcd": gomod_pin(default, "go.etcd.io/etcd/server/v3"),
+        "compat_kubernetes": gomod_pin(compat, "k8s.io/kubernetes"),
+        "compat_etcd": gomod_pin(compat, "go.etcd.io/etcd/server/v3"),
         "compat_minor": compat,
         "kwok": _assignment(_read("tools", "localcluster", "cluster.py"), "KWOK_VERSION"),
         "kyverno": _assignment(_read("tools", "localcluster", "kyverno_tools.py"), "KYVERNO_VERSION"),

@@ -46,21 +46,9 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import nodes as simnodes  # noqa: E402  (sibling module, importable without a package install)
 import realnode  # noqa: E402
+from k8s_modules import K8S_MODULES, default_minor, make_prefix, module_version, supported_minors  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-K8S_MODULES = os.path.join(REPO, "tools", "k8s")
-
-
-def supported_minors():
-    """The Kubernetes minors there is a module for (tools/k8s/v1.NN), oldest first."""
-    found = [name[1:] for name in os.listdir(K8S_MODULES)
-             if re.match(r"^v1\.\d+$", name) and os.path.isfile(os.path.join(K8S_MODULES, name, "go.mod"))]
-    return sorted(found, key=lambda minor: tuple(int(part) for part in minor.split(".")))
-
-
-def default_minor():
-    """The newest minor the project supports: what the cluster runs unless NODEOPS_K8S_VERSION says otherwise."""
-    return supported_minors()[-1]
 
 
 def selected_minor(value=None):
@@ -79,15 +67,10 @@ def selected_minor(value=None):
     return match.group(1)
 
 
-def module_version(minor):
-    """The k8s.io/kubernetes version tools/k8s/v<minor>/go.mod requires: the one source of the version."""
-    with open(os.path.join(K8S_MODULES, "v" + minor, "go.mod")) as f:
-        return re.search(r"^\s*k8s\.io/kubernetes (v[0-9.]+)$", f.read(), re.M).group(1)
-
-
 K8S_MINOR = selected_minor()
 K8S_SRC = os.path.join(K8S_MODULES, "v" + K8S_MINOR)
 K8S_VERSION = module_version(K8S_MINOR)
+GO_MOD = os.path.relpath(os.path.join(K8S_SRC, "go.mod"), REPO)
 # One state directory per minor: etcd cannot open a newer etcd's data directory, and certificates, the
 # real node's store and logs belong to one cluster. The default minor keeps .cluster.
 STATE = os.environ.get("NODEOPS_CLUSTER_DIR") or os.path.join(
@@ -205,7 +188,7 @@ def check_built_version(binary):
     built = built_module_version(binary)
     if built != K8S_VERSION:
         sys.exit("[cluster] %s was built from k8s.io/kubernetes %s, but %s requires %s; remove it and run "
-                 "make cluster again" % (binary, built, os.path.relpath(os.path.join(K8S_SRC, "go.mod"), REPO),
+                 "make cluster again" % (binary, built, GO_MOD,
                                          K8S_VERSION))
 
 
@@ -225,7 +208,7 @@ def check_state_minor():
 
 
 def _restart_hint():
-    prefix = "NODEOPS_K8S_VERSION=%s " % K8S_MINOR if K8S_MINOR != default_minor() else ""
+    prefix = make_prefix(K8S_MINOR)
     return "restart it: %smake cluster-down && %smake cluster" % (prefix, prefix)
 
 
@@ -235,7 +218,7 @@ def check_running_version(api):
     reported = api.call("GET", "/version")["gitVersion"]
     if reported != K8S_VERSION:
         sys.exit("[cluster] the apiserver reports %s, but %s requires %s; %s" % (
-            reported, os.path.relpath(os.path.join(K8S_SRC, "go.mod"), REPO), K8S_VERSION, _restart_hint()))
+            reported, GO_MOD, K8S_VERSION, _restart_hint()))
 
 
 def check_kubelet_version(api):
@@ -243,7 +226,7 @@ def check_kubelet_version(api):
     info = api.call("GET", "/api/v1/nodes/" + realnode.NODE_NAME)["status"]["nodeInfo"]
     if info.get("kubeletVersion") != K8S_VERSION:
         sys.exit("[cluster] the real node's kubelet reports %s, but %s requires %s; %s" % (
-            info.get("kubeletVersion"), os.path.relpath(os.path.join(K8S_SRC, "go.mod"), REPO), K8S_VERSION,
+            info.get("kubeletVersion"), GO_MOD, K8S_VERSION,
             _restart_hint()))
     return info
 
@@ -441,7 +424,7 @@ def refuse_if_a_sibling_runs():
     """Only one of this checkout's clusters runs at a time (ports, the real node's addresses): say so before
     building anything."""
     for other, minor in running_siblings():
-        prefix = "" if minor == default_minor() else "NODEOPS_K8S_VERSION=%s " % minor
+        prefix = make_prefix(minor)
         sys.exit("[cluster] this checkout's Kubernetes %s cluster (%s) is running, and only one runs at a time "
                  "(they share ports and the real node's addresses): stop it with %smake cluster-down" % (
                      minor, os.path.relpath(other, REPO), prefix))
