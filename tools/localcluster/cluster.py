@@ -614,18 +614,39 @@ def restart(name):
 
 
 def wait_controllers(api, timeout=120):
-    """Wait until the controller-manager acts on new objects again.
+    """Wait until the controllers act on new objects again: the controller-manager, kwok and the scheduler.
 
-    After an apiserver restart its informers reconnect with backoff, which can
-    take tens of seconds; tests that follow must not see a half-working cluster.
+    After an apiserver restart their informers reconnect with backoff, which can take tens of seconds;
+    tests that follow must not see a half-working cluster. A new namespace gets its ServiceAccount
+    (controller-manager), a new node becomes Ready and loses its not-ready taint (kwok and the node
+    lifecycle controller), and a pod pinned to that node is bound (the scheduler has seen both).
     """
-    ns = "nodeops-probe-%d" % int(time.time() * 1000)
+    stamp = int(time.time() * 1000)
+    ns, node = "nodeops-probe-%d" % stamp, "nodeops-probe-%d" % stamp
     api.call("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     try:
         _wait("the controller-manager to create a ServiceAccount",
               lambda: api.call("GET", "/api/v1/namespaces/%s/serviceaccounts/default" % ns), timeout)
+        api.call("POST", "/api/v1/nodes", simnodes.node_manifest(node))
+
+        def node_ready():
+            got = api.call("GET", "/api/v1/nodes/" + node)
+            taints = [t["key"] for t in got["spec"].get("taints") or []]
+            return simnodes.is_ready(got) and "node.kubernetes.io/not-ready" not in taints
+        _wait("kwok to make a new node Ready", node_ready, timeout)
+        api.call("POST", "/api/v1/namespaces/%s/pods" % ns, {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"},
+            "spec": {"nodeSelector": {"kubernetes.io/hostname": node}, "automountServiceAccountToken": False,
+                     "containers": [{"name": "probe", "image": "nodeops.local/probe:none"}]}})
+        _wait("the scheduler to bind a pod to a new node",
+              lambda: api.call("GET", "/api/v1/namespaces/%s/pods/probe" % ns)["spec"].get("nodeName") == node, timeout)
     finally:
-        api.call("DELETE", "/api/v1/namespaces/" + ns)
+        for url in ("/api/v1/namespaces/%s/pods/probe?gracePeriodSeconds=0" % ns, "/api/v1/nodes/" + node,
+                    "/api/v1/namespaces/" + ns):
+            try:
+                api.call("DELETE", url)
+            except Exception:  # noqa: BLE001  -- a probe that was never made, or went already
+                pass
 
 
 def stop(name):
