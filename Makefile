@@ -3,6 +3,7 @@
 #   make demo          bring the local cluster up and run the demo playbook
 #   make test          everything: unit, integration (real control plane), sanity, the support matrix
 #                      (NODEOPS_K8S_VERSION=1.34 with cluster, demo, test or bench: that Kubernetes minor)
+#                      (and NODEOPS_MUTATING_ADMISSION_POLICY_BETA=1 on 1.34: MutatingAdmissionPolicy v1beta1 on)
 #   make cluster       start the local control plane (idempotent)
 #   make cluster-down  stop only the processes `make cluster` started
 #   make bench         benchmarks/ against baselines (~45 min; not part of test)
@@ -73,7 +74,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 .PHONY: k8s-compat runtime-compat oldest-core browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
 
 help:
-	@sed -n '2,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
 
 venv: $(VENV)/.stamp
 
@@ -141,6 +142,9 @@ integration: venv link kyverno browser
 # the role through molecule. The running cluster is stopped first, and started again afterwards if it was up.
 # Skipped when make test already runs everything on $(COMPAT_K8S) (NODEOPS_K8S_VERSION=$(COMPAT_K8S)).
 COMPAT_TESTS ?= tests/integration -m "real_node or k8s_compat" -k "not closes_the_window_in_its_time_zone"
+# Then, with the apiserver restarted with NODEOPS_MUTATING_ADMISSION_POLICY_BETA=1, dangling_job_ttl's engine
+# choice and the native engine end to end, on admissionregistration.k8s.io/v1beta1.
+MAP_BETA_TESTS ?= tests/integration/test_dangling_jobs_cluster.py -k "native or switching or missing_engine"
 k8s-compat: venv link kyverno browser
 	@if [ "$$($(CLUSTER) minor)" = "$(COMPAT_K8S)" ]; then \
 	  echo "[k8s-compat] the full suite ran on Kubernetes $(COMPAT_K8S) already"; exit 0; fi; \
@@ -152,6 +156,9 @@ k8s-compat: venv link kyverno browser
 	  $(CLUSTER) up || { rc=$$?; $(CLUSTER) down; exit $$rc; }; rc=0; \
 	  $(VPY) -m pytest $(COMPAT_TESTS) $(PYTEST_ARGS) || rc=$$?; \
 	  $(MAKE) --no-print-directory molecule NODEOPS_K8S_VERSION=$(COMPAT_K8S) || rc=$$?; \
+	  echo "[k8s-compat] dangling_job_ttl's native engine on MutatingAdmissionPolicy v1beta1 (the apiserver restarted with its gate)"; \
+	  export NODEOPS_MUTATING_ADMISSION_POLICY_BETA=1; \
+	  if $(CLUSTER) up; then $(VPY) -m pytest $(MAP_BETA_TESTS) $(PYTEST_ARGS) || rc=$$?; else rc=1; fi; \
 	  $(CLUSTER) down; exit $$rc ) || rc=$$?; \
 	if [ $$was_up = 1 ]; then $(CLUSTER) up; fi; \
 	exit $$rc

@@ -128,7 +128,9 @@ def matrix(v):
          "the tests marked `k8s_compat`: 17 of broadcast_job's on simulated nodes (fan-out, results, budgets, "
          "skips, lost nodes, resume, check mode, absent, concurrency, 200 nodes), cron_broadcast's idempotence, "
          "stored schedule and bad input, every dry-run refusal, all of dangling_job_ttl's (MutatingAdmissionPolicy is off there: the "
-         "documented fallback) with its sweep and the TTL-engine playbook; the role through molecule (CI: yes)",
+         "documented fallback) with its sweep and the TTL-engine playbook; the role through molecule; then, restarted "
+         "with `NODEOPS_MUTATING_ADMISSION_POLICY_BETA=1`, dangling_job_ttl's engine choice and native engine end to "
+         "end on MutatingAdmissionPolicy v1beta1 (CI: yes)",
          "not run"),
         ("Kubernetes %(kubernetes)s, containerd %(debian_containerd)s + runc %(debian_runc)s "
          "(`NODEOPS_CONTAINERD=1.6`)" % v,

@@ -17,7 +17,8 @@ description:
     when they are created without it. It acts on CREATE only, and with C(failurePolicy=Ignore) a policy
     that cannot run never blocks a Job.
   - The policy engine is chosen with I(policy_engine). C(native) needs no policy engine at all, since
-    the API server itself applies a C(MutatingAdmissionPolicy) (Kubernetes 1.36 or newer). C(kyverno) writes
+    the API server itself applies a C(MutatingAdmissionPolicy) (Kubernetes 1.36 or newer, or 1.34 and 1.35 with
+    its feature gate on, as C(v1beta1)). C(kyverno) writes
     Kyverno's C(MutatingPolicy) (C(policies.kyverno.io/v1)). C(kyverno_legacy) writes the deprecated
     C(kyverno.io/v1) C(ClusterPolicy) for Kyverno releases without MutatingPolicy.
   - Installing with one engine removes what this module wrote for the same I(policy_name) with another engine,
@@ -49,8 +50,12 @@ options:
   policy_engine:
     description:
       - Which admission engine adds the TTL.
-      - C(native) writes a C(MutatingAdmissionPolicy) and its C(MutatingAdmissionPolicyBinding)
-        (C(admissionregistration.k8s.io/v1)), applied by the API server itself. Needs Kubernetes 1.36 or newer.
+      - C(native) writes a C(MutatingAdmissionPolicy) and its C(MutatingAdmissionPolicyBinding), applied by the
+        API server itself. It uses C(admissionregistration.k8s.io/v1) where served (Kubernetes 1.36 or newer),
+        else C(admissionregistration.k8s.io/v1beta1), served by Kubernetes 1.34 and 1.35 when the API server runs
+        with C(--feature-gates=MutatingAdmissionPolicy=true) and
+        C(--runtime-config=admissionregistration.k8s.io/v1beta1=true). The result's C(policy_api_version) says
+        which.
       - C(kyverno) writes a Kyverno C(MutatingPolicy) (C(policies.kyverno.io/v1)) with the same CEL conditions.
       - C(kyverno_legacy) writes a Kyverno C(ClusterPolicy) (C(kyverno.io/v1)), deprecated since Kyverno 1.17.
       - C(auto) takes the first of these the cluster serves, in that order, found by API discovery.
@@ -196,6 +201,13 @@ policy_engine_reason:
   returned: when policy=true and state=present
   type: str
   sample: "auto: the apiserver serves admissionregistration.k8s.io/v1 mutatingadmissionpolicies (Kubernetes 1.36 or newer)"
+policy_api_version:
+  description:
+    - The apiVersion of the policy objects written, found by discovery. For native,
+      C(admissionregistration.k8s.io/v1) or, on Kubernetes 1.34 and 1.35 with the feature gate on, C(v1beta1).
+  returned: when policy=true and state=present
+  type: str
+  sample: admissionregistration.k8s.io/v1
 policy:
   description: The policy object (MutatingAdmissionPolicy, MutatingPolicy or ClusterPolicy) as it is, or would be, in the cluster.
   returned: when policy=true and state=present
@@ -279,11 +291,16 @@ def build_argument_spec():
 
 
 def served_engines(client):
-    """Which engines' APIs this cluster serves, from discovery (no CRD read rights needed)."""
+    """Which engines' APIs this cluster serves, from discovery (no CRD read rights needed): each engine's
+    apiVersion, or False. Native is the first of v1 and v1beta1 that lists mutatingadmissionpolicies."""
     served = {}
     for engine, (api_version, _kinds, resource) in policy.ENGINES.items():
-        listing = client.get_or_none("/apis/" + api_version)
-        served[engine] = any(r.get("name") == resource for r in (listing or {}).get("resources") or [])
+        served[engine] = False
+        for version in (policy.NATIVE_API_VERSIONS if engine == "native" else (api_version,)):
+            listing = client.get_or_none("/apis/" + version)
+            if any(r.get("name") == resource for r in (listing or {}).get("resources") or []):
+                served[engine] = version
+                break
     return served
 
 
@@ -297,7 +314,8 @@ def our_objects(client, served, policy_name, engines):
     for engine in engines:
         if not served.get(engine):
             continue
-        api_version, kinds, _resource = policy.ENGINES[engine]
+        _api_version, kinds, _resource = policy.ENGINES[engine]
+        api_version = served[engine]
         for kind in kinds:
             listing = client.get(apply.path_for(client, api_version, kind),
                                  {"labelSelector": "%s=%s" % (LABEL_MANAGED_BY, MANAGED_BY)})
@@ -316,12 +334,13 @@ def manage_policy(module, client, opts, result):
         stale = our_objects(client, served, name, policy.ENGINE_ORDER)
     else:
         engine, why = policy.choose_engine(opts["policy_engine"], served)
-        result.update(policy_engine=engine, policy_engine_reason=why)
+        result.update(policy_engine=engine, policy_engine_reason=why, policy_api_version=served[engine])
         others = [e for e in policy.ENGINE_ORDER if e != engine]
         stale = our_objects(client, served, name, others)
         # Every object is dry-run by the apiserver before the first write; the old engine's objects
         # go only after the new ones are in, so new Jobs are never left without a policy.
-        changed, diff, stored = apply.ensure(client, policy.build_policy(opts, engine), module.check_mode)
+        objects = policy.build_policy(opts, engine, served[engine])
+        changed, diff, stored = apply.ensure(client, objects, module.check_mode)
         result["policy"] = stored[0]
         result["policy_objects"] = [apply.ref(o) for o in stored]
         for obj, old, new in zip(changed, diff["before"], diff["after"]):

@@ -345,15 +345,23 @@ def server_version():
 
 
 def native_ttl_engine():
-    """Whether the apiserver serves MutatingAdmissionPolicy v1 (what dangling_job_ttl's native engine needs), as
-    discovery says; it must be what the version says, so no cluster that should serve it takes a test's
-    fallback branch."""
-    listing = rest_client().get_or_none("/apis/admissionregistration.k8s.io/v1") or {}
-    served = any(r["name"] == "mutatingadmissionpolicies" for r in listing.get("resources") or [])
+    """The apiVersion in which the apiserver serves MutatingAdmissionPolicy (what dangling_job_ttl's native engine
+    needs), as discovery says: admissionregistration.k8s.io/v1 from Kubernetes 1.36, v1beta1 before it where the
+    cluster was started with NODEOPS_MUTATING_ADMISSION_POLICY_BETA=1, else None. It must be what the version and
+    that variable say, so no cluster that should serve it takes a test's fallback branch."""
+    def served(group_version):
+        listing = rest_client().get_or_none("/apis/" + group_version) or {}
+        return any(r["name"] == "mutatingadmissionpolicies" for r in listing.get("resources") or [])
+    v1, beta = "admissionregistration.k8s.io/v1", "admissionregistration.k8s.io/v1beta1"
     version = server_version()
-    assert served == (version >= NATIVE_TTL_SINCE), "Kubernetes %d.%d %s MutatingAdmissionPolicy v1" % (
-        version + ("serves" if served else "does not serve",))
-    return served
+    assert served(v1) == (version >= NATIVE_TTL_SINCE), "Kubernetes %d.%d %s MutatingAdmissionPolicy v1" % (
+        version + ("serves" if served(v1) else "does not serve",))
+    if version >= NATIVE_TTL_SINCE:
+        return v1
+    wanted = os.environ.get("NODEOPS_MUTATING_ADMISSION_POLICY_BETA") == "1"
+    assert served(beta) == wanted, "Kubernetes %d.%d with NODEOPS_MUTATING_ADMISSION_POLICY_BETA=%s %s v1beta1" % (
+        version + ("1" if wanted else "unset", "serves" if served(beta) else "does not serve"))
+    return beta if wanted else None
 
 
 class RealNodeHelper:

@@ -183,10 +183,14 @@ def served(group_version, plural):
 
 
 def stored_objects(api_client, engine, name):
-    """The objects of ``engine`` named ``name`` as the apiserver stored them (404s left out)."""
+    """The objects of ``engine`` named ``name`` as the apiserver stored them (404s left out); native's in the
+    version served (v1, or v1beta1 on Kubernetes 1.34 with the feature gate on)."""
     custom = k8s.CustomObjectsApi(api_client)
     found = []
+    native = kh.native_ttl_engine() if engine == "native" else None
     for group, version, plural in ENGINE_OBJECTS[engine]:
+        if native:
+            version = native.split("/")[1]
         try:
             found.append(custom.get_cluster_custom_object(group, version, plural, name))
         except ApiException as exc:
@@ -216,8 +220,9 @@ def test_missing_engine_is_reported_and_sweep_still_works(tmp_path, api_client, 
     mark = audit.mark()
     missing = [("kyverno_legacy", "kyverno.io/v1 ClusterPolicy CRD"),
                ("kyverno", "policies.kyverno.io/v1 MutatingPolicy CRD")]
-    if not native:   # Kubernetes 1.34: MutatingAdmissionPolicy v1 is not served either
-        missing.append(("native", "mutatingadmissionpolicies (Kubernetes 1.36 or newer)"))
+    if not native:   # Kubernetes 1.34 (no feature gate): MutatingAdmissionPolicy is not served either
+        missing.append(("native", "admissionregistration.k8s.io/v1 (Kubernetes 1.36 or newer), or "
+                                  "admissionregistration.k8s.io/v1beta1 (Kubernetes 1.34 and 1.35"))
     for engine, needs in missing:
         result = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600, "policy_engine": engine})
         assert result["failed"] and ("policy_engine=%s cannot be used here" % engine) in result["msg"], result["msg"]
@@ -227,12 +232,14 @@ def test_missing_engine_is_reported_and_sweep_still_works(tmp_path, api_client, 
         # auto takes what the cluster has: the apiserver's own MutatingAdmissionPolicy.
         chosen = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600, "policy_name": kh.unique("auto")},
                                check=True)
-        assert chosen["policy_engine"] == "native" and "mutatingadmissionpolicies" in chosen["policy_engine_reason"]
+        assert chosen["policy_engine"] == "native" and chosen["policy_api_version"] == native, chosen
+        assert "serves %s mutatingadmissionpolicies" % native in chosen["policy_engine_reason"]
     else:
         # No engine at all: auto says so, naming all three and how to only sweep, and writes nothing.
         chosen = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600, "policy_name": kh.unique("auto")})
         assert chosen["failed"] and "policy_engine=auto found no way" in chosen["msg"], chosen.get("msg")
         assert "Kubernetes 1.36 or newer" in chosen["msg"] and "policy=false" in chosen["msg"]
+        assert "1.34 or 1.35 with the MutatingAdmissionPolicy feature gate" in chosen["msg"]
         assert audit.writes_since(mark, namespace=None) == []
     swept = kh.run_module(tmp_path, "dangling_job_ttl", {"policy": False, "sweep": True}, check=True)
     assert not swept.get("failed"), swept.get("msg")
@@ -254,6 +261,8 @@ def test_policy_present_idempotent_diff_and_absent(tmp_path, api_client, kyverno
         return
     check = kh.run_module(tmp_path, "dangling_job_ttl", args, check=True)
     assert check["changed"] is True and check["policy_engine"] == engine
+    if engine == "native":   # v1, or v1beta1 on Kubernetes 1.34 with the feature gate on
+        assert check["policy_api_version"] == kh.native_ttl_engine() == check["policy"]["apiVersion"], check
     assert audit.writes_since(mark, namespace=None) == [] and stored_objects(api_client, engine, name) == []
     first = kh.run_module(tmp_path, "dangling_job_ttl", args)
     assert first["changed"] is True, first.get("msg")
@@ -337,7 +346,7 @@ NATIVE_TTL = 3
 def native_policy(tmp_path, namespace, second_namespace):
     """The native policy for the test namespace (second_namespace included but excluded), removed afterwards.
 
-    Where the apiserver has no MutatingAdmissionPolicy v1 (Kubernetes 1.34), the module refuses it, and the
+    Where the apiserver serves no MutatingAdmissionPolicy (Kubernetes 1.34 without its feature gate), the module refuses it, and the
     fixture yields None: no policy, so no Job gains a TTL."""
     name = kh.unique("native")
     args = {"policy_name": name, "policy_engine": "native", "ttl_seconds": NATIVE_TTL,
@@ -348,6 +357,7 @@ def native_policy(tmp_path, namespace, second_namespace):
         yield None
         return
     assert result["changed"] is True and result["policy_engine"] == "native", result.get("msg")
+    assert result["policy_api_version"] == kh.native_ttl_engine()
     yield args
     assert kh.run_module(tmp_path, "dangling_job_ttl", dict(args, state="absent"))["changed"] is True
 

@@ -77,7 +77,8 @@ def test_an_unsupported_version_is_refused_naming_the_variable_the_value_and_the
 
 
 def run_kubeconfig(**env):
-    base = {k: v for k, v in os.environ.items() if k not in ("NODEOPS_K8S_VERSION", "NODEOPS_CLUSTER_DIR")}
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("NODEOPS_K8S_VERSION", "NODEOPS_CLUSTER_DIR", "NODEOPS_MUTATING_ADMISSION_POLICY_BETA")}
     proc = subprocess.run([sys.executable, os.path.join(REPO, "tools", "localcluster", "cluster.py"), "kubeconfig"],
                           env=dict(base, **env), capture_output=True, text=True, check=False)
     return proc.returncode, proc.stdout.strip(), proc.stderr.strip()
@@ -90,6 +91,24 @@ def test_each_minor_has_its_own_state_directory():
     assert run_kubeconfig(NODEOPS_K8S_VERSION="1.34", NODEOPS_CLUSTER_DIR="/tmp/x")[1] == "/tmp/x/kubeconfig"
     rc, out, err = run_kubeconfig(NODEOPS_K8S_VERSION="1.99")
     assert rc != 0 and out == "" and "NODEOPS_K8S_VERSION='1.99': expected one of" in err
+
+
+def test_the_mutating_admission_policy_beta_is_only_for_minors_before_its_ga():
+    assert run_kubeconfig(NODEOPS_K8S_VERSION="1.34", NODEOPS_MUTATING_ADMISSION_POLICY_BETA="1")[0] == 0
+    assert run_kubeconfig(NODEOPS_MUTATING_ADMISSION_POLICY_BETA="0")[0] == 0
+    rc, out, err = run_kubeconfig(NODEOPS_MUTATING_ADMISSION_POLICY_BETA="1")
+    assert rc != 0 and out == "" and "NODEOPS_MUTATING_ADMISSION_POLICY_BETA=1 is for Kubernetes 1.34 and 1.35" in err
+    rc, out, err = run_kubeconfig(NODEOPS_K8S_VERSION="1.34", NODEOPS_MUTATING_ADMISSION_POLICY_BETA="yes")
+    assert rc != 0 and "NODEOPS_MUTATING_ADMISSION_POLICY_BETA='yes': expected 1" in err
+
+
+def test_only_the_beta_flags_differ_and_only_when_asked(monkeypatch):
+    monkeypatch.setattr(cluster, "MAP_BETA", False)
+    plain = cluster._args("kube-apiserver")
+    monkeypatch.setattr(cluster, "MAP_BETA", True)
+    beta = cluster._args("kube-apiserver")
+    assert beta[:len(plain)] == plain and beta[len(plain):] == [
+        "--feature-gates=MutatingAdmissionPolicy=true", "--runtime-config=admissionregistration.k8s.io/v1beta1=true"]
 
 
 def test_a_state_directory_of_another_minor_is_refused(tmp_path, monkeypatch):

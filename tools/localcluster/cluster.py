@@ -68,6 +68,25 @@ def selected_minor(value=None):
 
 
 K8S_MINOR = selected_minor()
+# The minor from which MutatingAdmissionPolicy is v1 and on by default.
+MAP_GA_MINOR = (1, 36)
+MAP_BETA_VAR = "NODEOPS_MUTATING_ADMISSION_POLICY_BETA"
+
+
+def selected_map_beta():
+    """NODEOPS_MUTATING_ADMISSION_POLICY_BETA=1: the apiserver serves MutatingAdmissionPolicy as
+    admissionregistration.k8s.io/v1beta1 (its feature gate and runtime config on), for a minor before 1.36."""
+    value = os.environ.get(MAP_BETA_VAR, "").strip()
+    if value not in ("", "0", "1"):
+        sys.exit("[cluster] %s=%r: expected 1 (serve MutatingAdmissionPolicy v1beta1) or 0 or unset (do not)"
+                 % (MAP_BETA_VAR, value))
+    if value == "1" and tuple(int(x) for x in K8S_MINOR.split(".")) >= MAP_GA_MINOR:
+        sys.exit("[cluster] %s=1 is for Kubernetes 1.34 and 1.35: on %s MutatingAdmissionPolicy is v1 and on "
+                 "already; unset it, or set NODEOPS_K8S_VERSION=1.34" % (MAP_BETA_VAR, K8S_MINOR))
+    return value == "1"
+
+
+MAP_BETA = selected_map_beta()
 K8S_SRC = os.path.join(K8S_MODULES, "v" + K8S_MINOR)
 K8S_VERSION = module_version(K8S_MINOR)
 GO_MOD = os.path.relpath(os.path.join(K8S_SRC, "go.mod"), REPO)
@@ -219,6 +238,30 @@ def check_running_version(api):
     if reported != K8S_VERSION:
         sys.exit("[cluster] the apiserver reports %s, but %s requires %s; %s" % (
             reported, GO_MOD, K8S_VERSION, _restart_hint()))
+
+
+def map_beta_served(api):
+    """Whether the apiserver serves MutatingAdmissionPolicy v1beta1 (discovery)."""
+    try:
+        listing = api.call("GET", "/apis/admissionregistration.k8s.io/v1beta1")
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            return False
+        raise
+    return any(r.get("name") == "mutatingadmissionpolicies" for r in listing.get("resources") or [])
+
+
+def ensure_map_beta(api):
+    """The running apiserver serves MutatingAdmissionPolicy v1beta1 exactly when MAP_BETA asks: restarted with
+    the flags when it does not (a cluster already up, started with the other setting), then checked."""
+    if MAP_BETA != map_beta_served(api):
+        log("restarting kube-apiserver: %s=%s asks for MutatingAdmissionPolicy v1beta1 %s" % (
+            MAP_BETA_VAR, "1" if MAP_BETA else "0", "served" if MAP_BETA else "not served"))
+        restart("kube-apiserver")
+    if MAP_BETA != map_beta_served(api):
+        sys.exit("[cluster] the apiserver %s MutatingAdmissionPolicy v1beta1, though %s=%s; see %s" % (
+            "serves" if not MAP_BETA else "does not serve", MAP_BETA_VAR, "1" if MAP_BETA else "0",
+            path("logs", "kube-apiserver.log")))
 
 
 def check_kubelet_version(api):
@@ -489,7 +532,8 @@ def _args(name):
             # Benchmarks push thousands of requests; the local apiserver is not shared.
             "--max-requests-inflight=2000", "--max-mutating-requests-inflight=1000",
             "--profiling=false", "--v=0",
-        ]
+        ] + (["--feature-gates=MutatingAdmissionPolicy=true",
+              "--runtime-config=admissionregistration.k8s.io/v1beta1=true"] if MAP_BETA else [])
     if name == "kwok":
         return [
             "--kubeconfig=" + os.path.join(pki, "kwok.kubeconfig"),
@@ -741,6 +785,7 @@ def up():
             node.pid() and node.runs_other_runtime()):
         api = Api()
         check_running_version(api)
+        ensure_map_beta(api)
         if node.pid():
             check_kubelet_version(api)
         log("already up (Kubernetes %s); kubeconfig: %s" % (K8S_VERSION, path("kubeconfig")))
@@ -758,7 +803,8 @@ def up():
     api = Api()
     _wait("kube-apiserver /readyz", lambda: api.call("GET", "/readyz", timeout=2) == "ok", 60)
     check_running_version(api)
-    log("kube-apiserver %s ready after %.1fs" % (K8S_VERSION, time.monotonic() - started))
+    beta = ", MutatingAdmissionPolicy v1beta1 on" if MAP_BETA else ""
+    log("kube-apiserver %s ready after %.1fs%s" % (K8S_VERSION, time.monotonic() - started, beta))
     _apply_kwok_crds(api)
     if not _alive("kwok"):
         _release_node_leases(api)
@@ -779,6 +825,7 @@ def up():
     _wait("the default ServiceAccount",
           lambda: api.call("GET", "/api/v1/namespaces/default/serviceaccounts/default"), 30)
     up_real_node(api)
+    ensure_map_beta(api)
     log("cluster up in %.1fs: %d simulated nodes%s; export KUBECONFIG=%s"
         % (time.monotonic() - started, len(names), " + 1 real node" if real_node().pid() else "",
            path("kubeconfig")))

@@ -5,8 +5,9 @@
 use (pure), and which objects are ours.
 
 Three engines can add ``spec.ttlSecondsAfterFinished`` at admission: the API server itself (a
-MutatingAdmissionPolicy, Kubernetes 1.36+), Kyverno's MutatingPolicy, and Kyverno's deprecated
-ClusterPolicy. Each acts on CREATE only, on Jobs without ownerReferences and without a TTL.
+MutatingAdmissionPolicy: v1 on Kubernetes 1.36+, v1beta1 on 1.34 and 1.35 where the feature gate and the
+runtime config are on), Kyverno's MutatingPolicy, and Kyverno's deprecated ClusterPolicy. Each acts on
+CREATE only, on Jobs without ownerReferences and without a TTL.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -27,6 +28,8 @@ ENGINES = {
     "kyverno": ("policies.kyverno.io/v1", ("MutatingPolicy",), "mutatingpolicies"),
     "kyverno_legacy": ("kyverno.io/v1", ("ClusterPolicy",), "clusterpolicies"),
 }
+# The native engine's API versions, the first served taken: the same fields exist in both.
+NATIVE_API_VERSIONS = ("admissionregistration.k8s.io/v1", "admissionregistration.k8s.io/v1beta1")
 ENGINE_ORDER = ("native", "kyverno", "kyverno_legacy")
 ENGINE_CHOICES = ("auto",) + ENGINE_ORDER
 # Which policy name an object belongs to: switching engines finds the old objects by it.
@@ -37,30 +40,44 @@ DESCRIPTION = ("Jobs created without ownerReferences are never garbage collected
                "after they finish. Opt out with the label %s.")
 
 
-def choose_engine(requested, served):
-    """(engine, why) for ``policy_engine``. ``served`` maps each engine to whether its API is served. Pure.
+NATIVE_NEEDS = ("the apiserver serves mutatingadmissionpolicies: admissionregistration.k8s.io/v1 (Kubernetes 1.36 "
+                "or newer), or admissionregistration.k8s.io/v1beta1 (Kubernetes 1.34 and 1.35 with the "
+                "MutatingAdmissionPolicy feature gate and --runtime-config=admissionregistration.k8s.io/v1beta1=true)")
 
-    Raises PolicyEngineUnavailable when the engine asked for (or, with auto, every engine) is missing.
+
+def choose_engine(requested, served):
+    """(engine, why) for ``policy_engine``. Pure.
+
+    ``served`` maps each engine to the apiVersion of its API the cluster serves (for native, v1 or v1beta1),
+    or to a false value. Raises PolicyEngineUnavailable when the engine asked for (or, with auto, every
+    engine) is missing.
     """
     needs = {
-        "native": "the apiserver serves admissionregistration.k8s.io/v1 mutatingadmissionpolicies "
-                  "(Kubernetes 1.36 or newer)",
+        "native": NATIVE_NEEDS,
         "kyverno": "Kyverno's policies.kyverno.io/v1 MutatingPolicy CRD is served (Kyverno 1.15 or newer)",
         "kyverno_legacy": "Kyverno's kyverno.io/v1 ClusterPolicy CRD is served",
     }
+
+    def chosen(engine):
+        if engine == "native":
+            return "the apiserver serves %s mutatingadmissionpolicies (%s)" % (served[engine], (
+                "Kubernetes 1.36 or newer" if served[engine] == NATIVE_API_VERSIONS[0]
+                else "beta: Kubernetes 1.34 or 1.35 with the MutatingAdmissionPolicy feature gate on"))
+        return needs[engine]
     if requested != "auto":
         if served.get(requested):
-            return requested, "asked for; " + needs[requested]
+            return requested, "asked for; " + chosen(requested)
         raise PolicyEngineUnavailable(
             "policy_engine=%s cannot be used here: it needs %s, and this cluster does not. Use "
             "policy_engine=auto to take what the cluster has, or policy=false to only sweep." % (
                 requested, needs[requested]), policy_engine=requested)
     for engine in ENGINE_ORDER:
         if served.get(engine):
-            return engine, "auto: " + needs[engine]
+            return engine, "auto: " + chosen(engine)
     raise PolicyEngineUnavailable(
         "policy_engine=auto found no way to add the TTL at admission. There are three: native needs "
-        "Kubernetes 1.36 or newer (MutatingAdmissionPolicy in admissionregistration.k8s.io/v1); kyverno needs "
+        "Kubernetes 1.36 or newer (MutatingAdmissionPolicy in admissionregistration.k8s.io/v1), or 1.34 or 1.35 "
+        "with the MutatingAdmissionPolicy feature gate and admissionregistration.k8s.io/v1beta1 on; kyverno needs "
         "Kyverno with its policies.kyverno.io/v1 MutatingPolicy CRD; kyverno_legacy needs Kyverno's kyverno.io/v1 "
         "ClusterPolicy CRD. Install one of them, or set policy=false to only sweep.", policy_engine="auto")
 
@@ -111,9 +128,12 @@ def _cel_mutation(opts):
 JOB_CREATE = {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["jobs"]}
 
 
-def build_native(opts):
-    """A MutatingAdmissionPolicy and its binding: the apiserver itself adds the TTL. Pure."""
-    api = ENGINES["native"][0]
+def build_native(opts, api_version=None):
+    """A MutatingAdmissionPolicy and its binding in ``api_version`` (v1 unless given; v1beta1 has the same
+    fields): the apiserver itself adds the TTL. Pure."""
+    api = api_version or NATIVE_API_VERSIONS[0]
+    if api not in NATIVE_API_VERSIONS:
+        raise ValueError("native policy apiVersion %r: expected one of %s" % (api, ", ".join(NATIVE_API_VERSIONS)))
     policy = {
         "apiVersion": api, "kind": "MutatingAdmissionPolicy", "metadata": _metadata(opts),
         "spec": {
@@ -189,8 +209,10 @@ def build_legacy(opts):
 BUILDERS = {"native": build_native, "kyverno": build_kyverno, "kyverno_legacy": build_legacy}
 
 
-def build_policy(opts, engine):
-    """The objects that add the TTL with ``engine``. Pure."""
+def build_policy(opts, engine, api_version=None):
+    """The objects that add the TTL with ``engine`` (for native, in ``api_version``: v1 unless given). Pure."""
+    if engine == "native":
+        return build_native(opts, api_version)
     return BUILDERS[engine](opts)
 
 

@@ -39,6 +39,9 @@ KINDS = {
     ("policies.kyverno.io/v1", "MutatingPolicy"): ("mutatingpolicies", False),
     ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicy"): ("mutatingadmissionpolicies", False),
     ("admissionregistration.k8s.io/v1", "MutatingAdmissionPolicyBinding"): ("mutatingadmissionpolicybindings", False),
+    ("admissionregistration.k8s.io/v1beta1", "MutatingAdmissionPolicy"): ("mutatingadmissionpolicies", False),
+    ("admissionregistration.k8s.io/v1beta1", "MutatingAdmissionPolicyBinding"):
+        ("mutatingadmissionpolicybindings", False),
 }
 VOLATILE_META = ("resourceVersion", "managedFields", "generation", "creationTimestamp", "uid", "selfLink")
 

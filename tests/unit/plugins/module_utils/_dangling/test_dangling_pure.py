@@ -124,25 +124,45 @@ def test_kyverno_mutating_policy_matches_native():
     assert mpol["spec"]["evaluation"]["mutateExisting"] == {"enabled": False}
 
 
-@pytest.mark.parametrize("requested, served, engine", [
-    ("auto", {"native": True, "kyverno": True, "kyverno_legacy": True}, "native"),
-    ("auto", {"native": False, "kyverno": True, "kyverno_legacy": True}, "kyverno"),
-    ("auto", {"native": False, "kyverno": False, "kyverno_legacy": True}, "kyverno_legacy"),
-    ("kyverno_legacy", {"native": True, "kyverno": True, "kyverno_legacy": True}, "kyverno_legacy"),
+V1, V1BETA1 = admission.NATIVE_API_VERSIONS
+SERVED_ALL = {"native": V1, "kyverno": "policies.kyverno.io/v1", "kyverno_legacy": "kyverno.io/v1"}
+
+
+@pytest.mark.parametrize("requested, served, engine, reason", [
+    ("auto", SERVED_ALL, "native", "serves admissionregistration.k8s.io/v1 mutatingadmissionpolicies (Kubernetes 1.36"),
+    ("auto", dict(SERVED_ALL, native=V1BETA1), "native",
+     "serves admissionregistration.k8s.io/v1beta1 mutatingadmissionpolicies (beta: Kubernetes 1.34 or 1.35"),
+    ("auto", dict(SERVED_ALL, native=False), "kyverno", "MutatingPolicy CRD is served"),
+    ("auto", dict(SERVED_ALL, native=False, kyverno=False), "kyverno_legacy", "ClusterPolicy CRD is served"),
+    ("kyverno_legacy", SERVED_ALL, "kyverno_legacy", "ClusterPolicy CRD is served"),
+    ("native", dict(SERVED_ALL, native=V1BETA1), "native", "serves admissionregistration.k8s.io/v1beta1"),
 ])
-def test_choose_engine(requested, served, engine):
+def test_choose_engine(requested, served, engine, reason):
     chosen, why = admission.choose_engine(requested, served)
     assert chosen == engine and why.startswith("auto: " if requested == "auto" else "asked for; ")
+    assert reason in why, why
 
 
 def test_choose_engine_names_the_three_ways_when_none_is_served():
     with pytest.raises(PolicyEngineUnavailable) as info:
         admission.choose_engine("auto", {"native": False, "kyverno": False, "kyverno_legacy": False})
-    for way in ("native needs Kubernetes 1.36", "kyverno needs", "kyverno_legacy needs", "policy=false"):
+    for way in ("native needs Kubernetes 1.36", "1.34 or 1.35 with the MutatingAdmissionPolicy feature gate",
+                "kyverno needs", "kyverno_legacy needs", "policy=false"):
         assert way in info.value.msg
     with pytest.raises(PolicyEngineUnavailable) as info:
-        admission.choose_engine("native", {"native": False, "kyverno": True, "kyverno_legacy": True})
+        admission.choose_engine("native", dict(SERVED_ALL, native=False))
     assert info.value.msg.startswith("policy_engine=native cannot be used here")
+    assert "admissionregistration.k8s.io/v1beta1 (Kubernetes 1.34 and 1.35" in info.value.msg
+
+
+def test_native_v1beta1_has_the_same_fields_as_v1():
+    args = opts(ttl_seconds=600, include_namespaces=["ci"])
+    v1 = admission.build_policy(args, "native")
+    beta = admission.build_policy(args, "native", V1BETA1)
+    assert [o["apiVersion"] for o in beta] == [V1BETA1, V1BETA1]
+    assert [dict(o, apiVersion=None) for o in beta] == [dict(o, apiVersion=None) for o in v1]
+    with pytest.raises(ValueError, match="v1alpha1.*expected one of admissionregistration.k8s.io/v1, "):
+        admission.build_policy(args, "native", "admissionregistration.k8s.io/v1alpha1")
 
 
 def test_ours_takes_this_policy_name_and_objects_of_older_releases():
