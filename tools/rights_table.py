@@ -24,11 +24,20 @@ def _cells(line):
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def rows(path=README):
-    """[{where, group, resources, verbs, names, when}] from the table, one row per table line."""
+# The scheduled sweep's table (dangling_job_ttl's sweep_schedule), in the same format.
+SWEEP_START, SWEEP_END = "<!-- sweep-rights:start -->", "<!-- sweep-rights:end -->"
+ALL_NAMESPACES, SOME_NAMESPACES = "`include_namespaces` is empty", "`include_namespaces` is given"
+DELETE, SET_TTL = "`sweep_action=delete`", "`sweep_action=set_ttl`"
+
+
+def rows(path=README, table="runner"):
+    """[{where, group, resources, verbs, names, when}] from the table (``runner``: cron_broadcast's runner;
+    ``sweep``: the scheduled sweep's), one row per table line. A ``when`` of several conditions joined by
+    ``, and `` holds when each does."""
     with open(path) as f:
         text = f.read()
-    table = text[text.index(START) + len(START):text.index(END)].strip().splitlines()[2:]
+    start, end = (START, END) if table == "runner" else (SWEEP_START, SWEEP_END)
+    table = text[text.index(start) + len(start):text.index(end)].strip().splitlines()[2:]
     out = []
     for line in table:
         where, group, resources, verbs, names, when = _cells(line)[:6]
@@ -44,7 +53,7 @@ def rights(table_rows, conditions, name="<name>"):
     (the ``when`` values that hold; ``always`` always does). ``<name>`` in a name is the cron's name."""
     out = set()
     for row in table_rows:
-        if row["when"] != ALWAYS and row["when"] not in conditions:
+        if row["when"] != ALWAYS and not all(part in conditions for part in row["when"].split(", and ")):
             continue
         for resource in row["resources"]:
             for verb in row["verbs"]:

@@ -127,6 +127,57 @@ options:
       - At most this many Job names in the result.
     type: int
     default: 100
+  sweep_schedule:
+    description:
+      - Install a scheduled sweep in the cluster, a CronJob on this schedule (Kubernetes cron syntax, such as
+        C(0 3 * * *), checked by the API server with a server-side dry run before anything is written). Its
+        runner is the collection's standard-library runner on a stock Python image (I(runner_image)); it sweeps
+        with I(ttl_seconds), the namespaces, I(opt_out_label), I(skip_gitops_managed), I(sweep_action),
+        I(sweep_concurrency), I(sweep_page_size) and I(sweep_max_names), and records each sweep in the
+        ConfigMap C(<policy_name>-sweep-history) (the last I(sweep_history_limit) sweeps).
+      - It needs no policy engine, so it keeps ownerless Jobs bounded on clusters with none (Kubernetes 1.33 to
+        1.35 without Kyverno). With I(policy_engine=auto) and no engine served, it is installed alone and
+        C(policy_engine_reason) says so.
+      - Its ServiceAccount may list Jobs and delete them (or, with I(sweep_action=set_ttl), patch them), only in
+        I(include_namespaces) when given (a Role in each), cluster-wide otherwise; and get and update its own
+        history ConfigMap. Nothing else.
+      - Unset, a scheduled sweep this module installed for I(policy_name) in I(sweep_namespace) is removed.
+    type: str
+  sweep_namespace:
+    description:
+      - The namespace of the scheduled sweep's CronJob, ServiceAccount, code and history. It must exist.
+    type: str
+    default: default
+  time_zone:
+    description:
+      - The IANA time zone of I(sweep_schedule) (the CronJob's C(timeZone)). The controller's zone when unset.
+    type: str
+  run_now:
+    description:
+      - Also start a sweep now, as a Job made from the CronJob (as C(kubectl create job --from=cronjob/...) does).
+    type: bool
+    default: false
+  sweep_history_limit:
+    description:
+      - How many sweeps the history ConfigMap keeps.
+    type: int
+    default: 10
+  runner_image:
+    description:
+      - The image of the scheduled sweep's runner; any image with Python 3.9 or newer.
+    type: str
+    default: python:3.13-slim
+  runner_node_selector:
+    description:
+      - Node labels the runner's pod must match.
+    type: dict
+    default: {}
+  runner_tolerations:
+    description:
+      - Tolerations of the runner's pod.
+    type: list
+    elements: dict
+    default: []
 requirements:
   - python >= 3.9
   - kubernetes (Python package), only to read kubeconfig files
@@ -185,6 +236,18 @@ EXAMPLES = r"""
     sweep: true
     sweep_action: set_ttl
 
+- name: On Kubernetes 1.33 to 1.35 without Kyverno, sweep in the cluster every night at 03:00 Berlin time
+  nodeops.kubernetes.dangling_job_ttl:
+    sweep_schedule: "0 3 * * *"
+    time_zone: Europe/Berlin
+    sweep_namespace: ops
+    run_now: true
+  register: nightly_sweep
+
+- name: Say when it runs, and where each sweep is recorded
+  ansible.builtin.debug:
+    msg: "next at {{ nightly_sweep.scheduled_sweep.next_runs[0].local }}; history in {{ nightly_sweep.scheduled_sweep.history }}"
+
 - name: Remove the policy
   nodeops.kubernetes.dangling_job_ttl:
     state: absent
@@ -192,7 +255,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 policy_engine:
-  description: The engine used, one of native, kyverno, kyverno_legacy.
+  description:
+    - The engine used, one of native, kyverno, kyverno_legacy; or none, when I(policy_engine=auto) found no
+      engine and I(sweep_schedule) installed the scheduled sweep alone.
   returned: when policy=true and state=present
   type: str
   sample: native
@@ -219,6 +284,32 @@ policy_objects:
   elements: dict
   sample: [{kind: MutatingAdmissionPolicy, name: nodeops-dangling-job-ttl, namespace: null},
            {kind: MutatingAdmissionPolicyBinding, name: nodeops-dangling-job-ttl, namespace: null}]
+scheduled_sweep:
+  description: The scheduled sweep (I(sweep_schedule)) as installed, or what was removed.
+  returned: when sweep_schedule is set, or a scheduled sweep was removed
+  type: dict
+  contains:
+    objects:
+      description: Every object it needs.
+      type: list
+      elements: dict
+    changes:
+      description: The objects created, changed or deleted (or that would be, in check mode).
+      type: list
+      elements: dict
+    next_runs:
+      description: The next five times it runs, each with C(local) (in I(time_zone)) and C(utc).
+      type: list
+      elements: dict
+    job:
+      description: The Job started by I(run_now).
+      type: str
+    history:
+      description: The ConfigMap that records each sweep, as C(namespace/name).
+      type: str
+  sample: {objects: [{kind: CronJob, name: nodeops-dangling-job-ttl-sweep, namespace: default}],
+           changes: [], next_runs: [{local: "2026-12-06T03:00:00+00:00", utc: "2026-12-06T03:00:00+00:00"}],
+           history: default/nodeops-dangling-job-ttl-sweep-history}
 removed:
   description: Objects of other engines (or, with state=absent, of every engine) that were or would be deleted.
   returned: when policy=true
@@ -258,11 +349,18 @@ sweep:
            spared: {owned: 12, "not finished": 1}, errors: []}
 """
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import options, policy, sweep
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options as broadcast_options
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests as cron_manifests
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule as cron_schedule
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import options, policy, scheduled, sweep
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import NodeopsError, NotFound
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
+    ApiError, InvalidInput, NodeopsError, NotFound, PolicyEngineUnavailable)
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
@@ -287,7 +385,85 @@ def build_argument_spec():
         sweep_page_size=dict(type="int", default=500),
         sweep_concurrency=dict(type="int", default=10),
         sweep_max_names=dict(type="int", default=100),
+        sweep_schedule=dict(type="str"),
+        sweep_namespace=dict(type="str", default="default"),
+        time_zone=dict(type="str"),
+        run_now=dict(type="bool", default=False),
+        sweep_history_limit=dict(type="int", default=10),
+        runner_image=dict(type="str", default=broadcast_options.DEFAULT_IMAGE),
+        runner_node_selector=dict(type="dict", default={}),
+        runner_tolerations=dict(type="list", elements="dict", default=[]),
     )
+
+
+def validate_schedule(p, opts):
+    """The scheduled sweep's options (None without sweep_schedule), checked before any request."""
+    if p.get("sweep_schedule") is None:
+        for key in ("time_zone",):
+            if p.get(key) is not None:
+                raise InvalidInput(key, p[key], "no value without sweep_schedule (it is the schedule's time zone)")
+        if p.get("run_now"):
+            raise InvalidInput("run_now", True, "false without sweep_schedule (it starts the scheduled sweep now)")
+        return None
+    expr = p["sweep_schedule"]
+    if not isinstance(expr, str) or not expr.strip():
+        raise InvalidInput("sweep_schedule", expr, cron_schedule.ACCEPTED, why="it is empty")
+    cron_schedule.check_time_zone(p.get("time_zone"))
+    if len(opts["policy_name"]) > scheduled.POLICY_NAME_MAX:
+        raise InvalidInput("policy_name", opts["policy_name"], "at most %d characters with sweep_schedule (the "
+                           "CronJob is <policy_name>-sweep, at most 52)" % scheduled.POLICY_NAME_MAX)
+    ns = p.get("sweep_namespace")
+    if not ns or len(ns) > 63 or not options.DNS_LABEL.match(ns):
+        raise InvalidInput("sweep_namespace", ns, "a namespace name (a DNS-1123 label)")
+    image = p.get("runner_image")
+    if not image or not image.strip():
+        raise InvalidInput("runner_image", image, "an image reference with Python 3.9+, e.g. 'python:3.13-slim'")
+    if p.get("sweep_history_limit") is None or p["sweep_history_limit"] < 1:
+        raise InvalidInput("sweep_history_limit", p.get("sweep_history_limit"), "a number of sweeps of at least 1")
+    broadcast_options.check_labels("runner_node_selector", p.get("runner_node_selector"))
+    broadcast_options.check_tolerations("runner_tolerations", p.get("runner_tolerations"))
+    return {"schedule": expr, "time_zone": p.get("time_zone"), "namespace": ns, "runner_image": image.strip(),
+            "action": p["sweep_action"], "page_size": p["sweep_page_size"], "concurrency": p["sweep_concurrency"],
+            "max_names": p["sweep_max_names"], "history_limit": p["sweep_history_limit"],
+            "runner_node_selector": dict(p.get("runner_node_selector") or {}),
+            "runner_tolerations": list(p.get("runner_tolerations") or []),
+            # A sweep of many Jobs at a gentle pace still ends: a stuck one is stopped before the next.
+            "deadline_seconds": 3600}
+
+
+def install_schedule(module, client, sched, opts):
+    """Install (or update) the scheduled sweep: the runner's pod and every object dry-run by the apiserver
+    before the first write, then the old code and the rights the options no longer need removed."""
+    desired = scheduled.build_objects(sched, opts)
+    runner = scheduled.runner_pod(desired)
+    for warning in Engine(client).dry_run_pod(runner, "runner_image", runner["spec"]["containers"][0]["image"],
+                                              "the scheduled sweep's runner pods"):
+        module.warn(warning)
+    try:
+        changed, diff, results = apply.ensure(client, desired, module.check_mode)
+    except ApiError as exc:
+        refused = cron_schedule.refused_by_apiserver(exc, {"schedule": sched["schedule"],
+                                                           "time_zone": sched["time_zone"]})
+        if isinstance(refused, InvalidInput) and refused.param in ("schedule", "time_zone"):
+            param = "sweep_schedule" if refused.param == "schedule" else "time_zone"
+            raise InvalidInput(param, refused.value, refused.accepted, why=refused.msg.split(": ", 1)[-1].split(
+                "; expected", 1)[0]) from exc
+        raise refused
+    changed += scheduled.stale(client, opts["policy_name"], sched["namespace"], desired, module.check_mode)
+    names = scheduled.object_names(opts["policy_name"], sched["namespace"])
+    result = {"objects": [apply.ref(o) for o in desired], "changes": changed,
+              "next_runs": cron_schedule.next_runs(sched["schedule"], sched["time_zone"]),
+              "history": "%s/%s" % (sched["namespace"], names["history"])}
+    if module._diff and changed:
+        result["diff"] = diff
+    if module.params["run_now"]:
+        job_name = "%s-manual-%d" % (names["cron_job"], int(time.time()))
+        result["job"] = job_name
+        result["changes"] = changed + [{"kind": "Job", "name": job_name, "namespace": sched["namespace"]}]
+        if not module.check_mode:
+            job = cron_manifests.job_from_cron(results[-1], job_name)
+            client.create(apply.path_for(client, "batch/v1", "Job", sched["namespace"]), job)
+    return result
 
 
 def served_engines(client):
@@ -326,14 +502,25 @@ def our_objects(client, served, policy_name, engines):
     return found
 
 
-def manage_policy(module, client, opts, result):
+def manage_policy(module, client, opts, result, scheduled_sweep=False):
     served = served_engines(client)
     name = opts["policy_name"]
     before, after = {}, {}
     if module.params["state"] == "absent":
         stale = our_objects(client, served, name, policy.ENGINE_ORDER)
     else:
-        engine, why = policy.choose_engine(opts["policy_engine"], served)
+        try:
+            engine, why = policy.choose_engine(opts["policy_engine"], served)
+        except PolicyEngineUnavailable as exc:
+            if not (scheduled_sweep and opts["policy_engine"] == "auto"):
+                raise
+            # No admission engine, and a scheduled sweep asked for: it alone keeps the Jobs bounded.
+            result.update(policy_engine="none", policy_engine_reason=(
+                "auto: no admission engine is served (no MutatingAdmissionPolicy, no Kyverno: %s); the scheduled "
+                "sweep (sweep_schedule) is installed alone, and takes finished ownerless Jobs on its schedule"
+                % exc.msg.split("There are three: ", 1)[-1].split(" Install one", 1)[0]),
+                policy_objects=[], removed=[])
+            return
         result.update(policy_engine=engine, policy_engine_reason=why, policy_api_version=served[engine])
         others = [e for e in policy.ENGINE_ORDER if e != engine]
         stale = our_objects(client, served, name, others)
@@ -365,9 +552,18 @@ def action(module):
     p = module.params
     opts = options.validate(p)
     client = client_from_params(p)
+    sched = validate_schedule(p, opts) if p["state"] == "present" else None
     result = {"changed": False}
     if p["policy"]:
-        manage_policy(module, client, opts, result)
+        manage_policy(module, client, opts, result, scheduled_sweep=sched is not None)
+    if sched is not None:
+        result["scheduled_sweep"] = install_schedule(module, client, sched, opts)
+    else:
+        removed = scheduled.remove(client, opts["policy_name"], p["sweep_namespace"], module.check_mode)
+        if removed:
+            result["scheduled_sweep"] = {"objects": [], "changes": removed}
+    if result.get("scheduled_sweep", {}).get("changes"):
+        result["changed"] = True
     if p["sweep"]:
         swept = sweep.run(client, opts, p["sweep_action"], module.check_mode, page_size=p["sweep_page_size"],
                           concurrency=p["sweep_concurrency"], max_names=p["sweep_max_names"])

@@ -240,6 +240,14 @@ def test_missing_engine_is_reported_and_sweep_still_works(tmp_path, api_client, 
         assert chosen["failed"] and "policy_engine=auto found no way" in chosen["msg"], chosen.get("msg")
         assert "Kubernetes 1.36 or newer" in chosen["msg"] and "policy=false" in chosen["msg"]
         assert "1.34 or 1.35 with the MutatingAdmissionPolicy feature gate" in chosen["msg"]
+        assert "set sweep_schedule to sweep on a schedule" in chosen["msg"]
+        assert audit.writes_since(mark, namespace=None) == []
+        # With a schedule, auto installs the scheduled sweep alone, and says so (check mode: nothing written).
+        alone = kh.run_module(tmp_path, "dangling_job_ttl", {"ttl_seconds": 600, "policy_name": kh.unique("auto"),
+                                                             "sweep_schedule": "0 3 * * *"}, check=True)
+        assert not alone.get("failed"), alone.get("msg")
+        assert alone["policy_engine"] == "none" and "scheduled sweep (sweep_schedule) is installed alone" in alone[
+            "policy_engine_reason"] and "CronJob" in {o["kind"] for o in alone["scheduled_sweep"]["changes"]}
         assert audit.writes_since(mark, namespace=None) == []
     swept = kh.run_module(tmp_path, "dangling_job_ttl", {"policy": False, "sweep": True}, check=True)
     assert not swept.get("failed"), swept.get("msg")
@@ -450,3 +458,180 @@ def test_kyverno_engine_applies_the_generated_policy(tmp_path, case, engine):
         assert result == "Pass", (resource, reason, message)
         assert expected[resource] in message or expected[resource] == reason, (resource, reason, message)
         assert "Invalid Policy" not in reason
+
+
+# ------------------------------------------------------------------ the scheduled sweep, in the cluster
+
+def _sweep_args(real_node, namespace, **extra):
+    """A scheduled sweep whose runner goes on the real node, with the locally built Python image."""
+    args = {"policy": False, "ttl_seconds": TTL, "sweep_schedule": "0 3 * * *", "time_zone": "Europe/Berlin",
+            "sweep_namespace": namespace, "policy_name": kh.unique("sched"), "runner_image": real_node.image,
+            "runner_node_selector": real_node.label, "runner_tolerations": real_node.tolerations}
+    args.update(extra)
+    return args
+
+
+def _sweep_history(core, namespace, name):
+    import json
+
+    cm = core.read_namespaced_config_map(name, namespace)
+    return json.loads((cm.data or {}).get("runs") or "[]")
+
+
+def _rules_review(core, namespace, service_account, review_ns):
+    """What ``service_account`` (of ``namespace``) may do in ``review_ns``, as the apiserver's
+    SelfSubjectRulesReview says, in rights_table's words (``where`` is "here")."""
+    sys.path.insert(0, os.path.join(kh.REPO, "tools"))
+    import rights_table  # pylint: disable=import-outside-toplevel
+
+    token = core.create_namespaced_service_account_token(service_account, namespace, k8s.AuthenticationV1TokenRequest(
+        spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=600))).status.token
+    cfg = k8s.Configuration()
+    cfg.host = core.api_client.configuration.host
+    cfg.ssl_ca_cert = os.path.join(kh.STATE, "pki", "ca.crt")
+    cfg.api_key = {"authorization": "Bearer " + token}
+    status = k8s.AuthorizationV1Api(k8s.ApiClient(cfg)).create_self_subject_rules_review(k8s.V1SelfSubjectRulesReview(
+        spec=k8s.V1SelfSubjectRulesReviewSpec(namespace=review_ns))).status
+    assert not status.incomplete, status.evaluation_error
+    return rights_table.from_rules("here", [{"apiGroups": r.api_groups, "resources": r.resources, "verbs": r.verbs,
+                                             "resourceNames": r.resource_names} for r in status.resource_rules])
+
+
+def _job_done(batch, namespace, name):
+    job = batch.read_namespaced_job(name, namespace)
+    return any(c.type in ("Complete", "Failed") and c.status == "True" for c in job.status.conditions or [])
+
+
+def test_scheduled_sweep_runs_on_the_real_node_and_spares_every_control(
+        tmp_path, core, batch, namespace, second_namespace, real_node, audit):
+    """The runner pod, on the real node, sweeps the old finished ownerless Jobs of the included namespace and
+    spares every control; its rights are the sweep's only; the history records the sweep; check mode writes
+    nothing; state=absent removes it all, and someone else's objects under its labels survive."""
+    cron = batch.create_namespaced_cron_job(namespace, {
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "owner"},
+        "spec": {"schedule": "0 0 1 1 *", "suspend": True, "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox:1.36"}]}}}}}})
+    owner = k8s.V1OwnerReference(api_version="batch/v1", kind="CronJob", name="owner", uid=cron.metadata.uid)
+    jobs = [make_job("old-%02d" % i, labels={"grp": "old"}) for i in range(12)]
+    jobs += [make_job("running-%02d" % i, labels={"grp": "running"}, pod_annotations={"sim.nodeops.io/delay": "1h"})
+             for i in range(3)]
+    jobs += [make_job("owned-%02d" % i, labels={"grp": "owned"}, owner=owner) for i in range(3)]
+    jobs += [make_job("optout-%02d" % i, labels={"grp": "optout", "nodeops.io/keep-job": "true"}) for i in range(2)]
+    jobs += [make_job("argo-%02d" % i, labels={"grp": "gitops"},
+                      annotations={"argocd.argoproj.io/tracking-id": "app:batch/Job:x/argo-%d" % i}) for i in range(2)]
+    create_all(batch, namespace, jobs)
+    create_all(batch, second_namespace, [make_job("elsewhere-%02d" % i, labels={"grp": "old"}) for i in range(4)])
+    for sel in ("grp=old", "grp=owned", "grp=optout", "grp=gitops"):
+        kh.wait_for("Jobs %s to finish" % sel, lambda: finished(batch, namespace, sel), timeout=120)
+    kh.wait_for("the other namespace's Jobs to finish", lambda: finished(batch, second_namespace, "grp=old"), timeout=60)
+    finish_earlier(batch, namespace, "grp=old", 2 * TTL)
+    finish_earlier(batch, second_namespace, "grp=old", 2 * TTL)   # old too, but not in include_namespaces
+    create_all(batch, namespace, [make_job("recent-%02d" % i, labels={"grp": "recent"}) for i in range(2)])
+    kh.wait_for("recent Jobs to finish", lambda: finished(batch, namespace, "grp=recent"), timeout=60)
+
+    args = _sweep_args(real_node, namespace, include_namespaces=[namespace], run_now=True, sweep_page_size=5)
+    name = args["policy_name"]
+    mark = audit.mark()
+    preview = kh.run_module(tmp_path, "dangling_job_ttl", args, check=True, diff=True)
+    assert not preview.get("failed"), preview.get("msg")
+    assert preview["changed"] is True and audit.writes_since(mark, namespace=None) == []
+    assert {o["kind"] for o in preview["scheduled_sweep"]["changes"]} >= {"CronJob", "ServiceAccount", "Job"}
+
+    result = kh.run_module(tmp_path, "dangling_job_ttl", args)
+    assert not result.get("failed"), result.get("msg")
+    sched = result["scheduled_sweep"]
+    assert sched["history"] == "%s/%s-sweep-history" % (namespace, name) and len(sched["next_runs"]) == 5
+    assert sched["next_runs"][0]["local"].endswith(("+01:00", "+02:00"))   # Europe/Berlin
+    stored = batch.read_namespaced_cron_job(name + "-sweep", namespace)
+    assert stored.spec.schedule == "0 3 * * *" and stored.spec.time_zone == "Europe/Berlin"
+    kh.wait_for("the sweep Job to finish", lambda: _job_done(batch, namespace, sched["job"]), timeout=180)
+    [pod] = core.list_namespaced_pod(namespace, label_selector="job-name=" + sched["job"]).items
+    assert pod.spec.node_name == real_node.name and pod.status.phase == "Succeeded", pod.status
+
+    left = sorted({j.metadata.labels["grp"] for j in batch.list_namespaced_job(namespace).items
+                   if (j.metadata.labels or {}).get("grp")})
+    assert left == ["gitops", "optout", "owned", "recent", "running"]
+    assert len(batch.list_namespaced_job(second_namespace).items) == 4   # not included: untouched
+    [entry] = _sweep_history(core, namespace, name + "-sweep-history")
+    assert entry["state"] == "succeeded" and entry["job"] == sched["job"], entry
+    assert entry["summary"]["taken"] == 12 and entry["removed"] == {"jobs": 12, "ttl_set": 0}
+    assert entry["per_namespace"] == {namespace: 12} and len(entry["names"]) == 12
+    # The runner's own Job is owned by the CronJob: spared with the controls.
+    assert entry["spared_by_reason"] == {"owned": 4, "not finished": 3, "opted out": 2, "gitops-managed": 2,
+                                         "finished recently": 2}, entry["spared_by_reason"]
+
+    # Its rights: the README's table for these options and not one right more, as the apiserver's
+    # SelfSubjectRulesReview tells its ServiceAccount, here (its namespace, included) and in a namespace
+    # not included (nothing there). A ServiceAccount with no binding gives what anyone may do.
+    sys.path.insert(0, os.path.join(kh.REPO, "tools"))
+    import rights_table  # pylint: disable=import-outside-toplevel
+
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": "nobody"}})
+    table = rights_table.rights(rights_table.rows(table="sweep"), [rights_table.DELETE, rights_table.SOME_NAMESPACES],
+                                name=name)
+    for ns, places in ((namespace, ("its namespace", "each included namespace", "cluster")),
+                       (second_namespace, ("cluster",))):
+        granted = _rules_review(core, namespace, name + "-sweep", ns) - _rules_review(core, namespace, "nobody", ns)
+        documented = set(("here",) + right[1:] for right in table if right[0] in places)
+        assert granted == documented, (ns, granted ^ documented)
+    assert ("here", "batch", "jobs", "delete", "") in _rules_review(core, namespace, name + "-sweep", namespace)
+
+    again = kh.run_module(tmp_path, "dangling_job_ttl", dict(args, run_now=False))
+    assert again["changed"] is False, again["scheduled_sweep"]["changes"]
+    assert _sweep_history(core, namespace, name + "-sweep-history") == [entry]   # the install keeps the runs
+
+    # Someone else's ConfigMap under the sweep's labels, not made by us: state=absent leaves it.
+    core.create_namespaced_config_map(namespace, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(
+        name=name + "-sweep-code-foreign", labels={"nodeops.io/dangling-job-sweep": name,
+                                                   "app.kubernetes.io/managed-by": "nodeops.kubernetes"})))
+    mark = audit.mark()
+    preview = kh.run_module(tmp_path, "dangling_job_ttl", dict(args, state="absent", run_now=False), check=True)
+    assert preview["changed"] is True and audit.writes_since(mark, namespace=None) == []
+    gone = kh.run_module(tmp_path, "dangling_job_ttl", dict(args, state="absent", run_now=False))
+    assert gone["changed"] is True, gone.get("msg")
+    assert {o["kind"] for o in gone["scheduled_sweep"]["changes"]} == {
+        "CronJob", "ConfigMap", "ServiceAccount", "Role", "RoleBinding"}
+    assert [c.metadata.name for c in core.list_namespaced_config_map(
+        namespace, label_selector="nodeops.io/dangling-job-sweep=" + name).items] == [name + "-sweep-code-foreign"]
+    assert k8s.RbacAuthorizationV1Api(core.api_client).list_namespaced_role(namespace, label_selector="nodeops.io/dangling-job-sweep=" + name).items == []
+    assert kh.run_module(tmp_path, "dangling_job_ttl", dict(args, state="absent", run_now=False))["changed"] is False
+
+
+def test_sigterm_to_the_sweep_in_its_pod_loses_nothing(tmp_path, core, batch, namespace, real_node):
+    """The sweep's runner in its pod on the real node gets SIGTERM after it has looked at four Jobs (its test
+    hook, set on this Job's pod only): it stops listing, lets the writes in flight finish and records the
+    sweep as interrupted, naming exactly the Jobs it took, and those are gone while the others stay. The next
+    sweep takes the rest."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import sweep_runner
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import parse_result
+
+    create_all(batch, namespace, [make_job("old-%02d" % i, labels={"grp": "old"}) for i in range(10)])
+    kh.wait_for("the Jobs to finish", lambda: finished(batch, namespace, "grp=old"), timeout=120)
+    finish_earlier(batch, namespace, "grp=old", 2 * TTL)
+    args = _sweep_args(real_node, namespace, include_namespaces=[namespace], sweep_page_size=3, sweep_concurrency=2)
+    name = args["policy_name"]
+    installed = kh.run_module(tmp_path, "dangling_job_ttl", args)
+    assert not installed.get("failed"), installed.get("msg")
+    cron_job = kh.rest_client().get("/apis/batch/v1/namespaces/%s/cronjobs/%s-sweep" % (namespace, name))
+    job = manifests.job_from_cron(cron_job, name + "-term")
+    job["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": sweep_runner.FAULT_ENV, "value": "4"})
+    batch.create_namespaced_job(namespace, job)
+    kh.wait_for("the sweep Job to finish", lambda: _job_done(batch, namespace, name + "-term"), timeout=180)
+    [pod] = core.list_namespaced_pod(namespace, label_selector="job-name=%s-term" % name).items
+    terminated = pod.status.container_statuses[0].state.terminated
+    log = core.read_namespaced_pod_log(pod.metadata.name, namespace)
+    assert pod.spec.node_name == real_node.name and terminated.exit_code == 143, log
+    assert "SIGTERM: stopped listing" in log and parse_result(terminated.message)["state"] == "interrupted", log
+    [entry] = _sweep_history(core, namespace, name + "-sweep-history")
+    assert (entry["state"], entry["job"], entry["summary"]["taken"]) == ("interrupted", name + "-term", 4), entry
+    left = sorted(j.metadata.name for j in batch.list_namespaced_job(namespace, label_selector="grp=old").items)
+    assert sorted(n.split("/", 1)[1] for n in entry["names"]) == ["old-%02d" % i for i in range(4)]
+    assert left == ["old-%02d" % i for i in range(4, 10)]
+
+    again = kh.run_module(tmp_path, "dangling_job_ttl", dict(args, run_now=True))
+    kh.wait_for("the next sweep to finish", lambda: _job_done(batch, namespace, again["scheduled_sweep"]["job"]),
+                timeout=180)
+    newest = _sweep_history(core, namespace, name + "-sweep-history")[0]
+    assert (newest["state"], newest["summary"]["taken"]) == ("succeeded", 6), newest
+    assert batch.list_namespaced_job(namespace, label_selector="grp=old").items == []

@@ -8,7 +8,7 @@ its plan (PLAN_KEYS). The other tasks run as written, so they may only print, as
 (HARMLESS); any other task (a shell command, a file write, another collection's module) fails the test
 rather than run here.
 
-Two things are changed, and nothing else: each ``namespace`` an example names is a fresh namespace of
+Two things are changed, and nothing else: each ``namespace`` (or ``sweep_namespace``) an example names is a fresh namespace of
 this test (created first, deleted after), so that no example touches a namespace someone else uses; and
 each module task's result is saved for the assertions below.
 
@@ -99,6 +99,8 @@ def plan_keys(module, args):
                                                         "removed")
         if args.get("sweep"):
             keys += ("sweep",)
+        if args.get("sweep_schedule") and not _absent(args):
+            keys += ("scheduled_sweep",)
         return keys
     if module == "broadcast_info":
         return ("cron_broadcasts", "runs")
@@ -137,12 +139,13 @@ def module_of(task):
 
 
 def with_namespaces(task, namespaces):
-    """The task with its module's ``namespace`` replaced by this test's one for it."""
+    """The task with its module's ``namespace`` (and ``sweep_namespace``) replaced by this test's one for it."""
     task = copy.deepcopy(task)
     module = module_of(task)
     args = task[PREFIX + module] if module else None
-    if args and "namespace" in args:
-        args["namespace"] = namespaces.setdefault(args["namespace"], kh.unique("t-examples"))
+    for key in ("namespace", "sweep_namespace"):
+        if args and key in args:
+            args[key] = namespaces.setdefault(args[key], kh.unique("t-examples"))
     return task
 
 

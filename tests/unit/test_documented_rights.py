@@ -53,3 +53,36 @@ def test_every_row_says_what_it_implies():
     for row in rights_table.rows():
         assert row["when"] in (rights_table.ALWAYS, rights_table.NODE_EVENTS, rights_table.KEEP_IMAGES,
                                rights_table.THROUGH_PODS), row
+
+
+# ------------------------------------------------------------------ the scheduled sweep's table
+
+def sweep_granted(action, include):
+    """What dangling_job_ttl's scheduled sweep grants, in the sweep table's words."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import options as dangling_options
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import scheduled
+
+    opts = dangling_options.validate({"ttl_seconds": 900, "include_namespaces": include, "exclude_namespaces": [],
+                                      "opt_out_label": "nodeops.io/keep-job", "policy_name": "nightly"})
+    sched = {"schedule": "0 3 * * *", "time_zone": None, "namespace": "ops", "runner_image": "python:3.13-slim",
+             "action": action, "page_size": 500, "concurrency": 10, "max_names": 100, "history_limit": 10,
+             "deadline_seconds": 3600}
+    names = scheduled.object_names("nightly", "ops")
+    out = set()
+    for obj in scheduled.build_objects(sched, opts, sources={}):
+        if obj["kind"] == "ClusterRole":
+            out |= rights_table.from_rules("cluster", obj["rules"])
+        elif obj["kind"] == "Role":
+            where = "its namespace" if obj["metadata"]["name"] == names["history_role"] else "each included namespace"
+            out |= rights_table.from_rules(where, obj["rules"])
+    return out
+
+
+@pytest.mark.parametrize("action", ["delete", "set_ttl"])
+@pytest.mark.parametrize("include", [[], ["ci", "web"]])
+def test_the_sweep_table_is_what_the_scheduled_sweep_grants(action, include):
+    conditions = [rights_table.DELETE if action == "delete" else rights_table.SET_TTL,
+                  rights_table.SOME_NAMESPACES if include else rights_table.ALL_NAMESPACES]
+    documented = rights_table.rights(rights_table.rows(table="sweep"), conditions, name="nightly")
+    assert sweep_granted(action, include) == documented
+    assert documented   # the table was read

@@ -18,16 +18,19 @@ import sys
 
 import pytest
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import scheduled
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets import registry
 
 MINIMUM = "3.9"
 
 
 def shipped():
-    """{path: source} of every file a pod runs: the runner's closure and every preset's node files."""
+    """{path: source} of every file a pod runs: the runners' closures (cron_broadcast's and the scheduled
+    sweep's) and every preset's node files."""
     files = dict(manifests.runner_sources())
+    files.update(shipping.closure(scheduled.RUNNER_ENTRY))
     for preset in registry.REGISTRY:
         files.update(pods.node_files(preset))
     return files
@@ -48,6 +51,7 @@ def vermin_violations(tmp_path, files):
 def test_every_file_shipped_to_a_pod_needs_nothing_newer_than_python_39(tmp_path):
     files = shipped()
     assert "_broadcast/runner.py" in files and "_node/main.py" in files, sorted(files)
+    assert "_dangling/sweep_runner.py" in files and "_dangling/sweep.py" in files, sorted(files)
     assert len([f for f in files if f.startswith("_presets/")]) >= len(registry.REGISTRY)
     rc, out = vermin_violations(tmp_path, files)
     assert rc == 0, "shipped code needs a Python newer than %s:\n%s" % (MINIMUM, out)

@@ -79,7 +79,8 @@ def choose_engine(requested, served):
         "Kubernetes 1.36 or newer (MutatingAdmissionPolicy in admissionregistration.k8s.io/v1), or 1.34 or 1.35 "
         "with the MutatingAdmissionPolicy feature gate and admissionregistration.k8s.io/v1beta1 on; kyverno needs "
         "Kyverno with its policies.kyverno.io/v1 MutatingPolicy CRD; kyverno_legacy needs Kyverno's kyverno.io/v1 "
-        "ClusterPolicy CRD. Install one of them, or set policy=false to only sweep.", policy_engine="auto")
+        "ClusterPolicy CRD. Install one of them; or set sweep_schedule to sweep on a schedule in the cluster, which "
+        "needs no engine; or set policy=false to only sweep.", policy_engine="auto")
 
 
 def _metadata(opts, name=None):

@@ -88,11 +88,17 @@ class Sweep:
                 self._list(path)
             self._drain()
         finally:
+            # Every write submitted is done (or has failed, in errors) before this returns or raises: what
+            # the counts say was taken, was written.
             self._pool.shutdown(wait=True)
+        return self.result()
+
+    def result(self):
+        """What the sweep took and spared so far (all of it once ``run`` returned)."""
         total = sum(self.counts.values())
-        return {"action": self.action, "total": total, "per_namespace": self.counts, "names": self.names,
-                "names_truncated": total > len(self.names), "spared": self.spared, "errors": self.errors,
-                "stats": self.stats}
+        return {"action": self.action, "total": total, "per_namespace": dict(self.counts), "names": list(self.names),
+                "names_truncated": total > len(self.names), "spared": dict(self.spared), "errors": list(self.errors),
+                "stats": dict(self.stats)}
 
     def _list(self, path):
         query = {"limit": self.page_size}
