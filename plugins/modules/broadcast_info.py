@@ -15,6 +15,8 @@ description:
   - For each cron broadcast (M(nodeops.kubernetes.cron_broadcast)) in I(namespace), returns its schedule,
     whether it is suspended, the next fire times, the last run and the recorded history with per-node
     outcomes. The history lives in a ConfigMap, so it is there after every pod and Job is gone.
+  - For each scheduled sweep of M(nodeops.kubernetes.dangling_job_ttl) (I(sweep_schedule)) in I(namespace),
+    returns its schedule and its recorded sweeps (C(sweeps)).
   - For one-off M(nodeops.kubernetes.broadcast_job) runs that still have pods or a run record in the cluster,
     returns their state and the phase of each pod.
 author:
@@ -120,6 +122,24 @@ cron_broadcasts:
                  removed: {bytes_freed: 1856000000, items: 24, nodes_reporting: 8},
                  nodes: [{node: node-1, outcome: succeeded, result: {images_removed: ["docker.io/library/nginx:1.25"],
                                                                     images_removed_count: 3, bytes_freed: 232000000}}]}]
+sweeps:
+  description:
+    - One entry per scheduled sweep of ownerless Jobs (M(nodeops.kubernetes.dangling_job_ttl) with
+      I(sweep_schedule)) whose CronJob runs in I(namespace) (its I(sweep_namespace)); with I(name), only the one
+      of that I(policy_name).
+    - Each sweep in C(history) (newest first, at most I(runs)) has run_id, job, started_at, finished_at,
+      C(state) (succeeded, failed or interrupted), C(summary) (action, taken, examined, spared, errors),
+      C(per_namespace) (Jobs taken per namespace), C(spared_by_reason), C(names) (at most the sweep's
+      I(sweep_max_names)) and C(errors).
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: nodeops-dangling-job-ttl
+      schedule: "0 3 * * *"
+      installed: true
+      last_run: {run_id: "1205030000ab12", state: succeeded, summary: {action: delete, taken: 12, examined: 40,
+                 spared: 28, errors: 0}}
 runs:
   description:
     - Runs still in the cluster (their run record exists), from broadcast_job or a cron broadcast's runner.
@@ -148,6 +168,8 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply imp
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule as cron_schedule
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.options import validate_identity
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import list_all
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling.scheduled import (
+    KIND_SWEEP_HISTORY, LABEL_SWEEP, object_names)
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
@@ -172,17 +194,21 @@ def cron_info(client, namespace, name, history_cm, runs):
 def gather(client, namespace, name, runs):
     selector = LABEL_MANAGED_BY + "=" + MANAGED_BY
     cron_names = set()
-    histories, records = {}, []
-    # One listing of our ConfigMaps serves both the histories and the run records.
+    histories, records, sweep_histories = {}, [], {}
+    # One listing of our ConfigMaps serves the histories, the sweeps' histories and the run records.
     for cm in list_all(client, client.core_path("configmaps", namespace), {"labelSelector": selector})[0]:
         labels = cm["metadata"].get("labels") or {}
-        if labels.get(naming.LABEL_KIND) == naming.KIND_HISTORY:
+        if labels.get(naming.LABEL_KIND) == KIND_SWEEP_HISTORY and labels.get(LABEL_SWEEP) and (
+                not name or labels.get(LABEL_SWEEP) == name):
+            sweep_histories[labels[LABEL_SWEEP]] = cm
+        elif labels.get(naming.LABEL_KIND) == naming.KIND_HISTORY:
             histories[labels.get(naming.LABEL_CRON)] = cm
         elif labels.get(naming.LABEL_KIND) == naming.KIND_RUN_RECORD and (
                 not name or labels.get(naming.LABEL_BROADCAST) == name):
             records.append(cm)
     for cj in list_all(client, client.group_path("batch/v1", "cronjobs", namespace), {"labelSelector": selector})[0]:
-        cron_names.add(cj["metadata"]["name"])
+        if LABEL_SWEEP not in (cj["metadata"].get("labels") or {}):   # a scheduled sweep's is in sweeps
+            cron_names.add(cj["metadata"]["name"])
     cron_names.update(n for n in histories if n)
     if name:
         cron_names &= {name}
@@ -201,7 +227,15 @@ def gather(client, namespace, name, runs):
                              "phase": (p.get("status") or {}).get("phase")}
                             for p in pods if (p["metadata"].get("labels") or {}).get(naming.LABEL_RUN) == run_id),
                            key=lambda p: p["name"])}))
-    return {"changed": False, "cron_broadcasts": crons, "runs": one_off}
+    sweeps = [sweep_info(client, namespace, n, sweep_histories[n], runs) for n in sorted(sweep_histories)]
+    return {"changed": False, "cron_broadcasts": crons, "sweeps": sweeps, "runs": one_off}
+
+
+def sweep_info(client, namespace, policy_name, history_cm, runs):
+    """One scheduled sweep: its CronJob's schedule and its recorded sweeps, newest first."""
+    entry = cron_info(client, namespace, object_names(policy_name, namespace)["cron_job"], history_cm, runs)
+    entry["name"] = policy_name
+    return entry
 
 
 def main():

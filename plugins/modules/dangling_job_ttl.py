@@ -558,7 +558,7 @@ def action(module):
         manage_policy(module, client, opts, result, scheduled_sweep=sched is not None)
     if sched is not None:
         result["scheduled_sweep"] = install_schedule(module, client, sched, opts)
-    else:
+    elif scheduled.installed(client, opts["policy_name"], p["sweep_namespace"]):
         removed = scheduled.remove(client, opts["policy_name"], p["sweep_namespace"], module.check_mode)
         if removed:
             result["scheduled_sweep"] = {"objects": [], "changes": removed}

@@ -559,6 +559,14 @@ def test_scheduled_sweep_runs_on_the_real_node_and_spares_every_control(
     # The runner's own Job is owned by the CronJob: spared with the controls.
     assert entry["spared_by_reason"] == {"owned": 4, "not finished": 3, "opted out": 2, "gitops-managed": 2,
                                          "finished recently": 2}, entry["spared_by_reason"]
+    # broadcast_info returns it, with the schedule.
+    info = kh.run_module(tmp_path, "broadcast_info", {"namespace": namespace, "name": name})
+    [swept] = info["sweeps"]
+    assert (swept["name"], swept["schedule"], swept["time_zone"], swept["installed"]) == (
+        name, "0 3 * * *", "Europe/Berlin", True)
+    assert swept["last_run"] == entry and swept["history"] == [entry] and info["cron_broadcasts"] == []
+    everything = kh.run_module(tmp_path, "broadcast_info", {"namespace": namespace})
+    assert everything["cron_broadcasts"] == [] and [s["name"] for s in everything["sweeps"]] == [name]
 
     # Its rights: the README's table for these options and not one right more, as the apiserver's
     # SelfSubjectRulesReview tells its ServiceAccount, here (its namespace, included) and in a namespace
@@ -635,3 +643,43 @@ def test_sigterm_to_the_sweep_in_its_pod_loses_nothing(tmp_path, core, batch, na
     newest = _sweep_history(core, namespace, name + "-sweep-history")[0]
     assert (newest["state"], newest["summary"]["taken"]) == ("succeeded", 6), newest
     assert batch.list_namespaced_job(namespace, label_selector="grp=old").items == []
+
+
+def test_tampered_sweep_code_is_refused_and_nothing_is_swept(tmp_path, core, batch, namespace, real_node):
+    """Someone re-makes the sweep's code ConfigMap under its name with other code: the runner's pod on the real
+    node refuses to run it (its digest is in the CronJob), so no Job is swept and no history is written; and
+    installing again refuses to take the re-made ConfigMap over, writing nothing."""
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._node import boot
+
+    create_all(batch, namespace, [make_job("old-%02d" % i, labels={"grp": "old"}) for i in range(3)])
+    kh.wait_for("the Jobs to finish", lambda: finished(batch, namespace, "grp=old"), timeout=120)
+    finish_earlier(batch, namespace, "grp=old", 2 * TTL)
+    args = _sweep_args(real_node, namespace, include_namespaces=[namespace])
+    name = args["policy_name"]
+    installed = kh.run_module(tmp_path, "dangling_job_ttl", args)
+    assert not installed.get("failed"), installed.get("msg")
+    [code] = core.list_namespaced_config_map(namespace, label_selector="nodeops.io/kind=sweep-code").items
+    key = [k for k in code.data if k.endswith("_dangling.sweep_runner.py")][0]
+    tampered = dict(code.data)
+    tampered[key] = code.data[key].replace("def main(environ=None):", "def main(environ=None):\n    return 0\n\n\ndef _x():")
+    assert tampered[key] != code.data[key]
+    core.delete_namespaced_config_map(code.metadata.name, namespace)
+    core.create_namespaced_config_map(namespace, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(
+        name=code.metadata.name, labels=code.metadata.labels, annotations=code.metadata.annotations),
+        data=tampered, immutable=True))
+
+    cron_job = kh.rest_client().get("/apis/batch/v1/namespaces/%s/cronjobs/%s-sweep" % (namespace, name))
+    batch.create_namespaced_job(namespace, manifests.job_from_cron(cron_job, name + "-tampered"))
+    kh.wait_for("the sweep Job to fail", lambda: _job_done(batch, namespace, name + "-tampered"), timeout=180)
+    [pod] = core.list_namespaced_pod(namespace, label_selector="job-name=%s-tampered" % name).items
+    terminated = pod.status.container_statuses[0].state.terminated
+    log = core.read_namespaced_pod_log(pod.metadata.name, namespace)
+    assert pod.spec.node_name == real_node.name and terminated.exit_code == boot.EXIT_TAMPERED, log
+    assert "does not match its digest" in log, log
+    assert len(batch.list_namespaced_job(namespace, label_selector="grp=old").items) == 3
+    assert _sweep_history(core, namespace, name + "-sweep-history") == []
+
+    again = kh.run_module(tmp_path, "dangling_job_ttl", args)
+    assert again.get("failed") and "does not hold what its name says" in again["msg"], again
+    assert core.read_namespaced_config_map(code.metadata.name, namespace).data[key] == tampered[key]

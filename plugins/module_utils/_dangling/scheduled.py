@@ -27,6 +27,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling impor
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling.policy import LABEL_POLICY
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import Forbidden
 
 CODE_ROOT = "/opt/nodeops"
 RUNNER_ENTRY = sweep_runner.__name__
@@ -231,15 +232,34 @@ def remove(client, policy_name, namespace, check_mode, keep=()):
     def wanted(ns, test):
         return lambda kind, n: test(kind, n) and (kind, ns, n) not in kept
 
-    deleted = apply.delete_labelled(client, NAMESPACED, selector, namespace, check_mode,
-                                    name_filter=wanted(namespace, _ours_by_name(names)))
+    ours = _ours_by_name(names)
+    # The history goes last: while it is there, ``installed`` finds what a removal cut short left.
+    deleted = apply.delete_labelled(client, NAMESPACED, selector, namespace, check_mode, name_filter=wanted(
+        namespace, lambda kind, n: ours(kind, n) and not (kind == "ConfigMap" and n == names["history"])))
     # The jobs Roles of the included namespaces (any namespace: include_namespaces may have changed).
     for item_ns in _namespaces_with_jobs_roles(client, selector, names["jobs_role"]):
         deleted += apply.delete_labelled(client, [(RBAC, "RoleBinding"), (RBAC, "Role")], selector, item_ns,
                                          check_mode, name_filter=wanted(item_ns, lambda kind, n: n == names["jobs_role"]))
     deleted += apply.delete_labelled(client, CLUSTER, selector, None, check_mode,
                                      name_filter=wanted(None, lambda kind, n: n == names["cluster_role"]))
+    deleted += apply.delete_labelled(client, [("v1", "ConfigMap")], selector, namespace, check_mode, name_filter=wanted(
+        namespace, lambda kind, n: n == names["history"]))
     return deleted
+
+
+def installed(client, policy_name, namespace):
+    """Whether a scheduled sweep of ``policy_name`` is (or was partly) installed in ``namespace``: its CronJob or
+    its history is there. Two reads, so that a module run without ``sweep_schedule`` asks for no more rights
+    than it did before scheduled sweeps existed, where none was ever installed (a 403 counts as none)."""
+    names = object_names(policy_name, namespace)
+    for path in (apply.path_for(client, "batch/v1", "CronJob", namespace, names["cron_job"]),
+                 apply.path_for(client, "v1", "ConfigMap", namespace, names["history"])):
+        try:
+            if client.get_or_none(path) is not None:
+                return True
+        except Forbidden:
+            continue
+    return False
 
 
 def _namespaces_with_jobs_roles(client, selector, role_name):

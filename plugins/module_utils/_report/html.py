@@ -15,6 +15,9 @@ Per broadcast it shows:
 * the bytes each run freed over the history, as a small column chart (dry runs stacked in pale blue);
 * the nodes the newest run skipped, counted per reason, with their names where the history kept them.
 
+Per scheduled sweep of ownerless Jobs (``sweeps``): its recent sweeps, one row each, with how many Jobs it
+took and what it spared, by reason.
+
 The elements a test or a script may look for carry classes and ``data-`` attributes: section
 ``broadcast[data-cluster][data-broadcast]``, rows ``tr.node-row[data-node]``, cells
 ``td.cell.outcome-*[data-run]``, bars ``div.bar-row[data-node][data-bytes]``, chart columns
@@ -254,6 +257,36 @@ def _broadcast(cluster, cron):
         "<h3>Skipped nodes, newest run</h3>", _skipped(newest), "</section>"])
 
 
+def _sweep(cluster, sweep):
+    """A scheduled sweep of ownerless Jobs: its recent sweeps, one row each (``tr.sweep-row[data-run][data-state]
+    [data-taken]``)."""
+    history = sweep.get("history") or []
+    name = sweep.get("name") or "?"
+    head = ('<section class="broadcast sweep" data-cluster="%s" data-sweep="%s"><h2>Sweep of ownerless Jobs: %s%s</h2>'
+            % (escape(cluster or ""), escape(name), escape(name), (" <small>on %s</small>" % escape(cluster))
+               if cluster else ""))
+    schedule = '<p class="meta">schedule <code>%s</code>%s</p>' % (
+        escape(str(sweep.get("schedule") or "?")), (" (%s)" % escape(sweep["time_zone"])) if sweep.get("time_zone")
+        else "")
+    if not history:
+        return head + schedule + "<p>No sweeps recorded yet.</p></section>"
+    rows = []
+    for run in history:
+        summary = run.get("summary") or {}
+        spared = ", ".join("%s: %d" % (escape(reason), count)
+                           for reason, count in sorted((run.get("spared_by_reason") or {}).items()))
+        rows.append('<tr class="sweep-row" data-run="%s" data-state="%s" data-taken="%d"><td>%s</td><td>%s</td>'
+                    '<td>%s</td><td>%d</td><td>%s</td><td>%d</td></tr>' % (
+                        escape(str(run.get("run_id"))), escape(str(run.get("state"))), summary.get("taken", 0),
+                        escape(str(run.get("started_at") or "")), escape(str(run.get("state"))),
+                        escape(str(summary.get("action") or "")), summary.get("taken", 0), spared or "-",
+                        summary.get("errors", 0)))
+    return "".join([head, schedule, "<h3>Last %d sweeps (newest first)</h3>" % len(history),
+                    '<table class="sweeps"><thead><tr><th>started</th><th>state</th><th>action</th><th>Jobs taken</th>'
+                    '<th>spared, by reason</th><th>errors</th></tr></thead><tbody>%s</tbody></table></section>'
+                    % "".join(rows)])
+
+
 def render(clusters, title="Node maintenance report", generated_at=None):
     """The report's HTML. ``clusters``: a list of ``{"name": str or None, "info": <broadcast_info result>,
     "error": str or None}``; a cluster with an error is shown with it. Pure."""
@@ -265,10 +298,12 @@ def render(clusters, title="Node maintenance report", generated_at=None):
                         '</section>' % (escape(name or ""), escape(name or "cluster"), escape(cluster["error"])))
             continue
         crons = (cluster.get("info") or {}).get("cron_broadcasts") or []
-        if not crons:
+        sweeps = (cluster.get("info") or {}).get("sweeps") or []
+        if not crons and not sweeps:
             body.append('<section class="broadcast" data-cluster="%s"><h2>%s</h2><p>No cron broadcasts.</p>'
                         '</section>' % (escape(name or ""), escape(name or "cluster")))
         body.extend(_broadcast(name, cron) for cron in crons)
+        body.extend(_sweep(name, sweep) for sweep in sweeps)
     return "".join([
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',

@@ -161,3 +161,20 @@ def test_quotes_and_markup_in_reasons_and_titles_are_escaped():
     assert cell["data-run"] == 'r"1' and cell["title"] == 'Error "x" <b>: it\'s <bad> & "worse"'
     assert page.find("tr", "skipped-row")[0]["data-reason"] == 'taint a="b":NoSchedule'
     assert "<bad>" not in text and '"x" <b>' not in text and "&lt;bad&gt;" in text
+
+
+def test_a_scheduled_sweep_has_one_row_per_sweep_with_what_it_took_and_spared():
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import sweep_runner
+
+    took = {"action": "delete", "total": 12, "per_namespace": {"ci": 12}, "names": [], "names_truncated": True,
+            "spared": {"owned": 3, "<b>odd</b>": 1}, "errors": [], "stats": {"examined": 16}}
+    runs = [sweep_runner.history_entry("r2", "j2", "2026-12-05T03:00:00Z", "t", "interrupted", dict(took, total=4)),
+            sweep_runner.history_entry("r1", "j1", "2026-12-04T03:00:00Z", "t", "succeeded", took)]
+    page = html.render([{"name": "prod", "info": {"cron_broadcasts": [], "sweeps": [
+        {"name": "ttl", "schedule": "0 3 * * *", "time_zone": "Europe/Berlin", "history": runs}]}}])
+    rows = re.findall(r'<tr class="sweep-row" data-run="([^"]+)" data-state="([^"]+)" data-taken="(\d+)">', page)
+    assert rows == [("r2", "interrupted", "4"), ("r1", "succeeded", "12")]
+    assert 'data-sweep="ttl"' in page and "Europe/Berlin" in page and "No cron broadcasts" not in page
+    assert "<b>odd</b>" not in page and "&lt;b&gt;odd&lt;/b&gt;: 1" in page and "owned: 3" in page
+    empty = html.render([{"name": "prod", "info": {"cron_broadcasts": [], "sweeps": [{"name": "ttl", "history": []}]}}])
+    assert "No sweeps recorded yet." in empty
