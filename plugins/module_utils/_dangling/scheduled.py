@@ -53,7 +53,10 @@ def object_names(policy_name, namespace, digest=None):
     base = policy_name + "-sweep"
     unique = hashlib.sha256(("%s/%s" % (namespace, policy_name)).encode("utf-8")).hexdigest()[:8]
     names = {"service_account": base, "cron_job": base, "history": base + "-history",
-             "history_role": base + "-history", "jobs_role": base + "-jobs", "code_prefix": base + "-code-",
+             "history_role": base + "-history", "code_prefix": base + "-code-",
+             # In each included namespace, which sweeps of the same policy name in other namespaces may include
+             # too: the namespace and a hash of both are in the name, so two never share (or remove) one.
+             "jobs_role": "%s-jobs-%s-%s" % (base, namespace, unique),
              # Cluster-scoped: the namespace and a hash of both are in the name.
              "cluster_role": "nodeops-%s-%s-%s" % (namespace, base, unique)}
     if digest:

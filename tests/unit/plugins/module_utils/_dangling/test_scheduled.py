@@ -130,3 +130,13 @@ def test_history_entry_counts_what_was_taken_and_spared():
     assert entry["removed"] == {"jobs": 2, "ttl_set": 0} and entry["spared_by_reason"] == {"owned": 3, "opted out": 1}
     failed = sweep_runner.history_entry("r2", None, "t0", "t1", "failed", dict(result, action="set_ttl"), "boom")
     assert failed["summary"]["errors"] == 1 and failed["errors"] == ["boom"] and failed["removed"]["ttl_set"] == 2
+
+
+def test_two_sweeps_of_one_policy_name_in_two_namespaces_share_no_object_name():
+    """Both include namespace ci: each has its own Role and RoleBinding there, and its own ClusterRole name, so
+    neither install overwrites (or, when removed, deletes) the other's rights."""
+    def refs(namespace, include):
+        objects = scheduled.build_objects(sched(namespace=namespace), opts(include_namespaces=include), SOURCES)
+        return set((o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects)
+    assert not refs("ops", ["ci"]) & refs("ops2", ["ci"])
+    assert not refs("ops", []) & refs("ops2", [])
