@@ -71,7 +71,7 @@ NODEOPS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nodeops
 ANSIBLE_TEST_HOME := $(NODEOPS_CACHE)/ansible-test-home
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: k8s-compat runtime-compat oldest-core browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
+.PHONY: kyverno-admission k8s-compat runtime-compat oldest-core browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
 
 help:
 	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
@@ -104,6 +104,11 @@ cluster:
 # The Kyverno CLI, built from the pinned Kyverno Go module (cached like the control plane).
 kyverno:
 	$(PYTHON) tools/localcluster/kyverno_tools.py build
+
+# Kyverno's real admission controller (cmd/kyverno, the pinned module) against the local cluster, outside it;
+# make cluster-down stops it and deletes its webhook configurations.
+kyverno-admission: kyverno cluster
+	$(PYTHON) tools/localcluster/kyverno_tools.py admission-up
 
 cluster-down:
 	$(CLUSTER) down

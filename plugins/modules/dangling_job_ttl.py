@@ -38,7 +38,8 @@ options:
   state:
     description:
       - Whether the policy should exist. C(absent) removes the objects of every engine this module wrote for
-        I(policy_name) (the sweep still runs if asked for).
+        I(policy_name), and its scheduled sweep in I(sweep_namespace) (the one-off sweep still runs if asked for).
+        With I(policy=false), C(absent) removes only the scheduled sweep.
     type: str
     default: present
     choices: [ present, absent ]
@@ -141,7 +142,13 @@ options:
       - Its ServiceAccount may list Jobs and delete them (or, with I(sweep_action=set_ttl), patch them), only in
         I(include_namespaces) when given (a Role in each), cluster-wide otherwise; and get and update its own
         history ConfigMap. Nothing else.
-      - Unset, a scheduled sweep this module installed for I(policy_name) in I(sweep_namespace) is removed.
+      - Left unset, a scheduled sweep installed earlier is left as it is. C(state=absent) removes the one of
+        I(policy_name) in I(sweep_namespace), and with I(policy=false) only it.
+      - The account that installs it needs, besides what the policy needs, to create and change ServiceAccounts,
+        Roles, RoleBindings, ConfigMaps and CronJobs in I(sweep_namespace) (and Jobs, for I(run_now)), Roles and
+        RoleBindings in the included namespaces (or a ClusterRole and ClusterRoleBinding), to list Roles
+        cluster-wide (to find the rights an earlier install left), and to hold the rights it grants (RBAC allows
+        granting only those).
     type: str
   sweep_namespace:
     description:
@@ -182,10 +189,11 @@ requirements:
   - python >= 3.9
   - kubernetes (Python package), only to read kubeconfig files
 notes:
-  - The native engine's MutatingAdmissionPolicy is applied by that API server to real Jobs, and its TTL controller
-    deletes them. For the kyverno engines only the CRDs of Kyverno v1.19.1 are installed (the policies are
-    dry-run and stored against them), and the Kyverno CLI v1.19.1 checks the policies on sample Jobs. No Kyverno
-    admission controller runs, so their effect on real Jobs is not tested.
+  - The native engine's MutatingAdmissionPolicy (v1, and v1beta1 on the compatibility suite's Kubernetes with the
+    feature gate on) is applied by that API server to real Jobs, and its TTL controller deletes them. The kyverno
+    engines' policies are applied to real Jobs by the admission controller of Kyverno v1.19.1, run against the
+    test cluster, and the Kyverno CLI v1.19.1 checks them on sample Jobs for five option combinations.
+  - The scheduled sweep's runner is tested in its pod on a real kubelet and containerd node.
 attributes:
   check_mode:
     description:
@@ -270,12 +278,12 @@ policy_api_version:
   description:
     - The apiVersion of the policy objects written, found by discovery. For native,
       C(admissionregistration.k8s.io/v1) or, on Kubernetes 1.34 and 1.35 with the feature gate on, C(v1beta1).
-  returned: when policy=true and state=present
+  returned: when policy=true and state=present, and an engine is used (not with policy_engine none)
   type: str
   sample: admissionregistration.k8s.io/v1
 policy:
   description: The policy object (MutatingAdmissionPolicy, MutatingPolicy or ClusterPolicy) as it is, or would be, in the cluster.
-  returned: when policy=true and state=present
+  returned: when policy=true and state=present, and an engine is used (not with policy_engine none)
   type: dict
 policy_objects:
   description: Every object the engine needs (for native the policy and its binding).
@@ -302,7 +310,7 @@ scheduled_sweep:
       type: list
       elements: dict
     job:
-      description: The Job started by I(run_now).
+      description: The Job started by I(run_now) (the CronJob's name and the time in hex).
       type: str
     history:
       description: The ConfigMap that records each sweep, as C(namespace/name).
@@ -360,7 +368,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import sc
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import options, policy, scheduled, sweep
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
-    ApiError, InvalidInput, NodeopsError, NotFound, PolicyEngineUnavailable)
+    ApiError, ForeignObject, InvalidInput, NodeopsError, NotFound, PolicyEngineUnavailable)
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
@@ -431,16 +439,31 @@ def validate_schedule(p, opts):
             "deadline_seconds": 3600}
 
 
-def install_schedule(module, client, sched, opts):
-    """Install (or update) the scheduled sweep: the runner's pod and every object dry-run by the apiserver
-    before the first write, then the old code and the rights the options no longer need removed."""
+def plan_schedule(module, client, sched, opts):
+    """Everything the scheduled sweep needs checked, before any write (of the policy too): the runner's pod
+    and every object dry-run by the apiserver (the schedule and time zone are its to judge), no object of the
+    same name that is not this sweep's, and the next fire times. Returns the objects to apply."""
     desired = scheduled.build_objects(sched, opts)
+    for obj in desired:
+        current = client.get_or_none(apply.object_path(client, obj))
+        owner = ((current or {}).get("metadata", {}).get("labels") or {}).get(scheduled.LABEL_SWEEP)
+        if current is None:
+            continue
+        if not apply.created_by_us(current):
+            raise apply.foreign(obj)
+        if owner != opts["policy_name"]:
+            # Another of this collection's objects (a cron broadcast's ServiceAccount, say): never taken over,
+            # so never removed with this sweep either.
+            raise ForeignObject("%s %s exists and is not this scheduled sweep's (its label %s is %r, not %r): "
+                                "refusing to change it; nothing was changed. Choose another policy_name or "
+                                "sweep_namespace" % (obj["kind"], apply.object_path(client, obj).rsplit("/", 1)[-1],
+                                                     scheduled.LABEL_SWEEP, owner, opts["policy_name"]),
+                                object=apply.ref(obj))
     runner = scheduled.runner_pod(desired)
-    for warning in Engine(client).dry_run_pod(runner, "runner_image", runner["spec"]["containers"][0]["image"],
-                                              "the scheduled sweep's runner pods"):
-        module.warn(warning)
+    warnings = Engine(client).dry_run_pod(runner, "runner_image", runner["spec"]["containers"][0]["image"],
+                                          "the scheduled sweep's runner pods")
     try:
-        changed, diff, results = apply.ensure(client, desired, module.check_mode)
+        apply.ensure(client, desired, check_mode=True)
     except ApiError as exc:
         refused = cron_schedule.refused_by_apiserver(exc, {"schedule": sched["schedule"],
                                                            "time_zone": sched["time_zone"]})
@@ -449,21 +472,32 @@ def install_schedule(module, client, sched, opts):
             raise InvalidInput(param, refused.value, refused.accepted, why=refused.msg.split(": ", 1)[-1].split(
                 "; expected", 1)[0]) from exc
         raise refused
-    changed += scheduled.stale(client, opts["policy_name"], sched["namespace"], desired, module.check_mode)
+    return {"desired": desired, "warnings": warnings,
+            "next_runs": cron_schedule.next_runs(sched["schedule"], sched["time_zone"])}
+
+
+def install_schedule(module, client, sched, opts, planned):
+    """Install (or update) the scheduled sweep planned by ``plan_schedule``, then remove the old code and the
+    rights the options no longer need. Returns (its result, its diff entries)."""
+    desired = planned["desired"]
+    for warning in planned["warnings"]:
+        module.warn(warning)
+    changed, diff, results = apply.ensure(client, desired, module.check_mode)
+    stale = scheduled.stale(client, opts["policy_name"], sched["namespace"], desired, module.check_mode)
     names = scheduled.object_names(opts["policy_name"], sched["namespace"])
-    result = {"objects": [apply.ref(o) for o in desired], "changes": changed,
-              "next_runs": cron_schedule.next_runs(sched["schedule"], sched["time_zone"]),
-              "history": "%s/%s" % (sched["namespace"], names["history"])}
-    if module._diff and changed:
-        result["diff"] = diff
+    result = {"objects": [apply.ref(o) for o in desired], "changes": changed + stale,
+              "next_runs": planned["next_runs"], "history": "%s/%s" % (sched["namespace"], names["history"])}
+    entries = list(zip(changed, diff["before"], diff["after"]))
+    entries += [(ref, {"kind": ref["kind"], "name": ref["name"]}, None) for ref in stale]
     if module.params["run_now"]:
-        job_name = "%s-manual-%d" % (names["cron_job"], int(time.time()))
+        # Within 63 characters (the job-name label): the CronJob's name (at most 52) and the time in hex.
+        job_name = "%s-%x" % (names["cron_job"], int(time.time()))
         result["job"] = job_name
-        result["changes"] = changed + [{"kind": "Job", "name": job_name, "namespace": sched["namespace"]}]
+        result["changes"] = result["changes"] + [{"kind": "Job", "name": job_name, "namespace": sched["namespace"]}]
         if not module.check_mode:
             job = cron_manifests.job_from_cron(results[-1], job_name)
             client.create(apply.path_for(client, "batch/v1", "Job", sched["namespace"]), job)
-    return result
+    return result, entries
 
 
 def served_engines(client):
@@ -511,14 +545,14 @@ def manage_policy(module, client, opts, result, scheduled_sweep=False):
     else:
         try:
             engine, why = policy.choose_engine(opts["policy_engine"], served)
-        except PolicyEngineUnavailable as exc:
+        except PolicyEngineUnavailable:
             if not (scheduled_sweep and opts["policy_engine"] == "auto"):
                 raise
             # No admission engine, and a scheduled sweep asked for: it alone keeps the Jobs bounded.
             result.update(policy_engine="none", policy_engine_reason=(
-                "auto: no admission engine is served (no MutatingAdmissionPolicy, no Kyverno: %s); the scheduled "
-                "sweep (sweep_schedule) is installed alone, and takes finished ownerless Jobs on its schedule"
-                % exc.msg.split("There are three: ", 1)[-1].split(" Install one", 1)[0]),
+                "auto: no admission engine is served (no MutatingAdmissionPolicy in admissionregistration.k8s.io/v1 "
+                "or v1beta1, no Kyverno MutatingPolicy or ClusterPolicy CRD); the scheduled sweep (sweep_schedule) "
+                "is installed alone, and takes finished ownerless Jobs on its schedule"),
                 policy_objects=[], removed=[])
             return
         result.update(policy_engine=engine, policy_engine_reason=why, policy_api_version=served[engine])
@@ -548,22 +582,36 @@ def manage_policy(module, client, opts, result, scheduled_sweep=False):
             result["diff"] = {"before": before, "after": after}
 
 
+def _sweep_key(ref):
+    return "%s/%s/%s" % (ref["kind"], ref.get("namespace") or "", ref["name"])
+
+
 def action(module):
     p = module.params
     opts = options.validate(p)
     client = client_from_params(p)
     sched = validate_schedule(p, opts) if p["state"] == "present" else None
+    # The scheduled sweep is checked whole before the policy's first write: a schedule the apiserver refuses
+    # leaves nothing written.
+    planned = plan_schedule(module, client, sched, opts) if sched is not None else None
     result = {"changed": False}
     if p["policy"]:
         manage_policy(module, client, opts, result, scheduled_sweep=sched is not None)
+    entries = []
     if sched is not None:
-        result["scheduled_sweep"] = install_schedule(module, client, sched, opts)
-    elif scheduled.installed(client, opts["policy_name"], p["sweep_namespace"]):
+        result["scheduled_sweep"], entries = install_schedule(module, client, sched, opts, planned)
+    elif p["state"] == "absent" and scheduled.installed(client, opts["policy_name"], p["sweep_namespace"],
+                                                        strict=True):
         removed = scheduled.remove(client, opts["policy_name"], p["sweep_namespace"], module.check_mode)
         if removed:
             result["scheduled_sweep"] = {"objects": [], "changes": removed}
+            entries = [(ref, {"kind": ref["kind"], "name": ref["name"]}, None) for ref in removed]
     if result.get("scheduled_sweep", {}).get("changes"):
         result["changed"] = True
+    if entries and module._diff:
+        diff = result.setdefault("diff", {"before": {}, "after": {}})
+        for ref, before, after in entries:
+            diff["before"][_sweep_key(ref)], diff["after"][_sweep_key(ref)] = before, after
     if p["sweep"]:
         swept = sweep.run(client, opts, p["sweep_action"], module.check_mode, page_size=p["sweep_page_size"],
                           concurrency=p["sweep_concurrency"], max_names=p["sweep_max_names"])

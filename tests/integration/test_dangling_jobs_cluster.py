@@ -376,13 +376,20 @@ def _ttl(job):
 
 def test_native_policy_adds_the_ttl_on_the_real_apiserver(batch, core, namespace, second_namespace, native_policy):
     """No CLI: Jobs are created through the API and what the apiserver stored is read back. On Kubernetes 1.34
-    the policy was refused (native_policy is None), and no Job gains a TTL."""
-    # The apiserver loads a new policy from its informer; wait until a probe Job shows it acts.
+    without the feature gate the policy was refused (native_policy is None), and no Job gains a TTL."""
+    ttl_added_only_where_it_should(batch, core, namespace, second_namespace, bool(native_policy))
+
+
+def ttl_added_only_where_it_should(batch, core, namespace, second_namespace, active):
+    """Jobs of every kind the policy must tell apart, created through the API and read back: only the ownerless
+    one in the included namespace gains the TTL (when a policy is ``active``), UPDATE never adds it, and the
+    real TTL-after-finished controller deletes a finished ownerless Job."""
+    # The engine loads a new policy from its informer; wait until a probe Job shows it acts.
     def probe():
         job = batch.create_namespaced_job(namespace, make_job(kh.unique("probe"), labels={"grp": "probe"}))
         return _ttl(job) == NATIVE_TTL
-    if native_policy:
-        kh.wait_for("the apiserver to apply the new policy", probe, timeout=30, interval=0.5)
+    if active:
+        kh.wait_for("the policy to act", probe, timeout=60, interval=0.5)
     cron = batch.create_namespaced_cron_job(namespace, {
         "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "owner"},
         "spec": {"schedule": "0 0 1 1 *", "suspend": True, "jobTemplate": {"spec": {"template": {"spec": {
@@ -407,7 +414,7 @@ def test_native_policy_adds_the_ttl_on_the_real_apiserver(batch, core, namespace
         "helm-hook": batch.create_namespaced_job(namespace, make_job(
             "helm-hook", annotations={"helm.sh/hook": "pre-upgrade"}, **running)),
     }
-    expected = {"ownerless": NATIVE_TTL, "own-ttl": 42} if native_policy else {"own-ttl": 42}
+    expected = {"ownerless": NATIVE_TTL, "own-ttl": 42} if active else {"own-ttl": 42}
     # Read back what was stored, not only what the create returned.
     stored = {key: _ttl(batch.read_namespaced_job(job.metadata.name, job.metadata.namespace))
               for key, job in created.items()}
@@ -424,7 +431,7 @@ def test_native_policy_adds_the_ttl_on_the_real_apiserver(batch, core, namespace
 
     # A finished ownerless Job is deleted by the real TTL-after-finished controller.
     quick = batch.create_namespaced_job(namespace, make_job("finishes", labels={"grp": "quick"}))
-    if not native_policy:
+    if not active:
         assert _ttl(quick) is None
         return
     assert _ttl(quick) == NATIVE_TTL
@@ -536,6 +543,9 @@ def test_scheduled_sweep_runs_on_the_real_node_and_spares_every_control(
     assert not preview.get("failed"), preview.get("msg")
     assert preview["changed"] is True and audit.writes_since(mark, namespace=None) == []
     assert {o["kind"] for o in preview["scheduled_sweep"]["changes"]} >= {"CronJob", "ServiceAccount", "Job"}
+    cron_key = "CronJob/%s/%s-sweep" % (namespace, name)
+    assert preview["diff"]["before"][cron_key] is None and preview["diff"]["after"][cron_key]["spec"][
+        "schedule"] == "0 3 * * *", sorted(preview["diff"]["after"])
 
     result = kh.run_module(tmp_path, "dangling_job_ttl", args)
     assert not result.get("failed"), result.get("msg")
@@ -587,6 +597,12 @@ def test_scheduled_sweep_runs_on_the_real_node_and_spares_every_control(
     again = kh.run_module(tmp_path, "dangling_job_ttl", dict(args, run_now=False))
     assert again["changed"] is False, again["scheduled_sweep"]["changes"]
     assert _sweep_history(core, namespace, name + "-sweep-history") == [entry]   # the install keeps the runs
+    # A one-off sweep of the same policy name, without sweep_schedule, leaves the scheduled one alone.
+    one_off = kh.run_module(tmp_path, "dangling_job_ttl", {"policy": False, "sweep": True, "policy_name": name,
+                                                           "sweep_namespace": namespace, "ttl_seconds": TTL,
+                                                           "include_namespaces": [namespace]})
+    assert not one_off.get("failed") and "scheduled_sweep" not in one_off, one_off
+    assert batch.read_namespaced_cron_job(name + "-sweep", namespace).spec.schedule == "0 3 * * *"
 
     # Someone else's ConfigMap under the sweep's labels, not made by us: state=absent leaves it.
     core.create_namespaced_config_map(namespace, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(
@@ -683,3 +699,66 @@ def test_tampered_sweep_code_is_refused_and_nothing_is_swept(tmp_path, core, bat
     again = kh.run_module(tmp_path, "dangling_job_ttl", args)
     assert again.get("failed") and "does not hold what its name says" in again["msg"], again
     assert core.read_namespaced_config_map(code.metadata.name, namespace).data[key] == tampered[key]
+
+
+def test_a_bad_schedule_or_a_name_taken_writes_nothing_not_even_the_policy(tmp_path, core, namespace, audit):
+    """The scheduled sweep is checked whole (the apiserver judges the schedule) before the policy's first write;
+    an object of its name that is not this sweep's (another team's, or another of this collection's) is never
+    taken over."""
+    name = kh.unique("bad")
+    mark = audit.mark()
+    refused = kh.run_module(tmp_path, "dangling_job_ttl", {"policy_name": name, "sweep_schedule": "0 24 * * *",
+                                                           "sweep_namespace": namespace, "ttl_seconds": 600})
+    assert refused["failed"] and refused["msg"].startswith("sweep_schedule='0 24 * * *' is invalid"), refused["msg"]
+    assert "the apiserver refused it" in refused["msg"]
+    zone = kh.run_module(tmp_path, "dangling_job_ttl", {"policy_name": name, "sweep_schedule": "0 3 * * *",
+                                                        "time_zone": "Mars/Olympus", "sweep_namespace": namespace})
+    assert zone["failed"] and "time_zone='Mars/Olympus'" in zone["msg"], zone["msg"]
+    assert audit.writes_since(mark, namespace=None) == []
+
+    # A ServiceAccount of the sweep's name: one we did not create, then one of ours that is not this sweep's.
+    for annotations, says in (({}, "was not created by nodeops.kubernetes"),
+                              ({"nodeops.io/created-by": "nodeops.kubernetes"}, "is not this scheduled sweep's")):
+        core.create_namespaced_service_account(namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(
+            name=name + "-sweep", annotations=annotations,
+            labels={"app.kubernetes.io/managed-by": "nodeops.kubernetes"})))
+        mark = audit.mark()
+        taken = kh.run_module(tmp_path, "dangling_job_ttl", {"policy_name": name, "sweep_schedule": "0 3 * * *",
+                                                             "sweep_namespace": namespace})
+        assert taken["failed"] and says in taken["msg"], taken["msg"]
+        assert audit.writes_since(mark, namespace=None) == []
+        sa = core.read_namespaced_service_account(name + "-sweep", namespace)
+        assert "nodeops.io/dangling-job-sweep" not in (sa.metadata.labels or {})
+        core.delete_namespaced_service_account(name + "-sweep", namespace)
+
+
+# ------------------------------------------------------------------ Kyverno's admission controller, live
+
+@pytest.fixture(scope="module")
+def kyverno_admission():
+    """Kyverno's real admission controller, run against this cluster for this module's last tests, then stopped
+    and its webhook configurations deleted (they fail closed)."""
+    kyverno_tools.admission_up()
+    yield
+    kyverno_tools.admission_down()
+    assert kh.rest_client().get("/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations",
+                                {"labelSelector": "webhook.kyverno.io/managed-by=kyverno"})["items"] == []
+
+
+@pytest.mark.parametrize("engine", ["kyverno", "kyverno_legacy"])
+def test_kyverno_admission_adds_the_ttl_only_where_it_should(tmp_path, batch, core, namespace, second_namespace,
+                                                             kyverno_admission, engine):
+    """The same Jobs as the native engine's end-to-end test, through Kyverno's admission controller with the
+    policy the module wrote; then removing the policy stops the mutation."""
+    name = kh.unique(engine.replace("_", "-"))
+    args = {"policy_name": name, "policy_engine": engine, "ttl_seconds": NATIVE_TTL,
+            "include_namespaces": [namespace, second_namespace], "exclude_namespaces": [second_namespace]}
+    installed = kh.run_module(tmp_path, "dangling_job_ttl", args)
+    assert installed["changed"] is True and installed["policy_engine"] == engine, installed.get("msg")
+    ttl_added_only_where_it_should(batch, core, namespace, second_namespace, True)
+    assert kh.run_module(tmp_path, "dangling_job_ttl", dict(args, state="absent"))["changed"] is True
+
+    def untouched():
+        job = batch.create_namespaced_job(namespace, make_job(kh.unique("after"), labels={"grp": "after"}))
+        return _ttl(job) is None
+    kh.wait_for("Kyverno to stop adding the TTL once the policy is gone", untouched, timeout=60, interval=0.5)

@@ -831,9 +831,53 @@ def up():
            path("kubeconfig")))
 
 
+KYVERNO_WEBHOOKS = "webhook.kyverno.io/managed-by=kyverno"
+
+
+def kyverno_pid():
+    """The pid of the Kyverno admission controller kyverno_tools.py started for this cluster, if it runs."""
+    try:
+        with open(path("run", "kyverno.pid")) as f:
+            pid = int(f.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            argv = f.read().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    wanted = ("--kubeconfig=" + path("kubeconfig")).encode()
+    return pid if any(os.path.basename(a).startswith(b"kyverno-admission-") for a in argv[:1]) and wanted in argv \
+        else None
+
+
+def stop_kyverno(api=None):
+    """Stop Kyverno's admission controller, then delete the webhook configurations it registered: they fail
+    closed, and a Kyverno that no longer answers must not block later writes. Returns whether it ran."""
+    pid = kyverno_pid()
+    if pid:
+        os.kill(pid, signal.SIGTERM)
+        for _tick in range(100):
+            if kyverno_pid() is None:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        log("stopped Kyverno's admission controller (pid %d)" % pid)
+    if api is not None:
+        for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
+            url = "/apis/admissionregistration.k8s.io/v1/" + kind
+            try:
+                hooks = api.call("GET", url + "?labelSelector=" + urllib.request.quote(KYVERNO_WEBHOOKS))["items"]
+            except (OSError, urllib.error.URLError):
+                break   # no apiserver: nothing can be blocked
+            for hook in hooks:
+                api.call("DELETE", url + "/" + hook["metadata"]["name"])
+    return pid is not None
+
+
 def down():
+    # Kyverno first, while the apiserver still runs to remove its webhooks.
+    stopped = ["Kyverno"] if stop_kyverno(Api() if _alive("kube-apiserver") else None) else []
     # (The real node leaves the host's network alone when another real node runs: Node.stop.)
-    stopped = ["real node"] if real_node().stop() else []
+    stopped += ["real node"] if real_node().stop() else []
     stopped += [name for name in reversed(COMPONENTS) if _stop(name)]
     log("stopped: %s" % (", ".join(stopped) if stopped else "nothing was running"))
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The Kyverno CLI and CRDs for the tests, from the pinned Kyverno Go module (tools/kyverno).
 
-    kyverno_tools.py build     build (or reuse) the Kyverno CLI; prints its path
-    kyverno_tools.py crds      install Kyverno's CRDs into the local cluster
+    kyverno_tools.py build            build (or reuse) the Kyverno CLI and admission controller; prints their paths
+    kyverno_tools.py crds             install Kyverno's policy CRDs into the local cluster
+    kyverno_tools.py admission-up     run Kyverno's admission controller against the local cluster (idempotent)
+    kyverno_tools.py admission-down   stop it and delete the webhook configurations it registered
 
 The binary is cached under ~/.cache/nodeops/bin by a hash of tools/kyverno and
 the Go version, like the control plane binary. The CRDs come from the same
@@ -29,6 +31,32 @@ def kyverno_binary():
         tmp = binary + ".tmp"
         cluster.run_build(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, "."], SRC,
                           {"CGO_ENABLED": "0"}, "the Kyverno CLI " + KYVERNO_VERSION)
+        os.replace(tmp, binary)
+    return binary
+
+
+def admission_binary():
+    """Kyverno's admission controller (``cmd/kyverno``), built from the same pinned module as the CLI and cached
+    the same way. Its package is "main" and its go.mod has a replace directive, so it is built inside a
+    writable copy of the module (``go build pkg@version`` refuses replace directives)."""
+    bindir = os.path.join(cluster.CACHE, "bin")
+    os.makedirs(bindir, exist_ok=True)
+    binary = os.path.join(bindir, "kyverno-admission-" + cluster.inputs_hash(SRC))
+    if not os.path.exists(binary):
+        import shutil
+
+        copy = os.path.join(cluster.CACHE, "src", "kyverno-" + KYVERNO_VERSION)
+        if not os.path.isfile(os.path.join(copy, "go.mod")):
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(module_dir(), copy + ".tmp", symlinks=True)
+            for root, dirs, files in os.walk(copy + ".tmp"):
+                for name in dirs + files:
+                    os.chmod(os.path.join(root, name), 0o755 if name in dirs else 0o644)
+            os.rename(copy + ".tmp", copy)
+        tmp = binary + ".tmp"
+        cluster.run_build(["go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tmp, "./cmd/kyverno"], copy,
+                          {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"},
+                          "Kyverno's admission controller " + KYVERNO_VERSION, expect="2-8 minutes")
         os.replace(tmp, binary)
     return binary
 
@@ -62,6 +90,115 @@ def install_crds(groups=None):
                 "?fieldManager=nodeops-tests&force=true" % (name, group),
                 data=manifest, method="PATCH", headers={"Content-Type": "application/apply-patch+yaml"})
             urllib.request.urlopen(req, context=api.ctx, timeout=60).read()
+
+
+# ---------------------------------------------------------------- the admission controller, live
+
+ADMISSION_NAMESPACE = "kyverno"
+ADMISSION_ADDRESS = "127.0.0.1:%d" % int(os.environ.get("NODEOPS_KYVERNO_PORT", "9443"))
+# Every CRD the admission controller watches or checks at start.
+ALL_CRD_DIRS = ("kyverno", "policies.kyverno.io", "reports", "policyreport")
+
+
+# A policy that changes nothing, dry-run to see the policy webhook answer.
+PROBE_POLICY = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "nodeops-probe"},
+                "spec": {"background": False, "rules": [{
+                    "name": "probe", "match": {"any": [{"resources": {"kinds": ["ConfigMap"]}}]},
+                    "validate": {"message": "probe", "pattern": {"metadata": {"name": "?*"}}}}]}}
+
+
+def install_all_crds():
+    """Server-side apply every Kyverno CRD of the pinned module (file names are <group>_<plural>.yaml)."""
+    import urllib.request
+
+    api = cluster.Api()
+    for directory in ALL_CRD_DIRS:
+        crd_dir = os.path.join(module_dir(), "config", "crds", directory)
+        for filename in sorted(os.listdir(crd_dir)):
+            if not filename.endswith(".yaml"):
+                continue
+            group, plural = filename[:-len(".yaml")].split("_", 1)
+            with open(os.path.join(crd_dir, filename), "rb") as f:
+                manifest = f.read()
+            req = urllib.request.Request(
+                api.base + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s.%s"
+                "?fieldManager=nodeops-tests&force=true" % (plural, group),
+                data=manifest, method="PATCH", headers={"Content-Type": "application/apply-patch+yaml"})
+            urllib.request.urlopen(req, context=api.ctx, timeout=60).read()
+
+
+def admission_up():
+    """Run Kyverno's admission controller against the local cluster, outside it: its webhooks point at
+    ADMISSION_ADDRESS (``--serverIP``), it makes its own CA and TLS Secrets in its namespace, and reports and
+    metrics are off. Idempotent; logs to the cluster's logs directory. Returns its pid."""
+    import time
+    import urllib.error
+
+    pid = cluster.kyverno_pid()
+    if pid:
+        cluster.log("Kyverno's admission controller is already running (pid %d)" % pid)
+        return pid
+    binary = admission_binary()
+    api = cluster.Api()
+    cluster.log("Kyverno's admission controller: installing its CRDs")
+    install_all_crds()
+    try:
+        api.call("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                "metadata": {"name": ADMISSION_NAMESPACE}})
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise
+    selector = {"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
+                                                            "values": ["kube-system", ADMISSION_NAMESPACE]}]}}
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "kyverno",
+                                                                    "namespace": ADMISSION_NAMESPACE},
+              "data": {"webhooks": json.dumps(selector)}}
+    try:
+        api.call("POST", "/api/v1/namespaces/%s/configmaps" % ADMISSION_NAMESPACE, config)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise
+    env = dict(os.environ, KYVERNO_NAMESPACE=ADMISSION_NAMESPACE, KYVERNO_SERVICEACCOUNT_NAME="kyverno-admission",
+               KYVERNO_DEPLOYMENT="kyverno-admission", KYVERNO_POD_NAME="nodeops-local-kyverno",
+               INIT_CONFIG="kyverno", METRICS_CONFIG="kyverno-metrics")
+    host, port = ADMISSION_ADDRESS.split(":")
+    args = [binary, "--kubeconfig=" + cluster.path("kubeconfig"), "--serverIP=" + ADMISSION_ADDRESS,
+            "--webhookServerHost=" + host, "--webhookServerPort=" + port,
+            "--caSecretName=kyverno-svc.kyverno.svc.kyverno-tls-ca",
+            "--tlsSecretName=kyverno-svc.kyverno.svc.kyverno-tls-pair",
+            "--admissionReports=false", "--otelConfig=grpc", "--disableMetrics=true",
+            "--controllerRuntimeMetricsAddress=0", "--generateValidatingAdmissionPolicy=false",
+            "--autoMemLimitEnabled=false", "-v=2"]
+    os.makedirs(cluster.path("run"), exist_ok=True)
+    os.makedirs(cluster.path("logs"), exist_ok=True)
+    logf = open(cluster.path("logs", "kyverno.log"), "ab")
+    proc = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, env=env, cwd=cluster.STATE)
+    with open(cluster.path("run", "kyverno.pid"), "w") as f:
+        f.write(str(proc.pid))
+    cluster.log("started Kyverno's admission controller (pid %d, log %s)" % (proc.pid, cluster.path("logs", "kyverno.log")))
+    started = time.monotonic()
+
+    def ready():
+        if proc.poll() is not None:
+            sys.exit("[cluster] Kyverno's admission controller exited (%s); see %s" % (
+                proc.returncode, cluster.path("logs", "kyverno.log")))
+        hooks = api.call("GET", "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+                                "?labelSelector=webhook.kyverno.io/managed-by%3Dkyverno")["items"]
+        if not any(h["metadata"]["name"] == "kyverno-policy-validating-webhook-cfg" for h in hooks):
+            return False
+        # Registered is not serving: its certificate comes a moment later. A policy's dry run goes through
+        # its policy webhook, which answers only once it serves TLS (before, "tls: internal error").
+        api.call("POST", "/apis/kyverno.io/v1/clusterpolicies?dryRun=All", PROBE_POLICY)
+        return True
+    cluster._wait("Kyverno's admission controller to register its webhooks and answer them", ready, 180)
+    cluster.log("Kyverno's admission controller ready after %.1fs" % (time.monotonic() - started))
+    return proc.pid
+
+
+def admission_down():
+    """Stop it and delete the webhook configurations it registered (they fail closed)."""
+    return cluster.stop_kyverno(cluster.Api())
 
 
 # ---------------------------------------------------------------- kyverno test cases
@@ -183,7 +320,12 @@ def detailed_rows(output):
 if __name__ == "__main__":
     if sys.argv[1:] == ["build"]:
         print(kyverno_binary())
+        print(admission_binary())
     elif sys.argv[1:] == ["crds"]:
         install_crds()
+    elif sys.argv[1:] == ["admission-up"]:
+        admission_up()
+    elif sys.argv[1:] == ["admission-down"]:
+        admission_down()
     else:
-        sys.exit("usage: kyverno_tools.py build|crds")
+        sys.exit("usage: kyverno_tools.py build|crds|admission-up|admission-down")

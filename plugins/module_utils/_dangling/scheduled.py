@@ -38,8 +38,8 @@ KIND_SWEEP_HISTORY = "sweep-history"
 RUNNER_DIGEST = "nodeops.io/runner-digest"
 # A CronJob's name is at most 52 characters; ours is <policy_name>-sweep.
 POLICY_NAME_MAX = 52 - len("-sweep")
-# SIGTERM's grace: the writes in flight, then the history.
-GRACE_SECONDS = 30
+# SIGTERM's grace: the writes in flight (each retried for up to 30 s while the apiserver is away), then the history.
+GRACE_SECONDS = 90
 RBAC = "rbac.authorization.k8s.io/v1"
 WRITE_VERB = {"delete": "delete", "set_ttl": "patch"}
 
@@ -250,10 +250,11 @@ def remove(client, policy_name, namespace, check_mode, keep=()):
     return deleted
 
 
-def installed(client, policy_name, namespace):
+def installed(client, policy_name, namespace, strict=False):
     """Whether a scheduled sweep of ``policy_name`` is (or was partly) installed in ``namespace``: its CronJob or
-    its history is there. Two reads, so that a module run without ``sweep_schedule`` asks for no more rights
-    than it did before scheduled sweeps existed, where none was ever installed (a 403 counts as none)."""
+    its history is there. Two reads, so that a removal asks for no more rights than it did before scheduled
+    sweeps existed where none was ever installed. A 403 counts as none, unless ``strict``: then it is raised
+    (a removal that cannot look must not say there was nothing)."""
     names = object_names(policy_name, namespace)
     for path in (apply.path_for(client, "batch/v1", "CronJob", namespace, names["cron_job"]),
                  apply.path_for(client, "v1", "ConfigMap", namespace, names["history"])):
@@ -261,6 +262,8 @@ def installed(client, policy_name, namespace):
             if client.get_or_none(path) is not None:
                 return True
         except Forbidden:
+            if strict:
+                raise
             continue
     return False
 

@@ -61,10 +61,20 @@ def sweep_verdict(job, now, opts):
     return None
 
 
-class Sweep:
-    """One sweep over the cluster's Jobs. Counters are kept, Jobs are not: memory stays flat."""
+class Stopped(Exception):
+    """The sweep was asked to stop (``should_stop``): it listed no further, and its writes in flight finished."""
 
-    def __init__(self, client, opts, action, check_mode, page_size=500, concurrency=10, max_names=100, now=None):
+
+class Sweep:
+    """One sweep over the cluster's Jobs. Counters are kept, Jobs are not: memory stays flat.
+
+    A Job counts as taken once its write succeeded (in check mode, once it was found): a write that failed is
+    in ``errors``, and one cut short was never counted. ``should_stop`` (a callable) is asked before each Job
+    and each page; when it says yes the sweep lists no further, lets the writes in flight finish and raises
+    Stopped, its counts whole."""
+
+    def __init__(self, client, opts, action, check_mode, page_size=500, concurrency=10, max_names=100, now=None,
+                 should_stop=None):
         self.client = client
         self.opts = opts
         self.action = action
@@ -77,6 +87,7 @@ class Sweep:
         self.stats = {"pages": 0, "restarts": 0, "examined": 0}
         self._lock = threading.Lock()
         self._pending = []
+        self.should_stop = should_stop or (lambda: False)
 
     def run(self):
         # With include_namespaces only those namespaces are listed (less to read, less RBAC needed).
@@ -88,21 +99,21 @@ class Sweep:
                 self._list(path)
             self._drain()
         finally:
-            # Every write submitted is done (or has failed, in errors) before this returns or raises: what
-            # the counts say was taken, was written.
+            # Every write submitted is done (counted, or in errors) before this returns or raises.
             self._pool.shutdown(wait=True)
         return self.result()
 
     def result(self):
         """What the sweep took and spared so far (all of it once ``run`` returned)."""
         total = sum(self.counts.values())
-        return {"action": self.action, "total": total, "per_namespace": dict(self.counts), "names": list(self.names),
+        return {"action": self.action, "total": total, "per_namespace": dict(self.counts), "names": sorted(self.names),
                 "names_truncated": total > len(self.names), "spared": dict(self.spared), "errors": list(self.errors),
                 "stats": dict(self.stats)}
 
     def _list(self, path):
         query = {"limit": self.page_size}
         while True:
+            self._check_stop()
             try:
                 page = self.client.get(path, query, timeout=60)
             except WatchExpired:
@@ -120,17 +131,27 @@ class Sweep:
                 return
             query = {"limit": self.page_size, "continue": cont}
 
+    def _check_stop(self):
+        if self.should_stop():
+            self._drain()
+            raise Stopped()
+
+    def _taken(self, ns, name):
+        with self._lock:
+            self.counts[ns] = self.counts.get(ns, 0) + 1
+            if len(self.names) < self.max_names:
+                self.names.append("%s/%s" % (ns, name))
+
     def _consider(self, job):
+        self._check_stop()
         self.stats["examined"] += 1
         why = sweep_verdict(job, self.now, self.opts)
         if why:
             self.spared[why] = self.spared.get(why, 0) + 1
             return
         ns, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        self.counts[ns] = self.counts.get(ns, 0) + 1
-        if len(self.names) < self.max_names:
-            self.names.append("%s/%s" % (ns, name))
         if self.check_mode:
+            self._taken(ns, name)
             return
         self._pending.append(self._pool.submit(self._write, ns, name))
         if len(self._pending) >= self.concurrency * 4:
@@ -148,6 +169,7 @@ class Sweep:
                 self.client.delete(path, propagation="Background")
             else:
                 self.client.merge_patch(path, {"spec": {"ttlSecondsAfterFinished": self.opts["ttl_seconds"]}})
+            self._taken(ns, name)
         except NotFound:
             pass   # gone already: nothing to sweep
         except ApiError as exc:

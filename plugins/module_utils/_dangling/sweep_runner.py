@@ -11,8 +11,8 @@ validated options, its action and limits, and where its history goes.
 It runs ``sweep.Sweep`` once with the pod's ServiceAccount (which may list Jobs and delete or patch
 them, and read and replace its history ConfigMap, nothing else), records the sweep in the history
 ConfigMap (the same bounded format as the cron broadcasts'), prints one JSON summary line (also the
-pod's termination message) and exits 1 when a Job could not be written. On SIGTERM it stops listing,
-lets the writes in flight finish, and records what it did as ``interrupted``: nothing is lost.
+pod's termination message) and exits 1 when a Job could not be written. On SIGTERM it stops before the
+next Job, lets the writes in flight finish, and records what it did as ``interrupted``: nothing is lost.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -38,8 +38,9 @@ INPUT_FILE = "/opt/nodeops/runner.json"
 FAULT_ENV = "NODEOPS_TEST_SIGTERM_AFTER_JOBS"
 
 
-class Interrupted(Exception):
-    """SIGTERM arrived while the sweep was listing or writing."""
+# At most this many Job names per sweep in the history (``sweep_max_names`` may allow more in the module's
+# result): the history stays far below a ConfigMap's 1 MiB whatever the options.
+HISTORY_NAMES_MAX = 100
 
 
 def _now():
@@ -60,13 +61,14 @@ def history_entry(run_id, job, started, finished, state, result, error=None):
     errors = list(result.get("errors") or [])
     if error:
         errors.append(error)
+    names = list(result["names"])[:HISTORY_NAMES_MAX]
     summary = {"action": result["action"], "taken": result["total"], "examined": result["stats"]["examined"],
                "spared": sum(result["spared"].values()), "errors": len(errors)}
     return {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
             "summary": summary, "removed": {"jobs": result["total"] if result["action"] == "delete" else 0,
                                             "ttl_set": result["total"] if result["action"] == "set_ttl" else 0},
             "per_namespace": result["per_namespace"], "spared_by_reason": result["spared"],
-            "names": result["names"], "names_truncated": result["names_truncated"], "errors": errors[:20]}
+            "names": names, "names_truncated": result["total"] > len(names), "errors": errors[:20]}
 
 
 def main(environ=None):
@@ -83,39 +85,34 @@ def main(environ=None):
     client = RestClient(config)
     run_id, job, started = new_run_id(), environ.get("NODEOPS_JOB_NAME"), _now()
     kept = runner_input["history"]
+    # SIGTERM only sets a flag: the sweep asks it before each Job and page, so it never cuts a write short or
+    # lands between a write and its count, and the history is always written.
+    signalled = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: signalled.append(signum))
+    fault_after = int(environ.get(FAULT_ENV) or 0)
+    sweeper = None
+
+    def should_stop():
+        if fault_after and sweeper.stats["examined"] == fault_after and not signalled:
+            os.kill(os.getpid(), signal.SIGTERM)   # the test hook: a real signal, through the real handler
+        return bool(signalled)
     sweeper = sweep.Sweep(client, runner_input["options"], runner_input["action"], False,
                           page_size=runner_input["page_size"], concurrency=runner_input["concurrency"],
-                          max_names=runner_input["max_names"])
-    stopping = {"signalled": False}
-
-    def on_sigterm(signum, frame):
-        if not stopping["signalled"]:
-            stopping["signalled"] = True
-            raise Interrupted()
-    signal.signal(signal.SIGTERM, on_sigterm)
-    fault_after = int(environ.get(FAULT_ENV) or 0)
-    if fault_after:
-        consider = sweeper._consider
-
-        def counting(job_obj):
-            consider(job_obj)
-            if sweeper.stats["examined"] == fault_after:
-                os.kill(os.getpid(), signal.SIGTERM)
-        sweeper._consider = counting
+                          max_names=runner_input["max_names"], should_stop=should_stop)
     _say("sweep %s of %s/%s starts (job %s): %s finished ownerless Jobs older than %ds" % (
         run_id, kept["namespace"], runner_input["sweep"], job, runner_input["action"],
         runner_input["options"]["ttl_seconds"]))
     state, error, code = "succeeded", None, 0
     try:
-        result = sweeper.run()
-    except Interrupted:
+        sweeper.run()
+    except sweep.Stopped:
         state, code = "interrupted", 143
         _say("SIGTERM: stopped listing; the writes in flight finished")
     except NodeopsError as exc:
         state, error, code = "failed", exc.msg, 1
         _say("sweep failed: %s" % exc.msg)
-    # From here SIGTERM is noted and the history is written whole.
-    stopping["signalled"] = True
+    if signalled and code == 0:
+        code = 143   # SIGTERM after the last Job: the sweep is whole, and the pod was asked to stop
     result = sweeper.result()
     if result["errors"] and state == "succeeded":
         state, code = "failed", 1

@@ -229,3 +229,45 @@ def test_sweep_restarts_the_list_when_the_continue_token_expires():
     assert result["stats"]["restarts"] == 1
     assert result["total"] == 10
     assert sorted(client.deleted) == sorted("j%d" % i for i in range(10))
+
+
+class _Client:
+    """Lists two pages of Jobs and records writes; the second delete fails."""
+
+    def __init__(self):
+        self.writes = []
+
+    @staticmethod
+    def group_path(api_version, resource, namespace=None, name=None):
+        return "/".join(p for p in ("/apis", api_version, "namespaces" if namespace else None, namespace, resource,
+                                    name) if p)
+
+    def get(self, path, query, timeout=None):
+        jobs = [job(ns="ci") for _index in range(4)]
+        for i, j in enumerate(jobs):
+            j["metadata"]["name"] = "j%d" % i
+        if "continue" in query:
+            return {"items": jobs[2:], "metadata": {}}
+        return {"items": jobs[:2], "metadata": {"continue": "next"}}
+
+    def delete(self, path, propagation=None):
+        from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import Forbidden
+        self.writes.append(path)
+        if path.endswith("/j1"):
+            raise Forbidden("forbidden", status=403)
+
+
+def test_a_job_counts_as_taken_only_once_its_write_succeeded():
+    client = _Client()
+    result = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=1).run()
+    assert result["total"] == 3 and result["names"] == ["ci/j0", "ci/j2", "ci/j3"]
+    assert len(result["errors"]) == 1 and "ci/j1" in result["errors"][0]
+
+
+def test_a_sweep_asked_to_stop_takes_no_further_job_and_keeps_its_counts():
+    client = _Client()
+    sweeper = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=1,
+                          should_stop=lambda: sweeper.stats["examined"] >= 2)
+    with pytest.raises(sweep.Stopped):
+        sweeper.run()
+    assert len(client.writes) == 2 and sweeper.result()["total"] == 1 and sweeper.stats["examined"] == 2

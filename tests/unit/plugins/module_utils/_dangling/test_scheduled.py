@@ -140,3 +140,12 @@ def test_two_sweeps_of_one_policy_name_in_two_namespaces_share_no_object_name():
         return set((o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in objects)
     assert not refs("ops", ["ci"]) & refs("ops2", ["ci"])
     assert not refs("ops", []) & refs("ops2", [])
+
+
+def test_the_history_keeps_at_most_a_hundred_names_whatever_sweep_max_names_allows():
+    result = {"action": "delete", "total": 5000, "per_namespace": {"ci": 5000},
+              "names": ["ci/job-%04d" % i for i in range(5000)], "names_truncated": False, "spared": {},
+              "errors": [], "stats": {"examined": 5000}}
+    entry = sweep_runner.history_entry("r", "j", "t0", "t1", "succeeded", result)
+    assert len(entry["names"]) == sweep_runner.HISTORY_NAMES_MAX == 100 and entry["names_truncated"] is True
+    assert entry["summary"]["taken"] == 5000 and len(json.dumps(entry)) < 10000
