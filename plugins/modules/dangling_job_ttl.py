@@ -368,7 +368,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import sc
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import options, policy, scheduled, sweep
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
-    ApiError, ForeignObject, InvalidInput, NodeopsError, NotFound, PolicyEngineUnavailable)
+    ApiError, Forbidden, ForeignObject, InvalidInput, NodeopsError, NotFound, PolicyEngineUnavailable)
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._ansible.edge import (
     argument_spec,
     client_from_params,
@@ -582,6 +582,19 @@ def manage_policy(module, client, opts, result, scheduled_sweep=False):
             result["diff"] = {"before": before, "after": after}
 
 
+def _sweep_installed(module, client, opts, p):
+    """Whether state=absent has a scheduled sweep to remove. Removing only it (policy=false) and not being allowed
+    to look is an error; removing the policy too, a warning (the account may never have installed one)."""
+    try:
+        return scheduled.installed(client, opts["policy_name"], p["sweep_namespace"], strict=True)
+    except Forbidden as exc:
+        if not p["policy"]:
+            raise
+        module.warn("could not look for a scheduled sweep of %s in sweep_namespace=%s (%s): if one was installed "
+                    "there, it is still there" % (opts["policy_name"], p["sweep_namespace"], exc.msg))
+        return False
+
+
 def _sweep_key(ref):
     return "%s/%s/%s" % (ref["kind"], ref.get("namespace") or "", ref["name"])
 
@@ -600,8 +613,7 @@ def action(module):
     entries = []
     if sched is not None:
         result["scheduled_sweep"], entries = install_schedule(module, client, sched, opts, planned)
-    elif p["state"] == "absent" and scheduled.installed(client, opts["policy_name"], p["sweep_namespace"],
-                                                        strict=True):
+    elif p["state"] == "absent" and _sweep_installed(module, client, opts, p):
         removed = scheduled.remove(client, opts["policy_name"], p["sweep_namespace"], module.check_mode)
         if removed:
             result["scheduled_sweep"] = {"objects": [], "changes": removed}

@@ -42,9 +42,14 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def cluster():
-    """Start the local cluster if it is not up (a no-op when it is). Returns the kubeconfig path."""
-    subprocess.run([sys.executable, os.path.join(kh.REPO, "tools", "localcluster", "cluster.py"), "up"],
-                   check=True)
+    """Start the local cluster if it is not up (a no-op when it is). Returns the kubeconfig path.
+
+    A Kyverno admission controller left running (make kyverno-admission) is stopped first: it writes as the
+    tests' admin user, which the audit checks would count, and its webhooks would judge every test's policies.
+    The tests that need it start their own (test_dangling_jobs_cluster.py's kyverno_admission)."""
+    tools = os.path.join(kh.REPO, "tools", "localcluster")
+    subprocess.run([sys.executable, os.path.join(tools, "kyverno_tools.py"), "admission-down"], check=False)
+    subprocess.run([sys.executable, os.path.join(tools, "cluster.py"), "up"], check=True)
     return kh.KUBECONFIG
 
 

@@ -788,6 +788,8 @@ def up():
         ensure_map_beta(api)
         if node.pid():
             check_kubelet_version(api)
+        if kyverno_pid() is None:
+            stop_kyverno(api)   # webhooks a Kyverno that no longer runs left registered (they fail closed)
         log("already up (Kubernetes %s); kubeconfig: %s" % (K8S_VERSION, path("kubeconfig")))
         return
     if os.environ.get("NODEOPS_CLUSTER_DIR") is None:   # a second cluster on other ports may run beside
@@ -826,6 +828,8 @@ def up():
           lambda: api.call("GET", "/api/v1/namespaces/default/serviceaccounts/default"), 30)
     up_real_node(api)
     ensure_map_beta(api)
+    if kyverno_pid() is None:
+        stop_kyverno(api)   # webhooks a Kyverno that no longer runs left registered (they fail closed)
     log("cluster up in %.1fs: %d simulated nodes%s; export KUBECONFIG=%s"
         % (time.monotonic() - started, len(names), " + 1 real node" if real_node().pid() else "",
            path("kubeconfig")))
@@ -860,6 +864,10 @@ def stop_kyverno(api=None):
             time.sleep(0.1)
         else:
             os.kill(pid, signal.SIGKILL)
+            for _tick in range(50):
+                if kyverno_pid() is None:
+                    break
+                time.sleep(0.1)
         log("stopped Kyverno's admission controller (pid %d)" % pid)
     if api is not None:
         for kind in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations"):
@@ -869,7 +877,11 @@ def stop_kyverno(api=None):
             except (OSError, urllib.error.URLError):
                 break   # no apiserver: nothing can be blocked
             for hook in hooks:
-                api.call("DELETE", url + "/" + hook["metadata"]["name"])
+                try:
+                    api.call("DELETE", url + "/" + hook["metadata"]["name"])
+                except urllib.error.HTTPError as exc:
+                    if exc.code != 404:
+                        raise
     return pid is not None
 
 

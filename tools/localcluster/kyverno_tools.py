@@ -48,6 +48,7 @@ def admission_binary():
         copy = os.path.join(cluster.CACHE, "src", "kyverno-" + KYVERNO_VERSION)
         if not os.path.isfile(os.path.join(copy, "go.mod")):
             shutil.rmtree(copy, ignore_errors=True)
+            shutil.rmtree(copy + ".tmp", ignore_errors=True)   # a copy cut short
             shutil.copytree(module_dir(), copy + ".tmp", symlinks=True)
             for root, dirs, files in os.walk(copy + ".tmp"):
                 for name in dirs + files:
@@ -131,15 +132,28 @@ def admission_up():
     """Run Kyverno's admission controller against the local cluster, outside it: its webhooks point at
     ADMISSION_ADDRESS (``--serverIP``), it makes its own CA and TLS Secrets in its namespace, and reports and
     metrics are off. Idempotent; logs to the cluster's logs directory. Returns its pid."""
-    import time
-    import urllib.error
-
     pid = cluster.kyverno_pid()
     if pid:
         cluster.log("Kyverno's admission controller is already running (pid %d)" % pid)
         return pid
     binary = admission_binary()
     api = cluster.Api()
+    host, port = ADMISSION_ADDRESS.split(":")
+    if cluster._port_in_use(int(port)):
+        sys.exit("[cluster] port %s is in use: Kyverno's admission controller would register webhooks nobody answers "
+                 "(they fail closed). Free it, or set NODEOPS_KYVERNO_PORT" % port)
+    try:
+        return _start_admission(api, binary, host, port)
+    except BaseException:
+        # Whatever stopped the start (a timeout, an interrupt): no webhook of a Kyverno that does not answer stays.
+        cluster.stop_kyverno(api)
+        raise
+
+
+def _start_admission(api, binary, host, port):
+    import time
+    import urllib.error
+
     cluster.log("Kyverno's admission controller: installing its CRDs")
     install_all_crds()
     try:
@@ -161,7 +175,6 @@ def admission_up():
     env = dict(os.environ, KYVERNO_NAMESPACE=ADMISSION_NAMESPACE, KYVERNO_SERVICEACCOUNT_NAME="kyverno-admission",
                KYVERNO_DEPLOYMENT="kyverno-admission", KYVERNO_POD_NAME="nodeops-local-kyverno",
                INIT_CONFIG="kyverno", METRICS_CONFIG="kyverno-metrics")
-    host, port = ADMISSION_ADDRESS.split(":")
     args = [binary, "--kubeconfig=" + cluster.path("kubeconfig"), "--serverIP=" + ADMISSION_ADDRESS,
             "--webhookServerHost=" + host, "--webhookServerPort=" + port,
             "--caSecretName=kyverno-svc.kyverno.svc.kyverno-tls-ca",
@@ -197,8 +210,9 @@ def admission_up():
 
 
 def admission_down():
-    """Stop it and delete the webhook configurations it registered (they fail closed)."""
-    return cluster.stop_kyverno(cluster.Api())
+    """Stop it and delete the webhook configurations it registered (they fail closed). A no-op when neither
+    it nor the apiserver runs."""
+    return cluster.stop_kyverno(cluster.Api() if cluster._alive("kube-apiserver") else None)
 
 
 # ---------------------------------------------------------------- kyverno test cases
