@@ -7,7 +7,9 @@
 * ``_kube``: the API client, in the runner and on the controller. The standard library and ``_kube``.
 * ``_broadcast``: the engine, in the runner and on the controller. The standard library and the
   three packages above.
-* ``_ansible``, ``_cron``, ``_dangling``: on the controller only, where anything may be imported.
+* ``_ansible``, ``_cron``, ``_dangling``: on the controller, where anything may be imported; but what the
+  scheduled sweep's runner ships (``_dangling/sweep_runner.py`` and its imports) is the standard library and
+  this collection's shipped modules only.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -106,3 +108,19 @@ def test_the_runner_ships_exactly_what_it_imports_and_nothing_from_the_controlle
 @pytest.mark.parametrize("preset", sorted(REGISTRY))
 def test_a_node_pod_gets_the_node_script_and_its_own_preset_only(preset):
     assert sorted(pods.node_files(preset)) == ["_node/main.py", "_presets/base.py", "_presets/%s.py" % preset]
+
+
+def test_the_sweep_runner_ships_exactly_what_it_imports_and_only_the_standard_library():
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import scheduled
+
+    shipped = shipping.closure(scheduled.RUNNER_ENTRY)
+    assert "_dangling/sweep_runner.py" in shipped and "_dangling/sweep.py" in shipped and "_kube/api.py" in shipped
+    assert not any(path.split("/")[0] in ("_ansible", "_cron", "_report") for path in shipped), sorted(shipped)
+    for path, source in shipped.items():
+        for module in imports(source):
+            if module.startswith(PACKAGE + "."):
+                rel = module[len(PACKAGE) + 1:].replace(".", "/")
+                assert rel + ".py" in shipped or any(p.startswith(rel + "/") for p in shipped) or any(
+                    rel.startswith(p[:-3] + "/") for p in shipped), "%s imports %s, not shipped" % (path, module)
+            else:
+                assert module.split(".")[0] in STDLIB, "%s imports %s" % (path, module)
