@@ -76,21 +76,26 @@ CRDS = (("kyverno", "kyverno.io", ("clusterpolicies", "policies")),
 
 def install_crds(groups=None):
     """Server-side apply Kyverno's CRDs (all of CRDS, or those of ``groups``) with the admin credentials."""
-    import urllib.request
-
     api = cluster.Api()
     for directory, group, plurals in CRDS:
         if groups and group not in groups:
             continue
         crd_dir = os.path.join(module_dir(), "config", "crds", directory)
         for name in plurals:
-            with open(os.path.join(crd_dir, "%s_%s.yaml" % (group, name)), "rb") as f:
-                manifest = f.read()
-            req = urllib.request.Request(
-                api.base + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s.%s"
-                "?fieldManager=nodeops-tests&force=true" % (name, group),
-                data=manifest, method="PATCH", headers={"Content-Type": "application/apply-patch+yaml"})
-            urllib.request.urlopen(req, context=api.ctx, timeout=60).read()
+            _apply_crd(api, crd_dir, group, name)
+
+
+def _apply_crd(api, crd_dir, group, plural):
+    """Server-side apply the CRD <group>_<plural>.yaml of ``crd_dir`` with the admin credentials."""
+    import urllib.request
+
+    with open(os.path.join(crd_dir, "%s_%s.yaml" % (group, plural)), "rb") as f:
+        manifest = f.read()
+    req = urllib.request.Request(
+        api.base + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s.%s"
+        "?fieldManager=nodeops-tests&force=true" % (plural, group),
+        data=manifest, method="PATCH", headers={"Content-Type": "application/apply-patch+yaml"})
+    urllib.request.urlopen(req, context=api.ctx, timeout=60).read()
 
 
 # ---------------------------------------------------------------- the admission controller, live
@@ -110,8 +115,6 @@ PROBE_POLICY = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadat
 
 def install_all_crds():
     """Server-side apply every Kyverno CRD of the pinned module (file names are <group>_<plural>.yaml)."""
-    import urllib.request
-
     api = cluster.Api()
     for directory in ALL_CRD_DIRS:
         crd_dir = os.path.join(module_dir(), "config", "crds", directory)
@@ -119,13 +122,7 @@ def install_all_crds():
             if not filename.endswith(".yaml"):
                 continue
             group, plural = filename[:-len(".yaml")].split("_", 1)
-            with open(os.path.join(crd_dir, filename), "rb") as f:
-                manifest = f.read()
-            req = urllib.request.Request(
-                api.base + "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/%s.%s"
-                "?fieldManager=nodeops-tests&force=true" % (plural, group),
-                data=manifest, method="PATCH", headers={"Content-Type": "application/apply-patch+yaml"})
-            urllib.request.urlopen(req, context=api.ctx, timeout=60).read()
+            _apply_crd(api, crd_dir, group, plural)
 
 
 def admission_up():

@@ -74,10 +74,11 @@ def remove(client, name, namespace, check_mode):
     return deleted
 
 
-def mounted_by_active_jobs(client, name, namespace):
-    """The ConfigMaps that this cron broadcast's unfinished Jobs mount: a Job made just before an update
-    may not have started its pod yet, and must still find its runner's code."""
-    jobs = client.get(apply.path_for(client, "batch/v1", "Job", namespace), {"labelSelector": "%s=%s" % (
+def mounted_by_active_jobs(client, name, namespace, selector=None):
+    """The ConfigMaps that this cron broadcast's unfinished Jobs mount (or those ``selector`` picks, e.g. a
+    scheduled sweep's): a Job made just before an update may not have started its pod yet, and must still
+    find its runner's code."""
+    jobs = client.get(apply.path_for(client, "batch/v1", "Job", namespace), {"labelSelector": selector or "%s=%s" % (
         LABEL_CRON, name)}).get("items") or []
     mounted = set()
     for job in jobs:

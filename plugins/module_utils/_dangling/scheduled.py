@@ -23,6 +23,7 @@ import json
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pods, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_KIND
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron.install import mounted_by_active_jobs
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import sweep_runner
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling.policy import LABEL_POLICY
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
@@ -280,24 +281,10 @@ def stale(client, policy_name, namespace, desired, check_mode):
     when namespaces are now given, and the other way round)."""
     keep = set((o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]) for o in desired)
     names = object_names(policy_name, namespace)
-    for mounted in _mounted_by_unfinished_jobs(client, policy_name, namespace):
+    for mounted in mounted_by_active_jobs(client, None, namespace, selector="%s=%s" % (LABEL_SWEEP, policy_name)):
         keep.add(("ConfigMap", namespace, mounted))
     # Never the history or the fixed objects: only code and rights are ever stale.
     for fixed in ("service_account", "cron_job", "history", "history_role"):
         for kind in ("ServiceAccount", "CronJob", "ConfigMap", "Role", "RoleBinding"):
             keep.add((kind, namespace, names[fixed]))
     return remove(client, policy_name, namespace, check_mode, keep=keep)
-
-
-def _mounted_by_unfinished_jobs(client, policy_name, namespace):
-    jobs = client.get(apply.path_for(client, "batch/v1", "Job", namespace),
-                      {"labelSelector": "%s=%s" % (LABEL_SWEEP, policy_name)}).get("items") or []
-    mounted = set()
-    for job in jobs:
-        conditions = (job.get("status") or {}).get("conditions") or []
-        if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions):
-            continue
-        for volume in job["spec"]["template"]["spec"].get("volumes") or []:
-            if volume.get("configMap"):
-                mounted.add(volume["configMap"]["name"])
-    return mounted
