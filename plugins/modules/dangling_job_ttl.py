@@ -27,7 +27,15 @@ description:
   - With I(sweep=true) it also handles the Jobs that exist already. It takes only Jobs with no ownerReferences,
     finished (Complete or Failed) more than I(ttl_seconds) ago, in an included and not excluded namespace,
     without the opt-out label, and, with I(skip_gitops_managed), without Argo CD tracking or Helm hook markers.
-    It never touches running Jobs. It lists a page at a time and writes with bounded concurrency.
+    It never touches running Jobs. It lists a page at a time, so its memory does not grow with the Jobs.
+  - The sweep writes gently, so the apiserver stays usable for everyone else while it removes 100,000 Jobs. It
+    starts with 2 writes in flight and adds one per round while the median latency of a round stays within
+    twice the lowest seen (plus 20 ms), up to I(sweep_concurrency); a slower round shrinks it to three
+    quarters. A 429 from API Priority and Fairness halves it and holds every write for the server's
+    C(Retry-After) (at most 30 s; 1 s if none is given), then the Job is tried again (given up, as an error,
+    after 5 minutes of 429s). I(sweep_rate_limit) caps the Jobs written per second.
+    Why these defaults, the benchmark's reader of the apiserver, a GET and a small LIST every 100 ms, is meant to
+    see its p99 latency at most doubled during a sweep (C(benchmarks/README.md) in the source).
   - The sweep needs no policy engine; set I(policy=false) to only sweep.
 author:
   - nodeops maintainers (@nodeops)
@@ -120,9 +128,16 @@ options:
     default: 500
   sweep_concurrency:
     description:
-      - Writes in flight at once.
+      - The most writes in flight at once. The sweep starts with fewer and adapts to the apiserver's latency
+        (see the description above).
     type: int
     default: 10
+  sweep_rate_limit:
+    description:
+      - At most this many Jobs written per second, whatever the latency. C(0) sets no cap.
+      - Also applies to the scheduled sweep (I(sweep_schedule)).
+    type: float
+    default: 0
   sweep_max_names:
     description:
       - At most this many Job names in the result.
@@ -134,7 +149,7 @@ options:
         C(0 3 * * *), checked by the API server with a server-side dry run before anything is written). Its
         runner is the collection's standard-library runner on a stock Python image (I(runner_image)); it sweeps
         with I(ttl_seconds), the namespaces, I(opt_out_label), I(skip_gitops_managed), I(sweep_action),
-        I(sweep_concurrency), I(sweep_page_size) and I(sweep_max_names), and records each sweep in the
+        I(sweep_concurrency), I(sweep_rate_limit), I(sweep_page_size) and I(sweep_max_names), and records each sweep in the
         ConfigMap C(<policy_name>-sweep-history) (the last I(sweep_history_limit) sweeps).
       - It needs no policy engine, so it keeps ownerless Jobs bounded on clusters with none (Kubernetes 1.33 to
         1.35 without Kyverno). With I(policy_engine=auto) and no engine served, it is installed alone and
@@ -231,11 +246,12 @@ EXAMPLES = r"""
   check_mode: true
   register: preview
 
-- name: Delete them, 20 at a time
+- name: Delete them, at most 20 at a time and 50 per second
   nodeops.kubernetes.dangling_job_ttl:
     policy: false
     sweep: true
     sweep_concurrency: 20
+    sweep_rate_limit: 50
 
 - name: Let the TTL controller remove old Jobs, except in the batch namespace
   nodeops.kubernetes.dangling_job_ttl:
@@ -350,11 +366,35 @@ sweep:
       description: Jobs left alone, counted by reason (owned, not finished, finished recently, namespace excluded, ...).
       type: dict
     errors:
-      description: Writes that failed.
+      description: Writes that failed, the first 20 (I(errors_total) counts them all).
       type: list
       elements: str
+    errors_total:
+      description: How many writes failed.
+      type: int
+    stats:
+      description: Pages listed, list restarts (an expired continue token), Jobs examined, wall time in seconds and
+        Jobs taken per second.
+      type: dict
+    pacing:
+      description: How the writes were paced. C(limit), C(limit_min) and C(limit_max) are the writes in flight
+        allowed at the end, the fewest and the most; C(ceiling) is I(sweep_concurrency); C(baseline_ms) the
+        lowest round median latency; C(throttled) the writes refused with 429 and C(throttled_wait_s) the time
+        spent waiting for their Retry-After; C(decreases) and C(increases) the limit's changes; C(rate_cap) is
+        I(sweep_rate_limit).
+      type: dict
+    progress:
+      description: Snapshots taken every 10 seconds or so (at most 20; a long sweep keeps every other one), each
+        with C(elapsed_s), C(examined), C(taken), C(errors), C(jobs_per_s), C(in_flight_limit), and, when the
+        apiserver says how many Jobs are left to list, C(remaining_to_examine) and C(eta_s), the time left.
+      type: list
+      elements: dict
   sample: {action: delete, total: 2, per_namespace: {ci: 2}, names: [ci/build-1, ci/build-2], names_truncated: false,
-           spared: {owned: 12, "not finished": 1}, errors: []}
+           spared: {owned: 12, "not finished": 1}, errors: [], errors_total: 0,
+           stats: {pages: 1, restarts: 0, examined: 15, wall_s: 0.1, jobs_per_s: 20.0},
+           pacing: {limit: 3, limit_min: 2, limit_max: 3, ceiling: 10, baseline_ms: 6.1, throttled: 0,
+                    throttled_wait_s: 0.0, decreases: 0, increases: 1, writes: 2, rate_cap: null},
+           progress: []}
 """
 
 import time
@@ -392,6 +432,7 @@ def build_argument_spec():
         sweep_action=dict(type="str", default="delete", choices=["delete", "set_ttl"]),
         sweep_page_size=dict(type="int", default=500),
         sweep_concurrency=dict(type="int", default=10),
+        sweep_rate_limit=dict(type="float", default=0),
         sweep_max_names=dict(type="int", default=100),
         sweep_schedule=dict(type="str"),
         sweep_namespace=dict(type="str", default="default"),
@@ -432,7 +473,7 @@ def validate_schedule(p, opts):
     broadcast_options.check_tolerations("runner_tolerations", p.get("runner_tolerations"))
     return {"schedule": expr, "time_zone": p.get("time_zone"), "namespace": ns, "runner_image": image.strip(),
             "action": p["sweep_action"], "page_size": p["sweep_page_size"], "concurrency": p["sweep_concurrency"],
-            "max_names": p["sweep_max_names"], "history_limit": p["sweep_history_limit"],
+            "rate": p["sweep_rate_limit"] or None, "max_names": p["sweep_max_names"], "history_limit": p["sweep_history_limit"],
             "runner_node_selector": dict(p.get("runner_node_selector") or {}),
             "runner_tolerations": list(p.get("runner_tolerations") or []),
             # A sweep of many Jobs at a gentle pace still ends: a stuck one is stopped before the next.
@@ -626,11 +667,12 @@ def action(module):
             diff["before"][_sweep_key(ref)], diff["after"][_sweep_key(ref)] = before, after
     if p["sweep"]:
         swept = sweep.run(client, opts, p["sweep_action"], module.check_mode, page_size=p["sweep_page_size"],
-                          concurrency=p["sweep_concurrency"], max_names=p["sweep_max_names"])
+                          concurrency=p["sweep_concurrency"], max_names=p["sweep_max_names"],
+                          rate=p["sweep_rate_limit"] or None)
         result["sweep"] = swept
         result["changed"] = result["changed"] or swept["total"] > 0
         if swept["errors"]:
-            raise NodeopsError("the sweep could not write %d Jobs: %s" % (len(swept["errors"]), swept["errors"][0]),
+            raise NodeopsError("the sweep could not write %d Jobs: %s" % (swept["errors_total"], swept["errors"][0]),
                                **result)
     return result
 

@@ -38,6 +38,8 @@ def validate(params):
     for key, low in (("sweep_page_size", 1), ("sweep_concurrency", 1), ("sweep_max_names", 0)):
         if params.get(key) is not None and params[key] < low:
             raise InvalidInput(key, params[key], "a number of at least %d" % low)
+    if params.get("sweep_rate_limit") is not None and params["sweep_rate_limit"] < 0:
+        raise InvalidInput("sweep_rate_limit", params["sweep_rate_limit"], "Jobs per second, more than 0 (0: no cap)")
     return {
         "ttl_seconds": ttl,
         "include_namespaces": sorted(set(params.get("include_namespaces") or [])),

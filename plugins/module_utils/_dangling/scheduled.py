@@ -122,7 +122,7 @@ def runner_files(sched, opts, sources=None):
     files = dict(("%s/%s" % (shipping.PACKAGE_DIR, path), source) for path, source in sources.items())
     files[INPUT_KEY] = json.dumps({
         "sweep": opts["policy_name"], "options": opts, "action": sched["action"], "page_size": sched["page_size"],
-        "concurrency": sched["concurrency"], "max_names": sched["max_names"],
+        "concurrency": sched["concurrency"], "rate": sched.get("rate"), "max_names": sched["max_names"],
         "history": {"namespace": sched["namespace"], "configmap": names["history"], "keep": sched["history_limit"],
                     "labels": dict(labels(opts["policy_name"]), **{LABEL_KIND: KIND_SWEEP_HISTORY})}},
         sort_keys=True, indent=1)

@@ -3,19 +3,24 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The sweep of ownerless Jobs that exist already: which Jobs it takes (pure), and the sweep.
 
-It lists a page at a time, so memory does not grow with the number of Jobs, and writes with
-bounded concurrency.
+It lists a page at a time, so memory does not grow with the number of Jobs, and writes gently: with a
+concurrency that adapts to the apiserver's latency up to a ceiling, pausing for a 429's Retry-After, and
+at most a given rate if one is set (``_kube/pacing.py``).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import concurrent.futures
 import datetime
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, NotFound, WatchExpired
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import pacing
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
+    ApiError, NotFound, TooManyRequests, WatchExpired)
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling.policy import GITOPS_ANNOTATIONS, GITOPS_LABELS
 
 
@@ -65,16 +70,33 @@ class Stopped(Exception):
     """The sweep was asked to stop (``should_stop``): it listed no further, and its writes in flight finished."""
 
 
+# At most this many error messages in the result (``errors_total`` counts them all): a sweep of 100,000 Jobs
+# that cannot write any keeps a result of a few KiB.
+MAX_ERRORS = 20
+# A Job whose writes are refused with 429 for this long in a row is given up (an error): the apiserver is
+# saturated, or this client's priority level has no seats at all.
+THROTTLED_GIVE_UP_S = 300.0
+# A 5xx or a broken connection is tried again this many times (after a pause, as a 429 without Retry-After).
+SERVER_ERROR_RETRIES = 3
+# At most this many progress snapshots are kept in the result (older ones are thinned out, every other one).
+MAX_PROGRESS = 20
+
+
 class Sweep:
     """One sweep over the cluster's Jobs. Counters are kept, Jobs are not: memory stays flat.
 
     A Job counts as taken once its write succeeded (in check mode, once it was found): a write that failed is
     in ``errors``, and one cut short was never counted. ``should_stop`` (a callable) is asked before each Job
     and each page; when it says yes the sweep lists no further, lets the writes in flight finish and raises
-    Stopped, its counts whole."""
+    Stopped, its counts whole.
+
+    Writes go through a ``pacing.Pacer``: at most ``concurrency`` in flight (the ceiling), fewer when the
+    apiserver's latency rises or it answers 429, and at most ``rate`` per second if given. ``progress`` (a
+    callable) receives a snapshot (so far, rate, time left) every ``progress_every_s`` seconds."""
 
     def __init__(self, client, opts, action, check_mode, page_size=500, concurrency=10, max_names=100, now=None,
-                 should_stop=None):
+                 should_stop=None, rate=None, progress=None, progress_every_s=10.0, clock=time.monotonic,
+                 pacer=None):
         self.client = client
         self.opts = opts
         self.action = action
@@ -84,10 +106,21 @@ class Sweep:
         self.max_names = max_names
         self.now = now or datetime.datetime.now(datetime.timezone.utc)
         self.counts, self.spared, self.names, self.errors = {}, {}, [], []
+        self.errors_total = 0
         self.stats = {"pages": 0, "restarts": 0, "examined": 0}
         self._lock = threading.Lock()
         self._pending = []
         self.should_stop = should_stop or (lambda: False)
+        self._stopping = False
+        self.clock = clock
+        self.pacer = pacer or pacing.Pacer(ceiling=concurrency, rate=rate, clock=clock)
+        self.progress_cb = progress
+        self.progress_every_s = progress_every_s
+        self.progress = []
+        self._started = clock()
+        self._next_progress = self._started + progress_every_s
+        self._remaining = None
+        self._last_path = False
 
     def run(self):
         # With include_namespaces only those namespaces are listed (less to read, less RBAC needed).
@@ -95,7 +128,8 @@ class Sweep:
                  or ["/apis/batch/v1/jobs"])
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency)
         try:
-            for path in paths:
+            for i, path in enumerate(paths):
+                self._last_path = i == len(paths) - 1
                 self._list(path)
             self._drain()
         finally:
@@ -106,9 +140,41 @@ class Sweep:
     def result(self):
         """What the sweep took and spared so far (all of it once ``run`` returned)."""
         total = sum(self.counts.values())
+        elapsed = self.clock() - self._started
         return {"action": self.action, "total": total, "per_namespace": dict(self.counts), "names": sorted(self.names),
                 "names_truncated": total > len(self.names), "spared": dict(self.spared), "errors": list(self.errors),
-                "stats": dict(self.stats)}
+                "errors_total": self.errors_total, "stats": dict(self.stats, wall_s=round(elapsed, 2),
+                                                                 jobs_per_s=round(total / elapsed, 1) if elapsed else None),
+                "pacing": self.pacer.snapshot(), "progress": list(self.progress)}
+
+    # ---------------------------------------------------------------- progress
+
+    def progress_snapshot(self):
+        """How far the sweep is: examined and taken so far, the rate, and (when the apiserver said how many
+        Jobs are left to list) the time left. Pure arithmetic on the counters."""
+        elapsed = max(self.clock() - self._started, 1e-9)
+        examined, taken = self.stats["examined"], sum(self.counts.values())
+        snap = {"elapsed_s": round(elapsed, 1), "examined": examined, "taken": taken, "errors": self.errors_total,
+                "jobs_per_s": round(taken / elapsed, 1), "in_flight_limit": int(self.pacer.limit),
+                "remaining_to_examine": None, "eta_s": None}
+        if self._remaining is not None and self._last_path and examined:
+            snap["remaining_to_examine"] = self._remaining
+            snap["eta_s"] = round(self._remaining * elapsed / examined, 1)
+        return snap
+
+    def _tick(self):
+        if self.clock() < self._next_progress:
+            return
+        self._next_progress = self.clock() + self.progress_every_s
+        snap = self.progress_snapshot()
+        self.progress.append(snap)
+        if len(self.progress) > MAX_PROGRESS:
+            self.progress = self.progress[::2]   # thinned: the run's shape stays, the size does not grow
+            self.progress_every_s *= 2
+        if self.progress_cb is not None:
+            self.progress_cb(snap)
+
+    # ---------------------------------------------------------------- listing
 
     def _list(self, path):
         query = {"limit": self.page_size}
@@ -124,15 +190,24 @@ class Sweep:
                 query = {"limit": self.page_size}
                 continue
             self.stats["pages"] += 1
-            for job in page.get("items") or []:
+            meta = page.get("metadata") or {}
+            items = page.get("items") or []
+            # The apiserver says how many items are left after this page (without a selector it does).
+            left = meta.get("remainingItemCount") if meta.get("continue") else 0
+            self._remaining = None if left is None else left + len(items)
+            for job in items:
                 self._consider(job)
-            cont = (page.get("metadata") or {}).get("continue")
+                if self._remaining is not None:
+                    self._remaining -= 1
+            self._tick()
+            cont = meta.get("continue")
             if not cont:
                 return
             query = {"limit": self.page_size, "continue": cont}
 
     def _check_stop(self):
-        if self.should_stop():
+        if self._stopping or self.should_stop():
+            self._stopping = True   # pool threads waiting for a slot send nothing more
             self._drain()
             raise Stopped()
 
@@ -142,8 +217,15 @@ class Sweep:
             if len(self.names) < self.max_names:
                 self.names.append("%s/%s" % (ns, name))
 
+    def _error(self, ns, name, msg):
+        with self._lock:
+            self.errors_total += 1
+            if len(self.errors) < MAX_ERRORS:
+                self.errors.append("%s/%s: %s" % (ns, name, msg))
+
     def _consider(self, job):
         self._check_stop()
+        self._tick()
         self.stats["examined"] += 1
         why = sweep_verdict(job, self.now, self.opts)
         if why:
@@ -153,28 +235,70 @@ class Sweep:
         if self.check_mode:
             self._taken(ns, name)
             return
+        # Queued writes are bounded (a few per pool thread): the list stays pages ahead of the writes at most.
+        # Each write takes its slot from the pacer in its pool thread: a thread waiting for a slot holds
+        # none, so the writes in flight always finish and free one.
+        while len(self._pending) >= self.concurrency * 2:
+            done, waiting = concurrent.futures.wait(self._pending, timeout=0.5,
+                                                    return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in done:
+                future.result()   # a bug in _write surfaces here, not silently
+            self._pending = list(waiting)
+            self._tick()
+            self._check_stop()
         self._pending.append(self._pool.submit(self._write, ns, name))
-        if len(self._pending) >= self.concurrency * 4:
-            self._drain()   # bounded: a few pages of work in flight at most
 
     def _drain(self):
         for future in self._pending:
             future.result()
         self._pending = []
 
+    # ---------------------------------------------------------------- writing (pool threads)
+
     def _write(self, ns, name):
+        """One Job's write, its slot acquired. 429: the pacer pauses every write for its Retry-After and the
+        write is tried again (given up after THROTTLED_GIVE_UP_S); a 5xx or a broken connection is tried
+        again SERVER_ERROR_RETRIES times. Once the sweep is stopping, a write not yet sent is left for the
+        next sweep (not counted, not an error)."""
         path = self.client.group_path("batch/v1", "jobs", ns, name)
-        try:
-            if self.action == "delete":
-                self.client.delete(path, propagation="Background")
-            else:
-                self.client.merge_patch(path, {"spec": {"ttlSecondsAfterFinished": self.opts["ttl_seconds"]}})
-            self._taken(ns, name)
-        except NotFound:
-            pass   # gone already: nothing to sweep
-        except ApiError as exc:
-            with self._lock:
-                self.errors.append("%s/%s: %s" % (ns, name, exc.msg))
+        first_throttle, server_errors = None, 0
+        while True:
+            if not self.pacer.acquire(stop=lambda: self._stopping):
+                return
+            started = self.clock()
+            try:
+                if self.action == "delete":
+                    self.client.delete(path, propagation="Background", retry_for=0)
+                else:
+                    self.client.merge_patch(path, {"spec": {"ttlSecondsAfterFinished": self.opts["ttl_seconds"]}})
+                self.pacer.release(self.clock() - started)
+                self._taken(ns, name)
+                return
+            except NotFound:
+                self.pacer.release(self.clock() - started)
+                return   # gone already: nothing to sweep
+            except TooManyRequests as exc:
+                self.pacer.release(self.clock() - started, throttled_for=exc.retry_after or 0)
+                first_throttle = first_throttle or started
+                if self.clock() - first_throttle > THROTTLED_GIVE_UP_S:
+                    self._error(ns, name, "still refused with 429 after %ds: %s" % (THROTTLED_GIVE_UP_S, exc.msg))
+                    return
+            except ApiError as exc:
+                retry = exc.retryable and server_errors < SERVER_ERROR_RETRIES
+                self.pacer.release(self.clock() - started, throttled_for=0 if retry else None)
+                if not retry:
+                    self._error(ns, name, exc.msg)
+                    return
+                server_errors += 1
+
+
+def progress_line(snap):
+    """One progress snapshot as a log line. Pure."""
+    line = "swept %d of %d examined, %.1f Jobs/s, %d in flight at most, %d errors" % (
+        snap["taken"], snap["examined"], snap["jobs_per_s"], snap["in_flight_limit"], snap["errors"])
+    if snap["eta_s"] is not None:
+        line += ", about %ds left (%d Jobs to examine)" % (snap["eta_s"], snap["remaining_to_examine"])
+    return line
 
 
 def run(client, opts, action, check_mode, **settings):

@@ -38,6 +38,10 @@ INPUT_FILE = "/opt/nodeops/runner.json"
 FAULT_ENV = "NODEOPS_TEST_SIGTERM_AFTER_JOBS"
 
 
+# Seconds between progress lines in the log (30 by default).
+PROGRESS_ENV = "NODEOPS_SWEEP_PROGRESS_SECONDS"
+
+
 # At most this many Job names per sweep in the history (``sweep_max_names`` may allow more in the module's
 # result): the history stays far below a ConfigMap's 1 MiB whatever the options.
 HISTORY_NAMES_MAX = 100
@@ -59,11 +63,13 @@ def new_run_id():
 def history_entry(run_id, job, started, finished, state, result, error=None):
     """One sweep as the history keeps it: when, what it took and what it spared (with why), its errors. Pure."""
     errors = list(result.get("errors") or [])
+    failed_writes = result.get("errors_total", len(errors))
     if error:
         errors.append(error)
     names = list(result["names"])[:HISTORY_NAMES_MAX]
     summary = {"action": result["action"], "taken": result["total"], "examined": result["stats"]["examined"],
-               "spared": sum(result["spared"].values()), "errors": len(errors)}
+               "spared": sum(result["spared"].values()), "errors": failed_writes + (1 if error else 0),
+               "jobs_per_s": result["stats"].get("jobs_per_s"), "throttled": (result.get("pacing") or {}).get("throttled", 0)}
     return {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
             "summary": summary, "removed": {"jobs": result["total"] if result["action"] == "delete" else 0,
                                             "ttl_set": result["total"] if result["action"] == "set_ttl" else 0},
@@ -98,7 +104,9 @@ def main(environ=None):
         return bool(signalled)
     sweeper = sweep.Sweep(client, runner_input["options"], runner_input["action"], False,
                           page_size=runner_input["page_size"], concurrency=runner_input["concurrency"],
-                          max_names=runner_input["max_names"], should_stop=should_stop)
+                          max_names=runner_input["max_names"], should_stop=should_stop,
+                          rate=runner_input.get("rate"), progress=lambda snap: _say(sweep.progress_line(snap)),
+                          progress_every_s=float(environ.get(PROGRESS_ENV) or 30))
     _say("sweep %s of %s/%s starts (job %s): %s finished ownerless Jobs older than %ds" % (
         run_id, kept["namespace"], runner_input["sweep"], job, runner_input["action"],
         runner_input["options"]["ttl_seconds"]))
@@ -113,6 +121,7 @@ def main(environ=None):
         _say("sweep failed: %s" % exc.msg)
     # SIGTERM after the last Job: the sweep is whole, recorded and reported as succeeded, exit 0.
     result = sweeper.result()
+    _say("%s: %s" % (state, sweep.progress_line(sweeper.progress_snapshot())))
     if result["errors"] and state == "succeeded":
         state, code = "failed", 1
     entry = history_entry(run_id, job, started, _now(), state, result, error)

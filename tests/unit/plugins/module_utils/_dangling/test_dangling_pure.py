@@ -7,12 +7,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import threading
+import time
 
 import pytest
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import options, sweep
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._dangling import policy as admission
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput, PolicyEngineUnavailable
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import pacing
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
+    ApiError, Forbidden, InvalidInput, PolicyEngineUnavailable, TooManyRequests)
 
 NOW = datetime.datetime(2026, 11, 23, 12, 0, tzinfo=datetime.timezone.utc)
 
@@ -214,7 +218,7 @@ class PagedJobs:
         more = len(live) > self.page_size
         return {"items": page, "metadata": {"continue": page[-1]["metadata"]["name"] if more else None}}
 
-    def delete(self, path, propagation=None):
+    def delete(self, path, propagation=None, retry_for=None):
         self.deleted.append(path.rsplit("/", 1)[-1])
 
 
@@ -250,7 +254,7 @@ class _Client:
             return {"items": jobs[2:], "metadata": {}}
         return {"items": jobs[:2], "metadata": {"continue": "next"}}
 
-    def delete(self, path, propagation=None):
+    def delete(self, path, propagation=None, retry_for=None):
         from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import Forbidden
         self.writes.append(path)
         if path.endswith("/j1"):
@@ -270,4 +274,200 @@ def test_a_sweep_asked_to_stop_takes_no_further_job_and_keeps_its_counts():
                           should_stop=lambda: sweeper.stats["examined"] >= 2)
     with pytest.raises(sweep.Stopped):
         sweeper.run()
-    assert len(client.writes) == 2 and sweeper.result()["total"] == 1 and sweeper.stats["examined"] == 2
+    # The second Job was examined before the stop came: its write was sent (and refused) or, if its pool thread
+    # had not taken a slot yet, left for the next sweep. No Job examined after the stop is written.
+    assert [w.rsplit("/", 1)[-1] for w in client.writes] in (["j0"], ["j0", "j1"])
+    assert sweeper.result()["total"] == 1 and sweeper.stats["examined"] == 2
+
+
+class _ManyJobs:
+    """One page of ``count`` finished ownerless Jobs (with the apiserver's remainingItemCount when paged);
+    deletes run ``outcome(name, attempt)``: None (done) or an exception to raise. Records when each was sent."""
+
+    def __init__(self, count, outcome=None, page_size=None):
+        self.names = ["j%03d" % i for i in range(count)]
+        self.outcome = outcome or (lambda name, attempt: None)
+        self.page_size = page_size or count
+        self.sent, self.attempts = [], {}
+        self._lock = threading.Lock()
+
+    group_path = staticmethod(_Client.group_path)
+
+    def get(self, path, query, timeout=None):
+        start = int(query.get("continue") or 0)
+        names = self.names[start:start + self.page_size]
+        items = []
+        for name in names:
+            j = job(ns="ci")
+            j["metadata"]["name"] = name
+            items.append(j)
+        end = start + len(names)
+        meta = {"continue": str(end), "remainingItemCount": len(self.names) - end} if end < len(self.names) else {}
+        return {"items": items, "metadata": meta}
+
+    def delete(self, path, propagation=None, retry_for=None):
+        assert retry_for == 0   # the sweep, not the client, decides about retries (the pacer must see a 429)
+        name = path.rsplit("/", 1)[-1]
+        with self._lock:
+            attempt = self.attempts[name] = self.attempts.get(name, 0) + 1
+            self.sent.append((time.monotonic(), name))
+        exc = self.outcome(name, attempt)
+        if exc is not None:
+            raise exc
+
+
+def test_a_429_pauses_every_write_for_its_retry_after_and_the_job_is_taken_on_retry():
+    refused = []
+
+    def outcome(name, attempt):
+        if name == "j005" and attempt == 1:
+            refused.append(time.monotonic())
+            return TooManyRequests("too many requests", retry_after=0.4, status=429)
+        return None
+    client = _ManyJobs(30, outcome)
+    result = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=4).run()
+    assert result["total"] == 30 and not result["errors"] and client.attempts["j005"] == 2
+    assert result["pacing"]["throttled"] == 1 and result["pacing"]["decreases"] >= 1
+    # Nothing was sent during the pause: every write after the refusal started at least Retry-After later,
+    # but those already in flight when it came (at most the ceiling, 4).
+    later = [t for t, _name in client.sent if t > refused[0]]
+    assert len([t for t in later if t - refused[0] < 0.35]) <= 4, later
+    assert max(later) - refused[0] >= 0.4
+
+
+def test_a_job_refused_with_429_for_too_long_is_an_error_not_a_hang(monkeypatch):
+    monkeypatch.setattr(sweep, "THROTTLED_GIVE_UP_S", 0.3)
+    client = _ManyJobs(3, lambda name, attempt: TooManyRequests("throttled", retry_after=0.1, status=429)
+                       if name == "j001" else None)
+    result = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=2).run()
+    assert result["total"] == 2 and result["errors_total"] == 1 and "429" in result["errors"][0]
+    assert client.attempts["j001"] >= 3
+
+
+def test_a_server_error_is_tried_again_then_reported():
+    client = _ManyJobs(4, lambda name, attempt: ApiError("etcdserver: leader changed", status=500)
+                       if name == "j000" or (name == "j001" and attempt == 1) else None)
+    result = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=2).run()
+    assert client.attempts["j001"] == 2 and client.attempts["j000"] == 1 + sweep.SERVER_ERROR_RETRIES
+    assert result["total"] == 3 and result["errors_total"] == 1 and "ci/j000" in result["errors"][0]
+
+
+def test_errors_are_counted_all_and_kept_few():
+    client = _ManyJobs(50, lambda name, attempt: Forbidden("jobs is forbidden", status=403))
+    result = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=3).run()
+    assert result["total"] == 0 and result["errors_total"] == 50 and len(result["errors"]) == sweep.MAX_ERRORS
+
+
+def test_progress_says_so_far_the_rate_and_the_time_left():
+    clock = FakeClock(step=0.5)   # every look at the clock is half a second later
+    seen = []
+    client = _ManyJobs(40, page_size=10)
+    result = sweep.Sweep(client, opts(), "delete", True, now=NOW, concurrency=2, progress=seen.append,
+                         progress_every_s=5, clock=clock).run()
+    assert result["total"] == 40 and seen and result["progress"] == seen
+    first, last = seen[0], seen[-1]
+    assert 0 < first["examined"] < 40 and first["taken"] == first["examined"]
+    # The time left is the Jobs left to examine at the rate so far.
+    assert first["remaining_to_examine"] == 40 - first["examined"]
+    assert first["eta_s"] == pytest.approx(first["remaining_to_examine"] * first["elapsed_s"] / first["examined"],
+                                           rel=0.05)
+    assert last["examined"] > first["examined"] and first["jobs_per_s"] > 0
+
+
+def test_progress_kept_in_the_result_is_bounded():
+    clock = FakeClock(step=1.0)
+    result = sweep.Sweep(_ManyJobs(400, page_size=7), opts(), "delete", True, now=NOW, progress_every_s=1,
+                         clock=clock).run()
+    assert 2 <= len(result["progress"]) <= sweep.MAX_PROGRESS
+    assert result["progress"][-1]["examined"] > 300
+
+
+def test_a_stop_during_a_429_pause_sends_nothing_more_and_counts_nothing_unsent():
+    stop = []
+
+    def outcome(name, attempt):
+        stop.append(True)   # the first write is refused, and the sweep is asked to stop meanwhile
+        return TooManyRequests("throttled", retry_after=5, status=429)
+    client = _ManyJobs(20, outcome)
+    sweeper = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=1, should_stop=lambda: bool(stop))
+    started = time.monotonic()
+    with pytest.raises(sweep.Stopped):
+        sweeper.run()
+    assert time.monotonic() - started < 3, "the stop waited for the Retry-After"
+    assert len(client.sent) == 1 and sweeper.result()["total"] == 0 and sweeper.result()["errors_total"] == 0
+
+
+class FakeClock:
+    def __init__(self, step):
+        self.t, self.step = 1000.0, step
+
+    def __call__(self):
+        self.t += self.step
+        return self.t
+
+
+def test_pacer_grows_to_the_ceiling_while_latency_stays_at_the_baseline():
+    p = pacing.Pacer(ceiling=8, clock=FakeClock(0))
+    for _round in range(40):
+        n = int(p.limit)
+        for _write in range(n):
+            assert p.acquire()
+        for _write in range(n):
+            p.release(0.010)
+    assert p.limit == 8 and p.stats["decreases"] == 0 and p.baseline == pytest.approx(0.010)
+
+
+def test_pacer_backs_off_when_latency_rises_and_never_below_one():
+    p = pacing.Pacer(ceiling=10, start=10, clock=FakeClock(0))
+    for latency in (0.010,) * 10 + (0.100,) * 200:   # the apiserver gets ten times slower
+        assert p.acquire()
+        p.release(latency)
+    assert p.limit == 1 and p.stats["decreases"] >= 5
+    # A rise within the slack is noise, not load: 3 ms to 8 ms does not shrink the limit.
+    q = pacing.Pacer(ceiling=4, start=4, clock=FakeClock(0))
+    for latency in (0.003,) * 4 + (0.008,) * 40:
+        assert q.acquire()
+        q.release(latency)
+    assert q.limit == 4 and q.stats["decreases"] == 0
+
+
+def test_pacer_429_halves_the_limit_and_holds_every_start_for_the_retry_after():
+    clock = FakeClock(0)
+    p = pacing.Pacer(ceiling=10, start=8, clock=clock)
+    assert p.acquire() and p.acquire()
+    p.release(0.01, throttled_for=2.0)
+    assert p.limit == 4 and p._wait_needed(clock()) == pytest.approx(2.0)
+    p.release(0.01, throttled_for=2.0)   # a second refusal of the same pause does not halve again
+    assert p.limit == 4 and p.stats["throttled"] == 2
+    clock.t += 2.0
+    assert p._wait_needed(clock()) == 0.0
+    p2 = pacing.Pacer(ceiling=4, clock=FakeClock(0))
+    assert p2.acquire()
+    p2.release(0.01, throttled_for=0)   # no Retry-After: the default pause
+    assert p2.paused_until - p2.clock.t == pytest.approx(pacing.DEFAULT_RETRY_AFTER_S)
+    p3 = pacing.Pacer(ceiling=4, clock=FakeClock(0))
+    assert p3.acquire()
+    p3.release(0.01, throttled_for=3600)   # a huge Retry-After waits the cap
+    assert p3.paused_until - p3.clock.t == pytest.approx(pacing.MAX_RETRY_AFTER_S)
+
+
+def test_pacer_rate_cap_spaces_the_starts():
+    clock = FakeClock(0)
+    p = pacing.Pacer(ceiling=10, start=10, rate=4, clock=clock)
+    assert p.acquire()
+    assert p._wait_needed(clock()) == pytest.approx(0.25)
+    clock.t += 0.25
+    assert p._wait_needed(clock()) == 0.0 and p.acquire()
+    # Measured with the real clock: 9 starts at 20 per second take at least 0.4 s.
+    real = pacing.Pacer(ceiling=10, start=10, rate=20)
+    started = time.monotonic()
+    for _write in range(9):
+        assert real.acquire()
+        real.release(0.001)
+    assert time.monotonic() - started >= 0.39
+
+
+def test_pacer_acquire_returns_false_when_asked_to_stop():
+    p = pacing.Pacer(ceiling=1, clock=FakeClock(0))
+    assert p.acquire()
+    assert p.acquire(stop=lambda: True, poll_s=0.01) is False and p.in_flight == 1

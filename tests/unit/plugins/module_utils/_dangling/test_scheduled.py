@@ -123,13 +123,15 @@ def test_another_option_is_another_digest_and_the_history_carries_no_data():
 
 def test_history_entry_counts_what_was_taken_and_spared():
     result = {"action": "delete", "total": 2, "per_namespace": {"ci": 2}, "names": ["ci/a", "ci/b"],
-              "names_truncated": False, "spared": {"owned": 3, "opted out": 1}, "errors": [],
-              "stats": {"examined": 6}}
-    entry = sweep_runner.history_entry("r1", "job-1", "t0", "t1", "succeeded", result)
-    assert entry["summary"] == {"action": "delete", "taken": 2, "examined": 6, "spared": 4, "errors": 0}
+              "names_truncated": False, "spared": {"owned": 3, "opted out": 1}, "errors": ["ci/c: forbidden"],
+              "errors_total": 30, "stats": {"examined": 36, "jobs_per_s": 12.5}, "pacing": {"throttled": 4}}
+    entry = sweep_runner.history_entry("r1", "job-1", "t0", "t1", "failed", result)
+    # Errors are counted all (the result keeps the first few): 30, not 1.
+    assert entry["summary"] == {"action": "delete", "taken": 2, "examined": 36, "spared": 4, "errors": 30,
+                                "jobs_per_s": 12.5, "throttled": 4}
     assert entry["removed"] == {"jobs": 2, "ttl_set": 0} and entry["spared_by_reason"] == {"owned": 3, "opted out": 1}
     failed = sweep_runner.history_entry("r2", None, "t0", "t1", "failed", dict(result, action="set_ttl"), "boom")
-    assert failed["summary"]["errors"] == 1 and failed["errors"] == ["boom"] and failed["removed"]["ttl_set"] == 2
+    assert failed["summary"]["errors"] == 31 and failed["errors"] == ["ci/c: forbidden", "boom"] and failed["removed"]["ttl_set"] == 2
 
 
 def test_two_sweeps_of_one_policy_name_in_two_namespaces_share_no_object_name():
