@@ -7,6 +7,7 @@
 #   make cluster       start the local control plane (idempotent)
 #   make cluster-down  stop only the processes `make cluster` started
 #   make bench         benchmarks/ against baselines (~45 min; not part of test)
+#   make bench-scale   the seeds' sizes: 100,000 Jobs, 10,000 nodes, pods that take real time (not part of test)
 #
 # First runs build the control plane from Go modules and create .venv; both
 # are cached (~/.cache/nodeops, GOMODCACHE, GOCACHE, .venv).
@@ -71,7 +72,7 @@ NODEOPS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nodeops
 ANSIBLE_TEST_HOME := $(NODEOPS_CACHE)/ansible-test-home
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: kyverno-admission k8s-compat runtime-compat oldest-core browser bench bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
+.PHONY: kyverno-admission k8s-compat runtime-compat oldest-core browser bench bench-scale bench-smoke molecule molecule-isolated lint ee-check help venv link kyverno cluster cluster-down cluster-clean cluster-status demo test unit integration sanity changelog-lint
 
 help:
 	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
@@ -189,6 +190,16 @@ BENCH_ARGS ?= $(if $(filter-out $(shell $(PYTHON) tools/localcluster/cluster.py 
 bench: venv link
 	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
 	$(CLUSTER) up; rc=0; $(VPY) benchmarks/bench.py --profile full $(BENCH_ARGS) || rc=$$?; \
+	if [ $$was_up = 0 ]; then $(CLUSTER) down; fi; exit $$rc
+
+# Issue 26's figures at the seeds' sizes (under 60 min; not part of test): the real node's pod start-to-result
+# time first (it calibrates the simulated pods), then benchmarks/bench.py --profile scale, which writes
+# benchmarks/results/scale.{json,md,png} and scale-scale.png. Starts the cluster if needed, as bench does.
+bench-scale: venv link
+	@was_up=0; $(CLUSTER) status >/dev/null 2>&1 && was_up=1; \
+	$(CLUSTER) up; rc=0; \
+	$(VPY) benchmarks/real_node.py --repeats 5 --out benchmarks/results/real_node.json && \
+	$(VPY) benchmarks/bench.py --profile scale $(SCALE_ARGS) || rc=$$?; \
 	if [ $$was_up = 0 ]; then $(CLUSTER) down; fi; exit $$rc
 
 # The same harness at a few dozen nodes and Jobs (make test runs it through tests/integration).

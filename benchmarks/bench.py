@@ -41,7 +41,20 @@ PROFILES = {
     "ratio": {"sizes": [1000], "ratio_size": 1000, "repeat": {1000: 3}, "serial_nodes": 4, "polling_nodes": 10,
               "sweep_sizes": [30, 120], "pipeline_size": 30, "controls": 15},
     "smoke": {"sizes": [10, 40], "ratio_size": 40, "repeat": {}, "serial_nodes": 4, "polling_nodes": 10,
-              "sweep_sizes": [30, 120], "pipeline_size": 30, "controls": 15},
+              "sweep_sizes": [30, 120], "pipeline_size": 30, "controls": 15, "progress_every": 0.05,
+              # The scale profile's new parts at a few dozen (make test): pods that take real time (with failures),
+              # parallelism, the gentle sweep with a reader, and a sweep that API Priority and Fairness throttles.
+              "calibrated": {"size": 12, "repeat": 1, "serial_nodes": 3, "parallelism": ["25%", "100%"],
+                             "fail_permille": 250},
+              "gentle": {"sizes": [300], "idle_s": 3, "throttled_size": 120}},
+    # Issue 26: the seeds' sizes. 100,000 finished ownerless Jobs swept by the module while a reader measures
+    # what other clients feel; the pipeline at 5,000 as the baseline rate; 10,000 nodes; pods that take as
+    # long as on the real node at 1,000 nodes. `make bench-scale`, not part of `make test`.
+    "scale": {"sizes": [10000], "ratio_size": 10000, "repeat": {10000: 2}, "serial_nodes": 0, "polling_nodes": 0,
+              "sweep_sizes": [5000], "pipeline_size": 5000, "controls": 1000, "no_logread": True,
+              "calibrated": {"size": 1000, "repeat": 1, "serial_nodes": 20, "parallelism": ["10%", "25%", "100%"],
+                             "fail_permille": 10},
+              "gentle": {"sizes": [10000, 100000], "idle_s": 30}},
 }
 
 TARGETS = {
@@ -73,7 +86,7 @@ def log(msg):
 
 
 class Bench:
-    def __init__(self, profile, out_dir, keep_nodes=False, profile_engine=False):
+    def __init__(self, profile, out_dir, keep_nodes=False, profile_engine=False, real_node_json=None):
         self.name = profile
         self.p = PROFILES[profile]
         self.out = out_dir
@@ -87,7 +100,10 @@ class Bench:
         if jq_dir:
             self.env["PATH"] = jq_dir + os.pathsep + self.env["PATH"]
         self.tmp = tempfile.mkdtemp(prefix="nodeops-bench-")
-        self.results = {"fanout": [], "sweep": [], "harness": {"node_creation": [], "job_creation": []}}
+        self._controls_made = False
+        self.real_node_json = real_node_json or os.path.join(HERE, "results", "real_node.json")
+        self.results = {"fanout": [], "sweep": [], "calibrated": [], "gentle": [],
+                        "harness": {"node_creation": [], "job_creation": []}}
 
     # ------------------------------------------------------------ measuring
 
@@ -121,6 +137,7 @@ class Bench:
             kind, contender, size, run["wall_s"], run["peak_rss_mib"], requests, rec["requests_per_unit"],
             "" if ok else "  INCOMPLETE"))
         self.results[kind].append(rec)
+        self._last, self._last_kind = rec, kind
         return rec
 
     # ------------------------------------------------------------ fan-out
@@ -148,41 +165,58 @@ class Bench:
         return self.measure("fanout", "bare", size, self.contender_cmd("bare", selector),
                             lambda o: o.get("summary", {}).get("succeeded") == size)
 
-    def fanout_module(self, size, selector):
+    def fanout_module(self, size, selector, kind="fanout", contender="module", annotations=None, parallelism="100%",
+                      max_failures=None):
         key, _, value = selector.partition("=")
-        play = [{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": [
-            {"name": "broadcast", "nodeops.kubernetes.broadcast_job": {
-                "name": "bench-module", "namespace": FANOUT_NS, "preset": "image_prune", "image_prune": {"dry_run": True},
-                "pod_annotations": {programs.SIM_MESSAGE: programs.RESULT_MESSAGE},
-                "node_selector": {key: value}, "parallelism": "100%", "timeout": 3600, "pending_timeout": 1800},
-             "register": "r"},
-            {"name": "every node succeeded, with its result", "ansible.builtin.assert": {"that": [
-                "r.summary.succeeded == %d" % size,
-                "r.nodes | selectattr('result', 'defined') | list | length == %d" % size], "quiet": True}},
+        args = {"name": "bench-module", "namespace": FANOUT_NS, "preset": "image_prune", "image_prune": {"dry_run": True},
+                "pod_annotations": dict(annotations or {}, **{programs.SIM_MESSAGE: programs.RESULT_MESSAGE}),
+                "node_selector": {key: value}, "parallelism": parallelism, "timeout": 3600, "pending_timeout": 1800}
+        if max_failures is not None:
+            args["max_failures"] = max_failures
+        ended = "r.summary.succeeded == %d" % size if max_failures is None else \
+            "r.summary.succeeded + r.summary.failed == %d" % size
+        tasks = [
+            dict({"name": "broadcast", "nodeops.kubernetes.broadcast_job": args, "register": "r"},
+                 # Nodes that fail fail the task (the collection's contract); here they are expected: pods that
+                 # take real time fail now and then (fail-permille). The assert below checks every node ended.
+                 **({"failed_when": "r.summary is not defined"} if max_failures is not None else {})),
+            {"name": "every node ended, with its result", "ansible.builtin.assert": {"that": [
+                ended, "r.nodes | selectattr('outcome', 'in', ['succeeded', 'failed']) | list | length == %d" % size],
+                "quiet": True}},
             {"name": "keep the summary", "ansible.builtin.copy": {
-                "content": "{{ r.summary | to_json }}", "dest": os.path.join(self.tmp, "module-summary.json")}},
-        ]}]
-        playbook = os.path.join(self.tmp, "module-%d.yml" % size)
+                "content": "{{ r.summary | to_json }}", "dest": os.path.join(self.tmp, "module-out.json")}},
+        ]
+        rec = self.playbook(kind, contender, size, tasks)
+        if rec.get("output"):
+            rec["output"] = {"summary": rec["output"]}
+        return rec
+
+    def playbook(self, kind, contender, size, tasks, extra=None):
+        """Run ``tasks`` with ansible-playbook, measured; the module's own process is measured too, through
+        rss_python.py as the interpreter. The last task writes the output kept (module-out.json)."""
+        play = [{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": tasks}]
+        playbook = os.path.join(self.tmp, "%s-%s-%d.yml" % (kind, contender, size))
         with open(playbook, "w") as f:
             json.dump(play, f)
-        rss_file = os.path.join(self.tmp, "module-rss-%d" % size)
-        if os.path.exists(rss_file):
-            os.unlink(rss_file)
+        rss_file = os.path.join(self.tmp, "module-rss")
+        out_file = os.path.join(self.tmp, "module-out.json")
+        for old in (rss_file, out_file):
+            if os.path.exists(old):
+                os.unlink(old)
         cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
                "-e", "ansible_python_interpreter=" + os.path.join(HERE, "rss_python.py"), playbook]
-        rec = self.measure("fanout", "module", size, cmd, lambda o: True, parse_stdout=False,
-                           extra={"NODEOPS_BENCH_PYTHON": sys.executable, "NODEOPS_BENCH_RSS_FILE": rss_file})
+        rec = self.measure(kind, contender, size, cmd, lambda o: True, parse_stdout=False,
+                           extra=dict(extra or {}, NODEOPS_BENCH_PYTHON=sys.executable,
+                                      NODEOPS_BENCH_RSS_FILE=rss_file))
         if os.path.exists(rss_file):
             with open(rss_file) as f:
                 runs = [line.split() for line in f if line.strip()]
-            # The play runs two modules through the wrapper: broadcast_job, and copy (seconds less).
+            # The play runs the measured module and small ones (assert runs in the controller; copy: seconds less).
             module = max(runs, key=lambda r: float(r[1]))
             rec["module_process_peak_rss_mib"] = round(int(module[0]) / 1024.0, 1)
             rec["module_process_wall_s"] = float(module[1])
-        summary = os.path.join(self.tmp, "module-summary.json")
-        if os.path.exists(summary):
-            rec["output"] = {"summary": harness.read_json(summary)}
-            os.unlink(summary)
+        if os.path.exists(out_file):
+            rec["output"] = harness.read_json(out_file)
         return rec
 
     def fanout_polling(self, size, selector):
@@ -202,12 +236,14 @@ class Bench:
 
         The bare loop and the polling baseline do no cleanup by design: their pods are removed here.
         """
-        if self.results["fanout"] and self.results["fanout"][-1]["contender"] in ("bare", "polling"):
+        last = getattr(self, "_last", None)
+        # The baselines clean nothing up; broadcast_job keeps the pods of failed nodes (pods that take real time
+        # fail now and then): removed here, untimed.
+        if last and (last["contender"] in ("bare", "polling") or self._last_kind == "calibrated"):
             harness.remove_leftovers(self.api, FANOUT_NS)
         try:
             harness.wait_pods_gone(self.api, FANOUT_NS, timeout=300)
         except RuntimeError:
-            last = self.results["fanout"][-1]
             last["left_pods"] = len(harness.list_names(self.api, "/api/v1/namespaces/%s/pods" % FANOUT_NS))
             last["complete"] = False
             log("%s left %d pods behind; removing them" % (last["contender"], last["left_pods"]))
@@ -226,7 +262,7 @@ class Bench:
             log("%d bench nodes Ready (%d created in %.1fs)" % (size, made, seconds))
             self.between()
             contenders = [self.fanout_bare, self.fanout_engine, self.fanout_module]
-            if size == self.p["ratio_size"]:
+            if size == self.p["ratio_size"] and not self.p.get("no_logread"):
                 contenders.insert(2, self.fanout_engine_logread)
             for i in range(self.p["repeat"].get(size, 1)):
                 # The order turns on every repeat: on this cluster a run is slower the more pods the
@@ -234,12 +270,12 @@ class Bench:
                 for measure in contenders[i % len(contenders):] + contenders[:i % len(contenders)]:
                     measure(size, all_nodes)
                     self.between()
-            if size >= self.p["polling_nodes"] and not self._has("fanout", "polling"):
+            if self.p["polling_nodes"] and size >= self.p["polling_nodes"] and not self._has("fanout", "polling"):
                 sel = harness.FIRST_LABEL % 100 + "=true" if self.p["polling_nodes"] == 100 else all_nodes
                 if self.p["polling_nodes"] == size or self.p["polling_nodes"] == 100:
                     self.fanout_polling(self.p["polling_nodes"], sel)
                     self.between()
-            if size >= self.p["serial_nodes"] and not self._has("fanout", "serial"):
+            if self.p["serial_nodes"] and size >= self.p["serial_nodes"] and not self._has("fanout", "serial"):
                 n = self.p["serial_nodes"]
                 sel = harness.FIRST_LABEL % 50 + "=true" if n == 50 else self._first_label(n)
                 self.fanout_serial(n, sel)
@@ -267,6 +303,7 @@ class Bench:
         for ns in JOB_NS + (CONTROL_NS,):
             harness.ensure_namespace(self.api, ns)
         seconds, made = harness.make_controls(self.api, CONTROL_NS, JOB_NS, self.p["controls"])
+        self._controls_made = True
         self.results["harness"]["job_creation"].append(
             {"jobs": made, "kind": "controls", "seconds": round(seconds, 2), "per_s": round(made / seconds, 1)})
         sizes = sorted(set(self.p["sweep_sizes"]) | {self.p["pipeline_size"]})
@@ -279,7 +316,8 @@ class Bench:
                 self._after_sweep("pipeline", size)
             self._sweep_data(size)
             self.measure("sweep", "ours", size,
-                         [sys.executable, os.path.join(HERE, "contenders.py"), "sweep", "--exclude", CONTROL_NS],
+                         [sys.executable, os.path.join(HERE, "contenders.py"), "sweep", "--exclude", CONTROL_NS,
+                          "--progress-every", str(self.p.get("progress_every", 10))],
                          lambda o: o.get("jobs") == size and o.get("errors") == 0)
             self._after_sweep("ours", size)
 
@@ -291,8 +329,8 @@ class Bench:
         log("%d finished ownerless Jobs created in %.1fs (%.0f/s)" % (size, seconds, size / seconds))
         harness.settle(self.api)
 
-    def _after_sweep(self, contender, size):
-        rec = self.results["sweep"][-1]
+    def _after_sweep(self, contender, size, kind="sweep"):
+        rec = self.results[kind][-1]
         left = harness.count_jobs(self.api, JOB_NS)
         controls = harness.count_controls(self.api, CONTROL_NS, JOB_NS)
         rec["targets_left"] = left
@@ -303,6 +341,113 @@ class Bench:
         if left:
             harness.delete_jobs(self.api, JOB_NS)   # leave nothing behind for the next round
 
+    # ------------------------------------------------------------ pods that take real time
+
+    def calibrated(self):
+        """Pods that take as long as on the real node (harness.calibration): engine, module and bare loop; the
+        engine at several parallelisms; the one-node-at-a-time loop on a few nodes, reported per node."""
+        c = self.p["calibrated"]
+        cal = harness.calibration(self.real_node_json, c["fail_permille"])
+        self.results["calibration"] = cal
+        ann = cal["annotations"]
+        notes = ["--annotate=%s=%s" % kv for kv in sorted(ann.items())]
+        size, all_nodes = c["size"], harness.BENCH_LABEL + "=true"
+        harness.grow_nodes(self.api, size)
+        self.between()
+        log("pods that take real time: %s" % ", ".join("%s=%s" % kv for kv in sorted(ann.items())))
+        budget = ["--max-failures", "100%"]
+        runs = [
+            lambda: self.measure("calibrated", "bare", size, self.contender_cmd("bare", all_nodes, *notes),
+                                 lambda o: o.get("outcomes") == size),
+            lambda: self.measure("calibrated", "engine", size, self.contender_cmd("engine", all_nodes, *(notes + budget)),
+                                 lambda o: o.get("outcomes") == size),
+            lambda: self.fanout_module(size, all_nodes, kind="calibrated", annotations=ann, max_failures="100%"),
+        ]
+        for i in range(c["repeat"]):
+            for run in runs[i % 3:] + runs[:i % 3]:
+                run()
+                self.between()
+        for par in c["parallelism"]:
+            rec = self.measure("calibrated", "engine-p" + par, size,
+                               self.contender_cmd("engine", all_nodes, "--parallelism", par, *(notes + budget)),
+                               lambda o: o.get("outcomes") == size)
+            rec["parallelism"] = par
+            self.between()
+        n = c["serial_nodes"]
+        sel = self._first_label(n)
+        pod_dir = os.path.join(self.tmp, "serial-pods")
+        shutil.rmtree(pod_dir, ignore_errors=True)
+        # The shell loop waits for Succeeded: its pods take the real time but do not fail.
+        delay_only = [a for a in notes if harness.SIM_FAIL not in a]
+        subprocess.run(self.contender_cmd("pods", sel, "--out", pod_dir, *delay_only), env=self.env, check=True,
+                       stdout=subprocess.DEVNULL)
+        serial = ["bash", os.path.join(HERE, "baselines", "one_node_at_a_time.sh"), pod_dir, FANOUT_NS]
+        self.measure("calibrated", "serial", n, serial, lambda o: True, parse_stdout=False)
+        self.between()
+
+    # ------------------------------------------------------------ the gentle sweep: what others feel
+
+    def gentle(self):
+        """dangling_job_ttl (sweep: true, delete) through ansible-playbook, as a ServiceAccount (subject to API
+        Priority and Fairness), on finished ownerless Jobs plus the controls, while a reader times a GET and a
+        small LIST every 100 ms: idle first, then during the sweep."""
+        g = self.p["gentle"]
+        for ns in JOB_NS + (CONTROL_NS,):
+            harness.ensure_namespace(self.api, ns)
+        if not self._controls_made:
+            harness.make_controls(self.api, CONTROL_NS, JOB_NS, self.p["controls"])
+            self._controls_made = True
+        identity = harness.sweeper_identity(self.api)
+        reader_api = harness.reader_client()
+        for size in g["sizes"]:
+            self._sweep_data(size)
+            self._gentle_run("module", size, identity, reader_api, g["idle_s"])
+        if g.get("throttled_size"):
+            size = g["throttled_size"]
+            self._sweep_data(size)
+            remove = harness.tight_priority_level(self.api, harness.SWEEPER)
+            try:
+                self._gentle_run("module-throttled", size, identity, reader_api, g["idle_s"])
+            finally:
+                remove()
+
+    def _gentle_run(self, contender, size, identity, reader_api, idle_s):
+        # The reader runs from the idle window to the sweep's end only: the harness's settle() before it
+        # waits for a quiet cluster, which a reader listing 10 times a second is not.
+        reader = harness.Reader(reader_api)
+        reader.start()
+        try:
+            return self._gentle_measure(contender, size, identity, reader, idle_s)
+        finally:
+            reader.stop()
+
+    def _gentle_measure(self, contender, size, identity, reader, idle_s):
+        idle_start = time.monotonic()
+        time.sleep(idle_s)
+        args = dict(identity, policy=False, sweep=True, sweep_action="delete", exclude_namespaces=[CONTROL_NS])
+        tasks = [
+            {"name": "sweep", "nodeops.kubernetes.dangling_job_ttl": args, "register": "r"},
+            {"name": "keep the sweep's result", "ansible.builtin.copy": {
+                "content": "{{ r.sweep | to_json }}", "dest": os.path.join(self.tmp, "module-out.json")}},
+        ]
+        started = time.monotonic()
+        rec = self.playbook("gentle", contender, size, tasks)
+        ended = time.monotonic()
+        out = rec.get("output") or {}
+        rec["output"] = dict((k, v) for k, v in out.items() if k != "names")
+        rec["reader"] = {"idle": reader.window(idle_start, started), "during": reader.window(started, ended),
+                         "timeline": reader.timeline(idle_start), "sweep_started_s": round(started - idle_start, 2),
+                         "sweep_ended_s": round(ended - idle_start, 2), "errors": reader.errors}
+        idle99, during99 = rec["reader"]["idle"]["all"]["p99_ms"], rec["reader"]["during"]["all"]["p99_ms"]
+        rec["reader_p99_ratio"] = round(during99 / idle99, 2) if idle99 and during99 else None
+        self._after_sweep("module", size, kind="gentle")
+        rec["complete"] = bool(rec["rc"] == 0 and out.get("total") == size and not out.get("errors_total")
+                               and rec["targets_left"] == 0 and rec["controls_intact"])
+        log("gentle %s at %d: %.1f Jobs/s, reader p99 %s ms idle, %s ms during (x%s), throttled %s" % (
+            contender, size, size / rec["wall_s"], idle99, during99, rec["reader_p99_ratio"],
+            (out.get("pacing") or {}).get("throttled")))
+        return rec
+
     # ------------------------------------------------------------ report
 
     def cleanup(self):
@@ -311,17 +456,24 @@ class Bench:
         if not self.keep_nodes:
             harness.grow_nodes(self.api, 0)
         harness.delete_jobs(self.api, JOB_NS + (CONTROL_NS,))
+        harness.remove_identities(self.api)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def run(self):
         started = time.monotonic()
         try:
             self.fanout()
+            if self.p.get("calibrated"):
+                self.calibrated()
             self.sweep()
+            if self.p.get("gentle"):
+                self.gentle()
         finally:
             self.cleanup()
         self.results.update(meta(self.name, time.monotonic() - started, self.api))
-        self.results["targets"] = targets(self.results, self.p)
+        self.results["targets"] = [] if self.name == "scale" else targets(self.results, self.p)
+        if self.p.get("calibrated") or self.p.get("gentle"):
+            self.results["scale_targets"] = scale_targets(self.results, self.p)
         return self.results
 
 
@@ -401,6 +553,84 @@ def targets(results, p):
     return out
 
 
+SCALE_TARGETS = {"engine_vs_bare": 1.1, "module_vs_bare": 1.2, "requests_per_node": 1.05, "peak_rss_mib": 150.0,
+                 "reader_p99_ratio": 2.0, "sweep_rss_flat": 0.20}
+
+
+def scale_targets(results, p):
+    """Issue 26's figures: the gentle sweep, pods that take real time, and (scale profile) 10,000 nodes."""
+    out = []
+    gentle = [r for r in results.get("gentle", []) if r["contender"] == "module"]
+    for r in gentle:
+        o = r.get("output") or {}
+        out.append(_target("sweep of %d Jobs: reader p99 during / idle" % r["size"], r.get("reader_p99_ratio"),
+                           SCALE_TARGETS["reader_p99_ratio"], "<=", "a GET and a small LIST every 100 ms, as an "
+                           "authenticated user; idle p99 %s ms, during %s ms" % (
+                               r["reader"]["idle"]["all"]["p99_ms"], r["reader"]["during"]["all"]["p99_ms"])))
+        out.append(_target("sweep of %d Jobs: Jobs per second" % r["size"], o.get("total", 0) / r["wall_s"], 0, ">=",
+                           "dangling_job_ttl through ansible-playbook, as a ServiceAccount; wall %.1f s" % r["wall_s"]))
+        out.append(_target("sweep of %d Jobs: API requests per Job" % r["size"], r["requests_per_unit"], 1.05, "<=",
+                           "LIST and DELETE jobs at the apiserver (its 429s included)"))
+    if len(gentle) >= 2:
+        lo, hi = min(gentle, key=lambda r: r["size"]), max(gentle, key=lambda r: r["size"])
+        a, b = lo.get("module_process_peak_rss_mib"), hi.get("module_process_peak_rss_mib")
+        out.append(_target("sweep module peak RSS change %d -> %d Jobs" % (lo["size"], hi["size"]),
+                           abs(b - a) / a if a and b else None, SCALE_TARGETS["sweep_rss_flat"], "<=",
+                           "%s -> %s MiB, the module's own process" % (a, b)))
+    pipe = _runs(results, "sweep", "pipeline")
+    if pipe and gentle:
+        big = max(gentle, key=lambda r: r["size"])
+        pipe_rate = pipe[0]["size"] / pipe[0]["wall_s"]
+        ours_rate = (big.get("output") or {}).get("total", 0) / big["wall_s"]
+        out.append(_target("sweep speed-up: ours at %d Jobs / the pipeline at %d, per Job" % (big["size"], pipe[0]["size"]),
+                           ours_rate / pipe_rate, 1.0, ">=", "Jobs per second: %.1f against %.1f" % (ours_rate, pipe_rate)))
+    throttled = [r for r in results.get("gentle", []) if r["contender"] == "module-throttled"]
+    for r in throttled:
+        pacing = (r.get("output") or {}).get("pacing") or {}
+        out.append(_target("sweep under a priority level of one seat: 429s honoured", pacing.get("throttled"), 1, ">=",
+                           "every Job swept, %s s waited for Retry-After, limit %s..%s" % (
+                               pacing.get("throttled_wait_s"), pacing.get("limit_min"), pacing.get("limit_max"))))
+    cal = results.get("calibrated") or []
+    if cal:
+        size = max(r["size"] for r in cal if r["contender"] == "bare")
+        bare = _median_wall(results, "calibrated", "bare", size)
+        for c in ("engine", "module"):
+            t = _median_wall(results, "calibrated", c, size)
+            out.append(_target("pods that take real time: %s / bare loop at %d nodes" % (c, size),
+                               t / bare if t and bare else None,
+                               SCALE_TARGETS["%s_vs_bare" % c], "<=", "delay %s..%s per pod, %s per mille fail" % (
+                                   results["calibration"]["annotations"].get(harness.SIM_DELAY),
+                                   results["calibration"]["annotations"].get(harness.SIM_DELAY_MAX),
+                                   results["calibration"]["annotations"].get(harness.SIM_FAIL, "0"))))
+        serial = _runs(results, "calibrated", "serial")
+        eng = _median_wall(results, "calibrated", "engine", size)
+        if serial and eng:
+            per_node = serial[0]["wall_s"] / serial[0]["size"]
+            out.append(_target("one node at a time, measured per node (s)", per_node, 0, ">=",
+                               "%d nodes in %.1f s" % (serial[0]["size"], serial[0]["wall_s"])))
+            out.append(_target("speed-up at %d nodes: one-node-at-a-time rate / engine" % size,
+                               per_node * size / eng, 50.0, ">=", "the serial loop's measured per-node time x %d, "
+                               "over the engine's wall time" % size))
+        for r in cal:
+            if r.get("parallelism"):
+                out.append(_target("engine at parallelism %s, %d nodes (s)" % (r["parallelism"], r["size"]),
+                                   r["wall_s"], 0, ">=", "wall time"))
+    if p.get("no_logread"):   # the scale profile's 10,000 nodes
+        size = p["ratio_size"]
+        bare, eng, mod = (_median_wall(results, "fanout", c, size) for c in ("bare", "engine", "module"))
+        out.append(_target("engine / bare loop at %d nodes" % size, eng / bare if eng and bare else None,
+                           SCALE_TARGETS["engine_vs_bare"], "<=", "medians of %d runs" % p["repeat"].get(size, 1)))
+        out.append(_target("module / bare loop at %d nodes" % size, mod / bare if mod and bare else None,
+                           SCALE_TARGETS["module_vs_bare"], "<=", "ansible-playbook start-up included"))
+        per_node = [r["requests_per_unit"] for r in _runs(results, "fanout", "engine", size)]
+        out.append(_target("engine API requests per node at %d" % size, max(per_node) if per_node else None,
+                           SCALE_TARGETS["requests_per_node"], "<=", "its client's count, every node's result"))
+        rss = [r["peak_rss_mib"] for r in _runs(results, "fanout", "engine", size)]
+        out.append(_target("engine peak RSS at %d nodes (MiB)" % size, max(rss) if rss else None,
+                           SCALE_TARGETS["peak_rss_mib"], "<=", "the engine's own process"))
+    return out
+
+
 def meta(profile, seconds, api):
     version = api.get("/version")
     with open("/proc/meminfo") as f:
@@ -450,10 +680,19 @@ def table(results):
             lines.append("| %s | %s | %d | %.2f%s | %s | %s | %s |" % (
                 kind, r["contender"], r["size"], r["wall_s"], "" if r["complete"] else " (incomplete)", rss,
                 _requests(r), r["requests_per_unit"]))
-    lines += ["", "| target | value | wanted | met |", "|---|---:|---|---|"]
-    for t in results["targets"]:
-        met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
-        lines.append("| %s | %s | %s | %s |" % (t["name"], t["value"], t["target"], met))
+    for kind in ("calibrated", "gentle"):
+        for r in results.get(kind) or []:
+            lines.append("| %s | %s | %d | %.2f%s | %s | %s | %s |" % (
+                kind, r["contender"], r["size"], r["wall_s"], "" if r["complete"] else " (incomplete)",
+                r.get("module_process_peak_rss_mib") or r["peak_rss_mib"], _requests(r), r["requests_per_unit"]))
+    for key in ("targets", "scale_targets"):
+        if not results.get(key):
+            continue
+        lines += ["", "| %s | value | wanted | met |" % ("target" if key == "targets" else "issue 26 figure"),
+                  "|---|---:|---|---|"]
+        for t in results[key]:
+            met = {True: "yes", False: "**no**", None: "n/a"}[t["met"]]
+            lines.append("| %s | %s | %s | %s |" % (t["name"], t["value"], t["target"], met))
     m = results["machine"]
     lines += ["", "Why a target is missed, and what the benchmark made us fix: benchmarks/results/NOTES.md."]
     lines += ["", "%s profile, %s; %d cores, %s GiB, Kubernetes %s, kwok %s; run took %.0f s." % (
@@ -490,6 +729,43 @@ def plot(results, path):
     plt.close(fig)
 
 
+def plot_scale(results, path):
+    """The reader's latency over time around the biggest sweep, and wall time against parallelism."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    gentle = [r for r in results.get("gentle") or [] if r["contender"] == "module"]
+    if gentle:
+        big = max(gentle, key=lambda r: r["size"])
+        rows = big["reader"]["timeline"]
+        ax1.plot([x for x, _y in rows], [y for _x, y in rows], ".", markersize=3, label="reader GET / LIST")
+        ax1.axvspan(big["reader"]["sweep_started_s"], big["reader"]["sweep_ended_s"], alpha=0.15,
+                    label="sweep of %d Jobs" % big["size"])
+        ax1.set_yscale("log")
+        ax1.set_xlabel("seconds")
+        ax1.set_ylabel("request latency, ms (log)")
+        ax1.legend()
+    ax1.set_title("what other clients feel during the sweep")
+    par = [r for r in results.get("calibrated") or [] if r.get("parallelism")]
+    if par:
+        xs = [float(r["parallelism"].rstrip("%")) for r in par]
+        ax2.plot(xs, [r["wall_s"] for r in par], "o-", label="engine")
+        bare = _median_wall(results, "calibrated", "bare", par[0]["size"])
+        if bare:
+            ax2.axhline(bare, linestyle="--", color="grey", label="bare loop (100%)")
+        ax2.set_xlabel("parallelism, %% of %d nodes" % par[0]["size"])
+        ax2.set_ylabel("wall time, s")
+        ax2.legend()
+    ax2.set_title("pods that take real time: wall time against parallelism")
+    fig.suptitle("nodeops.kubernetes at scale (%s, %d cores, Kubernetes %s)" % (
+        results["finished_at"], results["machine"]["cores"], results["kubernetes"]["gitVersion"]))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 README_START = "<!-- bench:start -->"
 README_END = "<!-- bench:end -->"
 
@@ -509,6 +785,8 @@ def main(argv=None):
     parser.add_argument("--update-readme", action="store_true", help="put the table in README.md")
     parser.add_argument("--keep-nodes", action="store_true", help="leave the bench nodes for the next run")
     parser.add_argument("--profile-engine", action="store_true", help="write a pyinstrument profile per engine run")
+    parser.add_argument("--real-node-json", help="the real node's pod times (real_node.py) that calibrate the pods "
+                        "that take real time (default: results/real_node.json)")
     parser.add_argument("--render", metavar="JSON",
                         help="do not measure: re-render table, targets and plot from an earlier run's results file")
     args = parser.parse_args(argv)
@@ -520,19 +798,25 @@ def main(argv=None):
             r.setdefault("requests", sent if sent is not None else r["tool_requests"])
             r.setdefault("requests_counted_by", "client" if sent is not None else "apiserver")
             r["requests_per_unit"] = round(r["requests"] / float(r["size"]), 3)
-        results["targets"] = targets(results, PROFILES[results["profile"]])
+        prof = PROFILES[results["profile"]]
+        results["targets"] = [] if results["profile"] == "scale" else targets(results, prof)
+        if prof.get("calibrated") or prof.get("gentle"):
+            results["scale_targets"] = scale_targets(results, prof)
     else:
-        results = Bench(args.profile, args.out, args.keep_nodes, args.profile_engine).run()
+        results = Bench(args.profile, args.out, args.keep_nodes, args.profile_engine, args.real_node_json).run()
     text = table(results)
-    with open(os.path.join(args.out, "latest.json"), "w") as f:
+    stem = "scale" if results["profile"] == "scale" else "latest"
+    with open(os.path.join(args.out, stem + ".json"), "w") as f:
         json.dump(results, f, indent=1, sort_keys=True)
-    with open(os.path.join(args.out, "latest.md"), "w") as f:
+    with open(os.path.join(args.out, stem + ".md"), "w") as f:
         f.write(text)
-    plot(results, os.path.join(args.out, "latest.png"))
+    plot(results, os.path.join(args.out, stem + ".png"))
+    if results.get("calibrated") or results.get("gentle"):
+        plot_scale(results, os.path.join(args.out, stem + "-scale.png"))
     if args.update_readme:
         update_readme(os.path.join(harness.REPO, "README.md"), text)
     sys.stdout.write(text)
-    incomplete = [r for kind in ("fanout", "sweep") for r in results[kind]
+    incomplete = [r for kind in ("fanout", "sweep", "calibrated", "gentle") for r in results.get(kind) or []
                   if not r["complete"] or r.get("controls_intact") is False]
     if incomplete:
         log("%d measurement(s) did not complete their work; see latest.json" % len(incomplete))

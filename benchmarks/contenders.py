@@ -40,15 +40,25 @@ RESULT_MESSAGE = "NODEOPS_RESULT " + json.dumps({
 SIM_MESSAGE = "sim.nodeops.io/message"
 
 
-def broadcast_params(namespace, selector, name=BROADCAST, log_on_success=False):
+def broadcast_params(namespace, selector, name=BROADCAST, log_on_success=False, annotations=None, parallelism=None,
+                     max_failures=None):
     """The one broadcast every fan-out contender runs: an image_prune dry run on each node, whose pods
-    end at once, each with its node's result in its termination message."""
+    end at once (or take the time ``annotations`` say: ``harness.calibration``), each with its node's
+    result in its termination message."""
     key, _, value = selector.partition("=")
     params = dict((k, copy.deepcopy(v.get("default"))) for k, v in options.BROADCAST_OPTIONS.items())
     params.update(name=name, namespace=namespace, run_id=None, preset="image_prune", image_prune={"dry_run": True},
-                  node_selector={key: value}, parallelism="100%", timeout=3600, pending_timeout=1800,
-                  log_on_success=log_on_success, pod_annotations={SIM_MESSAGE: RESULT_MESSAGE})
+                  node_selector={key: value}, parallelism=parallelism or "100%", timeout=3600, pending_timeout=1800,
+                  log_on_success=log_on_success, pod_annotations=dict(annotations or {}, **{SIM_MESSAGE: RESULT_MESSAGE}))
+    if max_failures is not None:
+        params["max_failures"] = max_failures
     return params
+
+
+def _params(args, name=BROADCAST, **more):
+    annotations = dict(a.split("=", 1) for a in args.annotate)
+    return broadcast_params(args.namespace, args.selector, name=name, annotations=annotations,
+                            parallelism=args.parallelism, max_failures=args.max_failures, **more)
 
 
 def _eligible_pods(api, opts, run_id):
@@ -58,7 +68,7 @@ def _eligible_pods(api, opts, run_id):
 
 def engine(args):
     api = harness.client(counting=True)
-    opts = options.validate(broadcast_params(args.namespace, args.selector, log_on_success=args.log_on_success))
+    opts = options.validate(_params(args, log_on_success=args.log_on_success))
     profiler = None
     if args.profile:
         import pyinstrument
@@ -73,6 +83,7 @@ def engine(args):
         with open(args.profile, "w") as f:
             f.write(profiler.output_text(unicode=False, color=False, show_all=False))
     return {"nodes": len(result["nodes"]), "summary": result["summary"], "client_requests": api.sent,
+            "outcomes": sum(1 for r in result["nodes"] if r["outcome"] in ("succeeded", "failed")),
             "log_tails": sum(1 for r in result["nodes"] if r.get("log") is not None),
             "results": sum(1 for r in result["nodes"] if (r.get("result") or {}).get("images_removed_count") == 3)}
 
@@ -122,7 +133,7 @@ def bare(args):
     (The harness deletes its pods afterwards, untimed.)
     """
     api = harness.client(counting=True)
-    opts = options.validate(broadcast_params(args.namespace, args.selector, name="bare"))
+    opts = options.validate(_params(args, name="bare"))
     run_id = "b" + str(int(time.time()))
     pods = _eligible_pods(api, opts, run_id)
     selector = naming.run_selector(opts["name"], run_id)
@@ -132,7 +143,8 @@ def bare(args):
     _create_all(api, args.namespace, pods)
     watch.done.wait()
     succeeded = sum(1 for p in watch.phases.values() if p == "Succeeded")
-    return {"nodes": len(pods), "summary": {"succeeded": succeeded}, "client_requests": api.sent}
+    return {"nodes": len(pods), "summary": {"succeeded": succeeded, "failed": len(watch.phases) - succeeded},
+            "outcomes": len(watch.phases), "client_requests": api.sent}
 
 
 def polling(args):
@@ -160,7 +172,7 @@ def polling(args):
 def pods(args):
     """Write the pods (one file per node) for the one-node-at-a-time shell baseline. Not measured."""
     api = harness.client()
-    opts = options.validate(broadcast_params(args.namespace, args.selector, name="serial"))
+    opts = options.validate(_params(args, name="serial"))
     opts["pin"] = "node_name"    # as kubectl node-shell pins its pod
     run_id = "s" + str(int(time.time()))
     built = _eligible_pods(api, opts, run_id)
@@ -176,9 +188,11 @@ def sweep(args):
     opts = dangling_options.validate({"ttl_seconds": 60, "exclude_namespaces": args.exclude, "include_namespaces": [],
                                       "opt_out_label": dangling_options.DEFAULT_OPT_OUT_LABEL,
                                       "skip_gitops_managed": True, "policy_name": None})
-    result = job_sweep.run(api, opts, "delete", False)
-    return {"jobs": result["total"], "errors": len(result["errors"]), "spared": result["spared"],
-            "pages": result["stats"]["pages"], "client_requests": api.sent}
+    result = job_sweep.run(api, opts, "delete", False, progress_every_s=args.progress_every,
+                           progress=lambda snap: sys.stderr.write(job_sweep.progress_line(snap) + "\n"))
+    return {"jobs": result["total"], "errors": result["errors_total"], "spared": result["spared"],
+            "pages": result["stats"]["pages"], "client_requests": api.sent, "pacing": result["pacing"],
+            "progress": result["progress"]}
 
 
 def main(argv=None):
@@ -192,6 +206,11 @@ def main(argv=None):
     parser.add_argument("--profile")
     parser.add_argument("--out")
     parser.add_argument("--exclude", action="append", default=[])
+    parser.add_argument("--annotate", action="append", default=[], metavar="KEY=VALUE",
+                        help="a pod annotation (the simulated pods' delay, delay-max, fail-permille)")
+    parser.add_argument("--parallelism")
+    parser.add_argument("--progress-every", type=float, default=10.0, help="sweep: seconds between progress lines")
+    parser.add_argument("--max-failures")
     args = parser.parse_args(argv)
     result = globals()[args.contender](args)
     json.dump(result, sys.stdout)

@@ -362,3 +362,162 @@ def delete_jobs(api, namespaces):
         api.request("DELETE", "/apis/batch/v1/namespaces/%s/jobs" % ns, query={"propagationPolicy": "Background"},
                     timeout=300)
     wait_for("bench Jobs to be gone", lambda: _count(api, namespaces, None) == 0, timeout=300, interval=0.5)
+
+
+# ------------------------------------------------------------------ identities, API Priority and Fairness
+
+SWEEPER = ("nodeops-bench", "bench-sweeper")   # the ServiceAccount the benchmark's sweeps run as
+READER_USER = "nodeops-bench-reader"
+FLOWCONTROL = "/apis/flowcontrol.apiserver.k8s.io/v1"
+
+
+def _apply_rbac(api, name, user_kind, user_name, rules, namespace=None):
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
+            "rules": rules}
+    subject = {"kind": user_kind, "name": user_name}
+    if namespace:
+        subject["namespace"] = namespace
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+               "subjects": [subject]}
+    for path, body in (("/apis/rbac.authorization.k8s.io/v1/clusterroles", role),
+                       ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", binding)):
+        api.delete("%s/%s" % (path, name))
+        wait_for("old %s gone" % name, lambda: api.get_or_none("%s/%s" % (path, name)) is None, timeout=60)
+        api.create(path, body)
+
+
+def sweeper_identity(api):
+    """The sweep runs as a ServiceAccount (as under AWX), not as the admin: system:masters is exempt from
+    API Priority and Fairness, a ServiceAccount is not (the ``service-accounts`` FlowSchema). The harness
+    impersonates it; returns the module's impersonation options."""
+    ns, name = SWEEPER
+    ensure_namespace(api, ns)
+    _create(api, "/api/v1/namespaces/%s/serviceaccounts" % ns,
+            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}})
+    _apply_rbac(api, "nodeops-bench-sweeper", "ServiceAccount", name,
+                [{"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "delete", "patch"]}], namespace=ns)
+    return {"impersonate_user": "system:serviceaccount:%s:%s" % (ns, name),
+            "impersonate_groups": ["system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"]}
+
+
+def reader_client():
+    """What everyone else is: an authenticated user (the ``global-default`` FlowSchema) who reads."""
+    _apply_rbac(client(), "nodeops-bench-reader", "User", READER_USER,
+                [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+                 {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}])
+    config = admin_config()
+    config.impersonate_user = READER_USER
+    config.impersonate_groups = ["system:authenticated"]
+    return RestClient(config, timeout=30)
+
+
+def tight_priority_level(api, service_account, name="nodeops-bench-tight"):
+    """A priority level with no seats of its own, that borrows none and rejects what it cannot run at once,
+    for the deletes of Jobs by ``service_account`` (namespace, name): APF lets one run at a time and answers
+    the others 429 with Retry-After. Returns a function that removes both objects."""
+    pl = {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "PriorityLevelConfiguration",
+          "metadata": {"name": name}, "spec": {"type": "Limited", "limited": {
+              "nominalConcurrencyShares": 0, "lendablePercent": 0, "borrowingLimitPercent": 0,
+              "limitResponse": {"type": "Reject"}}}}
+    fs = {"apiVersion": "flowcontrol.apiserver.k8s.io/v1", "kind": "FlowSchema", "metadata": {"name": name},
+          "spec": {"priorityLevelConfiguration": {"name": name}, "matchingPrecedence": 500,
+                   "distinguisherMethod": {"type": "ByUser"},
+                   "rules": [{"subjects": [{"kind": "ServiceAccount", "serviceAccount": {
+                       "namespace": service_account[0], "name": service_account[1]}}],
+                       "resourceRules": [{"verbs": ["delete", "patch"], "apiGroups": ["batch"], "resources": ["jobs"],
+                                          "namespaces": ["*"]}]}]}}
+
+    def remove():
+        api.delete(FLOWCONTROL + "/flowschemas/" + name)
+        api.delete(FLOWCONTROL + "/prioritylevelconfigurations/" + name)
+    remove()
+    api.create(FLOWCONTROL + "/prioritylevelconfigurations", pl)
+    api.create(FLOWCONTROL + "/flowschemas", fs)
+    # The apiserver takes the new configuration up asynchronously: wait until the FlowSchema says it is in use.
+    wait_for("FlowSchema %s in use" % name, lambda: any(
+        c.get("type") == "Dangling" and c.get("status") == "False"
+        for c in (api.get(FLOWCONTROL + "/flowschemas/" + name).get("status") or {}).get("conditions") or []),
+        timeout=60, interval=0.5)
+    time.sleep(1)
+    return remove
+
+
+# ------------------------------------------------------------------ what other clients feel
+
+def _percentile(values, q):
+    values = sorted(values)
+    if not values:
+        return None
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+class Reader(threading.Thread):
+    """Another client of the apiserver: a GET of one namespace and a LIST of at most 10 ConfigMaps every
+    ``interval`` seconds, each timed. ``window(start, end)`` gives p50 and p99 (ms) of both in a window."""
+
+    def __init__(self, api, interval=0.1):
+        super(Reader, self).__init__(daemon=True)
+        self.api, self.interval = api, interval
+        self.samples = []   # (monotonic time, seconds, what)
+        self.errors = 0
+        self._halt = threading.Event()
+
+    def run(self):
+        while not self._halt.is_set():
+            began = time.monotonic()
+            for what, path, query in (("get", "/api/v1/namespaces/default", None),
+                                      ("list", "/api/v1/namespaces/kube-system/configmaps", {"limit": 10})):
+                t0 = time.monotonic()
+                try:
+                    self.api.get(path, query, timeout=30)
+                    self.samples.append((t0, time.monotonic() - t0, what))
+                except ApiError:
+                    self.errors += 1
+            self._halt.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+    def stop(self):
+        self._halt.set()
+        self.join(60)
+
+    def window(self, start, end):
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        out = {"samples": len(inside)}
+        for what in ("get", "list", "all"):
+            ms = [s[1] * 1000 for s in inside if what == "all" or s[2] == what]
+            out[what] = {"p50_ms": round(_percentile(ms, 0.5), 2) if ms else None,
+                         "p99_ms": round(_percentile(ms, 0.99), 2) if ms else None}
+        return out
+
+    def timeline(self, start, points=600):
+        """(seconds since start, ms) of every request, thinned evenly to at most ``points``."""
+        rows = [(round(s[0] - start, 2), round(s[1] * 1000, 2)) for s in self.samples if s[0] >= start]
+        step = max(1, len(rows) // points)
+        return rows[::step]
+
+
+# ------------------------------------------------------------------ pods that take real time
+
+SIM_DELAY, SIM_DELAY_MAX, SIM_FAIL = "sim.nodeops.io/delay", "sim.nodeops.io/delay-max", "sim.nodeops.io/fail-permille"
+
+
+def calibration(real_node_json, fail_permille=0):
+    """kwok annotations that make a simulated pod take what a pod takes on the real node: from the real
+    node's measured pod create-to-finish times (``real_node.py``) less what the same takes on a kwok node
+    (kwok's own stages), a uniform delay between the fastest and the slowest real run."""
+    data = read_json(real_node_json)
+    real = [r["pod_duration_s"] for r in data["runs"] if not r["node"].startswith("kwok")]
+    kwok = data["median"]["pod_duration_s"]["kwok"]
+    low, high = max(0.0, min(real) - kwok), max(0.0, max(real) - kwok)
+    annotations = {SIM_DELAY: "%dms" % round(low * 1000), SIM_DELAY_MAX: "%dms" % round(high * 1000)}
+    if fail_permille:
+        annotations[SIM_FAIL] = str(fail_permille)
+    return {"source": os.path.relpath(real_node_json, REPO), "measured_at": data.get("when"),
+            "real_node_pod_s": {"min": min(real), "median": data["median"]["pod_duration_s"]["real_node"],
+                                "max": max(real)}, "kwok_pod_s": kwok, "annotations": annotations}
+
+
+def remove_identities(api):
+    for name in ("nodeops-bench-sweeper", "nodeops-bench-reader"):
+        api.delete("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/" + name)
+        api.delete("/apis/rbac.authorization.k8s.io/v1/clusterroles/" + name)

@@ -69,10 +69,20 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
         assert rows_total(r, "DELETE jobs") >= r["size"]
     assert all(r["output"]["jobs"] == r["size"] for r in sweep if r["contender"] == "ours")
 
+    ours = [r for r in sweep if r["contender"] == "ours" and r["size"] == 120][0]
+    # Progress (every 0.05 s here): so far, rate and time left, from the apiserver's remainingItemCount.
+    progress = ours["output"]["progress"]
+    assert progress and all(0 <= p["taken"] <= p["examined"] for p in progress), progress
+    assert any(p["eta_s"] is not None and p["remaining_to_examine"] > 0 for p in progress), progress
+
+    check_calibrated(results)
+    check_gentle(results)
+
     assert results["harness"]["node_creation"] and results["harness"]["job_creation"]
     assert results["machine"]["cores"] >= 1 and results["kubernetes"]["gitVersion"].startswith("v1.")
     assert len(results["targets"]) == 14 and all(isinstance(t["value"], float) for t in results["targets"])
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "latest-scale.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| target | value | wanted | met |" in (tmp_path / "latest.md").read_text()
     # Nothing left behind: no bench pods, no bench nodes.
     core = kh.rest_client()
@@ -82,3 +92,51 @@ def test_bench_smoke_profile_measures_every_contender(tmp_path):
 
 def rows_total(record, row):
     return record["apiserver_rows"].get(row, 0)
+
+
+def check_calibrated(results):
+    """Pods that take real time: each pod runs at least the calibrated delay, some fail, every node ends."""
+    cal = results["calibrated"]
+    assert {r["contender"] for r in cal} == {"bare", "engine", "module", "engine-p25%", "engine-p100%", "serial"}
+    assert all(r["complete"] and r["rc"] == 0 for r in cal), cal
+    ann = results["calibration"]["annotations"]
+    delay = int(ann["sim.nodeops.io/delay"].rstrip("ms")) / 1000.0
+    assert 0.5 < delay <= int(ann["sim.nodeops.io/delay-max"].rstrip("ms")) / 1000.0 < 10, ann
+    assert results["calibration"]["real_node_pod_s"]["min"] > results["calibration"]["kwok_pod_s"]
+    for r in cal:
+        assert r["wall_s"] >= delay, r   # no pod ended before its delay
+    # 25% of 12 nodes is 3 pods at a time: four waves, each at least the delay.
+    p25 = [r for r in cal if r["contender"] == "engine-p25%"][0]
+    assert p25["wall_s"] >= 4 * delay and p25["parallelism"] == "25%"
+    failed = sum(r["output"]["summary"]["failed"] for r in cal if r["contender"] not in ("serial",))
+    ended = sum(r["output"]["summary"]["succeeded"] + r["output"]["summary"]["failed"]
+                for r in cal if r["contender"] != "serial")
+    # 250 per mille of 60 pods: none failing has a chance of 3 in 100 million.
+    assert 0 < failed < ended, (failed, ended)
+    serial = [r for r in cal if r["contender"] == "serial"][0]
+    assert serial["wall_s"] >= serial["size"] * delay   # one node at a time: the delays add up
+
+
+def check_gentle(results):
+    """The module's sweep as a ServiceAccount with a reader alongside, and under a priority level of one seat."""
+    gentle = {r["contender"]: r for r in results["gentle"]}
+    assert set(gentle) == {"module", "module-throttled"}
+    for r in gentle.values():
+        out = r["output"]
+        assert r["complete"] and out["total"] == r["size"] and out["errors_total"] == 0, r
+        assert r["controls_intact"] and r["targets_left"] == 0
+        assert r["reader"]["idle"]["samples"] >= 20 and r["reader"]["during"]["samples"] >= 1, r["reader"]
+        assert r["reader"]["idle"]["all"]["p99_ms"] > 0 and r["reader_p99_ratio"] > 0
+        assert out["pacing"]["ceiling"] == 10 and out["stats"]["examined"] >= r["size"]
+    free = gentle["module"]["output"]["pacing"]
+    assert free["throttled"] == 0 and free["limit_max"] > 2, free   # no 429: it grew from 2
+    tight = gentle["module-throttled"]["output"]["pacing"]
+    # API Priority and Fairness ran one delete at a time and answered the others 429 with Retry-After (1 s):
+    # the sweep waited, shrank to one write in flight, and still took every Job.
+    assert tight["throttled"] >= 1 and tight["throttled_wait_s"] >= 0.9 and tight["limit_min"] == 1, tight
+    # The apiserver counted the refused deletes too: more deletes than Jobs.
+    deletes = gentle["module-throttled"]["apiserver_rows"].get("DELETE jobs", 0)
+    assert deletes > gentle["module-throttled"]["size"], gentle["module-throttled"]["apiserver_rows"]
+    names = [t["name"] for t in results["scale_targets"]]
+    assert any("reader p99" in n for n in names) and any("429s honoured" in n for n in names), names
+    assert any("one node at a time" in n for n in names) and any("parallelism 25%" in n for n in names), names

@@ -11,8 +11,10 @@ A long series of writes (the sweep of 100,000 Jobs) must not make the apiserver 
   times the baseline (and at least ``slack_s`` above it) means the apiserver is busier than it was: the
   limit shrinks to three quarters. Otherwise it grows by one, up to ``ceiling`` (additive increase,
   multiplicative decrease, as TCP's congestion control).
-- **429 Too Many Requests** (API Priority and Fairness rejected the request): the limit halves and no
-  write starts before the server's ``Retry-After`` has passed.
+- **429 Too Many Requests** (API Priority and Fairness rejected the request): the limit halves, no
+  write starts before the server's ``Retry-After`` has passed, and for ``cool_down_s`` the limit grows
+  back at most to one less than where the 429 came (the seats this client's priority level has are
+  learnt, not probed again every round: each probe costs every write a Retry-After).
 - **A rate cap** (``rate`` writes per second), for operators who want a hard limit whatever the latency.
 
 Threads call ``acquire`` before a write and ``release`` after it. The clock and the sleep are injected,
@@ -36,13 +38,14 @@ DEFAULT_SLACK_S = 0.02
 # A 429 without Retry-After waits this long; a Retry-After longer than the cap waits the cap.
 DEFAULT_RETRY_AFTER_S = 1.0
 MAX_RETRY_AFTER_S = 30.0
+DEFAULT_COOL_DOWN_S = 30.0
 
 
 class Pacer:
     """Adaptive concurrency with a ceiling, 429 pauses and an optional rate cap. Thread-safe."""
 
     def __init__(self, ceiling=10, rate=None, start=DEFAULT_START, tolerance=DEFAULT_TOLERANCE,
-                 slack_s=DEFAULT_SLACK_S, clock=time.monotonic):
+                 slack_s=DEFAULT_SLACK_S, cool_down_s=DEFAULT_COOL_DOWN_S, clock=time.monotonic):
         if ceiling < 1:
             raise ValueError("ceiling must be at least 1")
         self.ceiling = int(ceiling)
@@ -55,6 +58,8 @@ class Pacer:
         self.paused_until = 0.0
         self.next_start = 0.0
         self.baseline = None
+        self.cool_down_s = cool_down_s
+        self._cap, self._cap_until = self.ceiling, 0.0
         self._round = []
         self._cond = threading.Condition()
         self.stats = {"writes": 0, "throttled": 0, "throttled_wait_s": 0.0, "decreases": 0, "increases": 0,
@@ -83,7 +88,7 @@ class Pacer:
         if median > max(self.baseline * self.tolerance, self.baseline + self.slack_s):
             self.stats["decreases"] += 1
             self._set_limit(self.limit * 0.75)
-        elif self.limit < self.ceiling:
+        elif self.limit + 1 <= (self._cap if self.clock() < self._cap_until else self.ceiling):
             self.stats["increases"] += 1
             self._set_limit(self.limit + 1)
 
@@ -121,6 +126,7 @@ class Pacer:
                     self.stats["throttled_wait_s"] += until - max(self.paused_until, self.clock())
                     self.paused_until = until
                     self.stats["decreases"] += 1
+                    self._cap, self._cap_until = max(1, int(self.limit) - 1), self.clock() + self.cool_down_s
                     self._set_limit(self.limit / 2)   # once per pause, not once per rejected write
                 self._round = []
             else:

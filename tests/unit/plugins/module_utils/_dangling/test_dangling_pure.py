@@ -445,6 +445,22 @@ def test_pacer_429_halves_the_limit_and_holds_every_start_for_the_retry_after():
     assert p2.acquire()
     p2.release(0.01, throttled_for=0)   # no Retry-After: the default pause
     assert p2.paused_until - p2.clock.t == pytest.approx(pacing.DEFAULT_RETRY_AFTER_S)
+    # After the 429 the limit grows back to 7 at most (one less than where it came) until the cool-down is over.
+    for _round in range(20):
+        n = int(p.limit)
+        for _write in range(n):
+            assert p.acquire()
+        for _write in range(n):
+            p.release(0.01)
+    assert p.limit == 7
+    clock.t += pacing.DEFAULT_COOL_DOWN_S
+    for _round in range(5):
+        n = int(p.limit)
+        for _write in range(n):
+            assert p.acquire()
+        for _write in range(n):
+            p.release(0.01)
+    assert p.limit == 10
     p3 = pacing.Pacer(ceiling=4, clock=FakeClock(0))
     assert p3.acquire()
     p3.release(0.01, throttled_for=3600)   # a huge Retry-After waits the cap
