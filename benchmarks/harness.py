@@ -121,6 +121,22 @@ TOOL_ROWS = {
 }
 
 
+WAIT = re.compile(r'^apiserver_watch_cache_read_wait_seconds_(sum|count)\{group="",resource="configmaps"\} ([0-9.e+]+)$')
+
+
+def read_waits(api, since=None):
+    """The apiserver's waits for a fresh watch cache before consistent LISTs of ConfigMaps: count and seconds
+    (the difference to ``since`` if given)."""
+    got = {"count": 0.0, "sum": 0.0}
+    for line in api.get("/metrics", timeout=60).splitlines():
+        m = WAIT.match(line)
+        if m:
+            got[m.group(1)] = float(m.group(2))
+    if since:
+        got = {"count": int(got["count"] - since["count"]), "seconds": round(got["sum"] - since["sum"], 2)}
+    return got
+
+
 def delta(before, after):
     rows = {}
     for key, value in after.items():

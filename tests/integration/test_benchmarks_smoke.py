@@ -120,7 +120,7 @@ def check_calibrated(results):
 def check_gentle(results):
     """The module's sweep as a ServiceAccount with a reader alongside, and under a priority level of one seat."""
     gentle = {r["contender"]: r for r in results["gentle"]}
-    assert set(gentle) == {"module", "module-throttled"}
+    assert set(gentle) == {"module", "module-uncapped", "module-throttled"}
     for r in gentle.values():
         out = r["output"]
         assert r["complete"] and out["total"] == r["size"] and out["errors_total"] == 0, r
@@ -128,8 +128,11 @@ def check_gentle(results):
         assert r["reader"]["idle"]["samples"] >= 20 and r["reader"]["during"]["samples"] >= 1, r["reader"]
         assert r["reader"]["idle"]["all"]["p99_ms"] > 0 and r["reader_p99_ratio"] > 0
         assert out["pacing"]["ceiling"] == 10 and out["stats"]["examined"] >= r["size"]
-    free = gentle["module"]["output"]["pacing"]
-    assert free["throttled"] == 0 and free["limit_max"] > 2, free   # no 429: it grew from 2
+    capped = gentle["module"]["output"]
+    # The default cap, 150 Jobs per second, held (the first write starts the clock: 300 Jobs take 2 s at least).
+    assert capped["pacing"]["rate_cap"] == 150 and capped["stats"]["wall_s"] >= 299 / 150.0, capped
+    free = gentle["module-uncapped"]["output"]["pacing"]
+    assert free["rate_cap"] is None and free["throttled"] == 0 and free["limit_max"] > 2, free   # it grew from 2
     tight = gentle["module-throttled"]["output"]["pacing"]
     # API Priority and Fairness ran one delete at a time and answered the others 429 with Retry-After (1 s):
     # the sweep waited, shrank to one write in flight, and still took every Job.

@@ -15,6 +15,8 @@ DEFAULT_POLICY_NAME = "nodeops-dangling-job-ttl"
 DEFAULT_EXCLUDED_NAMESPACES = ["kube-system", "kyverno"]
 DEFAULT_OPT_OUT_LABEL = "nodeops.io/keep-job"
 DEFAULT_TTL_SECONDS = 900
+# Jobs per second a sweep writes at most (why this number: dangling_job_ttl's documentation).
+DEFAULT_SWEEP_RATE = 150.0
 
 
 def validate(params):

@@ -31,10 +31,10 @@ import time
 # The defaults, and why (documented with the sweep options):
 # - start at 2 writes in flight: the first rounds measure the baseline at a load that is gentle anyway;
 # - tolerate twice the baseline latency: what other clients are meant to feel at most while we write;
-# - 20 ms of slack: below that a "doubling" of a 3 ms write is noise (scheduling, GC), not load.
+# - 5 ms of slack: below that a "doubling" of a 2 ms write is noise (scheduling, GC), not load.
 DEFAULT_START = 2
 DEFAULT_TOLERANCE = 2.0
-DEFAULT_SLACK_S = 0.02
+DEFAULT_SLACK_S = 0.005
 # A 429 without Retry-After waits this long; a Retry-After longer than the cap waits the cap.
 DEFAULT_RETRY_AFTER_S = 1.0
 MAX_RETRY_AFTER_S = 30.0
