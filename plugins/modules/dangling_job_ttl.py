@@ -34,7 +34,8 @@ description:
     I(sweep_concurrency); a slower round shrinks it to three quarters. A 429 from API Priority and Fairness
     halves it and holds every write for the server's C(Retry-After) (at most 30 s; 1 s if none is given), and
     for 30 s it grows back at most to one below where the 429 came; the Job is tried again (given up, as an
-    error, after 5 minutes of 429s).
+    error, after 5 minutes of 429s). A 5xx or a broken connection is backed off from the same way (1 s) and
+    the Job tried again three times before it is an error. A Job someone else deleted meanwhile is not counted.
   - Why 150 Jobs per second. In the collection's benchmark (C(make bench-scale), 2 cores shared by the
     apiserver, etcd and the sweep) another client's GET kept its p99 latency within 1.2 times its idle p99 at
     150 Jobs/s, 1.8 times at 200 and 2.3 times at 300; without a cap the sweep ran at about 750 Jobs/s and
@@ -139,8 +140,8 @@ options:
     default: 10
   sweep_rate_limit:
     description:
-      - At most this many Jobs written per second, whatever the latency. C(0) sets no cap (the latency and 429s
-        still pace the sweep).
+      - At most this many writes per second (one per Job; a write tried again counts again), whatever the latency.
+        C(0) sets no cap (the latency and 429s still pace the sweep).
       - Also applies to the scheduled sweep (I(sweep_schedule)).
     type: float
     default: 150
@@ -386,20 +387,22 @@ sweep:
       description: How the writes were paced. C(limit), C(limit_min) and C(limit_max) are the writes in flight
         allowed at the end, the fewest and the most; C(ceiling) is I(sweep_concurrency); C(baseline_ms) the
         lowest round median latency; C(throttled) the writes refused with 429 and C(throttled_wait_s) the time
-        spent waiting for their Retry-After; C(decreases) and C(increases) the limit's changes; C(rate_cap) is
-        I(sweep_rate_limit).
+        spent waiting for their Retry-After (and the 1 s pauses after server errors); C(server_errors) the writes
+        that got a 5xx or no answer; C(decreases) and C(increases) the limit's changes; C(writes) the writes
+        sent, retries included; C(rate_cap) is I(sweep_rate_limit).
       type: dict
     progress:
       description: Snapshots taken every 10 seconds or so (at most 20; a long sweep keeps every other one), each
         with C(elapsed_s), C(examined), C(taken), C(errors), C(jobs_per_s), C(in_flight_limit), and, when the
-        apiserver says how many Jobs are left to list, C(remaining_to_examine) and C(eta_s), the time left.
+        apiserver says how many Jobs are left to list, C(remaining_to_examine) and C(eta_s), the time left
+        (with I(include_namespaces), only while the last of them is listed).
       type: list
       elements: dict
   sample: {action: delete, total: 2, per_namespace: {ci: 2}, names: [ci/build-1, ci/build-2], names_truncated: false,
            spared: {owned: 12, "not finished": 1}, errors: [], errors_total: 0,
            stats: {pages: 1, restarts: 0, examined: 15, wall_s: 0.1, jobs_per_s: 20.0},
            pacing: {limit: 3, limit_min: 2, limit_max: 3, ceiling: 10, baseline_ms: 6.1, throttled: 0,
-                    throttled_wait_s: 0.0, decreases: 0, increases: 1, writes: 2, rate_cap: null},
+                    server_errors: 0, throttled_wait_s: 0.0, decreases: 0, increases: 1, writes: 2, rate_cap: 150.0},
            progress: []}
 """
 

@@ -40,8 +40,9 @@ def validate(params):
     for key, low in (("sweep_page_size", 1), ("sweep_concurrency", 1), ("sweep_max_names", 0)):
         if params.get(key) is not None and params[key] < low:
             raise InvalidInput(key, params[key], "a number of at least %d" % low)
-    if params.get("sweep_rate_limit") is not None and params["sweep_rate_limit"] < 0:
-        raise InvalidInput("sweep_rate_limit", params["sweep_rate_limit"], "Jobs per second, more than 0 (0: no cap)")
+    rate = params.get("sweep_rate_limit")
+    if rate is not None and not (0 <= rate < float("inf")):   # NaN too
+        raise InvalidInput("sweep_rate_limit", rate, "a number of writes per second of at least 0 (0: no cap)")
     return {
         "ttl_seconds": ttl,
         "include_namespaces": sorted(set(params.get("include_namespaces") or [])),

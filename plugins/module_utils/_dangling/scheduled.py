@@ -39,7 +39,8 @@ KIND_SWEEP_HISTORY = "sweep-history"
 RUNNER_DIGEST = "nodeops.io/runner-digest"
 # A CronJob's name is at most 52 characters; ours is <policy_name>-sweep.
 POLICY_NAME_MAX = 52 - len("-sweep")
-# SIGTERM's grace: the writes in flight (each retried for up to 30 s while the apiserver is away), then the history.
+# SIGTERM's grace: the writes in flight finish (none is retried once a stop is asked; a list is retried for
+# 10 s at most), then the history is written (its update retried for up to 30 s).
 GRACE_SECONDS = 90
 RBAC = "rbac.authorization.k8s.io/v1"
 WRITE_VERB = {"delete": "delete", "set_ttl": "patch"}

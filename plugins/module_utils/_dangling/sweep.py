@@ -14,6 +14,7 @@ __metaclass__ = type
 
 import concurrent.futures
 import datetime
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -117,6 +118,7 @@ class Sweep:
         self.progress_cb = progress
         self.progress_every_s = progress_every_s
         self.progress = []
+        self._left_for_next = 0
         self._started = clock()
         self._next_progress = self._started + progress_every_s
         self._remaining = None
@@ -133,8 +135,13 @@ class Sweep:
                 self._list(path)
             self._drain()
         finally:
-            # Every write submitted is done (counted, or in errors) before this returns or raises.
+            # Every write submitted is done (counted, or in errors) before this returns or raises. On the way out
+            # of an error, the writes not sent yet are not sent.
+            if sys.exc_info()[0] is not None:
+                self._stopping = True
             self._pool.shutdown(wait=True)
+        if self._left_for_next:
+            raise Stopped()   # the stop came while the last writes waited for a slot: those were not sent
         return self.result()
 
     def result(self):
@@ -181,7 +188,8 @@ class Sweep:
         while True:
             self._check_stop()
             try:
-                page = self.client.get(path, query, timeout=60)
+                # Retried for at most 10 s: a stop (SIGTERM, 90 s of grace) is not kept waiting behind a list.
+                page = self.client.get(path, query, timeout=60, retry_for=10)
             except WatchExpired:
                 # The continue token expired (410): finish the writes in flight, then list again. The
                 # Jobs already handled are gone (or carry a TTL) and are not taken twice.
@@ -249,9 +257,18 @@ class Sweep:
         self._pending.append(self._pool.submit(self._write, ns, name))
 
     def _drain(self):
-        for future in self._pending:
-            future.result()
-        self._pending = []
+        """Wait for the writes submitted; a stop asked meanwhile reaches the ones still waiting for a slot."""
+        while self._pending:
+            done, waiting = concurrent.futures.wait(self._pending, timeout=0.5)
+            self._pending = list(waiting)
+            self._stop_asked()
+            for future in done:
+                future.result()   # a bug in _write surfaces here, not silently
+
+    def _stop_asked(self):
+        if not self._stopping and self.should_stop():
+            self._stopping = True
+        return self._stopping
 
     # ---------------------------------------------------------------- writing (pool threads)
 
@@ -263,33 +280,43 @@ class Sweep:
         path = self.client.group_path("batch/v1", "jobs", ns, name)
         first_throttle, server_errors = None, 0
         while True:
-            if not self.pacer.acquire(stop=lambda: self._stopping):
+            if not self.pacer.acquire(stop=self._stop_asked):
+                with self._lock:
+                    self._left_for_next += 1
                 return
             started = self.clock()
+            released = False
             try:
                 if self.action == "delete":
-                    self.client.delete(path, propagation="Background", retry_for=0)
+                    self.client.delete(path, propagation="Background", retry_for=0, missing_ok=False)
                 else:
                     self.client.merge_patch(path, {"spec": {"ttlSecondsAfterFinished": self.opts["ttl_seconds"]}})
                 self.pacer.release(self.clock() - started)
+                released = True
                 self._taken(ns, name)
                 return
             except NotFound:
                 self.pacer.release(self.clock() - started)
-                return   # gone already: nothing to sweep
+                released = True
+                return   # gone already (someone else took it): not counted
             except TooManyRequests as exc:
                 self.pacer.release(self.clock() - started, throttled_for=exc.retry_after or 0)
-                first_throttle = first_throttle or started
+                released = True
+                first_throttle = started if first_throttle is None else first_throttle
                 if self.clock() - first_throttle > THROTTLED_GIVE_UP_S:
                     self._error(ns, name, "still refused with 429 after %ds: %s" % (THROTTLED_GIVE_UP_S, exc.msg))
                     return
             except ApiError as exc:
                 retry = exc.retryable and server_errors < SERVER_ERROR_RETRIES
-                self.pacer.release(self.clock() - started, throttled_for=0 if retry else None)
+                self.pacer.release(self.clock() - started, server_error=retry)
+                released = True
                 if not retry:
                     self._error(ns, name, exc.msg)
                     return
                 server_errors += 1
+            finally:
+                if not released:   # anything else (a credential refresh that failed, a bug): the slot is freed
+                    self.pacer.release(self.clock() - started)
 
 
 def progress_line(snap):

@@ -62,10 +62,9 @@ def new_run_id():
 
 def history_entry(run_id, job, started, finished, state, result, error=None):
     """One sweep as the history keeps it: when, what it took and what it spared (with why), its errors. Pure."""
-    errors = list(result.get("errors") or [])
-    failed_writes = result.get("errors_total", len(errors))
-    if error:
-        errors.append(error)
+    failed_writes = result.get("errors_total", len(result.get("errors") or []))
+    # The error that ended the sweep comes first: it is never the one cut off.
+    errors = ([error] if error else []) + list(result.get("errors") or [])
     names = list(result["names"])[:HISTORY_NAMES_MAX]
     summary = {"action": result["action"], "taken": result["total"], "examined": result["stats"]["examined"],
                "spared": sum(result["spared"].values()), "errors": failed_writes + (1 if error else 0),

@@ -416,8 +416,10 @@ class RestClient:
         return self.request("POST", path, query={"dryRun": "All"} if dry_run else None, body=body,
                             retry_for=retry_for, warnings=warnings)
 
-    def delete(self, path, propagation="Background", grace_period=None, retry_for=None, preconditions=None):
-        """DELETE; an object that is gone already is no error (the caller wanted it gone). ``retry_for``
+    def delete(self, path, propagation="Background", grace_period=None, retry_for=None, preconditions=None,
+               missing_ok=True):
+        """DELETE; an object that is gone already is no error (the caller wanted it gone; with ``missing_ok``
+        false, NotFound is raised: the caller counts what it deleted). ``retry_for``
         bounds the retries (RETRY_SECONDS by default), for a caller with less time than that left.
         ``preconditions`` (uid, resourceVersion): the apiserver deletes only that object (else Conflict)."""
         opts = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
@@ -428,6 +430,8 @@ class RestClient:
         try:
             return self.request("DELETE", path, body=opts, retry_for=retry_for)
         except NotFound:
+            if not missing_ok:
+                raise
             return None
 
     def apply(self, path, body, field_manager, dry_run=False):

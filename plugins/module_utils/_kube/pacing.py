@@ -62,7 +62,8 @@ class Pacer:
         self._cap, self._cap_until = self.ceiling, 0.0
         self._round = []
         self._cond = threading.Condition()
-        self.stats = {"writes": 0, "throttled": 0, "throttled_wait_s": 0.0, "decreases": 0, "increases": 0,
+        self.stats = {"writes": 0, "throttled": 0, "server_errors": 0, "throttled_wait_s": 0.0, "decreases": 0,
+                      "increases": 0,
                       "limit_min": int(self.limit), "limit_max": int(self.limit)}
 
     # ---------------------------------------------------------------- decisions (under the lock)
@@ -88,9 +89,11 @@ class Pacer:
         if median > max(self.baseline * self.tolerance, self.baseline + self.slack_s):
             self.stats["decreases"] += 1
             self._set_limit(self.limit * 0.75)
-        elif self.limit + 1 <= (self._cap if self.clock() < self._cap_until else self.ceiling):
-            self.stats["increases"] += 1
-            self._set_limit(self.limit + 1)
+        else:
+            cap = self._cap if self.clock() < self._cap_until else self.ceiling
+            if self.limit < cap:
+                self.stats["increases"] += 1
+                self._set_limit(min(self.limit + 1, cap))
 
     # ---------------------------------------------------------------- the interface
 
@@ -112,22 +115,27 @@ class Pacer:
                 if tick is not None:
                     tick()
 
-    def release(self, latency_s, throttled_for=None):
+    def release(self, latency_s, throttled_for=None, server_error=False):
         """A write ended. ``latency_s``: how long it took. ``throttled_for``: it got 429 with this Retry-After
-        (None: it was not throttled; 0: no Retry-After was sent)."""
+        (None: it was not throttled; 0: no Retry-After was sent). ``server_error``: it got a 5xx or no answer,
+        which is backed off from as a 429 without Retry-After, and counted apart."""
         with self._cond:
             self.in_flight -= 1
             self.stats["writes"] += 1
-            if throttled_for is not None:
-                wait = min(throttled_for or DEFAULT_RETRY_AFTER_S, MAX_RETRY_AFTER_S)
-                self.stats["throttled"] += 1
-                until = self.clock() + wait
-                if until > self.paused_until:
-                    self.stats["throttled_wait_s"] += until - max(self.paused_until, self.clock())
-                    self.paused_until = until
+            if throttled_for is not None or server_error:
+                wait = DEFAULT_RETRY_AFTER_S if server_error else min(throttled_for or DEFAULT_RETRY_AFTER_S,
+                                                                      MAX_RETRY_AFTER_S)
+                self.stats["server_errors" if server_error else "throttled"] += 1
+                now = self.clock()
+                if now >= self.paused_until:
+                    # A new pause: the limit halves once, however many writes in flight are refused with it.
                     self.stats["decreases"] += 1
-                    self._cap, self._cap_until = max(1, int(self.limit) - 1), self.clock() + self.cool_down_s
-                    self._set_limit(self.limit / 2)   # once per pause, not once per rejected write
+                    self._cap, self._cap_until = max(1, int(self.limit) - 1), now + self.cool_down_s
+                    self._set_limit(self.limit / 2)
+                until = now + wait
+                if until > self.paused_until:
+                    self.stats["throttled_wait_s"] += until - max(self.paused_until, now)
+                    self.paused_until = until
                 self._round = []
             else:
                 self._round.append(latency_s)

@@ -131,7 +131,7 @@ def test_history_entry_counts_what_was_taken_and_spared():
                                 "jobs_per_s": 12.5, "throttled": 4}
     assert entry["removed"] == {"jobs": 2, "ttl_set": 0} and entry["spared_by_reason"] == {"owned": 3, "opted out": 1}
     failed = sweep_runner.history_entry("r2", None, "t0", "t1", "failed", dict(result, action="set_ttl"), "boom")
-    assert failed["summary"]["errors"] == 31 and failed["errors"] == ["ci/c: forbidden", "boom"] and failed["removed"]["ttl_set"] == 2
+    assert failed["summary"]["errors"] == 31 and failed["errors"] == ["boom", "ci/c: forbidden"] and failed["removed"]["ttl_set"] == 2
 
 
 def test_two_sweeps_of_one_policy_name_in_two_namespaces_share_no_object_name():
