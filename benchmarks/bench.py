@@ -784,8 +784,12 @@ def plot_scale(results, path):
     gentle = [r for r in results.get("gentle") or [] if r["contender"] == "module"]
     if gentle:
         big = max(gentle, key=lambda r: r["size"])
-        rows = big["reader"]["timeline"]
-        ax1.plot([x for x, _y in rows], [y for _x, y in rows], ".", markersize=3, label="reader GET / LIST")
+        timeline = big["reader"]["timeline"]
+        if isinstance(timeline, list):   # results written before GET and LIST were kept apart
+            timeline = {"GET and LIST, thinned evenly": timeline}
+        for what, rows in sorted(timeline.items()):
+            ax1.plot([x for x, _y in rows], [y for _x, y in rows], ".", markersize=3, label="reader " + what.upper()
+                     if what in ("get", "list") else "reader " + what)
         ax1.axvspan(big["reader"]["sweep_started_s"], big["reader"]["sweep_ended_s"], alpha=0.15,
                     label="sweep of %d Jobs" % big["size"])
         ax1.set_yscale("log")

@@ -505,11 +505,14 @@ class Reader(threading.Thread):
                          "p99_ms": round(_percentile(ms, 0.99), 2) if ms else None}
         return out
 
-    def timeline(self, start, points=600):
-        """(seconds since start, ms) of every request, thinned evenly to at most ``points``."""
-        rows = [(round(s[0] - start, 2), round(s[1] * 1000, 2)) for s in self.samples if s[0] >= start]
-        step = max(1, len(rows) // points)
-        return rows[::step]
+    def timeline(self, start, points=400):
+        """Per kind (get, list): (seconds since start, ms) of each request, thinned evenly to at most ``points``."""
+        out = {}
+        for what in ("get", "list"):
+            rows = [(round(s[0] - start, 2), round(s[1] * 1000, 2)) for s in self.samples
+                    if s[0] >= start and s[2] == what]
+            out[what] = rows[::max(1, len(rows) // points)]
+        return out
 
 
 # ------------------------------------------------------------------ pods that take real time

@@ -648,16 +648,22 @@ def test_sigterm_to_the_sweep_in_its_pod_loses_nothing(tmp_path, core, batch, na
     assert pod.spec.node_name == real_node.name and terminated.exit_code == 143, log
     assert "SIGTERM: stopped listing" in log and parse_result(terminated.message)["state"] == "interrupted", log
     [entry] = _sweep_history(core, namespace, name + "-sweep-history")
-    assert (entry["state"], entry["job"], entry["summary"]["taken"]) == ("interrupted", name + "-term", 4), entry
+    assert (entry["state"], entry["job"]) == ("interrupted", name + "-term"), entry
+    # Of the four Jobs looked at before the signal, those whose write was sent are taken and named; those still
+    # waiting for a slot (the pacer: 2 in flight, 150 a second) were not sent and are left for the next sweep.
+    # No Job looked at after the signal is touched. What the history names is exactly what is gone.
+    taken = entry["summary"]["taken"]
     left = sorted(j.metadata.name for j in batch.list_namespaced_job(namespace, label_selector="grp=old").items)
-    assert sorted(n.split("/", 1)[1] for n in entry["names"]) == ["old-%02d" % i for i in range(4)]
-    assert left == ["old-%02d" % i for i in range(4, 10)]
+    names = sorted(n.split("/", 1)[1] for n in entry["names"])
+    assert 0 <= taken <= 4 and len(names) == taken, entry
+    assert set(names) <= {"old-%02d" % i for i in range(4)}, names
+    assert sorted(set(names) | set(left)) == ["old-%02d" % i for i in range(10)] and not set(names) & set(left)
 
     again = kh.run_module(tmp_path, "dangling_job_ttl", dict(args, run_now=True))
     kh.wait_for("the next sweep to finish", lambda: _job_done(batch, namespace, again["scheduled_sweep"]["job"]),
                 timeout=180)
     newest = _sweep_history(core, namespace, name + "-sweep-history")[0]
-    assert (newest["state"], newest["summary"]["taken"]) == ("succeeded", 6), newest
+    assert (newest["state"], newest["summary"]["taken"]) == ("succeeded", 10 - taken), newest
     assert batch.list_namespaced_job(namespace, label_selector="grp=old").items == []
 
 
