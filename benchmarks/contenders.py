@@ -136,6 +136,8 @@ def bare(args):
     opts = options.validate(_params(args, name="bare"))
     run_id = "b" + str(int(time.time()))
     pods = _eligible_pods(api, opts, run_id)
+    if not pods:
+        return {"nodes": 0, "summary": {"succeeded": 0, "failed": 0}, "outcomes": 0, "client_requests": api.sent}
     selector = naming.run_selector(opts["name"], run_id)
     watch = PhaseWatch(api, args.namespace, selector, len(pods))
     watch.start()

@@ -124,6 +124,30 @@ TOOL_ROWS = {
 WAIT = re.compile(r'^apiserver_watch_cache_read_wait_seconds_(sum|count)\{group="",resource="configmaps"\} ([0-9.e+]+)$')
 
 
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kwok", "kube-controller-manager", "kube-scheduler")
+
+
+def control_plane_cpu(seconds):
+    """The CPU the control plane's processes use over ``seconds``, in cores, each and in total (from /proc)."""
+    def sample():
+        out = {}
+        for name in CONTROL_PLANE:
+            pid = local_cluster._alive(name)
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (TypeError, OSError):
+                continue   # not running (or gone meanwhile): not counted
+            out[name] = (pid, (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK")))
+        return out
+    before, started = sample(), time.monotonic()
+    time.sleep(seconds)
+    after, took = sample(), time.monotonic() - started
+    cores = dict((k, round((after[k][1] - before[k][1]) / took, 3)) for k in after
+                 if k in before and before[k][0] == after[k][0])
+    return {"seconds": round(took, 1), "cores": cores, "total_cores": round(sum(cores.values()), 3)}
+
+
 def read_waits(api, since=None):
     """The apiserver's waits for a fresh watch cache before consistent LISTs of ConfigMaps: count and seconds
     (the difference to ``since`` if given)."""

@@ -106,6 +106,11 @@ APISERVER_PORT = int(os.environ.get("NODEOPS_APISERVER_PORT", "16443"))
 KWOK_PORT = int(os.environ.get("NODEOPS_KWOK_PORT", "10247"))
 CM_PORT = int(os.environ.get("NODEOPS_CM_PORT", "10357"))
 SCHED_PORT = int(os.environ.get("NODEOPS_SCHED_PORT", "10359"))
+# The simulated kubelets' node lease, as a kubelet's: 40 s, renewed every quarter of it. Every simulated
+# node renews its lease every 10 s, so at 5,000 nodes the idle control plane spends 1.7 of this machine's
+# 2 cores on heartbeats alone (measured: NOTES.md). The scale benchmark lengthens the lease for its
+# 10,000 nodes with set_node_lease(), and the node lifecycle controller's grace period with it.
+DEFAULT_NODE_LEASE_SECONDS = 40
 
 # Start order; ``down`` stops them in reverse.
 COMPONENTS = ["etcd", "kube-apiserver", "kwok", "kube-controller-manager", "kube-scheduler"]
@@ -411,10 +416,89 @@ def write_configs():
     with open(pod_log, "w") as f:
         for i, line in enumerate(["simulated container started", "working", "simulated container done"]):
             f.write("2026-01-01T00:00:0%dZ stdout F %s\n" % (i, line))
+    # A benchmark that lengthened the leases and still runs keeps them; otherwise the default.
+    _write_kwok_config(node_lease_seconds() if _lease_holder() else DEFAULT_NODE_LEASE_SECONDS)
+
+
+def _write_kwok_config(lease_seconds):
     with open(os.path.join(REPO, "tools", "kwok", "kwok.yaml")) as f:
-        config = f.read().replace("@POD_LOG@", pod_log)
+        config = f.read().replace("@POD_LOG@", path("kwok", "pod.log"))
+    config, found = re.subn(r"(?m)^(  nodeLeaseDurationSeconds: )\d+$", r"\g<1>%d" % lease_seconds, config)
+    if found != 1:
+        raise RuntimeError("tools/kwok/kwok.yaml: no nodeLeaseDurationSeconds line to set")
     with open(path("kwok", "kwok.yaml"), "w") as f:
         f.write(config)
+
+
+def node_lease_seconds():
+    """The node lease in the state's kwok.yaml: what kwok and the controller-manager start with."""
+    try:
+        with open(path("kwok", "kwok.yaml")) as f:
+            return int(re.search(r"(?m)^  nodeLeaseDurationSeconds: (\d+)$", f.read()).group(1))
+    except (OSError, AttributeError):
+        return DEFAULT_NODE_LEASE_SECONDS
+
+
+def _node_monitor_grace_period(lease_seconds):
+    # The node lifecycle controller marks a node Unknown when its lease was not renewed for this long:
+    # 40 s by default (a lease renewed every 10 s), and one lease duration for longer leases.
+    return max(40, lease_seconds)
+
+
+def _lease_holder_file():
+    return path("run", "node-lease.holder")
+
+
+def _lease_holder():
+    """The pid of the live process that lengthened the node leases (set_node_lease), or None."""
+    try:
+        with open(_lease_holder_file()) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _lease_abandoned():
+    """Longer leases that nobody holds any more (a benchmark that was killed): ``up`` restores the default."""
+    return node_lease_seconds() != DEFAULT_NODE_LEASE_SECONDS and _lease_holder() is None
+
+
+def set_node_lease(seconds):
+    """Run kwok with node leases of ``seconds`` (renewed every quarter of it) and the controller-manager with a
+    node-monitor grace period to match; restarts both. ``set_node_lease(DEFAULT_NODE_LEASE_SECONDS)`` restores
+    the default. The scale benchmark's 10,000 simulated nodes use it so that their heartbeats do not take the
+    cores the run measures; tests run with the default, which ``up`` restores once the process that lengthened
+    the leases is gone."""
+    if node_lease_seconds() == seconds and "--node-monitor-grace-period=%ds" % _node_monitor_grace_period(
+            seconds) in _running_args("kube-controller-manager"):
+        return False
+    # The controller-manager stops first: one that still judges by the old grace period while kwok is down
+    # could mark nodes Unknown and taint them.
+    _stop("kube-controller-manager")
+    _stop("kwok")
+    _write_kwok_config(seconds)
+    if seconds == DEFAULT_NODE_LEASE_SECONDS:
+        if os.path.exists(_lease_holder_file()):
+            os.unlink(_lease_holder_file())
+    else:
+        with open(_lease_holder_file(), "w") as f:
+            f.write(str(os.getpid()))
+    _release_node_leases(Api())
+    _start("kwok", _args("kwok"))
+    _start("kube-controller-manager", _args("kube-controller-manager"))
+    log("simulated node leases now %d s (renewed every %d s), node-monitor grace period %d s"
+        % (seconds, seconds // 4, _node_monitor_grace_period(seconds)))
+    return True
+
+
+def _running_args(name):
+    pid = _alive(name)
+    if pid is None:
+        return []
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return [a.decode(errors="replace") for a in f.read().split(b"\0")]
 
 
 # ---------------------------------------------------------------- processes
@@ -556,7 +640,7 @@ def _args(name):
             "--controllers=*",
             "--kube-api-qps=500", "--kube-api-burst=1000",
             "--concurrent-gc-syncs=50", "--concurrent-job-syncs=20", "--concurrent-ttl-after-finished-syncs=20",
-            "--node-monitor-grace-period=40s",
+            "--node-monitor-grace-period=%ds" % _node_monitor_grace_period(node_lease_seconds()),
             "--profiling=false",
         ]
     if name == "kube-scheduler":
@@ -642,9 +726,9 @@ def _release_node_leases(api):
     kwok does not release its leases when stopped, and a new kwok waits for
     them to expire (40 s) before it manages those nodes again.
     """
-    url = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
-    for lease in api.call("GET", url)["items"]:
-        api.call("DELETE", url + "/" + lease["metadata"]["name"])
+    # One delete-collection: the garbage collector may remove the leases of deleted nodes meanwhile, and a
+    # lease deleted one by one could then answer 404.
+    api.call("DELETE", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", timeout=120)
 
 
 def restart(name):
@@ -790,6 +874,8 @@ def up():
             check_kubelet_version(api)
         if kyverno_pid() is None:
             stop_kyverno(api)   # webhooks a Kyverno that no longer runs left registered (they fail closed)
+        if _lease_abandoned():   # a scale benchmark that was killed left longer leases
+            set_node_lease(DEFAULT_NODE_LEASE_SECONDS)
         log("already up (Kubernetes %s); kubeconfig: %s" % (K8S_VERSION, path("kubeconfig")))
         return
     if os.environ.get("NODEOPS_CLUSTER_DIR") is None:   # a second cluster on other ports may run beside
@@ -798,6 +884,7 @@ def up():
     check_state_minor()
     build()
     ensure_pki()
+    abandoned_lease = _lease_abandoned()
     write_configs()
     started = time.monotonic()
     _start("etcd", _args("etcd"))
@@ -808,6 +895,11 @@ def up():
     beta = ", MutatingAdmissionPolicy v1beta1 on" if MAP_BETA else ""
     log("kube-apiserver %s ready after %.1fs%s" % (K8S_VERSION, time.monotonic() - started, beta))
     _apply_kwok_crds(api)
+    if abandoned_lease:   # a scale benchmark that was killed left kwok and the controller-manager on longer leases
+        _stop("kube-controller-manager")
+        _stop("kwok")
+    if os.path.exists(_lease_holder_file()) and not _lease_holder():
+        os.unlink(_lease_holder_file())
     if not _alive("kwok"):
         _release_node_leases(api)
     for name in COMPONENTS[2:]:
