@@ -822,11 +822,7 @@ def plot(results, path):
         ax.legend()
     ax1.set_title("broadcast to every node: full results, cleanup included")
     ax2.set_title("sweep of finished ownerless Jobs")
-    fig.suptitle("nodeops.kubernetes benchmarks (%s, %d cores, Kubernetes %s)" % (
-        results["finished_at"], results["machine"]["cores"], results["kubernetes"]["gitVersion"]))
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    _save_figure(plt, fig, "benchmarks", results, path)
 
 
 def plot_scale(results, path):
@@ -863,8 +859,12 @@ def plot_scale(results, path):
         ax2.set_ylabel("wall time, s")
         ax2.legend()
     ax2.set_title("pods that take real time: wall time against parallelism")
-    fig.suptitle("nodeops.kubernetes at scale (%s, %d cores, Kubernetes %s)" % (
-        results["finished_at"], results["machine"]["cores"], results["kubernetes"]["gitVersion"]))
+    _save_figure(plt, fig, "at scale", results, path)
+
+
+def _save_figure(plt, fig, what, results, path):
+    fig.suptitle("nodeops.kubernetes %s (%s, %d cores, Kubernetes %s)" % (
+        what, results["finished_at"], results["machine"]["cores"], results["kubernetes"]["gitVersion"]))
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -384,6 +384,19 @@ def test_an_unexpected_error_in_a_write_frees_its_slot_and_sends_nothing_more():
     assert "j003" in sent and len(sent) <= 6, sent   # j004 at most, queued before the error was seen
 
 
+def stopped_quickly(outcome, concurrency, stop):
+    """Sweep 20 Jobs that ``outcome`` answers until ``stop`` holds something: the sweep must raise Stopped
+    within 3 s (not wait out a Retry-After). Returns the client and the sweep."""
+    client = _ManyJobs(20, outcome)
+    sweeper = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=concurrency,
+                          should_stop=lambda: bool(stop))
+    started = time.monotonic()
+    with pytest.raises(sweep.Stopped):
+        sweeper.run()
+    assert time.monotonic() - started < 3, "the stop waited for the Retry-After"
+    return client, sweeper
+
+
 def test_a_stop_during_the_last_writes_is_heard_and_sends_nothing_more():
     stop = []
 
@@ -392,12 +405,7 @@ def test_a_stop_during_the_last_writes_is_heard_and_sends_nothing_more():
             stop.append(True)   # the last Job: the stop comes while the final drain waits
             return TooManyRequests("throttled", retry_after=5, status=429)
         return None
-    client = _ManyJobs(20, outcome)
-    sweeper = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=2, should_stop=lambda: bool(stop))
-    started = time.monotonic()
-    with pytest.raises(sweep.Stopped):
-        sweeper.run()
-    assert time.monotonic() - started < 3, "the stop waited for the Retry-After"
+    client, sweeper = stopped_quickly(outcome, 2, stop)
     assert client.attempts["j019"] == 1 and sweeper.result()["errors_total"] == 0
 
 
@@ -437,12 +445,7 @@ def test_a_stop_during_a_429_pause_sends_nothing_more_and_counts_nothing_unsent(
     def outcome(name, attempt):
         stop.append(True)   # the first write is refused, and the sweep is asked to stop meanwhile
         return TooManyRequests("throttled", retry_after=5, status=429)
-    client = _ManyJobs(20, outcome)
-    sweeper = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=1, should_stop=lambda: bool(stop))
-    started = time.monotonic()
-    with pytest.raises(sweep.Stopped):
-        sweeper.run()
-    assert time.monotonic() - started < 3, "the stop waited for the Retry-After"
+    client, sweeper = stopped_quickly(outcome, 1, stop)
     assert len(client.sent) == 1 and sweeper.result()["total"] == 0 and sweeper.result()["errors_total"] == 0
 
 
@@ -455,14 +458,19 @@ class FakeClock:
         return self.t
 
 
-def test_pacer_grows_to_the_ceiling_while_latency_stays_at_the_baseline():
-    p = pacing.Pacer(ceiling=8, clock=FakeClock(0))
-    for _round in range(40):
+def full_rounds(p, rounds, latency):
+    """``rounds`` rounds of as many writes as the limit allows, each taking ``latency`` seconds."""
+    for _round in range(rounds):
         n = int(p.limit)
         for _write in range(n):
             assert p.acquire()
         for _write in range(n):
-            p.release(0.010)
+            p.release(latency)
+
+
+def test_pacer_grows_to_the_ceiling_while_latency_stays_at_the_baseline():
+    p = pacing.Pacer(ceiling=8, clock=FakeClock(0))
+    full_rounds(p, 40, 0.010)
     assert p.limit == 8 and p.stats["decreases"] == 0 and p.baseline == pytest.approx(0.010)
 
 
@@ -496,20 +504,10 @@ def test_pacer_429_halves_the_limit_and_holds_every_start_for_the_retry_after():
     p2.release(0.01, throttled_for=0)   # no Retry-After: the default pause
     assert p2.paused_until - p2.clock.t == pytest.approx(pacing.DEFAULT_RETRY_AFTER_S)
     # After the 429 the limit grows back to 7 at most (one less than where it came) until the cool-down is over.
-    for _round in range(20):
-        n = int(p.limit)
-        for _write in range(n):
-            assert p.acquire()
-        for _write in range(n):
-            p.release(0.01)
+    full_rounds(p, 20, 0.01)
     assert p.limit == 7
     clock.t += pacing.DEFAULT_COOL_DOWN_S
-    for _round in range(5):
-        n = int(p.limit)
-        for _write in range(n):
-            assert p.acquire()
-        for _write in range(n):
-            p.release(0.01)
+    full_rounds(p, 5, 0.01)
     assert p.limit == 10
     p3 = pacing.Pacer(ceiling=4, clock=FakeClock(0))
     assert p3.acquire()
