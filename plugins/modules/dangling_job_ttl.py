@@ -29,8 +29,9 @@ description:
     without the opt-out label, and, with I(skip_gitops_managed), without Argo CD tracking or Helm hook markers.
     It never touches running Jobs. It lists a page at a time, so its memory does not grow with the Jobs.
   - The sweep writes gently, so the apiserver stays usable for everyone else while it removes 100,000 Jobs. At
-    most I(sweep_rate_limit) Jobs per second (150 by default). It starts with 2 writes in flight and adds one
-    per round while the median latency of a round stays within twice the lowest seen (plus 5 ms), up to
+    most I(sweep_rate_limit) writes per second (150 by default; one per Job, and a write tried again counts
+    again). It starts with 2 writes in flight and adds one per round while the median latency of a round stays
+    within twice the lowest round median seen (or within 5 ms of it, when that is more), up to
     I(sweep_concurrency); a slower round shrinks it to three quarters. A 429 from API Priority and Fairness
     halves it and holds every write for the server's C(Retry-After) (at most 30 s; 1 s if none is given), and
     for 30 s it grows back at most to one below where the 429 came; the Job is tried again (given up, as an
@@ -135,8 +136,8 @@ options:
     default: 500
   sweep_concurrency:
     description:
-      - The most writes in flight at once. The sweep starts with fewer and adapts to the apiserver's latency
-        (see the description above).
+      - The most writes in flight at once. The sweep starts with 2 (or this, when it is smaller) and adapts to
+        the apiserver's latency up to this ceiling (see the description above).
     type: int
     default: 10
   sweep_rate_limit:

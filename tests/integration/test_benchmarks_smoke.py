@@ -107,7 +107,7 @@ def check_calibrated(results):
         assert r["wall_s"] >= delay, r   # no pod ended before its delay
     # 25% of 12 nodes is 3 pods at a time: four waves, each at least the delay.
     p25 = [r for r in cal if r["contender"] == "engine-p25%"][0]
-    assert p25["wall_s"] >= 4 * delay and p25["parallelism"] == "25%"
+    assert p25["wall_s"] >= 4 * delay
     failed = sum(r["output"]["summary"]["failed"] for r in cal if r["contender"] not in ("serial",))
     ended = sum(r["output"]["summary"]["succeeded"] + r["output"]["summary"]["failed"]
                 for r in cal if r["contender"] != "serial")
@@ -115,6 +115,10 @@ def check_calibrated(results):
     assert 0 < failed < ended, (failed, ended)
     serial = [r for r in cal if r["contender"] == "serial"][0]
     assert serial["wall_s"] >= serial["size"] * delay   # one node at a time: the delays add up
+
+
+def delay_of(results):
+    return int(results["calibration"]["annotations"]["sim.nodeops.io/delay"].rstrip("ms")) / 1000.0
 
 
 def check_gentle(results):
@@ -125,7 +129,8 @@ def check_gentle(results):
         out = r["output"]
         assert r["complete"] and out["total"] == r["size"] and out["errors_total"] == 0, r
         assert r["controls_intact"] and r["targets_left"] == 0
-        assert r["reader"]["idle"]["samples"] >= 20 and r["reader"]["during"]["samples"] >= 1, r["reader"]
+        # A GET and a LIST every 100 ms: 3 s idle, and the sweep's own ansible-playbook takes longer than 1 s.
+        assert r["reader"]["idle"]["samples"] >= 20 and r["reader"]["during"]["samples"] >= 10, r["reader"]
         assert r["reader"]["idle"]["all"]["p99_ms"] > 0 and r["reader_p99_ratio"] > 0
         assert out["pacing"]["ceiling"] == 10 and out["stats"]["examined"] >= r["size"]
     capped = gentle["module"]["output"]
@@ -140,6 +145,14 @@ def check_gentle(results):
     # The apiserver counted the refused deletes too: more deletes than Jobs.
     deletes = gentle["module-throttled"]["apiserver_rows"].get("DELETE jobs", 0)
     assert deletes > gentle["module-throttled"]["size"], gentle["module-throttled"]["apiserver_rows"]
-    names = [t["name"] for t in results["scale_targets"]]
-    assert any("reader p99" in n for n in names) and any("429s honoured" in n for n in names), names
-    assert any("one node at a time" in n for n in names) and any("parallelism 25%" in n for n in names), names
+    figures = dict((t["name"], t) for t in results["scale_targets"])
+    # Every figure was measured (none None), and the ones with a target say whether it was met.
+    assert all(t["value"] is not None for t in figures.values()), figures
+    assert all(t["met"] in (True, False) for t in figures.values() if t["target"] != "(reported)"), figures
+    reader = [t for name, t in figures.items() if "reader GET p99" in name or "reader LIST p99" in name]
+    assert len(reader) == 2 and all(t["value"] > 0 for t in reader), reader
+    honoured = [t for name, t in figures.items() if "429s honoured" in name]
+    assert len(honoured) == 1 and honoured[0]["met"] is True, honoured
+    per_node = figures["one node at a time, measured per node (s)"]["value"]
+    assert per_node >= delay_of(results), per_node   # each node of the serial loop waited at least the delay
+    assert "engine at parallelism 25%, 12 nodes (s)" in figures, sorted(figures)

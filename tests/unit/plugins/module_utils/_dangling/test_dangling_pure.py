@@ -70,6 +70,10 @@ def test_sweep_verdict(the_job, options, expected):
     ({"policy_name": "Upper_Case"}, "policy_name"),
     ({"policy_name": "x" * 64}, "policy_name"),
     ({"policy_engine": "gatekeeper"}, "policy_engine"),
+    ({"sweep_rate_limit": -1.0}, "sweep_rate_limit"),
+    ({"sweep_rate_limit": float("nan")}, "sweep_rate_limit"),
+    ({"sweep_rate_limit": float("inf")}, "sweep_rate_limit"),
+    ({"sweep_concurrency": 0}, "sweep_concurrency"),
 ])
 def test_bad_options(overrides, param):
     with pytest.raises(InvalidInput) as info:
