@@ -129,8 +129,8 @@ def check_gentle(results):
         out = r["output"]
         assert r["complete"] and out["total"] == r["size"] and out["errors_total"] == 0, r
         assert r["controls_intact"] and r["targets_left"] == 0
-        # A GET and a LIST every 100 ms: 3 s idle, and the sweep's own ansible-playbook takes longer than 1 s.
-        assert r["reader"]["idle"]["samples"] >= 20 and r["reader"]["during"]["samples"] >= 10, r["reader"]
+        # A GET and a LIST every 100 ms: 3 s idle, and the module's own process runs for half a second at least.
+        assert r["reader"]["idle"]["samples"] >= 20 and r["reader"]["during"]["samples"] >= 5, r["reader"]
         assert r["reader"]["idle"]["all"]["p99_ms"] > 0 and r["reader_p99_ratio"] > 0
         assert out["pacing"]["ceiling"] == 10 and out["stats"]["examined"] >= r["size"]
     capped = gentle["module"]["output"]
