@@ -37,8 +37,9 @@ description:
     for 30 s it grows back at most to one below where the 429 came; the Job is tried again (given up, as an
     error, after 5 minutes of 429s). A 5xx or a broken connection is backed off from the same way (1 s) and
     the Job tried again three times before it is an error. A Job someone else deleted meanwhile is not counted.
-  - Why 150 Jobs per second. In the collection's benchmark (C(make bench-scale), C(benchmarks/results/scale.md)
-    in the source; 2 cores shared by the apiserver, etcd, 1,000 simulated nodes and the sweep) another client,
+  - Why 150 Jobs per second. In the collection's benchmark (C(make bench-scale) of 2026-12-05 on 42bf3ef,
+    C(benchmarks/results/NOTES.md) in the source; 2 cores shared by the apiserver, etcd, 1,000 simulated nodes
+    and the sweep) another client,
     timing a GET and a small LIST every 100 ms, saw its p99 at 1.2 (10,000 Jobs) and 1.65 (100,000 Jobs) times
     its idle p99 at 150 Jobs/s; its GETs alone at 2.4 and 3.4 times, and at 3.0 times with 300 Jobs/s. Without a
     cap the latency alone held the sweep to about 390 Jobs/s. 150 Jobs/s is 100,000 Jobs in 12 minutes, where
