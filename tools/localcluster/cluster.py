@@ -111,6 +111,8 @@ SCHED_PORT = int(os.environ.get("NODEOPS_SCHED_PORT", "10359"))
 # 2 cores on heartbeats alone (measured: NOTES.md). The scale benchmark lengthens the lease for its
 # 10,000 nodes with set_node_lease(), and the node lifecycle controller's grace period with it.
 DEFAULT_NODE_LEASE_SECONDS = 40
+# The line of tools/kwok/kwok.yaml that sets it (written and read back by the functions below).
+LEASE_LINE = re.compile(r"(?m)^(  nodeLeaseDurationSeconds: )(\d+)$")
 
 # Start order; ``down`` stops them in reverse.
 COMPONENTS = ["etcd", "kube-apiserver", "kwok", "kube-controller-manager", "kube-scheduler"]
@@ -423,7 +425,7 @@ def write_configs():
 def _write_kwok_config(lease_seconds):
     with open(os.path.join(REPO, "tools", "kwok", "kwok.yaml")) as f:
         config = f.read().replace("@POD_LOG@", path("kwok", "pod.log"))
-    config, found = re.subn(r"(?m)^(  nodeLeaseDurationSeconds: )\d+$", r"\g<1>%d" % lease_seconds, config)
+    config, found = LEASE_LINE.subn(r"\g<1>%d" % lease_seconds, config)
     if found != 1:
         raise RuntimeError("tools/kwok/kwok.yaml: no nodeLeaseDurationSeconds line to set")
     with open(path("kwok", "kwok.yaml"), "w") as f:
@@ -434,7 +436,7 @@ def node_lease_seconds():
     """The node lease in the state's kwok.yaml: what kwok and the controller-manager start with."""
     try:
         with open(path("kwok", "kwok.yaml")) as f:
-            return int(re.search(r"(?m)^  nodeLeaseDurationSeconds: (\d+)$", f.read()).group(1))
+            return int(LEASE_LINE.search(f.read()).group(2))
     except (OSError, AttributeError):
         return DEFAULT_NODE_LEASE_SECONDS
 
