@@ -102,7 +102,8 @@ def plan(nodes, pods, opts, run_id):
         for missing in opts["nodes"]:
             if missing not in known:
                 skipped[missing] = "no such node"
-    wanted = {naming.pod_name(opts["name"], run_id, n): n for n in eligible}
+    names = naming.pod_names(opts["name"], run_id, eligible)
+    wanted = dict((pod, node) for node, pod in names.items())
     existing, to_delete = {}, []
     for pod in pods:
         labels = pod["metadata"].get("labels") or {}
@@ -113,4 +114,5 @@ def plan(nodes, pods, opts, run_id):
             existing[node] = pod
         elif not pod["metadata"].get("deletionTimestamp"):
             to_delete.append(pod["metadata"]["name"])
-    return {"eligible": eligible, "skipped": skipped, "existing": existing, "to_delete": sorted(to_delete)}
+    return {"eligible": eligible, "skipped": skipped, "existing": existing, "to_delete": sorted(to_delete),
+            "pod_names": names}

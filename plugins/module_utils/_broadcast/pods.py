@@ -149,9 +149,10 @@ def pin_affinity(affinity, node_name):
     return merged
 
 
-def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_digest=None):
+def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_digest=None, name=None):
     """The Pod for one node of one run. Pure. ``code_digest`` is the run's ``node_code`` digest; without
-    it (a plan, a dry run) the digest of the node script with empty inputs stands in."""
+    it (a plan, a dry run) the digest of the node script with empty inputs stands in. ``name``: the pod's name
+    from the run's ``naming.pod_names`` (default: the node's own, ``naming.pod_name``)."""
     workload = opts["workload"]
     labels = dict(opts["pod_labels"])
     labels.update({LABEL_MANAGED_BY: MANAGED_BY, LABEL_BROADCAST: opts["name"], LABEL_RUN: run_id,
@@ -208,7 +209,7 @@ def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_di
         pod_spec["nodeName"] = node_name
     else:
         pod_spec["affinity"] = pin_affinity(pod_spec.get("affinity"), node_name)
-    metadata = {"name": naming.pod_name(opts["name"], run_id, node_name), "namespace": opts["namespace"],
+    metadata = {"name": name or naming.pod_name(opts["name"], run_id, node_name), "namespace": opts["namespace"],
                 "labels": labels, "annotations": annotations}
     if owner:
         metadata["ownerReferences"] = [owner]
