@@ -156,7 +156,8 @@ def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_di
     workload = opts["workload"]
     labels = dict(opts["pod_labels"])
     labels.update({LABEL_MANAGED_BY: MANAGED_BY, LABEL_BROADCAST: opts["name"], LABEL_RUN: run_id,
-                   LABEL_NODE_HASH: naming.node_hash(node_name)})
+                   # The pod name's node part (``naming.pod_names``: its node's hash, another where two collide).
+                   LABEL_NODE_HASH: (name or naming.pod_name(opts["name"], run_id, node_name)).rsplit("-", 1)[1]})
     if len(node_name) <= 63:
         # Node names are DNS subdomains (up to 253 characters); most fit a label value.
         labels[LABEL_NODE] = node_name

@@ -171,7 +171,7 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         plan = self.plan
         fresh = [n for n in plan["eligible"] if n not in plan["existing"]]
         if fresh:
-            preflight(self.opts, self.run_id, fresh[0])
+            preflight(self.opts, self.run_id, fresh[0], name=self.runs[fresh[0]].pod_name)
         owner = self.owner = self.ensure_record()
         for name in plan["to_delete"]:
             self.client.delete(self.client.core_path("pods", self.namespace, name))
