@@ -63,7 +63,10 @@ def _params(args, name=BROADCAST, **more):
 
 def _eligible_pods(api, opts, run_id):
     nodes, _rv = list_all(api, "/api/v1/nodes", {"labelSelector": "%s=%s" % next(iter(opts["node_selector"].items()))})
-    return [pod_builder.build_pod(opts, run_id, n["metadata"]["name"], active_deadline=opts["timeout"]) for n in nodes]
+    # The run's pod names, as the engine makes them: no two alike, whatever the node names hash to.
+    names = naming.pod_names(opts["name"], run_id, [n["metadata"]["name"] for n in nodes])
+    return [pod_builder.build_pod(opts, run_id, n["metadata"]["name"], active_deadline=opts["timeout"],
+                                  name=names[n["metadata"]["name"]]) for n in nodes]
 
 
 def engine(args):

@@ -16,8 +16,10 @@ description:
     record per node (outcome, exit code, reason, log tail, duration). No controller is installed in the cluster.
   - Nodes are chosen by name, labels and taints; control-plane, cordoned and NotReady nodes are skipped
     unless asked for, and every skipped node is reported with its reason.
-  - Pod names derive from the run id and the node, so a node never gets two pods of one run. Running the
-    module again with the same I(run_id) resumes a run; existing pods are adopted and only missing ones are created.
+  - Each pod's name comes from the run id and the node, and no two nodes of a run share one (two node names can
+    hash alike); each pod also carries its node's name. Running the module again with the same I(run_id) resumes
+    a run; each node's existing pod is adopted (by that node's name, never by a name another node could have)
+    and only missing ones are created. A pod of that name made for another node or run is never adopted.
   - Each run's pods are owned by a small run-record ConfigMap, so deleting the run (I(state=absent)) removes
     every pod through the garbage collector even if a run was interrupted.
   - In check mode the module reads the cluster and returns the plan and the pod manifest, writing nothing.

@@ -95,10 +95,11 @@ class Engine:
     # The API server's warnings on the last preflight's dry run (Pod Security's warn mode, deprecations).
     preflight_warnings = ()
 
-    def preflight(self, opts, run_id, node):
+    def preflight(self, opts, run_id, node, name=None):
         """Server-side dry-run of one pod: the apiserver validates it and admission runs (Pod Security
-        among it), nothing is stored. Keeps the apiserver's warnings in ``preflight_warnings``."""
-        pod = pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"])
+        among it), nothing is stored. Keeps the apiserver's warnings in ``preflight_warnings``. ``name``: the
+        pod's name in the run's plan (``naming.pod_names``)."""
+        pod = pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"], name=name)
         workload = opts["workload"]
         if workload["kind"] == "pod_template":
             param, value, what = "pod_template", "(the pod it makes)", "the pods of this pod_template"

@@ -19,10 +19,17 @@ __metaclass__ = type
 import collections
 import time
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import outcomes, pods
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, outcomes, pods
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, Conflict
 
 CREATE_RETRY_SECONDS = 16   # a pod create is retried this long on retryable errors (the client's policy)
+
+
+def pod_identity(pod):
+    """(node, run id) a pod of ours says it is for: its ``nodeops.io/node`` annotation and run label."""
+    meta = pod.get("metadata") or {}
+    return ((meta.get("annotations") or {}).get(naming.ANNOTATION_NODE),
+            (meta.get("labels") or {}).get(naming.LABEL_RUN))
 
 
 def next_batch(waiting, active, parallelism, batch_size):
@@ -84,16 +91,23 @@ class Launch:
         a restart during creation does not fail the node; a pod that exists already is adopted.
         """
         pod = pods.build_pod(self.opts, self.run_id, node_run.node, owner=owner, active_deadline=deadline_s,
-                             code_digest=self.code_digest)
+                             code_digest=self.code_digest, name=node_run.pod_name)
         try:
             try:
                 # Slimmed here, in the worker: a batch of thousands of full pods is never held at once.
                 created = self.client.create(self.client.core_path("pods", self.namespace), pod,
                                              retry_for=CREATE_RETRY_SECONDS)
-            except Conflict:
+            except Conflict as exc:
                 # The pod of this (run, node) exists already (made by an earlier attempt whose answer
-                # was lost, or by an earlier run): adopt it, never make a second one.
+                # was lost, or by an earlier run): adopt it, never make a second one. Only if it is this
+                # run's pod for this node: a pod of that name made for another node or run is never adopted.
                 created = self.client.get(self.client.core_path("pods", self.namespace, node_run.pod_name))
+                owner_node, owner_run = pod_identity(created)
+                if (owner_node, owner_run) != (node_run.node, self.run_id):
+                    return None, Conflict("pod %s exists, but it is the pod of node %s in run %s, not of node %s "
+                                          "in run %s: not adopted (%s)" % (node_run.pod_name, owner_node, owner_run,
+                                                                           node_run.node, self.run_id, exc.msg),
+                                          status=409, reason="AlreadyExists")
         except ApiError as exc:
             return None, exc
         return outcomes.slim_pod(created), None

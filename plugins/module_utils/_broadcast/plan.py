@@ -102,15 +102,21 @@ def plan(nodes, pods, opts, run_id):
         for missing in opts["nodes"]:
             if missing not in known:
                 skipped[missing] = "no such node"
-    wanted = {naming.pod_name(opts["name"], run_id, n): n for n in eligible}
+    # This run's pods (a resumed run) go with the node their annotation names, whatever their name: names are
+    # made per run (naming.pod_names), and a node that joined or left since could shift them. A pod of a node
+    # no longer eligible, or a second pod of one node, is deleted. (Before the annotation, by the plain name.)
+    eligible_set, plain = set(eligible), dict((naming.pod_name(opts["name"], run_id, n), n) for n in eligible)
     existing, to_delete = {}, []
-    for pod in pods:
-        labels = pod["metadata"].get("labels") or {}
-        if labels.get(LABEL_RUN) != run_id:
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        meta = pod["metadata"]
+        if (meta.get("labels") or {}).get(LABEL_RUN) != run_id:
             continue
-        node = wanted.get(pod["metadata"]["name"])
-        if node is not None:
+        node = (meta.get("annotations") or {}).get(naming.ANNOTATION_NODE) or plain.get(meta["name"])
+        if node in eligible_set and node not in existing:
             existing[node] = pod
-        elif not pod["metadata"].get("deletionTimestamp"):
-            to_delete.append(pod["metadata"]["name"])
-    return {"eligible": eligible, "skipped": skipped, "existing": existing, "to_delete": sorted(to_delete)}
+        elif not meta.get("deletionTimestamp"):
+            to_delete.append(meta["name"])
+    names = naming.pod_names(opts["name"], run_id, eligible,
+                             keep=dict((node, pod["metadata"]["name"]) for node, pod in existing.items()))
+    return {"eligible": eligible, "skipped": skipped, "existing": existing, "to_delete": sorted(to_delete),
+            "pod_names": names}

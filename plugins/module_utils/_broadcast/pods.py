@@ -149,13 +149,15 @@ def pin_affinity(affinity, node_name):
     return merged
 
 
-def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_digest=None):
+def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_digest=None, name=None):
     """The Pod for one node of one run. Pure. ``code_digest`` is the run's ``node_code`` digest; without
-    it (a plan, a dry run) the digest of the node script with empty inputs stands in."""
+    it (a plan, a dry run) the digest of the node script with empty inputs stands in. ``name``: the pod's name
+    from the run's ``naming.pod_names`` (default: the node's own, ``naming.pod_name``)."""
     workload = opts["workload"]
     labels = dict(opts["pod_labels"])
     labels.update({LABEL_MANAGED_BY: MANAGED_BY, LABEL_BROADCAST: opts["name"], LABEL_RUN: run_id,
-                   LABEL_NODE_HASH: naming.node_hash(node_name)})
+                   # The pod name's node part (``naming.pod_names``: its node's hash, another where two collide).
+                   LABEL_NODE_HASH: (name or naming.pod_name(opts["name"], run_id, node_name)).rsplit("-", 1)[1]})
     if len(node_name) <= 63:
         # Node names are DNS subdomains (up to 253 characters); most fit a label value.
         labels[LABEL_NODE] = node_name
@@ -208,7 +210,7 @@ def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_di
         pod_spec["nodeName"] = node_name
     else:
         pod_spec["affinity"] = pin_affinity(pod_spec.get("affinity"), node_name)
-    metadata = {"name": naming.pod_name(opts["name"], run_id, node_name), "namespace": opts["namespace"],
+    metadata = {"name": name or naming.pod_name(opts["name"], run_id, node_name), "namespace": opts["namespace"],
                 "labels": labels, "annotations": annotations}
     if owner:
         metadata["ownerReferences"] = [owner]

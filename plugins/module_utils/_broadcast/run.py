@@ -83,7 +83,8 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         self.record_name = naming.record_name(opts["name"], run_id)
         self.warnings = []
         self.stats = {}
-        self.runs = dict((n, NodeRun(n, naming.pod_name(opts["name"], run_id, n))) for n in plan["eligible"])
+        names = plan.get("pod_names") or naming.pod_names(opts["name"], run_id, plan["eligible"])
+        self.runs = dict((n, NodeRun(n, names[n])) for n in plan["eligible"])
         self.by_pod = dict((r.pod_name, r) for r in self.runs.values())
         # Bookkeeping that keeps each loop proportional to what changed, not to the node count.
         self.remaining = len(self.runs)   # runs not done
@@ -170,7 +171,7 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         plan = self.plan
         fresh = [n for n in plan["eligible"] if n not in plan["existing"]]
         if fresh:
-            preflight(self.opts, self.run_id, fresh[0])
+            preflight(self.opts, self.run_id, fresh[0], name=self.runs[fresh[0]].pod_name)
         owner = self.owner = self.ensure_record()
         for name in plan["to_delete"]:
             self.client.delete(self.client.core_path("pods", self.namespace, name))

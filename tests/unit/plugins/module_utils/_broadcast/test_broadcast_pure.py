@@ -524,3 +524,62 @@ def test_the_node_script_the_record_holds_is_the_node_script_and_its_preset(pres
     assert sorted(files) == sorted(["_node/main.py", "_presets/base.py", "_presets/%s.py" % preset])
     for path, source in files.items():
         compile(source, path, "exec")
+
+
+def test_pod_names_of_a_run_never_collide_and_keep_the_plain_name_where_they_can():
+    bench = ["bench-%05d" % i for i in range(10000)]
+    # Found by the 10,000-node benchmark: two node names, one 8-hex-digit hash.
+    assert naming.node_hash("bench-00528") == naming.node_hash("bench-09078")
+    names = naming.pod_names("bench", "e1", bench)
+    assert len(set(names.values())) == 10000
+    assert names["bench-00528"] == naming.pod_name("bench", "e1", "bench-00528")   # the first by name keeps it
+    assert names["bench-09078"] != names["bench-00528"] and len(names["bench-09078"]) == len(names["bench-00528"])
+    assert sum(names[n] != naming.pod_name("bench", "e1", n) for n in bench) == 1   # every other name as before
+    assert naming.pod_names("bench", "e1", list(reversed(bench))) == names          # order does not matter
+
+
+def test_pod_names_stay_unique_when_a_name_is_taken_already():
+    # b's pod (of a resumed run) has the name a would take: a takes the next slice of its own digest.
+    taken = naming.pod_name("prune", "r1", "a")
+    names = naming.pod_names("prune", "r1", ["a", "b"], keep={"b": taken})
+    assert names["b"] == taken and names["a"] != taken and names["a"].startswith("prune-r1-")
+    assert len(names["a"]) == len(taken)
+
+
+def _pod_of(opts, run_id, node, name):
+    return pods.build_pod(opts, run_id, node, name=name)
+
+
+def test_a_resumed_run_matches_pods_to_nodes_by_their_node_never_by_a_name_another_node_could_take():
+    """Names are made per run: when a colliding node leaves (or joins) between attempts, the other's name would
+    shift. The plan goes by the pod's node annotation, keeps each existing pod's name, and never hands one node's
+    pod to another."""
+    a, b = "bench-00528", "bench-09078"   # same node_hash
+    opts = options.validate(params(nodes=[a, b]))
+    both = planner.plan([node(a), node(b)], [], opts, "r1")["pod_names"]
+    pod_a, pod_b = _pod_of(opts, "r1", a, both[a]), _pod_of(opts, "r1", b, both[b])
+    # a left (cordoned, gone): b keeps its own pod; a's pod is deleted, never adopted by b.
+    only_b = options.validate(params(nodes=[b]))
+    left = planner.plan([node(b)], [pod_a, pod_b], only_b, "r1")
+    assert left["existing"] == {b: pod_b} and left["pod_names"] == {b: both[b]}
+    assert left["to_delete"] == [both[a]]
+    # b ran alone under the plain name, then a joined: b keeps its pod, a gets a name no pod has.
+    alone = planner.plan([node(b)], [], only_b, "r1")["pod_names"][b]
+    assert alone == naming.pod_name("prune", "r1", b)
+    joined = planner.plan([node(a), node(b)], [_pod_of(opts, "r1", b, alone)], opts, "r1")
+    assert list(joined["existing"]) == [b] and joined["pod_names"][b] == alone
+    assert joined["pod_names"][a] != alone and joined["to_delete"] == []
+    # Two pods for one node (an earlier attempt's, under another name): one is kept, the other deleted.
+    twice = planner.plan([node(a), node(b)], [pod_a, _pod_of(opts, "r1", a, "prune-r1-0000abcd")], opts, "r1")
+    assert list(twice["existing"]) == [a] and len(twice["to_delete"]) == 1
+
+
+def test_the_plan_and_the_run_use_the_collision_free_names():
+    opts = options.validate(params(nodes=["bench-00528", "bench-09078"]))
+    plan = planner.plan([node("bench-00528"), node("bench-09078")], [], opts, "r1")
+    assert len(set(plan["pod_names"].values())) == 2
+    # A pod this run made for bench-09078 (under its own name) is found again when the run resumes.
+    mine = {"metadata": {"name": plan["pod_names"]["bench-09078"], "labels": {naming.LABEL_RUN: "r1"},
+                         "annotations": {naming.ANNOTATION_NODE: "bench-09078"}}}
+    again = planner.plan([node("bench-00528"), node("bench-09078")], [mine], opts, "r1")
+    assert again["existing"] == {"bench-09078": mine} and again["to_delete"] == []

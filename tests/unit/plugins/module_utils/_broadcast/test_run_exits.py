@@ -14,12 +14,14 @@ import datetime
 
 import pytest
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import finish, lease, limits, options, outcomes, record
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import (
+    finish, lease, limits, naming, options, outcomes, pods, record)
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.run import BroadcastRun, NodeRun
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import RestClient
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
     ApiError,
+    Conflict,
     NodeFailures,
     RunAborted,
     RunTimeout,
@@ -278,3 +280,58 @@ def test_a_record_that_cannot_be_updated_is_a_warning_and_the_result_is_still_re
     result = run.result(1000.0, FakeClock.now(), timed_out=False)
     assert result["warnings"] == ["could not update run record %s: forbidden" % run.record_name]
     assert result["summary"]["succeeded"] == 3
+
+
+# ---------------------------------------------------------------- pod names that collide (the 10,000-node bench)
+
+class TakenName(FakeClient):
+    """A client whose every pod create answers 409, and whose GET returns ``existing`` under any name."""
+
+    def __init__(self, existing):
+        super(TakenName, self).__init__()
+        self.existing = existing
+
+    def create(self, path, body, dry_run=False, retry_for=0, warnings=None):
+        self._call("POST", path)
+        raise Conflict("pods %r already exists" % body["metadata"]["name"], status=409, reason="AlreadyExists")
+
+    def get(self, path, query=None, timeout=None):
+        self._call("GET", path)
+        return self.existing
+
+
+def test_a_pod_of_that_name_for_another_node_is_never_adopted():
+    """bench-00528 and bench-09078 once shared a pod name: the second node adopted the first one's pod, never got
+    one of its own, and the run waited for it until its timeout. A 409 is adopted only for this run's pod of this
+    node; another node's (or run's) pod of that name fails this node, naming both."""
+    client = TakenName(pods.build_pod(opts(), "r1", "b"))   # node b's pod, under node a's name
+    run = a_run(client)
+    pod, exc = run.create_pod(run.runs["a"], None, 300)
+    assert pod is None and isinstance(exc, Conflict)
+    assert "it is the pod of node b in run r1, not of node a in run r1: not adopted" in exc.msg, exc.msg
+    other_run = TakenName(pods.build_pod(opts(), "r0", "a"))   # node a's pod of an earlier run
+    run = a_run(other_run)
+    pod, exc = run.create_pod(run.runs["a"], None, 300)
+    assert pod is None and "in run r0, not of node a in run r1" in exc.msg
+
+
+def test_this_runs_pod_of_this_node_is_adopted_after_a_409():
+    mine = pods.build_pod(opts(), "r1", "a", name="prune-r1-" + naming.node_hash("a"))
+    run = a_run(TakenName(mine))
+    pod, exc = run.create_pod(run.runs["a"], None, 300)
+    assert exc is None and pod["metadata"]["name"] == mine["metadata"]["name"]
+
+
+def test_a_runs_pods_are_built_with_the_runs_names():
+    client = FakeClient()
+    run = a_run(client, eligible=("a", "b"))
+    run.runs["b"].pod_name = "prune-r1-0000beef"   # as pod_names gives a node whose hash another node has
+    built = []
+    real_create = client.create
+
+    def create(path, body, **kwargs):
+        built.append(body["metadata"]["name"])
+        return real_create(path, body, **kwargs)
+    client.create = create
+    assert run.create_pod(run.runs["b"], None, 300)[1] is None
+    assert built == ["prune-r1-0000beef"]
