@@ -53,7 +53,7 @@ PROFILES = {
     # long as on the real node at 1,000 nodes. `make bench-scale`, not part of `make test`.
     "scale": {"sizes": [10000], "ratio_size": 10000, "repeat": {10000: 2}, "serial_nodes": 0, "polling_nodes": 0,
               "sweep_sizes": [5000], "pipeline_size": 5000, "controls": 1000, "no_logread": True,
-              "fanout_last": True, "budget_s": 3240,
+              "fanout_last": True, "budget_s": 3360,
               # Simulated kubelets renew their lease every quarter of this (a kubelet's: 40 s). At 10 s renewals
               # 10,000 simulated nodes alone would take both cores (harness.node_lease in scale.json measures it).
               "node_lease_s": 1200,
