@@ -384,7 +384,9 @@ sweep:
       type: int
     stats:
       description: Pages listed, list restarts (an expired continue token), Jobs examined, wall time in seconds and
-        Jobs taken per second.
+        Jobs taken per second. C(stopped_throttled) is true when a Job's writes were refused with 429 for 5 minutes
+        and the sweep stopped there (an error; the task fails), and C(left_for_next) counts the Jobs it had found
+        but not written, which the next sweep takes.
       type: dict
     pacing:
       description: How the writes were paced. C(limit), C(limit_min) and C(limit_max) are the writes in flight
@@ -403,7 +405,8 @@ sweep:
       elements: dict
   sample: {action: delete, total: 2, per_namespace: {ci: 2}, names: [ci/build-1, ci/build-2], names_truncated: false,
            spared: {owned: 12, "not finished": 1}, errors: [], errors_total: 0,
-           stats: {pages: 1, restarts: 0, examined: 15, wall_s: 0.1, jobs_per_s: 20.0},
+           stats: {pages: 1, restarts: 0, examined: 15, wall_s: 0.1, jobs_per_s: 20.0, stopped_throttled: false,
+                   left_for_next: 0},
            pacing: {limit: 3, limit_min: 2, limit_max: 3, ceiling: 10, baseline_ms: 6.1, throttled: 0,
                     server_errors: 0, throttled_wait_s: 0.0, decreases: 0, increases: 1, writes: 2, rate_cap: 150.0},
            progress: []}
