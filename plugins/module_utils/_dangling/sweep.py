@@ -121,6 +121,7 @@ class Sweep:
         self.progress = []
         self._left_for_next = 0
         self._throttled_out = False
+        self._stop_requested = False   # should_stop() said yes (SIGTERM): that stop wins over a throttled one
         self._started = clock()
         self._next_progress = self._started + progress_every_s
         self._remaining = None
@@ -137,7 +138,7 @@ class Sweep:
                 self._list(path)
             self._drain()
         except Stopped:
-            if not self._throttled_out:
+            if self._stop_requested or not self._throttled_out:
                 raise
             # Given up on 429s: not a stop somebody asked for. The result says so (an error, and the Jobs left).
         finally:
@@ -146,7 +147,7 @@ class Sweep:
             if sys.exc_info()[0] is not None:
                 self._stopping = True
             self._pool.shutdown(wait=True)
-        if self._left_for_next and not self._throttled_out:
+        if self._left_for_next and (self._stop_requested or not self._throttled_out):
             raise Stopped()   # the stop came while the last writes waited for a slot: those were not sent
         return self.result()
 
@@ -222,7 +223,7 @@ class Sweep:
             query = {"limit": self.page_size, "continue": cont}
 
     def _check_stop(self):
-        if self._stopping or self.should_stop():
+        if self._stopping or self._asked():
             self._stopping = True   # pool threads waiting for a slot send nothing more
             self._drain()
             raise Stopped()
@@ -274,9 +275,14 @@ class Sweep:
                 future.result()   # a bug in _write surfaces here, not silently
 
     def _stop_asked(self):
-        if not self._stopping and self.should_stop():
+        if not self._stopping and self._asked():
             self._stopping = True
         return self._stopping
+
+    def _asked(self):
+        if self.should_stop():
+            self._stop_requested = True
+        return self._stop_requested
 
     # ---------------------------------------------------------------- writing (pool threads)
 
@@ -315,7 +321,8 @@ class Sweep:
                     self._error(ns, name, "still refused with 429 after %ds, so the sweep stopped (the Jobs it had not "
                                 "written yet are left for the next sweep): %s" % (THROTTLED_GIVE_UP_S, exc.msg))
                     with self._lock:
-                        self._throttled_out = True
+                        if not self._stopping:   # a sweep already stopping (SIGTERM) stays that kind of stop
+                            self._throttled_out = True
                     self._stopping = True
                     return
             except ApiError as exc:

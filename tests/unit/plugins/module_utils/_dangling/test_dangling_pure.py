@@ -572,3 +572,19 @@ def test_a_sweep_that_was_throttled_but_got_through_is_not_stopped():
         return TooManyRequests("throttled", retry_after=1, status=429) if attempt == 1 and name == "j001" else None
     result = sweep.Sweep(_ManyJobs(5, outcome), opts(), "delete", False, now=NOW, concurrency=2).run()
     assert result["total"] == 5 and result["stats"]["stopped_throttled"] is False and result["stats"]["left_for_next"] == 0
+
+
+def test_a_sigterm_during_a_throttled_sweep_stays_a_stop(monkeypatch):
+    """SIGTERM first, then a write still in its 429 loop passes the give-up: the sweep raises Stopped (the runner
+    records it as interrupted), not a throttled failure."""
+    monkeypatch.setattr(sweep, "THROTTLED_GIVE_UP_S", 0.5)
+    stop = []
+
+    def outcome(name, attempt):
+        stop.append(True)   # asked to stop as soon as the first write is refused
+        return TooManyRequests("throttled", retry_after=1, status=429)
+    sweeper = sweep.Sweep(_ManyJobs(20, outcome), opts(), "delete", False, now=NOW, concurrency=2,
+                          should_stop=lambda: bool(stop))
+    with pytest.raises(sweep.Stopped):
+        sweeper.run()
+    assert sweeper.result()["stats"]["stopped_throttled"] is False
