@@ -35,8 +35,9 @@ description:
     I(sweep_concurrency); a slower round shrinks it to three quarters. A 429 from API Priority and Fairness
     halves it and holds every write for the server's C(Retry-After) (at most 30 s; 1 s if none is given), and
     for 30 s it grows back at most to one below where the 429 came; the Job is tried again. After 5 minutes of
-    429s for one Job the sweep stops (an error; the Jobs not yet written are left for the next sweep). A 5xx or a broken connection is backed off from the same way (1 s) and
-    the Job tried again three times before it is an error. A Job someone else deleted meanwhile is not counted.
+    429s for one Job the sweep stops (an error; the Jobs not yet written are left for the next sweep). A 5xx
+    or a broken connection is backed off from the same way (1 s) and the Job tried again three times before it
+    is an error. A Job someone else deleted meanwhile is not counted.
   - Why 150 Jobs per second. In the collection's benchmark (C(make bench-scale) of 2026-12-05 on 42bf3ef,
     C(benchmarks/results/NOTES.md) in the source; 2 cores shared by the apiserver, etcd, 1,000 simulated nodes
     and the sweep) another client,
