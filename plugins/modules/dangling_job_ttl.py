@@ -34,9 +34,10 @@ description:
     within twice the lowest round median seen (or within 5 ms of it, when that is more), up to
     I(sweep_concurrency); a slower round shrinks it to three quarters. A 429 from API Priority and Fairness
     halves it and holds every write for the server's C(Retry-After) (at most 30 s; 1 s if none is given), and
-    for 30 s it grows back at most to one below where the 429 came; the Job is tried again (given up, as an
-    error, after 5 minutes of 429s). A 5xx or a broken connection is backed off from the same way (1 s) and
-    the Job tried again three times before it is an error. A Job someone else deleted meanwhile is not counted.
+    for 30 s it grows back at most to one below where the 429 came; the Job is tried again. After 5 minutes of
+    429s for one Job the sweep stops (an error; the Jobs not yet written are left for the next sweep). A 5xx
+    or a broken connection is backed off from the same way (1 s) and the Job tried again three times before it
+    is an error. A Job someone else deleted meanwhile is not counted.
   - Why 150 Jobs per second. In the collection's benchmark (C(make bench-scale) of 2026-12-05 on 42bf3ef,
     C(benchmarks/results/NOTES.md) in the source; 2 cores shared by the apiserver, etcd, 1,000 simulated nodes
     and the sweep) another client,
@@ -384,7 +385,9 @@ sweep:
       type: int
     stats:
       description: Pages listed, list restarts (an expired continue token), Jobs examined, wall time in seconds and
-        Jobs taken per second.
+        Jobs taken per second. C(stopped_throttled) is true when a Job's writes were refused with 429 for 5 minutes
+        and the sweep stopped there (an error; the task fails), and C(left_for_next) counts the Jobs it had found
+        but not written, which the next sweep takes.
       type: dict
     pacing:
       description: How the writes were paced. C(limit), C(limit_min) and C(limit_max) are the writes in flight
@@ -403,7 +406,8 @@ sweep:
       elements: dict
   sample: {action: delete, total: 2, per_namespace: {ci: 2}, names: [ci/build-1, ci/build-2], names_truncated: false,
            spared: {owned: 12, "not finished": 1}, errors: [], errors_total: 0,
-           stats: {pages: 1, restarts: 0, examined: 15, wall_s: 0.1, jobs_per_s: 20.0},
+           stats: {pages: 1, restarts: 0, examined: 15, wall_s: 0.1, jobs_per_s: 20.0, stopped_throttled: false,
+                   left_for_next: 0},
            pacing: {limit: 3, limit_min: 2, limit_max: 3, ceiling: 10, baseline_ms: 6.1, throttled: 0,
                     server_errors: 0, throttled_wait_s: 0.0, decreases: 0, increases: 1, writes: 2, rate_cap: 150.0},
            progress: []}
@@ -684,8 +688,11 @@ def action(module):
         result["sweep"] = swept
         result["changed"] = result["changed"] or swept["total"] > 0
         if swept["errors"]:
-            raise NodeopsError("the sweep could not write %d Jobs: %s" % (swept["errors_total"], swept["errors"][0]),
-                               **result)
+            left = swept["stats"].get("left_for_next")
+            raise NodeopsError("the sweep could not write %d Jobs%s: %s" % (
+                swept["errors_total"], "; it stopped, leaving %d Jobs it had found (and any it had not listed yet) for "
+                "the next sweep" % left if swept["stats"].get("stopped_throttled") else "", swept["errors"][0]),
+                **result)
     return result
 
 

@@ -75,7 +75,8 @@ class Stopped(Exception):
 # that cannot write any keeps a result of a few KiB.
 MAX_ERRORS = 20
 # A Job whose writes are refused with 429 for this long in a row is given up (an error): the apiserver is
-# saturated, or this client's priority level has no seats at all.
+# saturated, or this client's priority level has no seats at all. The sweep then stops (it lists no further and
+# sends no other write): every other Job would wait as long, one after the other.
 THROTTLED_GIVE_UP_S = 300.0
 # A 5xx or a broken connection is tried again this many times (after a pause, as a 429 without Retry-After).
 SERVER_ERROR_RETRIES = 3
@@ -119,6 +120,8 @@ class Sweep:
         self.progress_every_s = progress_every_s
         self.progress = []
         self._left_for_next = 0
+        self._throttled_out = False
+        self._stop_requested = False   # should_stop() said yes (SIGTERM): that stop wins over a throttled one
         self._started = clock()
         self._next_progress = self._started + progress_every_s
         self._remaining = None
@@ -134,13 +137,17 @@ class Sweep:
                 self._last_path = i == len(paths) - 1
                 self._list(path)
             self._drain()
+        except Stopped:
+            if self._stop_requested or not self._throttled_out:
+                raise
+            # Given up on 429s: not a stop somebody asked for. The result says so (an error, and the Jobs left).
         finally:
             # Every write submitted is done (counted, or in errors) before this returns or raises. On the way out
             # of an error, the writes not sent yet are not sent.
             if sys.exc_info()[0] is not None:
                 self._stopping = True
             self._pool.shutdown(wait=True)
-        if self._left_for_next:
+        if self._left_for_next and (self._stop_requested or not self._throttled_out):
             raise Stopped()   # the stop came while the last writes waited for a slot: those were not sent
         return self.result()
 
@@ -151,7 +158,9 @@ class Sweep:
         return {"action": self.action, "total": total, "per_namespace": dict(self.counts), "names": sorted(self.names),
                 "names_truncated": total > len(self.names), "spared": dict(self.spared), "errors": list(self.errors),
                 "errors_total": self.errors_total, "stats": dict(self.stats, wall_s=round(elapsed, 2),
-                                                                 jobs_per_s=round(total / elapsed, 1) if elapsed else None),
+                                                                 jobs_per_s=round(total / elapsed, 1) if elapsed else None,
+                                                                 stopped_throttled=self._throttled_out,
+                                                                 left_for_next=self._left_for_next),
                 "pacing": self.pacer.snapshot(), "progress": list(self.progress)}
 
     # ---------------------------------------------------------------- progress
@@ -214,7 +223,7 @@ class Sweep:
             query = {"limit": self.page_size, "continue": cont}
 
     def _check_stop(self):
-        if self._stopping or self.should_stop():
+        if self._stopping or self._asked():
             self._stopping = True   # pool threads waiting for a slot send nothing more
             self._drain()
             raise Stopped()
@@ -266,9 +275,14 @@ class Sweep:
                 future.result()   # a bug in _write surfaces here, not silently
 
     def _stop_asked(self):
-        if not self._stopping and self.should_stop():
+        if not self._stopping and self._asked():
             self._stopping = True
         return self._stopping
+
+    def _asked(self):
+        if self.should_stop():
+            self._stop_requested = True
+        return self._stop_requested
 
     # ---------------------------------------------------------------- writing (pool threads)
 
@@ -304,7 +318,12 @@ class Sweep:
                 released = True
                 first_throttle = started if first_throttle is None else first_throttle
                 if self.clock() - first_throttle > THROTTLED_GIVE_UP_S:
-                    self._error(ns, name, "still refused with 429 after %ds: %s" % (THROTTLED_GIVE_UP_S, exc.msg))
+                    self._error(ns, name, "still refused with 429 after %ds, so the sweep stopped (the Jobs it had not "
+                                "written yet are left for the next sweep): %s" % (THROTTLED_GIVE_UP_S, exc.msg))
+                    with self._lock:
+                        if not self._stopping:   # a sweep already stopping (SIGTERM) stays that kind of stop
+                            self._throttled_out = True
+                    self._stopping = True
                     return
             except ApiError as exc:
                 retry = exc.retryable and server_errors < SERVER_ERROR_RETRIES

@@ -68,7 +68,9 @@ def history_entry(run_id, job, started, finished, state, result, error=None):
     names = list(result["names"])[:HISTORY_NAMES_MAX]
     summary = {"action": result["action"], "taken": result["total"], "examined": result["stats"]["examined"],
                "spared": sum(result["spared"].values()), "errors": failed_writes + (1 if error else 0),
-               "jobs_per_s": result["stats"].get("jobs_per_s"), "throttled": (result.get("pacing") or {}).get("throttled", 0)}
+               "jobs_per_s": result["stats"].get("jobs_per_s"), "throttled": (result.get("pacing") or {}).get("throttled", 0),
+               "stopped_throttled": bool(result["stats"].get("stopped_throttled")),
+               "left_for_next": result["stats"].get("left_for_next", 0)}
     return {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
             "summary": summary, "removed": {"jobs": result["total"] if result["action"] == "delete" else 0,
                                             "ttl_set": result["total"] if result["action"] == "set_ttl" else 0},

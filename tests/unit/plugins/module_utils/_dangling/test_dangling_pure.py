@@ -548,3 +548,43 @@ def test_pacer_acquire_returns_false_when_asked_to_stop():
     p = pacing.Pacer(ceiling=1, clock=FakeClock(0))
     assert p.acquire()
     assert p.acquire(stop=lambda: True, poll_s=0.01) is False and p.in_flight == 1
+
+
+def test_a_sweep_refused_with_429_for_too_long_stops_instead_of_waiting_that_long_per_job(monkeypatch):
+    """Every write refused (a priority level with no seat): the first Job given up stops the sweep. It does not
+    wait THROTTLED_GIVE_UP_S again for each of the other Jobs; it reports the error and the Jobs it left."""
+    monkeypatch.setattr(sweep, "THROTTLED_GIVE_UP_S", 0.5)
+    client = _ManyJobs(40, lambda name, attempt: TooManyRequests("throttled", retry_after=1, status=429))
+    started = time.monotonic()
+    result = sweep.Sweep(client, opts(), "delete", False, now=NOW, concurrency=2).run()   # no Stopped: returned
+    took = time.monotonic() - started
+    assert took < 6, "the sweep waited per Job (%.1f s)" % took
+    assert result["total"] == 0 and 1 <= result["errors_total"] <= 2, result["errors"]
+    assert "so the sweep stopped" in result["errors"][0]
+    assert result["stats"]["stopped_throttled"] is True
+    # Every Job is accounted for: given up (an error), left for the next sweep, or never reached by the list.
+    assert result["errors_total"] + result["stats"]["left_for_next"] <= 40
+    assert len(set(name for _t, name in client.sent)) < 40   # it did not go on trying the rest
+
+
+def test_a_sweep_that_was_throttled_but_got_through_is_not_stopped():
+    def outcome(name, attempt):
+        return TooManyRequests("throttled", retry_after=1, status=429) if attempt == 1 and name == "j001" else None
+    result = sweep.Sweep(_ManyJobs(5, outcome), opts(), "delete", False, now=NOW, concurrency=2).run()
+    assert result["total"] == 5 and result["stats"]["stopped_throttled"] is False and result["stats"]["left_for_next"] == 0
+
+
+def test_a_sigterm_during_a_throttled_sweep_stays_a_stop(monkeypatch):
+    """SIGTERM first, then a write still in its 429 loop passes the give-up: the sweep raises Stopped (the runner
+    records it as interrupted), not a throttled failure."""
+    monkeypatch.setattr(sweep, "THROTTLED_GIVE_UP_S", 0.5)
+    stop = []
+
+    def outcome(name, attempt):
+        stop.append(True)   # asked to stop as soon as the first write is refused
+        return TooManyRequests("throttled", retry_after=1, status=429)
+    sweeper = sweep.Sweep(_ManyJobs(20, outcome), opts(), "delete", False, now=NOW, concurrency=2,
+                          should_stop=lambda: bool(stop))
+    with pytest.raises(sweep.Stopped):
+        sweeper.run()
+    assert sweeper.result()["stats"]["stopped_throttled"] is False

@@ -128,7 +128,10 @@ def test_history_entry_counts_what_was_taken_and_spared():
     entry = sweep_runner.history_entry("r1", "job-1", "t0", "t1", "failed", result)
     # Errors are counted all (the result keeps the first few): 30, not 1.
     assert entry["summary"] == {"action": "delete", "taken": 2, "examined": 36, "spared": 4, "errors": 30,
-                                "jobs_per_s": 12.5, "throttled": 4}
+                                "jobs_per_s": 12.5, "throttled": 4, "stopped_throttled": False, "left_for_next": 0}
+    stopped = sweep_runner.history_entry("r3", None, "t0", "t1", "failed", dict(
+        result, stats=dict(result["stats"], stopped_throttled=True, left_for_next=7)))
+    assert (stopped["summary"]["stopped_throttled"], stopped["summary"]["left_for_next"]) == (True, 7)
     assert entry["removed"] == {"jobs": 2, "ttl_set": 0} and entry["spared_by_reason"] == {"owned": 3, "opted out": 1}
     failed = sweep_runner.history_entry("r2", None, "t0", "t1", "failed", dict(result, action="set_ttl"), "boom")
     assert failed["summary"]["errors"] == 31 and failed["errors"] == ["boom", "ci/c: forbidden"] and failed["removed"]["ttl_set"] == 2
