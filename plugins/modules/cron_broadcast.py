@@ -119,6 +119,21 @@ options:
       - The collection's own labels (C(app.kubernetes.io/managed-by), C(nodeops.io/*)) cannot be set here.
     type: dict
     default: {}
+  freeze:
+    description:
+      - Days on which no run starts pods, for example a change freeze over the holidays. A run that falls due
+        inside a freeze (the CronJob's, or one started by I(run_now)) starts no pod and is recorded in the
+        history as C(skipped), with the freeze's reason; M(nodeops.kubernetes.broadcast_info) and its report
+        show it. I(next_runs) leaves the frozen fire times out, and I(frozen_runs) names them.
+      - Each entry is a date C(YYYY-MM-DD), a range of dates C(YYYY-MM-DD..YYYY-MM-DD) with both days included,
+        or a dict with C(start), optional C(end) (included; default the start) and optional C(reason) (at most
+        200 characters; default C(change freeze)).
+      - The days are days of I(time_zone), or of UTC without it. A freeze covers from the local midnight that
+        starts its first day to the local midnight that ends its last.
+      - At most 100 entries. An empty list (the default) freezes nothing.
+    type: list
+    elements: raw
+    default: []
   run_now:
     description:
       - Also start a run at once, as a Job created from the CronJob.
@@ -176,6 +191,24 @@ EXAMPLES = r"""
       older_than_days: 7
     run_now: true
 
+- name: Prune nightly, but not during the year-end change freeze nor on a release day
+  nodeops.kubernetes.cron_broadcast:
+    name: nightly-prune
+    namespace: node-maintenance
+    schedule: "30 2 * * *"
+    time_zone: Europe/Berlin
+    preset: image_prune
+    freeze:
+      - start: "2026-12-21"
+        end: "2027-01-04"
+        reason: year-end change freeze
+      - "2027-02-15"
+  register: cron
+
+- name: Say which runs the freezes skip
+  ansible.builtin.debug:
+    msg: "{{ cron.frozen_runs | map(attribute='freeze') | list }}"
+
 - name: Remove it, with its history and any leftover pods
   nodeops.kubernetes.cron_broadcast:
     name: weekly-logs
@@ -185,11 +218,22 @@ EXAMPLES = r"""
 
 RETURN = r"""
 next_runs:
-  description: The next 5 fire times, in I(time_zone) (or UTC) and in UTC.
+  description: The next 5 fire times outside every freeze, in I(time_zone) (or UTC) and in UTC.
   returned: state=present
   type: list
   elements: dict
   sample: [{local: "2026-11-24T02:30:00+01:00", utc: "2026-11-24T01:30:00+00:00"}]
+frozen_runs:
+  description:
+    - The fire times I(next_runs) left out because a freeze covers them, before the last of I(next_runs). One
+      entry per freeze, with the first fire time it skips, the freeze (its reason, days and time zone) and how
+      many fire times it skips (counted up to 1000).
+    - Empty without I(freeze), or when no freeze falls before the fifth next run.
+  returned: state=present
+  type: list
+  elements: dict
+  sample: [{local: "2026-12-21T02:30:00+01:00", utc: "2026-12-21T01:30:00+00:00",
+            freeze: "year-end change freeze (2026-12-21..2027-01-04, Europe/Berlin)", hidden: 15}]
 objects:
   description: The objects of this cron broadcast.
   returned: always
@@ -217,7 +261,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import freeze, options
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import install, manifests
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule as cron_schedule
@@ -246,6 +290,7 @@ def build_argument_spec():
         runner_node_selector=dict(type="dict", default={}),
         runner_tolerations=dict(type="list", elements="dict", default=[]),
         labels=dict(type="dict", default={}),
+        freeze=dict(type="list", elements="raw", default=[]),
         run_now=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         **options.broadcast_options()
@@ -279,6 +324,7 @@ def validate(params):
         "name", "time_zone", "concurrency_policy", "starting_deadline_seconds", "successful_jobs_history_limit",
         "failed_jobs_history_limit", "history_limit", "suspend"))
     cron.update(schedule=expr, runner_image=image.strip(), labels=extra,
+                freeze=freeze.parse_freeze(params.get("freeze") or [], params.get("time_zone")),
                 runner_node_selector=dict(params.get("runner_node_selector") or {}),
                 runner_tolerations=list(params.get("runner_tolerations") or []))
     return cron, opts
@@ -294,8 +340,9 @@ def present(module, client, cron, opts):
         raise cron_schedule.refused_by_apiserver(exc, cron)
     stale = install.stale_objects(client, cron["name"], opts["namespace"], desired, module.check_mode)
     changed += stale
+    runs, frozen = cron_schedule.preview(cron["schedule"], cron.get("time_zone"), freeze=cron["freeze"])
     result = {"changed": bool(changed), "changes": changed, "objects": [apply.ref(o) for o in desired],
-              "next_runs": cron_schedule.next_runs(cron["schedule"], cron.get("time_zone"))}
+              "next_runs": runs, "frozen_runs": frozen}
     if module._diff and changed:
         result["diff"] = diff
     if module.params["run_now"]:

@@ -57,16 +57,20 @@ def removed_totals(nodes):
     return totals
 
 
-def history_entry(run_id, job, started, finished, state, result):
-    """One run as it is kept in the history, with its ``removed`` totals. Logs are trimmed so that many runs fit."""
+def history_entry(run_id, job, started, finished, state, result, reason=None):
+    """One run as it is kept in the history, with its ``removed`` totals. Logs are trimmed so that many runs fit.
+    ``reason``: why a run started no pod (state ``skipped``: a freeze)."""
     nodes = []
     for rec in (result or {}).get("nodes") or []:
         rec = dict(rec)
         if rec.get("log") and len(rec["log"]) > LOG_CHARS_IN_HISTORY:
             rec["log"] = rec["log"][-LOG_CHARS_IN_HISTORY:]
         nodes.append(rec)
-    return {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
-            "summary": (result or {}).get("summary"), "removed": removed_totals(nodes), "nodes": nodes}
+    entry = {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
+             "summary": (result or {}).get("summary"), "removed": removed_totals(nodes), "nodes": nodes}
+    if reason:
+        entry["reason"] = reason
+    return entry
 
 
 def _drop_logs(run):

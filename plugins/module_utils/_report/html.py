@@ -236,9 +236,10 @@ def _broadcast(cluster, cron):
         ("succeeded", summary.get("succeeded", 0)),
         ("failed", sum(summary.get(k, 0) for k in ("failed", "timed_out", "lost", "unschedulable"))),
         ("not started", summary.get("not_started", 0)), ("cancelled", summary.get("cancelled", 0)), ("disk space", freed_label(*_runs_freed(newest)))])
-    columns = "".join('<th class="run">%s<br>%s</th>' % (escape(str(run.get("run_id"))),
-                                                         escape(str(run.get("started_at") or "")))
-                      for run in history)
+    columns = "".join('<th class="run" data-state="%s" title="%s">%s<br>%s%s</th>' % (
+        escape(str(run.get("state"))), escape(run.get("reason") or str(run.get("state"))),
+        escape(str(run.get("run_id"))), escape(str(run.get("started_at") or "")),
+        "<br><small>skipped</small>" if run.get("state") == "skipped" else "") for run in history)
 
     def cell(run_id, outcome, title):
         shown = outcome.replace("_", " ") if outcome != "none" else "-"
@@ -247,8 +248,11 @@ def _broadcast(cluster, cron):
 
     rows = "".join('<tr class="node-row" data-node="%s"><th>%s</th>%s</tr>' % (
         escape(node), escape(node), "".join(cell(*c) for c in cells)) for node, cells in grid(history))
+    skips = "".join('<p class="skipped-run" data-run="%s">Run %s (%s) was skipped: %s. It started no pod.</p>' % (
+        escape(str(run.get("run_id"))), escape(str(run.get("run_id"))), escape(str(run.get("started_at") or "")),
+        escape(run.get("reason") or "no reason recorded")) for run in history if run.get("state") == "skipped")
     return "".join([
-        head, '<p class="meta">%s</p>' % schedule, '<div class="cards">%s</div>' % cards,
+        head, '<p class="meta">%s</p>' % schedule, '<div class="cards">%s</div>' % cards, skips,
         "<h3>Last %d runs, node by node (newest first)</h3>" % len(history), _legend(),
         '<table class="runs"><thead><tr><th>Node</th>%s</tr></thead><tbody>%s</tbody></table>' % (columns, rows),
         "<h3>Bytes freed per node, newest run</h3>", _bars(newest),
