@@ -115,7 +115,8 @@ cron_broadcasts:
       description:
         - The newest I(runs) runs, each with run_id, job, started_at, finished_at, state, summary, removed and nodes.
         - C(state) is C(succeeded), C(failed), C(interrupted) or C(skipped). A C(skipped) run fell due inside one of
-          the cron broadcast's freezes and started no pod; its C(reason) names the freeze.
+          the cron broadcast's freezes and started no pod; its C(reason) names the freeze. Consecutive runs skipped by
+          one freeze are one entry, with C(skipped_runs) (how many) and C(first_skipped_at).
         - This is the record of what was removed. Each node's C(result) is its preset's result. It lists what was
           removed (C(images_removed) or C(files_removed), at most 50 names) and gives the full count and
           C(bytes_freed). Each run's C(removed) holds the totals over its nodes (C(bytes_freed), C(items),

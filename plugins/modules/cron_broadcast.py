@@ -128,8 +128,13 @@ options:
       - Each entry is a date C(YYYY-MM-DD), a range of dates C(YYYY-MM-DD..YYYY-MM-DD) with both days included,
         or a dict with C(start), optional C(end) (included; default the start) and optional C(reason) (at most
         200 characters; default C(change freeze)).
-      - The days are days of I(time_zone), or of UTC without it. A freeze covers from the local midnight that
-        starts its first day to the local midnight that ends its last.
+      - The days are days of I(time_zone), which is required with a freeze (a CronJob without a time zone fires on
+        the controller-manager's clock, whose zone no client can read). A freeze covers from the local midnight
+        that starts its first day to the local midnight that ends its last, daylight-saving days whole.
+      - The runner judges a run by the time it starts, seconds after the run fell due (longer when its image
+        must be pulled). With I(run_now) inside a freeze the module warns that the run will be skipped.
+      - Consecutive runs skipped by one freeze are one entry of the history, with C(skipped_runs) (how many) and
+        C(first_skipped_at), so that a long freeze does not push the runs that did something out of it.
       - At most 100 entries. An empty list (the default) freezes nothing.
     type: list
     elements: raw
@@ -257,6 +262,7 @@ job:
   sample: nightly-prune-manual-1732330000
 """
 
+import datetime
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -323,6 +329,11 @@ def validate(params):
     cron = dict((k, params.get(k)) for k in (
         "name", "time_zone", "concurrency_policy", "starting_deadline_seconds", "successful_jobs_history_limit",
         "failed_jobs_history_limit", "history_limit", "suspend"))
+    if params.get("freeze") and not params.get("time_zone"):
+        # Freeze days are days of a time zone; a CronJob without one fires on the controller-manager's clock,
+        # whose zone no client can read.
+        raise InvalidInput("time_zone", None, "an IANA time zone such as 'Europe/Berlin' or 'UTC' when freeze is set "
+                           "(its days are days of that zone)")
     cron.update(schedule=expr, runner_image=image.strip(), labels=extra,
                 freeze=freeze.parse_freeze(params.get("freeze") or [], params.get("time_zone")),
                 runner_node_selector=dict(params.get("runner_node_selector") or {}),
@@ -346,6 +357,10 @@ def present(module, client, cron, opts):
     if module._diff and changed:
         result["diff"] = diff
     if module.params["run_now"]:
+        now_frozen = freeze.frozen_at(cron["freeze"], datetime.datetime.now(datetime.timezone.utc))
+        if now_frozen is not None:
+            module.warn("run_now: today is inside the freeze %s; the run will start no pod and be recorded as "
+                        "skipped" % freeze.describe(now_frozen))
         job_name = "%s-manual-%d" % (cron["name"], int(time.time()))
         result.update(changed=True, job=job_name)
         if not module.check_mode:

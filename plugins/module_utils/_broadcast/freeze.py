@@ -25,6 +25,9 @@ ACCEPTED = ("a list of dates YYYY-MM-DD, ranges 'YYYY-MM-DD..YYYY-MM-DD' (both d
 UTC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAX_ENTRIES = 100
+# The years a freeze may name: the UTC instants are written YYYY-MM-DDTHH:MM:SSZ, and a typo such as 0226 is
+# an error, not a freeze nobody will see.
+YEARS = (1970, 9998)
 MAX_REASON = 200
 # The cron broadcast's freezes (JSON, as parse_freeze returns them) on its CronJob, for broadcast_info; the runner
 # reads its own copy in runner.json.
@@ -33,13 +36,16 @@ ANNOTATION = "nodeops.io/freeze"
 
 def _date(param, value):
     if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
-        return value   # YAML reads an unquoted 2026-12-24 as a date
+        value = value.isoformat()   # YAML reads an unquoted 2026-12-24 as a date
     if not isinstance(value, str) or not _DATE.match(value.strip()):
         raise InvalidInput(param, value, "a date YYYY-MM-DD, such as 2026-12-24")
     try:
-        return datetime.date.fromisoformat(value.strip())
+        day = datetime.date.fromisoformat(value.strip())
     except ValueError:
         raise InvalidInput(param, value, "a date YYYY-MM-DD that exists, such as 2026-12-24")
+    if not YEARS[0] <= day.year <= YEARS[1]:
+        raise InvalidInput(param, value, "a date in the years %d to %d" % YEARS)
+    return day
 
 
 def _local_midnight_utc(day, zone):
@@ -86,8 +92,6 @@ def parse_freeze(given, time_zone=None):
             raise InvalidInput(param, entry, ACCEPTED)
         if end < start:
             raise InvalidInput(param, entry, "an end on or after its start (%s)" % start.isoformat())
-        if end >= datetime.date.max:
-            raise InvalidInput(param, entry, "days before %s" % datetime.date.max.isoformat())
         out.append({"start": start.isoformat(), "end": end.isoformat(),
                     "reason": (reason or "").strip() or "change freeze",
                     "time_zone": time_zone or "UTC",

@@ -145,12 +145,13 @@ def main(environ=None):
     labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CRON: runner_input["cron"], LABEL_KIND: KIND_HISTORY}
 
     term = Termination(environ.get(FAULT_ENV), log=_say)
-    signal.signal(signal.SIGTERM, term.on_sigterm)
     frozen = freeze.frozen_at(runner_input.get("freeze"), datetime.datetime.now(datetime.timezone.utc))
+    if frozen is not None:
+        term.phase = "history"   # nothing to interrupt: a SIGTERM is noted, and the skip recorded
+    signal.signal(signal.SIGTERM, term.on_sigterm)
     reason = None
     if frozen is not None:
         # Due inside a freeze: no pod is started; the history says so, and why.
-        term.enter("history")   # nothing to interrupt: a SIGTERM from here on is noted, and the skip recorded
         reason = "inside the freeze %s" % freeze.describe(frozen)
         _say("run %s of %s/%s skipped (job %s): %s; no pod started" % (run_id, opts["namespace"], opts["name"], job,
                                                                         reason))

@@ -89,24 +89,27 @@ def preview(expr, tz=None, now=None, count=5, freeze=None):
         it = croniter(expr.strip().replace("?", "*"), now)
     except (ValueError, KeyError, TypeError):
         return [], []
-    out, hidden = [], {}
-    while len(out) < count:
-        fire = it.get_next(datetime.datetime)
-        entry = freeze_rules.frozen_at(freeze, fire)
-        shown = {"local": fire.isoformat(), "utc": fire.astimezone(datetime.timezone.utc).isoformat()}
-        if entry is None:
-            out.append(shown)
-            continue
-        note = hidden.setdefault(entry["from_utc"], dict(shown, freeze=freeze_rules.describe(entry), hidden=0))
-        # Count the fire times the freeze hides, then go on from its end (a schedule of every minute in a
-        # two-week freeze is not walked minute by minute).
-        thaw = freeze_rules.thaw_after(entry)
-        while fire < thaw:
-            note["hidden"] += 1
-            if note["hidden"] >= MAX_HIDDEN_COUNTED:
+    out, hidden, fire = [], {}, None
+    try:
+        while len(out) < count:
+            fire = fire or it.get_next(datetime.datetime)
+            entry = freeze_rules.frozen_at(freeze, fire)
+            shown = {"local": fire.isoformat(), "utc": fire.astimezone(datetime.timezone.utc).isoformat()}
+            if entry is None:
+                out.append(shown)
+                fire = None
+                continue
+            key = (entry["from_utc"], entry["until_utc"], entry["reason"])
+            note = hidden.setdefault(key, dict(shown, freeze=freeze_rules.describe(entry), hidden=0))
+            # Count the fire times the freeze hides, up to a bound, then go on from its end (a schedule of every
+            # minute in a two-week freeze is not walked minute by minute). ``fire`` is the first after it.
+            thaw = freeze_rules.thaw_after(entry)
+            while fire < thaw and note["hidden"] < MAX_HIDDEN_COUNTED:
+                note["hidden"] += 1
+                fire = it.get_next(datetime.datetime)
+            if fire < thaw:
                 it = croniter(expr.strip().replace("?", "*"), (thaw - datetime.timedelta(seconds=1)).astimezone(zone))
-                break
-            fire = it.get_next(datetime.datetime)
-        else:
-            it = croniter(expr.strip().replace("?", "*"), (fire - datetime.timedelta(seconds=1)).astimezone(zone))
+                fire = None
+    except (ValueError, OverflowError, KeyError):   # croniter's end of time (year 9999), or a date it cannot make
+        pass
     return out, [hidden[k] for k in sorted(hidden)]

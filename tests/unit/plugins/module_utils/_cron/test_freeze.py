@@ -56,7 +56,9 @@ def test_a_day_whose_clocks_change_is_covered_whole():
     ([{"start": "2026-12-24", "reason": "x" * 201}], "freeze[0].reason", "at most 200 characters"),
     ([7], "freeze[0]", "a list of dates"),
     (["2026-12-24"] * 101, "freeze", "at most 100 entries"),
-    (["9999-12-31"], "freeze[0]", "days before 9999-12-31"),
+    (["9999-12-31"], "freeze[0]", "a date in the years 1970 to 9998"),
+    (["0226-12-24"], "freeze[0]", "a date in the years 1970 to 9998"),   # a typo, not a freeze nobody sees
+    ([{"start": "2026-12-24", "end": "0226-12-25"}], "freeze[0].end", "a date in the years 1970 to 9998"),
 ])
 def test_a_bad_freeze_names_the_entry_the_value_and_what_is_accepted(given, param, accepted):
     with pytest.raises(InvalidInput) as info:
@@ -84,6 +86,14 @@ def test_next_runs_leave_frozen_fire_times_out_and_say_which():
     # Without the freeze, the same schedule fires on the frozen days.
     assert [r["local"][:10] for r in schedule.next_runs("30 2 * * *", "Europe/Berlin", at(2026, 12, 22, 12), 2)] == [
         "2026-12-23", "2026-12-24"]
+
+
+def test_two_freezes_back_to_back_and_a_fire_time_right_at_the_thaw():
+    f = freeze.parse_freeze(["2026-12-24", {"start": "2026-12-25", "reason": "second"}], "UTC")
+    runs, hidden = schedule.preview("0 0 * * *", "UTC", at(2026, 12, 23, 12), 2, f)
+    # Midnight of the 26th is the first instant after both: it fires then, not a day later.
+    assert [r["utc"] for r in runs] == ["2026-12-26T00:00:00+00:00", "2026-12-27T00:00:00+00:00"]
+    assert [(h["freeze"][:6], h["hidden"]) for h in hidden] == [("change", 1), ("second", 1)]
 
 
 def test_a_schedule_of_every_minute_jumps_over_a_long_freeze():
@@ -178,5 +188,42 @@ def test_the_report_shows_a_skipped_run_and_its_reason():
                                   {"summary": {"succeeded": 1}, "nodes": [{"node": "n1", "outcome": "succeeded"}]})]
     page = html._broadcast("", {"name": "nightly", "schedule": "30 2 * * *", "history": runs})
     assert '<p class="skipped-run" data-run="r2">' in page and "inside the freeze holidays (2026-12-24, UTC)" in page
-    assert 'data-state="skipped"' in page and 'data-run="r1">' not in page.split('class="skipped-run"')[0][-40:]
-    assert "reason" not in runs[1]
+    assert page.count('class="skipped-run"') == 1 and 'skipped-run" data-run="r1"' not in page
+    assert 'data-state="skipped"' in page and "reason" not in runs[1]
+    # The cards are the newest run that ran: its node succeeded (a skipped run's would all be 0).
+    assert '<div class="card">last run<b>skipped</b></div>' in page
+    assert '<div class="card">last ran<b>2026-12-23T01:30:00Z</b></div>' in page
+    assert '<div class="card">succeeded<b>1</b></div>' in page
+
+
+def test_consecutive_skips_of_one_freeze_are_one_history_entry_and_push_no_run_out():
+    def skip(i, reason="inside the freeze holidays (2026-12-24..2027-01-02, UTC)"):
+        return history.history_entry("s%d" % i, "j%d" % i, "2026-12-%02dT01:30:00Z" % (20 + i), "x", "skipped", None,
+                                     reason=reason)
+    ran = history.history_entry("r0", "j0", "2026-12-19T01:30:00Z", "x", "succeeded",
+                                {"summary": {"succeeded": 1}, "nodes": [{"node": "n1", "outcome": "succeeded"}]})
+    runs = [ran]
+    for i in range(1, 8):
+        runs = history.cap_history(history.with_run(runs, skip(i)), 3)
+    assert [r["run_id"] for r in runs] == ["s7", "r0"]
+    assert (runs[0]["skipped_runs"], runs[0]["first_skipped_at"]) == (7, "2026-12-21T01:30:00Z")
+    # Another freeze's skip, or a run that ran, is an entry of its own.
+    runs = history.with_run(runs, skip(8, reason="inside the freeze other (2027-01-05, UTC)"))
+    assert [r["run_id"] for r in runs] == ["s8", "s7", "r0"] and "skipped_runs" not in runs[0]
+    assert [r["run_id"] for r in history.with_run(runs, ran)][:2] == ["r0", "s8"]
+
+
+def test_cron_broadcast_refuses_a_freeze_without_a_time_zone_before_anything_is_written():
+    from ansible_collections.nodeops.kubernetes.plugins.modules import cron_broadcast
+
+    spec = cron_broadcast.build_argument_spec()
+    params = dict((k, copy.deepcopy(v.get("default"))) for k, v in spec.items())
+    params.update(name="nightly", namespace="ops", schedule="30 2 * * *", preset="image_prune",
+                  image_prune={"include": [], "exclude": [], "dry_run": False}, freeze=["2026-12-24"])
+    with pytest.raises(InvalidInput) as info:
+        cron_broadcast.validate(params)
+    assert info.value.param == "time_zone" and "when freeze is set" in info.value.msg
+    cron, _opts = cron_broadcast.validate(dict(params, time_zone="Europe/Berlin"))
+    assert cron["freeze"][0]["from_utc"] == "2026-12-23T23:00:00Z"
+    cron, _opts = cron_broadcast.validate(dict(params, freeze=[]))   # no freeze: no time zone needed
+    assert cron["freeze"] == []
