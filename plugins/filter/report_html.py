@@ -21,6 +21,8 @@ description:
     (each C(info) a broadcast_info result read from that cluster, or C(error) saying why there is none), to put
     several clusters on one page.
   - A dry run's bytes are shown as what it would free (pale blue), never as freed.
+  - A run that fell due inside a freeze (cron_broadcast's I(freeze)) started no pod; its column is marked
+    skipped and a line under the cards gives the freeze's reason.
 options:
   _input:
     description: A broadcast_info result (with C(cron_broadcasts)), or a list of C({name, info, error}) per cluster.

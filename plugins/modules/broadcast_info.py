@@ -92,7 +92,20 @@ cron_broadcasts:
       description: When the CronJob last started a Job.
       type: str
     next_runs:
-      description: The next fire times (local and UTC); empty when suspended.
+      description: The next fire times outside its freezes (local and UTC); empty when suspended.
+      type: list
+      elements: dict
+    frozen_runs:
+      description:
+        - The fire times I(next_runs) left out because a freeze covers them (before the last of I(next_runs)). One
+          entry per freeze, with the first fire time it skips, C(freeze) (its reason, days and time zone) and
+          C(hidden) (how many fire times it skips, counted up to 1000).
+      type: list
+      elements: dict
+    freeze:
+      description:
+        - The cron broadcast's freezes (its I(freeze) option, checked), each with C(start), C(end), C(reason),
+          C(time_zone) and the UTC instants it covers (C(from_utc), C(until_utc), the latter excluded).
       type: list
       elements: dict
     last_run:
@@ -101,6 +114,9 @@ cron_broadcasts:
     history:
       description:
         - The newest I(runs) runs, each with run_id, job, started_at, finished_at, state, summary, removed and nodes.
+        - C(state) is C(succeeded), C(failed), C(interrupted) or C(skipped). A C(skipped) run fell due inside one of
+          the cron broadcast's freezes and started no pod; its C(reason) names the freeze. Consecutive runs skipped by
+          one freeze are one entry, with C(skipped_runs) (how many) and C(first_skipped_at).
         - This is the record of what was removed. Each node's C(result) is its preset's result. It lists what was
           removed (C(images_removed) or C(files_removed), at most 50 names) and gives the full count and
           C(bytes_freed). Each run's C(removed) holds the totals over its nodes (C(bytes_freed), C(items),
@@ -163,7 +179,7 @@ import datetime
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history, naming
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import freeze, history, naming
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule as cron_schedule
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.options import validate_identity
@@ -184,10 +200,12 @@ def cron_info(client, namespace, name, history_cm, runs):
              "last_run": runs_recorded[0] if runs_recorded else None}
     if cron is not None:
         spec = cron["spec"]
+        frozen = freeze.freeze_of(cron)
+        runs, hidden = ([], []) if spec.get("suspend") else cron_schedule.preview(spec["schedule"], spec.get("timeZone"),
+                                                                                  freeze=frozen)
         entry.update(schedule=spec["schedule"], time_zone=spec.get("timeZone"), suspended=bool(spec.get("suspend")),
                      last_schedule_time=(cron.get("status") or {}).get("lastScheduleTime"),
-                     next_runs=[] if spec.get("suspend") else cron_schedule.next_runs(spec["schedule"],
-                                                                                      spec.get("timeZone")))
+                     next_runs=runs, frozen_runs=hidden, freeze=frozen)
     return entry
 
 

@@ -119,6 +119,26 @@ options:
       - The collection's own labels (C(app.kubernetes.io/managed-by), C(nodeops.io/*)) cannot be set here.
     type: dict
     default: {}
+  freeze:
+    description:
+      - Days on which no run starts pods, for example a change freeze over the holidays. A run that falls due
+        inside a freeze (the CronJob's, or one started by I(run_now)) starts no pod and is recorded in the
+        history as C(skipped), with the freeze's reason; M(nodeops.kubernetes.broadcast_info) and its report
+        show it. I(next_runs) leaves the frozen fire times out, and I(frozen_runs) names them.
+      - Each entry is a date C(YYYY-MM-DD), a range of dates C(YYYY-MM-DD..YYYY-MM-DD) with both days included,
+        or a dict with C(start), optional C(end) (included; default the start) and optional C(reason) (at most
+        200 characters; default C(change freeze)).
+      - The days are days of I(time_zone), which is required with a freeze (a CronJob without a time zone fires on
+        the controller-manager's clock, whose zone no client can read). A freeze covers from the local midnight
+        that starts its first day to the local midnight that ends its last, daylight-saving days whole.
+      - The runner judges a run by the time it starts, seconds after the run fell due (longer when its image
+        must be pulled). With I(run_now) inside a freeze the module warns that the run will be skipped.
+      - Consecutive runs skipped by one freeze are one entry of the history, with C(skipped_runs) (how many) and
+        C(first_skipped_at), so that a long freeze does not push the runs that did something out of it.
+      - At most 100 entries. An empty list (the default) freezes nothing.
+    type: list
+    elements: raw
+    default: []
   run_now:
     description:
       - Also start a run at once, as a Job created from the CronJob.
@@ -176,6 +196,24 @@ EXAMPLES = r"""
       older_than_days: 7
     run_now: true
 
+- name: Prune nightly, but not during the year-end change freeze nor on a release day
+  nodeops.kubernetes.cron_broadcast:
+    name: nightly-prune
+    namespace: node-maintenance
+    schedule: "30 2 * * *"
+    time_zone: Europe/Berlin
+    preset: image_prune
+    freeze:
+      - start: "2026-12-21"
+        end: "2027-01-04"
+        reason: year-end change freeze
+      - "2027-02-15"
+  register: cron
+
+- name: Say which runs the freezes skip
+  ansible.builtin.debug:
+    msg: "{{ cron.frozen_runs | map(attribute='freeze') | list }}"
+
 - name: Remove it, with its history and any leftover pods
   nodeops.kubernetes.cron_broadcast:
     name: weekly-logs
@@ -185,11 +223,22 @@ EXAMPLES = r"""
 
 RETURN = r"""
 next_runs:
-  description: The next 5 fire times, in I(time_zone) (or UTC) and in UTC.
+  description: The next 5 fire times outside every freeze, in I(time_zone) (or UTC) and in UTC.
   returned: state=present
   type: list
   elements: dict
   sample: [{local: "2026-11-24T02:30:00+01:00", utc: "2026-11-24T01:30:00+00:00"}]
+frozen_runs:
+  description:
+    - The fire times I(next_runs) left out because a freeze covers them, before the last of I(next_runs). One
+      entry per freeze, with the first fire time it skips, the freeze (its reason, days and time zone) and how
+      many fire times it skips (counted up to 1000).
+    - Empty without I(freeze), or when no freeze falls before the fifth next run.
+  returned: state=present
+  type: list
+  elements: dict
+  sample: [{local: "2026-12-21T02:30:00+01:00", utc: "2026-12-21T01:30:00+00:00",
+            freeze: "year-end change freeze (2026-12-21..2027-01-04, Europe/Berlin)", hidden: 15}]
 objects:
   description: The objects of this cron broadcast.
   returned: always
@@ -213,11 +262,12 @@ job:
   sample: nightly-prune-manual-1732330000
 """
 
+import datetime
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import freeze, options
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import install, manifests
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import schedule as cron_schedule
@@ -246,6 +296,7 @@ def build_argument_spec():
         runner_node_selector=dict(type="dict", default={}),
         runner_tolerations=dict(type="list", elements="dict", default=[]),
         labels=dict(type="dict", default={}),
+        freeze=dict(type="list", elements="raw", default=[]),
         run_now=dict(type="bool", default=False),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         **options.broadcast_options()
@@ -278,7 +329,13 @@ def validate(params):
     cron = dict((k, params.get(k)) for k in (
         "name", "time_zone", "concurrency_policy", "starting_deadline_seconds", "successful_jobs_history_limit",
         "failed_jobs_history_limit", "history_limit", "suspend"))
+    if params.get("freeze") and not params.get("time_zone"):
+        # Freeze days are days of a time zone; a CronJob without one fires on the controller-manager's clock,
+        # whose zone no client can read.
+        raise InvalidInput("time_zone", None, "an IANA time zone such as 'Europe/Berlin' or 'UTC' when freeze is set "
+                           "(its days are days of that zone)")
     cron.update(schedule=expr, runner_image=image.strip(), labels=extra,
+                freeze=freeze.parse_freeze(params.get("freeze") or [], params.get("time_zone")),
                 runner_node_selector=dict(params.get("runner_node_selector") or {}),
                 runner_tolerations=list(params.get("runner_tolerations") or []))
     return cron, opts
@@ -294,11 +351,16 @@ def present(module, client, cron, opts):
         raise cron_schedule.refused_by_apiserver(exc, cron)
     stale = install.stale_objects(client, cron["name"], opts["namespace"], desired, module.check_mode)
     changed += stale
+    runs, frozen = cron_schedule.preview(cron["schedule"], cron.get("time_zone"), freeze=cron["freeze"])
     result = {"changed": bool(changed), "changes": changed, "objects": [apply.ref(o) for o in desired],
-              "next_runs": cron_schedule.next_runs(cron["schedule"], cron.get("time_zone"))}
+              "next_runs": runs, "frozen_runs": frozen}
     if module._diff and changed:
         result["diff"] = diff
     if module.params["run_now"]:
+        now_frozen = freeze.frozen_at(cron["freeze"], datetime.datetime.now(datetime.timezone.utc))
+        if now_frozen is not None:
+            module.warn("run_now: today is inside the freeze %s; the run will start no pod and be recorded as "
+                        "skipped" % freeze.describe(now_frozen))
         job_name = "%s-manual-%d" % (cron["name"], int(time.time()))
         result.update(changed=True, job=job_name)
         if not module.check_mode:

@@ -292,6 +292,20 @@ class AuditLog:
                         "name": ref.get("name"), "code": event.get("responseStatus", {}).get("code")})
         return out
 
+    def creates_since(self, mark, resource, namespace):
+        """Who created a ``resource`` in ``namespace`` after ``mark``: [(username, name)], stored writes only. The
+        name is None for an object created with generateName (the audit event names only what the request's
+        body named), as the Job controller creates its pods."""
+        out = []
+        for event in self.events_since(mark):
+            ref = event.get("objectRef") or {}
+            if event.get("stage") != "ResponseComplete" or event.get("verb") != "create" or \
+                    "dryRun=All" in event.get("requestURI", ""):
+                continue
+            if (ref.get("resource"), ref.get("subresource"), ref.get("namespace")) == (resource, None, namespace):
+                out.append((event.get("user", {}).get("username"), ref.get("name")))
+        return out
+
     def log_reads_since(self, mark, user=ADMIN_USER, namespace=None):
         """The pod names whose log ``user`` read (in ``namespace``) after ``mark``."""
         return sorted(e["name"] for e in self.writes_since(mark, user, namespace, reads=True)

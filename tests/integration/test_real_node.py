@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import hashlib
 import json
 import time
@@ -555,6 +556,70 @@ def test_cron_run_now_runs_the_real_runner_in_a_pod_on_the_real_node(tmp_path, a
         assert rec["result"]["dry_run"] is True and rec["result"]["bytes_freed"] > 0, rec["result"]
     finally:
         kh.run_module(tmp_path, "cron_broadcast", {"name": "nightly", "namespace": namespace, "state": "absent"})
+
+
+def test_a_run_due_inside_a_freeze_starts_no_pod_and_the_history_says_why(tmp_path, api_client, core, namespace,
+                                                                          real_node, sim_nodes, audit):
+    """Issue 27: a freeze that covers today (in the schedule's time zone); run_now's Job runs the real runner in its
+    pod on the real node. It creates no pod (the audit log: no pod created by anyone in the namespace but the Job
+    controller's runner pod), the history records the run as skipped with the freeze's reason, and broadcast_info
+    leaves today's fire times out of next_runs and names the freeze in frozen_runs."""
+    from zoneinfo import ZoneInfo
+
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._report import html
+    from kubernetes import client as k8s
+
+    zone = "Pacific/Kiritimati"   # UTC+14: "today" there is not today in UTC for ten hours of every day
+    today = datetime.datetime.now(ZoneInfo(zone)).date()
+    nodes = [real_node.name, sim_nodes.add(), sim_nodes.add()]
+    # Due only at 00:00-00:20 Kiritimati time (10:00-10:20 UTC), which the freeze covers today and tomorrow: the
+    # CronJob's own schedule cannot add a run while the test reads the history.
+    args = on_real_node(real_node, namespace, name="frozen", schedule="0,5,10,15,20 0 * * *", time_zone=zone,
+                        preset="image_prune", image_prune={"dry_run": True}, nodes=nodes, run_now=True,
+                        runner_image=real_node.image, runner_node_selector=real_node.label,
+                        runner_tolerations=real_node.tolerations,
+                        freeze=[{"start": today.isoformat(), "end": (today + datetime.timedelta(days=1)).isoformat(),
+                                 "reason": "release week"}, "2001-01-01"])
+    mark = audit.mark()
+    try:
+        installed = kh.run_module(tmp_path, "cron_broadcast", args)
+        assert not installed.get("failed"), installed.get("msg")
+        # Every fire time of today and tomorrow is frozen: the next runs are the day after's.
+        after = (today + datetime.timedelta(days=2)).isoformat()
+        assert [r["local"][:10] for r in installed["next_runs"]] == [after] * 5, installed["next_runs"]
+        assert [f["freeze"] for f in installed["frozen_runs"]] == [
+            "release week (%s..%s, %s)" % (today, today + datetime.timedelta(days=1), zone)], installed["frozen_runs"]
+        batch = k8s.BatchV1Api(api_client)
+
+        def finished_job():
+            job = batch.read_namespaced_job(installed["job"], namespace)
+            return job if (job.status.succeeded or job.status.failed) else None
+
+        job = kh.wait_for("the run_now Job to finish", finished_job, timeout=180, interval=1)
+        runner_pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % installed["job"]).items
+        runner_log = core.read_namespaced_pod_log(runner_pods[0].metadata.name, namespace)
+        assert job.status.succeeded == 1, runner_log
+        assert "skipped (job %s): inside the freeze release week" % installed["job"] in runner_log, runner_log
+        # Nothing but the runner's own pod was created in the namespace, by anyone: one pod, by the Job controller
+        # (with generateName, so the audit event has no name), none by the runner's ServiceAccount or the module.
+        created = audit.creates_since(mark, "pods", namespace)
+        assert [user for user, _name in created] == ["system:serviceaccount:kube-system:job-controller"], created
+        assert created[0][1] in (None, runner_pods[0].metadata.name), created
+        assert [p.metadata.name for p in core.list_namespaced_pod(namespace).items] == [runner_pods[0].metadata.name]
+        info = kh.run_module(tmp_path, "broadcast_info", {"name": "frozen", "namespace": namespace})
+        assert not info.get("failed"), info.get("msg")
+        cron = info["cron_broadcasts"][0]
+        last = cron["last_run"]
+        assert (last["state"], last["job"], last["nodes"]) == ("skipped", installed["job"], []), last
+        assert last["reason"] == "inside the freeze release week (%s..%s, %s)" % (
+            today, today + datetime.timedelta(days=1), zone), last
+        assert cron["next_runs"] == installed["next_runs"] and cron["frozen_runs"][0]["freeze"].startswith(
+            "release week")
+        # The report_html filter's page shows the skip and why.
+        page = html.render([{"name": None, "info": info}])
+        assert 'class="skipped-run"' in page and "inside the freeze release week" in page
+    finally:
+        kh.run_module(tmp_path, "cron_broadcast", {"name": "frozen", "namespace": namespace, "state": "absent"})
 
 
 @pytest.mark.parametrize("phase", ["cleanup", "events", "history"])

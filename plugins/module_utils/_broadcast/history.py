@@ -57,16 +57,20 @@ def removed_totals(nodes):
     return totals
 
 
-def history_entry(run_id, job, started, finished, state, result):
-    """One run as it is kept in the history, with its ``removed`` totals. Logs are trimmed so that many runs fit."""
+def history_entry(run_id, job, started, finished, state, result, reason=None):
+    """One run as it is kept in the history, with its ``removed`` totals. Logs are trimmed so that many runs fit.
+    ``reason``: why a run started no pod (state ``skipped``: a freeze)."""
     nodes = []
     for rec in (result or {}).get("nodes") or []:
         rec = dict(rec)
         if rec.get("log") and len(rec["log"]) > LOG_CHARS_IN_HISTORY:
             rec["log"] = rec["log"][-LOG_CHARS_IN_HISTORY:]
         nodes.append(rec)
-    return {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
-            "summary": (result or {}).get("summary"), "removed": removed_totals(nodes), "nodes": nodes}
+    entry = {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
+             "summary": (result or {}).get("summary"), "removed": removed_totals(nodes), "nodes": nodes}
+    if reason:
+        entry["reason"] = reason
+    return entry
 
 
 def _drop_logs(run):
@@ -138,6 +142,22 @@ def cap_history(runs, keep, max_bytes=HISTORY_MAX_BYTES):
     return runs
 
 
+LAST_RUN_KEYS = ("run_id", "job", "started_at", "finished_at", "state", "summary", "removed", "reason", "skipped_runs",
+                 "first_skipped_at")
+
+
+def with_run(runs, entry):
+    """``runs`` (newest first) with ``entry`` first. Pure. A skipped run right after another skipped for the same
+    reason (one freeze) is folded into it: one entry with ``skipped_runs`` (how many) and ``first_skipped_at``,
+    so that a freeze over many fire times does not push the runs that did something out of the history."""
+    if entry.get("state") == "skipped" and runs and runs[0].get("state") == "skipped" and \
+            runs[0].get("reason") == entry.get("reason"):
+        folded = dict(entry, skipped_runs=(runs[0].get("skipped_runs") or 1) + 1,
+                      first_skipped_at=runs[0].get("first_skipped_at") or runs[0].get("started_at"))
+        return [folded] + runs[1:]
+    return [entry] + runs
+
+
 def record_history(client, namespace, name, entry, keep, labels):
     """Prepend ``entry`` to the history ConfigMap, with optimistic concurrency."""
     path = client.core_path("configmaps", namespace, name)
@@ -145,10 +165,9 @@ def record_history(client, namespace, name, entry, keep, labels):
         current = client.get_or_none(path)
         runs = json.loads((current or {}).get("data", {}).get("runs") or "[]")
         runs = [r for r in runs if r.get("run_id") != entry["run_id"]]
-        runs = cap_history([entry] + runs, keep)
+        runs = cap_history(with_run(runs, entry), keep)
         data = {"runs": json.dumps(runs, sort_keys=True), "last_run": json.dumps(
-            {k: entry[k] for k in ("run_id", "job", "started_at", "finished_at", "state", "summary", "removed")},
-            sort_keys=True)}
+            {k: runs[0][k] for k in LAST_RUN_KEYS if k in runs[0]}, sort_keys=True)}
         try:
             if current is None:
                 client.create(client.core_path("configmaps", namespace), {

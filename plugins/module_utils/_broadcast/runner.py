@@ -19,7 +19,9 @@ It logs progress lines for ``kubectl logs -f``, then one JSON summary line,
 which it also writes as the pod's termination message (``kubectl get pod`` shows
 it, and no log read is needed to see how the run ended); records the run in a history ConfigMap (last N runs, size-capped), which
 outlives every pod and Job; exits 1 when the run failed under its failure
-policy; and on SIGTERM records the run as interrupted and deletes its pods.
+policy; and on SIGTERM records the run as interrupted and deletes its pods. A run due inside one of the
+cron broadcast's freezes (``runner.json``'s ``freeze``, in UTC instants) starts no pod and is recorded as
+``skipped`` with the freeze's reason.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -32,7 +34,7 @@ import os
 import signal
 import sys
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import history, limits
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import freeze, history, limits
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine, new_run_id
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import KIND_HISTORY, LABEL_CRON, LABEL_KIND
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.api import ConnectionConfig, RestClient
@@ -143,20 +145,33 @@ def main(environ=None):
     labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_CRON: runner_input["cron"], LABEL_KIND: KIND_HISTORY}
 
     term = Termination(environ.get(FAULT_ENV), log=_say)
+    frozen = freeze.frozen_at(runner_input.get("freeze"), datetime.datetime.now(datetime.timezone.utc))
+    if frozen is not None:
+        term.phase = "history"   # nothing to interrupt: a SIGTERM is noted, and the skip recorded
     signal.signal(signal.SIGTERM, term.on_sigterm)
-    _say("run %s of %s/%s starts (job %s)" % (run_id, opts["namespace"], opts["name"], job))
-    engine = Engine(client, log=_say, phase=term.enter)
-    state, result, code = run_to_the_end(engine, opts, run_id, term)
+    reason = None
+    if frozen is not None:
+        # Due inside a freeze: no pod is started; the history says so, and why.
+        reason = "inside the freeze %s" % freeze.describe(frozen)
+        _say("run %s of %s/%s skipped (job %s): %s; no pod started" % (run_id, opts["namespace"], opts["name"], job,
+                                                                        reason))
+        state, result, code = "skipped", None, 0
+    else:
+        _say("run %s of %s/%s starts (job %s)" % (run_id, opts["namespace"], opts["name"], job))
+        engine = Engine(client, log=_say, phase=term.enter)
+        state, result, code = run_to_the_end(engine, opts, run_id, term)
     term.enter("history")
-    if term.received_in is not None and state != "interrupted":
+    if term.received_in is not None and state not in ("interrupted", "skipped"):
         # SIGTERM came while the run was being finished: its results are whole, and it was interrupted.
         state, code = "interrupted", 143
     finished = _now()
-    entry = history.history_entry(run_id, job, started, finished, state, result)
+    entry = history.history_entry(run_id, job, started, finished, state, result, reason=reason)
     history.record_history(client, opts["namespace"], kept["configmap"], entry, kept["keep"], labels)
     for rec in entry["nodes"]:
         _say("node %s: %s%s" % (rec["node"], rec["outcome"], " (%s)" % rec["reason"] if rec.get("reason") else ""))
     summary = {"run_id": run_id, "state": state, "summary": entry["summary"]}
+    if reason:
+        summary["reason"] = reason
     sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     sys.stdout.flush()
     write_termination_message(summary, environ.get(TERMINATION_ENV, TERMINATION_LOG))

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import inputs, pods, runner, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import freeze, inputs, pods, runner, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.events import NODE_EVENTS_NAMESPACE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import (
@@ -103,6 +103,8 @@ def runner_files(cron, opts, sources=None, zone=None):
     names = object_names(cron["name"], opts["namespace"])
     runner_input = {"cron": cron["name"], "options": opts,
                     "history": {"configmap": names["history"], "keep": cron["history_limit"]}}
+    if cron.get("freeze"):   # only when set: a cron broadcast without freezes keeps its runner digest
+        runner_input["freeze"] = cron["freeze"]
     files = dict(("%s/%s" % (shipping.PACKAGE_DIR, path), source) for path, source in sources.items())
     time_zone = (opts.get("window") or {}).get("time_zone")
     if time_zone:
@@ -227,8 +229,12 @@ def cron_job(cron, opts, pod_spec, digest):
         cron_spec["timeZone"] = cron["time_zone"]
     if cron.get("starting_deadline_seconds") is not None:
         cron_spec["startingDeadlineSeconds"] = cron["starting_deadline_seconds"]
-    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": _meta(object_names(name, opts["namespace"])[
-        "cron_job"], opts["namespace"], name), "spec": cron_spec}
+    meta = _meta(object_names(name, opts["namespace"])["cron_job"], opts["namespace"], name)
+    if cron.get("freeze"):
+        # For broadcast_info's next_runs (the runner reads its own copy, in runner.json).
+        meta["annotations"] = {freeze.ANNOTATION: json.dumps(cron["freeze"], sort_keys=True, separators=(",", ":"))}
+    return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": cron_spec}
+
 
 
 def build_objects(cron, opts, sources=None, zone=None):

@@ -18,11 +18,14 @@ __metaclass__ = type
 
 import datetime
 
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import freeze as freeze_rules
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import InvalidInput, MissingDependency
 
 ACCEPTED = "a schedule the Kubernetes CronJob takes, e.g. '30 2 * * *' (02:30 every day) or '@daily'"
 # CronJob fields the apiserver may refuse, and the module option that sets each.
 FIELD_PARAMS = {"spec.schedule": "schedule", "spec.timeZone": "time_zone"}
+# A freeze's hidden fire times are counted up to this many ("hidden" says at least that many).
+MAX_HIDDEN_COUNTED = 1000
 
 
 def check_schedule(expr):
@@ -61,11 +64,19 @@ def check_time_zone(tz):
     return tz
 
 
-def next_runs(expr, tz=None, now=None, count=5):
-    """The next ``count`` fire times, each as {"local": ISO in tz, "utc": ISO in UTC}.
+def next_runs(expr, tz=None, now=None, count=5, freeze=None):
+    """The next ``count`` fire times, each as {"local": ISO in tz, "utc": ISO in UTC}, leaving out those inside
+    a freeze (``freeze``: parsed by ``_broadcast.freeze.parse_freeze``; see ``frozen_runs``).
 
     Empty where croniter does not know the syntax (``@every 1h``); the CronJob still runs.
     """
+    return preview(expr, tz, now, count, freeze)[0]
+
+
+def preview(expr, tz=None, now=None, count=5, freeze=None):
+    """(``next_runs``, the fire times it left out): for each freeze that hides fire times before the last of
+    ``next_runs``, the first it hides, as {"local", "utc", "freeze": its reason and days, "hidden": how many,
+    counted up to MAX_HIDDEN_COUNTED}."""
     try:
         from croniter import croniter
     except ImportError:
@@ -77,9 +88,28 @@ def next_runs(expr, tz=None, now=None, count=5):
     try:
         it = croniter(expr.strip().replace("?", "*"), now)
     except (ValueError, KeyError, TypeError):
-        return []
-    out = []
-    for _i in range(count):
-        fire = it.get_next(datetime.datetime)
-        out.append({"local": fire.isoformat(), "utc": fire.astimezone(datetime.timezone.utc).isoformat()})
-    return out
+        return [], []
+    out, hidden, fire = [], {}, None
+    try:
+        while len(out) < count:
+            fire = fire or it.get_next(datetime.datetime)
+            entry = freeze_rules.frozen_at(freeze, fire)
+            shown = {"local": fire.isoformat(), "utc": fire.astimezone(datetime.timezone.utc).isoformat()}
+            if entry is None:
+                out.append(shown)
+                fire = None
+                continue
+            key = (entry["from_utc"], entry["until_utc"], entry["reason"])
+            note = hidden.setdefault(key, dict(shown, freeze=freeze_rules.describe(entry), hidden=0))
+            # Count the fire times the freeze hides, up to a bound, then go on from its end (a schedule of every
+            # minute in a two-week freeze is not walked minute by minute). ``fire`` is the first after it.
+            thaw = freeze_rules.thaw_after(entry)
+            while fire < thaw and note["hidden"] < MAX_HIDDEN_COUNTED:
+                note["hidden"] += 1
+                fire = it.get_next(datetime.datetime)
+            if fire < thaw:
+                it = croniter(expr.strip().replace("?", "*"), (thaw - datetime.timedelta(seconds=1)).astimezone(zone))
+                fire = None
+    except (ValueError, OverflowError, KeyError):   # croniter's end of time (year 9999), or a date it cannot make
+        pass
+    return out, [hidden[k] for k in sorted(hidden)]

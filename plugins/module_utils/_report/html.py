@@ -229,16 +229,20 @@ def _broadcast(cluster, cron):
         " &middot; suspended" if cron.get("suspended") else "")
     if not history:
         return head + '<p class="meta">%s</p><p>No runs recorded yet.</p></section>' % schedule
-    newest = history[0]
+    last = history[0]
+    # A run skipped inside a freeze started no pod: the cards, bars and skipped nodes are those of the newest run
+    # that ran (the columns and the lines under the cards show the skips).
+    newest = next((run for run in history if run.get("state") != "skipped"), last)
     summary = newest.get("summary") or {}
     cards = "".join('<div class="card">%s<b>%s</b></div>' % (label, escape(str(value))) for label, value in [
-        ("last run", newest.get("state")), ("started", newest.get("started_at")),
+        ("last run", last.get("state")), ("last ran" if newest is not last else "started", newest.get("started_at")),
         ("succeeded", summary.get("succeeded", 0)),
         ("failed", sum(summary.get(k, 0) for k in ("failed", "timed_out", "lost", "unschedulable"))),
         ("not started", summary.get("not_started", 0)), ("cancelled", summary.get("cancelled", 0)), ("disk space", freed_label(*_runs_freed(newest)))])
-    columns = "".join('<th class="run">%s<br>%s</th>' % (escape(str(run.get("run_id"))),
-                                                         escape(str(run.get("started_at") or "")))
-                      for run in history)
+    columns = "".join('<th class="run" data-state="%s" title="%s">%s<br>%s%s</th>' % (
+        escape(str(run.get("state"))), escape(run.get("reason") or str(run.get("state"))),
+        escape(str(run.get("run_id"))), escape(str(run.get("started_at") or "")),
+        "<br><small>skipped</small>" if run.get("state") == "skipped" else "") for run in history)
 
     def cell(run_id, outcome, title):
         shown = outcome.replace("_", " ") if outcome != "none" else "-"
@@ -247,8 +251,13 @@ def _broadcast(cluster, cron):
 
     rows = "".join('<tr class="node-row" data-node="%s"><th>%s</th>%s</tr>' % (
         escape(node), escape(node), "".join(cell(*c) for c in cells)) for node, cells in grid(history))
+    skips = "".join('<p class="skipped-run" data-run="%s">Run %s (%s) was skipped%s: %s. It started no pod.</p>' % (
+        escape(str(run.get("run_id"))), escape(str(run.get("run_id"))), escape(str(run.get("started_at") or "")),
+        (", with %d runs before it since %s" % (run["skipped_runs"] - 1, escape(str(run.get("first_skipped_at"))))
+         if (run.get("skipped_runs") or 1) > 1 else ""),
+        escape(run.get("reason") or "no reason recorded")) for run in history if run.get("state") == "skipped")
     return "".join([
-        head, '<p class="meta">%s</p>' % schedule, '<div class="cards">%s</div>' % cards,
+        head, '<p class="meta">%s</p>' % schedule, '<div class="cards">%s</div>' % cards, skips,
         "<h3>Last %d runs, node by node (newest first)</h3>" % len(history), _legend(),
         '<table class="runs"><thead><tr><th>Node</th>%s</tr></thead><tbody>%s</tbody></table>' % (columns, rows),
         "<h3>Bytes freed per node, newest run</h3>", _bars(newest),
