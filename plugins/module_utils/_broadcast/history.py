@@ -66,7 +66,8 @@ def history_entry(run_id, job, started, finished, state, result):
             rec["log"] = rec["log"][-LOG_CHARS_IN_HISTORY:]
         nodes.append(rec)
     return {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
-            "summary": (result or {}).get("summary"), "removed": removed_totals(nodes), "nodes": nodes}
+            "summary": (result or {}).get("summary"), "limits": (result or {}).get("limits"),
+            "removed": removed_totals(nodes), "nodes": nodes}
 
 
 def _drop_logs(run):
