@@ -266,6 +266,37 @@ options:
       - Fail the run when the window closed before every eligible node was started.
     type: bool
     default: false
+  batch_soak:
+    description:
+      - Run in waves with a soak between them. Pods start in batches of 1, then 2, 4, ... nodes up to I(parallelism)
+        (back to 1 after a batch with a create error). With I(batch_soak), the next batch starts only once every pod
+        of the batch before has finished, and this long after; the window, the failure budget and the I(health_gate)
+        are judged again right before it starts.
+      - A duration such as C(90s), C(10m), C(2h), C(1h30m), or a number of seconds. C(0) or unset is no soak: a
+        new pod starts as soon as a slot of I(parallelism) is free.
+      - The soaks count towards I(timeout); give the run a I(timeout) that fits them.
+    type: raw
+  health_gate:
+    description:
+      - Stop starting pods when the cluster looks unhealthy. Judged before every batch (with I(batch_soak), after
+        the soak). Pods already running finish. The nodes never started get the outcome C(not_started) with the
+        reason C(HealthGate), and the run fails, naming the node or the count that stopped it.
+      - C(health_gate: {}) is the check on finished nodes alone. Leave it out for no gate.
+    type: dict
+    suboptions:
+      max_not_ready:
+        description:
+          - Stop when more nodes of the cluster than this are NotReady (whether the run selected them or not), as
+            the nodes' watch sees them. A number (C(2)) or a percentage of the cluster's nodes (C(5%), rounded down).
+          - Nodes NotReady already count, so a cluster with more NotReady nodes than this starts no pod at all; check
+            mode says so (C(plan.health_gate.would_stop)). Unset, the count is not checked.
+        type: raw
+      finished_nodes:
+        description:
+          - Stop when a node whose pod finished in this run (the last batch's, or an earlier one's) goes NotReady
+            after it (or was seen NotReady when its pod's end was seen, having been Ready when the run was planned).
+        type: bool
+        default: true
   node_events:
     description:
       - Kubernetes Events where operators look first. C(failures) posts one Warning event per node that failed,

@@ -111,6 +111,17 @@ EXAMPLES = r"""
     parallelism: 25%
     failure_policy: fail_fast
 
+- name: Prune in waves (1 node, then 2, 4, ... up to 8), ten minutes apart; stop if a pruned node goes NotReady
+  nodeops.kubernetes.broadcast_job:
+    name: image-prune
+    namespace: node-maintenance
+    preset: image_prune
+    parallelism: 8
+    batch_soak: 10m
+    health_gate:
+      max_not_ready: 2
+    timeout: 14400
+
 - name: Remove week-old logs of one application on the GPU nodes
   nodeops.kubernetes.broadcast_job:
     name: app-logs
@@ -172,11 +183,16 @@ summary:
            duration_s: 4.2}
 limits:
   description:
-    - When the run closed its maintenance window, its failure budget, and why it stopped starting pods
-      (C(WindowClosed), C(FailureBudgetExhausted), or null).
+    - What could stop the run starting pods or hold them back, and what did. C(window_closes_at) (when the
+      maintenance window closed), C(failure_budget), C(batch_soak_s) (0 without I(batch_soak)), C(health_gate)
+      (null without one; else C(max_not_ready), the NotReady nodes it allowed, null when not checked, and
+      C(finished_nodes)), C(stopped_starting) (C(WindowClosed), C(FailureBudgetExhausted), C(HealthGate), or null)
+      and C(stopped_message), the reason in words.
   returned: state=present, when nodes were eligible
   type: dict
-  sample: {window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 5, stopped_starting: null}
+  sample: {window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 5, batch_soak_s: 600,
+           health_gate: {max_not_ready: 2, finished_nodes: true}, stopped_starting: HealthGate,
+           stopped_message: "not started: health gate: node worker-3 went NotReady after its pod finished in this run"}
 nodes:
   description: One record per node, eligible or skipped, sorted by node name.
   returned: state=present, also on failure
@@ -202,7 +218,7 @@ nodes:
       description:
         - Short reason, for example C(Completed), C(Error), C(untolerated taint dedicated=db:NoSchedule),
           C(ImagePullBackOff), C(HostPathMissing); for not_started C(WindowClosed), C(FailureBudgetExhausted),
-          C(FailFast) or C(NotStarted) (the run's timeout or an abort); for cancelled C(CancelledByFailFast) or
+          C(HealthGate), C(FailFast) or C(NotStarted) (the run's timeout or an abort); for cancelled C(CancelledByFailFast) or
           C(RunAborted).
       type: str
     message:
@@ -243,12 +259,16 @@ nodes:
        finished_at: "2026-11-23T03:15:04Z", duration_s: 4.1, restarts: 0}
 plan:
   description:
-    - In check mode, the nodes it would run on and the skipped ones with their reasons, and what the window and the
-      failure budget would do to a run starting now.
+    - In check mode, the nodes it would run on and the skipped ones with their reasons, and what the window, the
+      failure budget, the batch soak and the health gate would do to a run starting now. C(health_gate) is null
+      without one; else the cluster's node count, its NotReady nodes (at most 50 names, and their count), the number
+      it allows and C(would_stop), the reason a run starting now would not start any pod, or null.
   returned: check mode
   type: dict
   sample: {eligible: [kwok-worker-1], skipped: {kwok-control-plane: control plane}, existing_pods: [], to_delete: [],
-           window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 0}
+           window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 0, batch_soak_s: 0,
+           health_gate: {cluster_nodes: 2, not_ready: [], not_ready_count: 0, max_not_ready: 0, finished_nodes: true,
+                         would_stop: null}}
 pod:
   description: In check mode, the pod manifest for the first eligible node.
   returned: check mode, when a node is eligible
@@ -311,6 +331,18 @@ def check_pod(module, engine, opts, run_id, node):
     return pod
 
 
+def health_gate_plan(gate, ready):
+    """The health gate against the cluster as planned (check mode): its NotReady nodes, how many it allows, and
+    the stop a run starting now would meet (None: none). Pure."""
+    if not gate:
+        return None
+    not_ready = sorted(n for n, ok in ready.items() if not ok)
+    why = limits.health_check(gate, not_ready, len(ready), [])
+    return {"cluster_nodes": len(ready), "not_ready": not_ready[:50], "not_ready_count": len(not_ready),
+            "max_not_ready": limits.not_ready_allowed(gate, len(ready)), "finished_nodes": gate["finished_nodes"],
+            "would_stop": why[1] if why else None}
+
+
 def present(module, engine, opts):
     run_id = module.params.get("run_id") or new_run_id()
     run_plan = engine.plan(opts, run_id)
@@ -324,7 +356,10 @@ def present(module, engine, opts):
                            # What the window and the failure budget would do to a run starting now.
                            "window_closes_at": closes_at.strftime("%Y-%m-%dT%H:%M:%SZ") if closes_at else None,
                            "failure_budget": limits.failure_budget(opts["max_failures"], len(run_plan["eligible"]),
-                                                                   fail_fast=opts["failure_policy"] == "fail_fast")}}
+                                                                   fail_fast=opts["failure_policy"] == "fail_fast"),
+                           "batch_soak_s": opts["batch_soak"],
+                           # What the health gate would say of the cluster as it is now.
+                           "health_gate": health_gate_plan(opts["health_gate"], run_plan["ready"])}}
         if first:
             result["pod"] = check_pod(module, engine, opts, run_id, first)
         return result

@@ -281,6 +281,106 @@ def test_a_spent_failure_budget_starts_no_new_pod_and_fails_the_run(tmp_path, co
     assert not within.get("failed") and within["summary"]["not_started"] == 0 and within["summary"]["failed"] == 2
 
 
+def pod_create_times(audit, mark, namespace):
+    """When each pod created in ``namespace`` since ``mark`` was received (the apiserver's clock, to the
+    microsecond), in order."""
+    return sorted(datetime.datetime.strptime(e["requestReceivedTimestamp"], "%Y-%m-%dT%H:%M:%S.%fZ")
+                  for e in audit.events_since(mark)
+                  if e.get("verb") == "create" and (e.get("objectRef") or {}).get("resource") == "pods"
+                  and (e.get("objectRef") or {}).get("namespace") == namespace and e.get("stage") == "ResponseComplete"
+                  and not (e.get("objectRef") or {}).get("subresource") and "dryRun" not in e.get("requestURI", "")
+                  and (e.get("responseStatus") or {}).get("code") == 201)
+
+
+def test_batch_soak_starts_the_next_batch_once_the_one_before_has_finished_and_soaked(
+        tmp_path, namespace, labelled_nodes, audit):
+    """Three nodes, parallelism 3, a 5 s soak: the slow start's batches are 1 then 2 nodes, and the second
+    batch's pods are created at least 5 s after the first (whose pod ends at once)."""
+    selector, names = labelled_nodes(3)
+    args = {"name": "soak", "namespace": namespace, "preset": "image_prune", "image_prune": {"dry_run": True},
+            "node_selector": selector, "parallelism": 3, "batch_soak": "5s", "timeout": 120}
+    check = kh.run_module(tmp_path, "broadcast_job", args, check=True)
+    assert check["plan"]["batch_soak_s"] == 5 and check["plan"]["health_gate"] is None
+    mark = audit.mark()
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert not result.get("failed"), result.get("msg")
+    assert result["summary"]["succeeded"] == 3
+    assert (result["limits"]["batch_soak_s"], result["limits"]["stopped_starting"]) == (5, None)
+    created = pod_create_times(audit, mark, namespace)
+    assert len(created) == 3, created
+    gap = (created[1] - created[0]).total_seconds()
+    assert gap >= 5.0, "the second batch came %.2f s after the first" % gap
+    assert (created[2] - created[1]).total_seconds() < 5.0, created   # one batch of two, no soak inside it
+    first = min(result["nodes"], key=lambda rec: rec["started_at"])
+    # The soak began when the first batch's pod had finished (finished_at is to the second).
+    finished = datetime.datetime.strptime(first["finished_at"], "%Y-%m-%dT%H:%M:%SZ")
+    assert (created[1] - finished).total_seconds() >= 4.0, (created, first)
+
+
+def test_a_node_that_goes_not_ready_after_its_pod_finished_shuts_the_health_gate(
+        tmp_path, core, namespace, labelled_nodes, sim_nodes, audit):
+    """Waves with a long soak and the health gate: the first batch's one node runs its pod to the end, then goes
+    NotReady during the soak. No other pod starts: the rest are not_started with the reason HealthGate, the run
+    fails naming the node, and the audit log has one pod create."""
+    selector, names = labelled_nodes(4)
+    args = {"name": "gate", "namespace": namespace, "preset": "image_prune", "image_prune": {"dry_run": True},
+            "node_selector": selector, "parallelism": 4, "batch_soak": "10m", "health_gate": {}, "timeout": 900,
+            "pod_annotations": {"sim.nodeops.io/delay": "1h"}}
+    mark = audit.mark()
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=kh.run_module(tmp_path, "broadcast_job", args)))
+    thread.start()
+    try:
+        def first_running():
+            running = [p for p in core.list_namespaced_pod(namespace, label_selector="nodeops.io/broadcast=gate").items
+                       if p.status.phase == "Running"]
+            return running[0] if running else None
+        first = kh.wait_for("the first batch's pod to run", first_running, timeout=120)
+        fell = first.spec.node_name
+        kh.end_pod(core, namespace, first.metadata.name)
+        kh.wait_for("its end to be seen", lambda: core.read_namespaced_pod(
+            first.metadata.name, namespace).status.phase == "Succeeded")
+        sim_nodes.set_not_ready(fell)
+    finally:
+        thread.join(300)
+    assert not thread.is_alive(), "the run did not stop at the health gate"
+    result = box["result"]
+    assert result["failed"] and ("health gate: node %s went NotReady after its pod finished in this run; 3 of 4 nodes "
+                                 "not started" % fell) in result["msg"], result.get("msg")
+    nodes = by_node(result)
+    assert nodes[fell]["outcome"] == "succeeded", nodes[fell]
+    for n in [n for n in names if n != fell]:
+        assert (nodes[n]["outcome"], nodes[n]["reason"], nodes[n]["pod"]) == ("not_started", "HealthGate", None)
+    assert result["limits"]["stopped_starting"] == "HealthGate"
+    assert (result["limits"]["batch_soak_s"], result["limits"]["health_gate"]) == (
+        600, {"max_not_ready": None, "finished_nodes": True})
+    assert len(kh.pod_creates(audit, mark, namespace)) == 1
+
+
+def test_more_not_ready_nodes_than_the_gate_allows_start_no_pod_and_check_mode_says_so(
+        tmp_path, namespace, labelled_nodes, sim_nodes, audit):
+    """A NotReady node elsewhere in the cluster and max_not_ready 0: check mode says the run would stop, and the
+    run starts no pod; with the count allowed (max_not_ready 50%) the same run goes ahead."""
+    selector, names = labelled_nodes(2)
+    down = sim_nodes.add()
+    sim_nodes.set_not_ready(down)
+    args = {"name": "gate0", "namespace": namespace, "preset": "image_prune", "image_prune": {"dry_run": True},
+            "node_selector": selector, "parallelism": 2, "health_gate": {"max_not_ready": 0}}
+    check = kh.run_module(tmp_path, "broadcast_job", args, check=True)
+    planned = check["plan"]["health_gate"]
+    assert down in planned["not_ready"] and planned["max_not_ready"] == 0 and planned["finished_nodes"] is True
+    assert planned["would_stop"].startswith("not started: health gate: %d of the cluster's %d nodes are NotReady"
+                                            % (planned["not_ready_count"], planned["cluster_nodes"])), planned
+    mark = audit.mark()
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert result["failed"] and "more than max_not_ready=0; 2 of 2 nodes not started" in result["msg"], result["msg"]
+    assert [(rec["outcome"], rec["reason"]) for rec in result["nodes"] if rec["node"] in names] == [
+        ("not_started", "HealthGate")] * 2
+    assert kh.pod_creates(audit, mark, namespace) == []
+    allowed = kh.run_module(tmp_path, "broadcast_job", dict(args, name="gate50", health_gate={"max_not_ready": "50%"}))
+    assert not allowed.get("failed") and allowed["summary"]["succeeded"] == 2, allowed.get("msg")
+
+
 def test_failed_nodes_get_an_event_on_the_node_and_the_run_one_on_its_record(
         tmp_path, core, namespace, labelled_nodes):
     selector, names = labelled_nodes(4)

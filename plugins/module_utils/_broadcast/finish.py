@@ -24,6 +24,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast impo
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.record import iso
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
     ApiError,
+    HealthGateStopped,
     NodeFailures,
     RunAborted,
     RunHeld,
@@ -99,12 +100,24 @@ def skipped_result(node, reason):
             "log": None, "started_at": None, "finished_at": None, "duration_s": None, "restarts": 0}
 
 
+def run_limits(opts, closes_at, budget, stopped, cluster_nodes):
+    """The run's ``limits`` in its result: what could stop it starting pods or hold them back, and what did. Pure."""
+    gate = opts.get("health_gate")
+    return {"window_closes_at": iso(closes_at) if closes_at else None, "failure_budget": budget,
+            "batch_soak_s": opts.get("batch_soak") or 0,
+            "health_gate": None if not gate else {
+                "max_not_ready": limits.not_ready_allowed(gate, cluster_nodes), "finished_nodes": gate["finished_nodes"]},
+            "stopped_starting": stopped[0] if stopped else None,
+            "stopped_message": stopped[1] if stopped else None}
+
+
 def run_error(opts, run_id, result, eligible, budget, stopped, timed_out, aborted=None, handed_over=None):
     """The exception, ``result`` attached, for how a run ended, or None: the caller gets ``result``. Pure.
 
     In this order: taken over by another process, ``handed_over`` (RunHeld), aborted by ``aborted``
     (RunAborted), ``timed_out`` (RunTimeout), ``stopped`` starting by the failure ``budget`` without
-    fail_fast (NodeFailures), by the window with fail_on_window_closed (WindowClosed), failed nodes with
+    fail_fast (NodeFailures), by the health gate (HealthGateStopped), by the window with fail_on_window_closed
+    (WindowClosed), failed nodes with
     fail_fast or fail_on_node_failure (NodeFailures). ``eligible``: the
     eligible nodes (a container of names), whose outcomes say how many finished before an abort."""
     name, summary, results = opts["name"], result["summary"], result["nodes"]
@@ -128,6 +141,10 @@ def run_error(opts, run_id, result, eligible, budget, stopped, timed_out, aborte
         return NodeFailures("broadcast %s run %s: failure budget of %d exhausted: %d of %d nodes failed (%s), "
                             "%d not started" % (name, run_id, budget, len(failed), summary["desired"],
                                                 ", ".join(failed[:10]), summary["not_started"]), **result)
+    if stopped_by == limits.HEALTH_GATE:
+        return HealthGateStopped("broadcast %s run %s: %s; %d of %d nodes not started"
+                                 % (name, run_id, stopped[1][len("not started: "):], summary["not_started"],
+                                    summary["desired"]), **result)
     if stopped_by == limits.WINDOW_CLOSED and opts.get("fail_on_window_closed"):
         return WindowClosed("broadcast %s run %s: %s; %d of %d nodes not started"
                             % (name, run_id, stopped[1][len("not started: "):], summary["not_started"],
@@ -237,8 +254,7 @@ class Finish:
         results.sort(key=lambda rec: rec["node"])
         summary = outcomes.summarize(results, len(plan["eligible"]), self.clock.monotonic() - started)
         result = {"run_id": self.run_id, "summary": summary, "nodes": results, "changed": bool(plan["eligible"]),
-                  "limits": {"window_closes_at": iso(self.closes_at) if self.closes_at else None,
-                             "failure_budget": self.budget, "stopped_starting": self.stopped[0] if self.stopped else None}}
+                  "limits": run_limits(self.opts, self.closes_at, self.budget, self.stopped, len(self.node_ready))}
         self.phase("events")
         if self.handed_over is None:   # else the new holder posts them, once
             self.post_events(results, summary)

@@ -67,7 +67,8 @@ def history_entry(run_id, job, started, finished, state, result, reason=None):
             rec["log"] = rec["log"][-LOG_CHARS_IN_HISTORY:]
         nodes.append(rec)
     entry = {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
-             "summary": (result or {}).get("summary"), "removed": removed_totals(nodes), "nodes": nodes}
+             "summary": (result or {}).get("summary"), "limits": (result or {}).get("limits"),
+             "removed": removed_totals(nodes), "nodes": nodes}
     if reason:
         entry["reason"] = reason
     return entry

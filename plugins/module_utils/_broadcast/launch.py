@@ -72,6 +72,8 @@ class Launch:
         if not batch:
             return
         self.batch_left = len(batch)
+        self.batches += 1
+        self.soak_until = None
 
         def created(_future):
             with self.batch_lock:

@@ -20,7 +20,10 @@ import queue
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, outcomes
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.logs import finished_log
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.plan import is_ready
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import Watcher
+
+FINISHED = ("succeeded", "failed")   # outcomes of a pod that ran to its end on its node
 
 
 def apply_kubelet_event(by_pod, event):
@@ -79,9 +82,17 @@ def due_pending_timeouts(pending, now, pending_timeout):
     return [r for r in pending if now - r.pending_since >= pending_timeout]
 
 
-def _node_name_only(node):
-    """All the run needs of a watched node: that it is there (or gone)."""
-    return {"metadata": {"name": (node.get("metadata") or {}).get("name")}}
+def _node_presence(node):
+    """All the run needs of a watched node: that it is there (or gone), and whether it is Ready (health gate)."""
+    return {"metadata": {"name": (node.get("metadata") or {}).get("name")}, "ready": is_ready(node)}
+
+
+def went_not_ready(was_ready, ready, r):
+    """Whether a node's change from ``was_ready`` (None: not known) to ``ready`` makes it one that went NotReady
+    after its pod finished in this run (node run ``r``, or None: not one of the run's nodes). Pure."""
+    if ready or was_ready is False or r is None or r.state != "done":
+        return False
+    return (r.result or {}).get("outcome") in FINISHED
 
 
 def _pod_event(event):
@@ -101,7 +112,7 @@ class Observe:
                              naming.run_selector(self.opts["name"], self.run_id), self.events,
                              self.initial_resource_version, log=self.log, tag="pods", slim=outcomes.slim_pod)
         nodes_watch = Watcher(self.client, "/api/v1/nodes", None, self.events, self.plan.get("nodes_resource_version"),
-                              log=self.log, tag="nodes", slim=_node_name_only)
+                              log=self.log, tag="nodes", slim=_node_presence)
         events_watch = Watcher(self.client, self.client.core_path("events", self.namespace), None, self.events,
                                log=self.log, tag="events", slim=_pod_event,
                                field_selector="involvedObject.kind=Pod,type=Warning")
@@ -152,11 +163,34 @@ class Observe:
 
     def _nodes_changed(self, kind, payload, now):
         if kind == "event" and payload[0] == "DELETED":
-            self.node_left(payload[1]["metadata"]["name"], now)
+            name = payload[1]["metadata"]["name"]
+            self.node_ready.pop(name, None)
+            self.not_ready.discard(name)
+            self.node_left(name, now)
+        elif kind == "event":
+            self.readiness(payload[1]["metadata"]["name"], payload[1].get("ready"))
         elif kind == "sync":
-            present = set(n["metadata"]["name"] for n in payload[0])
+            present = dict((n["metadata"]["name"], n.get("ready")) for n in payload[0])
+            for name in [n for n in self.node_ready if n not in present]:
+                self.node_ready.pop(name, None)
+                self.not_ready.discard(name)
+            for name, ready in present.items():
+                self.readiness(name, ready)
             for node in [n for n in self.runs if n not in present]:
                 self.node_left(node, now)
+
+    def readiness(self, name, ready):
+        """A node's Ready condition as watched: the health gate's counts, and the nodes that went NotReady after
+        their pod finished in this run."""
+        was = self.node_ready.get(name)
+        self.node_ready[name] = bool(ready)
+        if ready:
+            self.not_ready.discard(name)
+            return
+        self.not_ready.add(name)
+        if went_not_ready(was, ready, self.runs.get(name)) and name not in self.fallen:
+            self.fallen.append(name)
+            self.log("node %s went NotReady after its pod finished" % name)
 
     def judge(self, now):
         """Classify the node runs whose pod changed, and those whose pending_timeout has come."""
@@ -180,7 +214,12 @@ class Observe:
         """A node's pod ended (``verdict``): the node is done, and its log is read now if it must be."""
         verdict.update(started_mono=r.created_at, finished_mono=now)
         self.set_done(r, verdict)
-        if r.pod is not None and verdict["outcome"] in ("succeeded", "failed"):
+        if verdict["outcome"] in FINISHED and self.node_ready.get(r.node) is False and r.node not in self.fallen \
+                and (self.plan.get("ready") or {}).get(r.node, True):
+            # NotReady already when its pod's end was seen (the two watch events came together), Ready at the plan.
+            self.fallen.append(r.node)
+            self.log("node %s went NotReady while its pod ran" % r.node)
+        if r.pod is not None and verdict["outcome"] in FINISHED:
             r.message = outcomes.termination_message(r.pod)
             r.log, read = finished_log(verdict["outcome"], r.message, self.opts, self.wants_result)
             if read:

@@ -24,7 +24,8 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.selectors
 )
 
 
-def _ready(node):
+def is_ready(node):
+    """Whether a Node's Ready condition is True (a slim node's too)."""
     for cond in (node.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
             return cond.get("status") == "True"
@@ -67,7 +68,7 @@ def skip_reason(node, opts, tolerations, constraints=None):
         return "control plane"
     if (node.get("spec") or {}).get("unschedulable") and not opts["include_cordoned"]:
         return "cordoned"
-    if not _ready(node) and not opts["include_not_ready"]:
+    if not is_ready(node) and not opts["include_not_ready"]:
         return "NotReady"
     # Taints the node lifecycle controller puts on cordoned/NotReady nodes are
     # reported as such above; what is left is the user's.
@@ -82,7 +83,7 @@ def plan(nodes, pods, opts, run_id):
 
     nodes: Node dicts. pods: the pods already labeled with this broadcast.
     Returns {"eligible": [names], "skipped": {name: reason}, "existing": {node: pod},
-    "to_delete": [pod names]} where ``existing`` are this run's pods to adopt
+    "to_delete": [pod names], "pod_names": {node: pod name}, "ready": {node: bool}} where ``existing`` are this run's pods to adopt
     and ``to_delete`` this run's pods on nodes that are no longer eligible.
     """
     tolerations = pod_tolerations(opts)
@@ -118,5 +119,7 @@ def plan(nodes, pods, opts, run_id):
             to_delete.append(meta["name"])
     names = naming.pod_names(opts["name"], run_id, eligible,
                              keep=dict((node, pod["metadata"]["name"]) for node, pod in existing.items()))
+    # Every node of the cluster, Ready or not: the health gate's starting point (limits.health_check).
+    ready = dict((n["metadata"]["name"], is_ready(n)) for n in nodes)
     return {"eligible": eligible, "skipped": skipped, "existing": existing, "to_delete": sorted(to_delete),
-            "pod_names": names}
+            "pod_names": names, "ready": ready}

@@ -102,6 +102,13 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         self.budget = limits.failure_budget(opts.get("max_failures"), len(self.runs),
                                             fail_fast=opts["failure_policy"] == "fail_fast")
         self.stopped = None   # (reason, message) once it stopped starting pods
+        # The health gate (limits.health_check): every node of the cluster and whether it is Ready, kept
+        # current by the nodes' watch; the NotReady ones; the nodes that went NotReady after their pod finished.
+        self.node_ready = dict(plan.get("ready") or {})
+        self.not_ready = set(n for n, ok in self.node_ready.items() if not ok)
+        self.fallen = []
+        self.batches = 0          # batches of pods started
+        self.soak_until = None    # with batch_soak: when the next batch may start (monotonic)
         self.owner = None     # the run record, once made
         self.code_digest = None   # the digest of the run's code ConfigMap, which its pods check
         self.progress_at, self.progress_sent = None, None
@@ -115,7 +122,8 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         """Run to the end. Returns the result dict, or raises with it attached.
 
         How a run ends (docs/ARCHITECTURE.md, "Exit paths of a run"); ``finish.run_error`` picks the
-        exception, in this order of precedence: aborted, timed out, failure budget, window, failed nodes.
+        exception, in this order of precedence: aborted, timed out, failure budget, health gate, window, failed
+        nodes.
 
         1. No eligible node: the result at once; nothing is written.
         2. Tampered code before any pod: ``start`` raises TamperedCode (``record.ensure_record`` deletes the
@@ -123,9 +131,9 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         3. Completed: ``drive`` returns once every node has its outcome.
         4. Timed out: ``cancel.time_out``: waiting nodes not_started, active pods read and deleted
            (timed_out); RunTimeout.
-        5. Stopped starting, the window closed or the failure budget spent: ``cancel.stop_starting``:
-           waiting nodes not_started, running pods finish; WindowClosed (fail_on_window_closed) or
-           NodeFailures (the budget).
+        5. Stopped starting, the window closed, the failure budget spent or the health gate shut
+           (``health_stop``): ``cancel.stop_starting``: waiting nodes not_started, running pods finish;
+           WindowClosed (fail_on_window_closed), NodeFailures (the budget) or HealthGateStopped.
         6. fail_fast: ``cancel.fail_fast``: waiting nodes not_started, active pods deleted (cancelled);
            NodeFailures.
         7. Aborted by an exception or SIGTERM: ``cancel.abort``: nothing more is created, waiting nodes
@@ -223,16 +231,45 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
                 return True
             if self.stopped is None:
                 # Checked right before starting pods: none starts after the window closes.
-                why = limits.stop_starting(self.clock.now(), self.closes_at, len(self.failures), self.budget)
+                why = limits.stop_starting(self.clock.now(), self.closes_at, len(self.failures),
+                                           self.budget) or self.health_stop()
                 if why:
                     self.stop_starting(why)
-                elif synced:
+                elif synced and self.soaked(now):
                     self.launch(owner, parallelism, max(1, int(deadline - now)))
             self.observe(min(0.5, max(0.01, deadline - now)))
             if not synced and (pods_watch.relists or pods_watch.streaming):
                 synced = True
             self.report_progress()
         return False
+
+    def health_stop(self):
+        """The health gate's (reason, message) while nodes are still to start, or None."""
+        gate = self.opts.get("health_gate")
+        if not gate:
+            return None
+        why = limits.health_check(gate, self.not_ready, len(self.node_ready), self.fallen)
+        if why and any(r.state == "waiting" for r in self.waiting):
+            return why
+        return None
+
+    def soaked(self, now):
+        """With batch_soak: whether the next batch may start now. It starts once every pod of the batch before
+        has finished and batch_soak seconds have passed since (the health gate is judged again right before)."""
+        soak = self.opts.get("batch_soak") or 0
+        if not soak:
+            return True
+        if self.batch and not self.finish_batch(wait=False):
+            return False
+        if self.active:
+            self.soak_until = None
+            return False
+        if not self.batches:
+            return True
+        if self.soak_until is None:
+            self.soak_until = now + soak
+            self.log("batch %d finished; soaking %d s before the next" % (self.batches, soak))
+        return now >= self.soak_until
 
     def collect(self, watchers):
         """The log reads still under way (the pool has finished them), and the watchers' counts."""

@@ -163,5 +163,10 @@ class WindowClosed(NodeopsError):
     """The maintenance window closed before every node was started (with fail_on_window_closed)."""
 
 
+class HealthGateStopped(NodeopsError):
+    """The health gate stopped the run starting pods (too many NotReady nodes, or a node that went NotReady
+    after its pod finished): the nodes not started are ``not_started`` with the reason HealthGate."""
+
+
 class NodeFailures(NodeopsError):
     """The run finished, and the failure policy says the failed nodes fail it."""

@@ -23,7 +23,8 @@ The elements a test or a script may look for carry classes and ``data-`` attribu
 ``td.cell.outcome-*[data-run]``, bars ``div.bar-row[data-node][data-bytes]``, chart columns
 ``rect.run-bar[data-run][data-bytes]``, skipped nodes by reason ``tr.skipped-row[data-reason][data-count]``
 with ``span.skipped-node[data-node]`` (at most 50 names per reason: a selector may skip thousands) and,
-where the history's size cap kept only a count per reason, ``span.skipped-unnamed[data-count]``.
+where the history's size cap kept only a count per reason, ``span.skipped-unnamed[data-count]``; the newest
+run's limits ``p.limits[data-stopped]`` (why it stopped starting pods: HealthGate, WindowClosed, ...).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -257,13 +258,41 @@ def _broadcast(cluster, cron):
          if (run.get("skipped_runs") or 1) > 1 else ""),
         escape(run.get("reason") or "no reason recorded")) for run in history if run.get("state") == "skipped")
     return "".join([
-        head, '<p class="meta">%s</p>' % schedule, '<div class="cards">%s</div>' % cards, skips,
+        head, '<p class="meta">%s</p>' % schedule, '<div class="cards">%s</div>' % cards, _limits(newest), skips,
         "<h3>Last %d runs, node by node (newest first)</h3>" % len(history), _legend(),
         '<table class="runs"><thead><tr><th>Node</th>%s</tr></thead><tbody>%s</tbody></table>' % (columns, rows),
         "<h3>Bytes freed per node, newest run</h3>", _bars(newest),
         "<h3>Bytes freed per run</h3>", _chart(history),
         '<p class="meta">Pale blue: what a dry run would free; it removed nothing.</p>',
         "<h3>Skipped nodes, newest run</h3>", _skipped(newest), "</section>"])
+
+
+def _limits(newest):
+    """The newest run's limits (``p.limits[data-stopped]``): why it stopped starting pods, if it did, and the
+    window, failure budget, batch soak and health gate it ran under. Empty for a run recorded without them."""
+    lim = newest.get("limits")
+    if not lim:
+        return ""
+    parts = []
+    if lim.get("stopped_starting"):
+        parts.append('<b class="stopped">stopped starting pods: %s</b> (%s)' % (
+            escape(lim["stopped_starting"]), escape(str(lim.get("stopped_message") or ""))))
+    if lim.get("window_closes_at"):
+        parts.append("window closed at %s" % escape(lim["window_closes_at"]))
+    if lim.get("failure_budget") is not None:
+        parts.append("failure budget %d" % lim["failure_budget"])
+    if lim.get("batch_soak_s"):
+        parts.append("batch soak %d s" % lim["batch_soak_s"])
+    gate = lim.get("health_gate")
+    if gate:
+        parts.append("health gate: %s%s" % (
+            "at most %d NotReady nodes" % gate["max_not_ready"] if gate.get("max_not_ready") is not None
+            else "NotReady count not checked",
+            ", finished nodes must stay Ready" if gate.get("finished_nodes") else ""))
+    if not parts:
+        return ""
+    stopped = escape(lim.get("stopped_starting") or "")
+    return '<p class="limits meta" data-stopped="%s">%s</p>' % (stopped, " &middot; ".join(parts))
 
 
 def _sweep(cluster, sweep):
