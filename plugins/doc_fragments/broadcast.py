@@ -272,7 +272,7 @@ options:
         (back to 1 after a batch with a create error). With I(batch_soak), the next batch starts only once every pod
         of the batch before has finished, and this long after; the window, the failure budget and the I(health_gate)
         are judged again right before it starts.
-      - A duration such as C(90s), C(10m), C(2h), C(1h30m), or a number of seconds. C(0) or unset is no soak: a
+      - A duration such as C(90s), C(10m), C(2h), C(1h30m), or a number of seconds. C(0) or unset is no soak, and a
         new pod starts as soon as a slot of I(parallelism) is free.
       - The soaks count towards I(timeout); give the run a I(timeout) that fits them.
     type: raw
@@ -281,7 +281,7 @@ options:
       - Stop starting pods when the cluster looks unhealthy. Judged before every batch (with I(batch_soak), after
         the soak). Pods already running finish. The nodes never started get the outcome C(not_started) with the
         reason C(HealthGate), and the run fails, naming the node or the count that stopped it.
-      - C(health_gate: {}) is the check on finished nodes alone. Leave it out for no gate.
+      - An empty dict (C({})) is the check on finished nodes alone. Leave I(health_gate) out for no gate.
     type: dict
     suboptions:
       max_not_ready:
