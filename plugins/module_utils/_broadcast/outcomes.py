@@ -15,6 +15,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import ANNOTATION_NODE
+
 OUTCOMES = ("succeeded", "failed", "skipped", "not_started", "cancelled", "unschedulable", "timed_out", "lost")
 FAILURES = ("failed", "unschedulable", "timed_out", "lost")
 
@@ -55,7 +57,8 @@ def scheduler_reason(pod):
 
 
 def slim_pod(pod):
-    """The part of a Pod that ``classify``, ``restarts`` and the planner read; the rest is dropped.
+    """The part of a Pod that ``classify``, ``restarts`` and the planner read (its node annotation among it); the
+    rest is dropped.
 
     The engine keeps one pod per node for the whole run, so at thousands of
     nodes this is most of its memory.
@@ -66,6 +69,9 @@ def slim_pod(pod):
     for key in ("resourceVersion", "deletionTimestamp"):
         if meta.get(key):
             slim_meta[key] = meta[key]
+    node = (meta.get("annotations") or {}).get(ANNOTATION_NODE)
+    if node:
+        slim_meta["annotations"] = {ANNOTATION_NODE: node}   # whose pod it is: a resumed run's plan goes by it
     slim_status = dict((k, status[k]) for k in ("phase", "reason", "message") if k in status)
     if status.get("conditions"):
         slim_status["conditions"] = [dict((k, c[k]) for k in ("type", "status", "reason", "message") if k in c)

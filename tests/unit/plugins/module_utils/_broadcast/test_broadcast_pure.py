@@ -583,3 +583,18 @@ def test_the_plan_and_the_run_use_the_collision_free_names():
                          "annotations": {naming.ANNOTATION_NODE: "bench-09078"}}}
     again = planner.plan([node("bench-00528"), node("bench-09078")], [mine], opts, "r1")
     assert again["existing"] == {"bench-09078": mine} and again["to_delete"] == []
+
+
+def test_a_resumed_run_reads_the_node_annotation_of_the_pods_it_lists():
+    """The engine lists a run's pods slimmed (outcomes.slim_pod): the slim pod keeps the node annotation, or the plan
+    could only go by the plain name, and a pod under a collision-free name would be deleted and made again."""
+    opts = options.validate(params(nodes=["bench-00528", "bench-09078"]))
+    names = planner.plan([node("bench-00528"), node("bench-09078")], [], opts, "r1")["pod_names"]
+    full = {"metadata": {"name": names["bench-09078"], "labels": {naming.LABEL_RUN: "r1"}, "uid": "u",
+                         "annotations": {naming.ANNOTATION_NODE: "bench-09078", "other": "x"}},
+            "spec": {"nodeName": "bench-09078"}, "status": {"phase": "Running"}}
+    slim = outcomes.slim_pod(full)
+    assert slim["metadata"]["annotations"] == {naming.ANNOTATION_NODE: "bench-09078"}
+    assert names["bench-09078"] != naming.pod_name("prune", "r1", "bench-09078")   # not the plain name
+    again = planner.plan([node("bench-00528"), node("bench-09078")], [slim], opts, "r1")
+    assert again["existing"] == {"bench-09078": slim} and again["to_delete"] == []
