@@ -278,8 +278,8 @@ options:
     type: raw
   health_gate:
     description:
-      - Stop starting pods when the cluster looks unhealthy. Judged before every batch (with I(batch_soak), after
-        the soak). Pods already running finish. The nodes never started get the outcome C(not_started) with the
+      - Stop starting pods when the cluster looks unhealthy. Judged all along while nodes wait to start (during a
+        soak too), so it is also judged right before every batch. Pods already running finish. The nodes never started get the outcome C(not_started) with the
         reason C(HealthGate), and the run fails, naming the node or the count that stopped it.
       - An empty dict (C({})) is the check on finished nodes alone. Leave I(health_gate) out for no gate.
     type: dict
@@ -289,12 +289,14 @@ options:
           - Stop when more nodes of the cluster than this are NotReady (whether the run selected them or not), as
             the nodes' watch sees them. A number (C(2)) or a percentage of the cluster's nodes (C(5%), rounded down).
           - Nodes NotReady already count, so a cluster with more NotReady nodes than this starts no pod at all; check
-            mode says so (C(plan.health_gate.would_stop)). Unset, the count is not checked.
+            mode says so (C(plan.health_gate.would_stop)). A node that joins during the run counts only once it has
+            been Ready, so nodes a cluster autoscaler adds do not shut the gate. Unset, the count is not checked.
         type: raw
       finished_nodes:
         description:
           - Stop when a node whose pod finished in this run (the last batch's, or an earlier one's) goes NotReady
             after it (or was seen NotReady when its pod's end was seen, having been Ready when the run was planned).
+          - A resumed run (the same I(run_id)) counts a node whose pod of that run finished and that is NotReady now.
         type: bool
         default: true
   node_events:

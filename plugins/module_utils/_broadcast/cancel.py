@@ -4,8 +4,8 @@
 """How a run stops before its pods have all ended, each node keeping an outcome (see run.py).
 
 * ``time_out``: the run's timeout came. Waiting nodes are not_started, active pods read, deleted, timed_out.
-* ``stop_starting``: the window closed or the failure budget is spent. Waiting nodes are not_started;
-  running pods finish, but with fail_fast (``fail_fast``), which deletes them too (cancelled).
+* ``stop_starting``: the window closed, the failure budget is spent or the health gate shut. Waiting nodes are
+  not_started; running pods finish, but with fail_fast (``fail_fast``), which deletes them too (cancelled).
 * ``abort``: an exception (an API error, SIGTERM) broke the run off. Waiting nodes are not_started,
   active pods read and deleted (cancelled) within ABORT_SECONDS.
 
@@ -44,7 +44,8 @@ class Cancel:
                     best_effort=True)
 
     def stop_starting(self, why):
-        """No new pod from now on: the nodes not started get ``not_started``. Pods running finish,
+        """No new pod from now on (the window, the failure budget, the health gate): the nodes not started get
+        ``not_started``. Pods running finish,
         unless fail_fast, which deletes them too."""
         self.stopped = why
         self.finish_batch(wait=True)

@@ -166,6 +166,7 @@ class Observe:
             name = payload[1]["metadata"]["name"]
             self.node_ready.pop(name, None)
             self.not_ready.discard(name)
+            self.joining.discard(name)
             self.node_left(name, now)
         elif kind == "event":
             self.readiness(payload[1]["metadata"]["name"], payload[1].get("ready"))
@@ -174,6 +175,7 @@ class Observe:
             for name in [n for n in self.node_ready if n not in present]:
                 self.node_ready.pop(name, None)
                 self.not_ready.discard(name)
+                self.joining.discard(name)
             for name, ready in present.items():
                 self.readiness(name, ready)
             for node in [n for n in self.runs if n not in present]:
@@ -186,6 +188,10 @@ class Observe:
         self.node_ready[name] = bool(ready)
         if ready:
             self.not_ready.discard(name)
+            self.joining.discard(name)
+            return
+        if was is None or name in self.joining:
+            self.joining.add(name)   # joined during the run and not Ready yet: not counted until it has been
             return
         self.not_ready.add(name)
         if went_not_ready(was, ready, self.runs.get(name)) and name not in self.fallen:

@@ -83,7 +83,7 @@ def plan(nodes, pods, opts, run_id):
 
     nodes: Node dicts. pods: the pods already labeled with this broadcast.
     Returns {"eligible": [names], "skipped": {name: reason}, "existing": {node: pod},
-    "to_delete": [pod names], "pod_names": {node: pod name}, "ready": {node: bool}} where ``existing`` are this run's pods to adopt
+    "to_delete": [pod names], "pod_names": {node: pod name}, "ready": {node: bool}, "fallen": [node]} where ``existing`` are this run's pods to adopt
     and ``to_delete`` this run's pods on nodes that are no longer eligible.
     """
     tolerations = pod_tolerations(opts)
@@ -107,19 +107,26 @@ def plan(nodes, pods, opts, run_id):
     # made per run (naming.pod_names), and a node that joined or left since could shift them. A pod of a node
     # no longer eligible, or a second pod of one node, is deleted. (Before the annotation, by the plain name.)
     eligible_set, plain = set(eligible), dict((naming.pod_name(opts["name"], run_id, n), n) for n in eligible)
-    existing, to_delete = {}, []
+    ready = dict((n["metadata"]["name"], is_ready(n)) for n in nodes)
+    existing, to_delete, fallen = {}, [], []
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         meta = pod["metadata"]
         if (meta.get("labels") or {}).get(LABEL_RUN) != run_id:
             continue
         node = (meta.get("annotations") or {}).get(naming.ANNOTATION_NODE) or plain.get(meta["name"])
+        # A resumed run's health gate: a node whose pod of this run finished and that is NotReady now went
+        # NotReady after it (as far as anyone can tell), whether it is still eligible or not.
+        ran_on = node or (pod.get("spec") or {}).get("nodeName")
+        if ((pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and ready.get(ran_on) is False
+                and ran_on not in fallen):
+            fallen.append(ran_on)
         if node in eligible_set and node not in existing:
             existing[node] = pod
         elif not meta.get("deletionTimestamp"):
             to_delete.append(meta["name"])
     names = naming.pod_names(opts["name"], run_id, eligible,
                              keep=dict((node, pod["metadata"]["name"]) for node, pod in existing.items()))
-    # Every node of the cluster, Ready or not: the health gate's starting point (limits.health_check).
-    ready = dict((n["metadata"]["name"], is_ready(n)) for n in nodes)
+    # Every node of the cluster, Ready or not, and the nodes this run's finished pods left NotReady: the health
+    # gate's starting point (limits.health_check).
     return {"eligible": eligible, "skipped": skipped, "existing": existing, "to_delete": sorted(to_delete),
-            "pod_names": names, "ready": ready}
+            "pod_names": names, "ready": ready, "fallen": fallen}

@@ -104,9 +104,12 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         self.stopped = None   # (reason, message) once it stopped starting pods
         # The health gate (limits.health_check): every node of the cluster and whether it is Ready, kept
         # current by the nodes' watch; the NotReady ones; the nodes that went NotReady after their pod finished.
+        # A node that joins during the run counts once it has been Ready (``joining`` until then): a cluster
+        # autoscaler adding nodes does not shut the gate.
         self.node_ready = dict(plan.get("ready") or {})
         self.not_ready = set(n for n, ok in self.node_ready.items() if not ok)
-        self.fallen = []
+        self.joining = set()
+        self.fallen = list(plan.get("fallen") or [])   # a resumed run: what its finished pods left NotReady
         self.batches = 0          # batches of pods started
         self.soak_until = None    # with batch_soak: when the next batch may start (monotonic)
         self.owner = None     # the run record, once made
@@ -246,7 +249,7 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
     def health_stop(self):
         """The health gate's (reason, message) while nodes are still to start, or None."""
         gate = self.opts.get("health_gate")
-        if not gate:
+        if not gate or not self.waiting:
             return None
         why = limits.health_check(gate, self.not_ready, len(self.node_ready), self.fallen)
         if why and any(r.state == "waiting" for r in self.waiting):

@@ -278,7 +278,7 @@ def _limits(newest):
         parts.append('<b class="stopped">stopped starting pods: %s</b> (%s)' % (
             escape(lim["stopped_starting"]), escape(str(lim.get("stopped_message") or ""))))
     if lim.get("window_closes_at"):
-        parts.append("window closed at %s" % escape(lim["window_closes_at"]))
+        parts.append("window closing at %s" % escape(lim["window_closes_at"]))
     if lim.get("failure_budget") is not None:
         parts.append("failure budget %d" % lim["failure_budget"])
     if lim.get("batch_soak_s"):

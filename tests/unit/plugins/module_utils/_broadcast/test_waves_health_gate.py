@@ -13,12 +13,17 @@ import pytest
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import finish, limits, observe, options, outcomes
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import plan as planner
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.run import NodeRun
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import HealthGateStopped, InvalidInput
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.run import BroadcastRun, NodeRun
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
+    HealthGateStopped,
+    InvalidInput,
+    NodeFailures,
+)
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._report import html
 from ansible_collections.nodeops.kubernetes.plugins.modules.broadcast_job import health_gate_plan
 
-from test_run_exits import FakeClient, a_run, ended, outcomes_of, start
+from test_run_exits import FakeClient, FakeClock, a_run, ended, outcomes_of, start
 
 
 def opts(**extra):
@@ -128,6 +133,26 @@ def test_a_node_went_not_ready_after_its_pod_only_if_its_pod_ran_to_its_end(was,
     assert observe.went_not_ready(was, ready, r) is fell
 
 
+def test_a_resumed_runs_plan_counts_nodes_its_finished_pods_left_not_ready():
+    nodes = [{"metadata": {"name": n}, "status": {"conditions": [{"type": "Ready", "status": s}]}}
+             for n, s in (("a", "True"), ("b", "False"), ("c", "False"))]
+    o = opts(nodes=["a", "b", "c"])
+
+    def pod(node, phase, run_id="r1"):
+        return {"metadata": {"name": "p-%s-%s" % (run_id, node), "labels": {"nodeops.io/run-id": run_id},
+                             "annotations": {"nodeops.io/node": node}},
+                "spec": {"nodeName": node}, "status": {"phase": phase}}
+
+    plan = planner.plan([planner.slim_node(n) for n in nodes],
+                        [pod("a", "Succeeded"), pod("b", "Succeeded"), pod("c", "Running"), pod("c", "Failed", "r0")],
+                        o, "r1")
+    assert plan["fallen"] == ["b"]     # a is Ready; c's pod of this run has not finished; r0 is another run
+    resumed = BroadcastRun(Engine(FakeClient(), clock=FakeClock()), opts(health_gate={}), "r1",
+                           dict(plan, eligible=["a"], existing={}, to_delete=[], skipped={}))
+    resumed.adopt({}, 1000.0)
+    assert resumed.fallen == ["b"] and resumed.health_stop()[1].startswith("not started: health gate: node b went")
+
+
 def test_the_plan_knows_every_nodes_readiness():
     nodes = [{"metadata": {"name": n}, "status": {"conditions": [{"type": "Ready", "status": s}]}}
              for n, s in (("a", "True"), ("b", "False"), ("c", "Unknown"))]
@@ -195,12 +220,17 @@ def test_the_not_ready_count_follows_the_nodes_watch_its_deletes_and_relists():
                     health_gate={"max_not_ready": 1})
     start(run)
     assert run.health_stop() is None and run.not_ready == {"x"}
-    node_event(run, "y", False, kind="ADDED")
+    node_event(run, "y", False, kind="ADDED")      # joining: not counted until it has been Ready
+    assert run.health_stop() is None and run.not_ready == {"x"} and run.joining == {"y"}
+    node_event(run, "y", True)
+    node_event(run, "y", False)
     assert run.health_stop()[1].endswith("2 of the cluster's 4 nodes are NotReady (x, y), more than max_not_ready=1")
     node_event(run, "y", None, kind="DELETED")
     assert run.health_stop() is None and "y" not in run.node_ready
     run._nodes_changed("sync", ([{"metadata": {"name": n}, "ready": n == "a"} for n in ("a", "b", "z")], "9", 0), 1000.0)
-    assert run.not_ready == {"b", "z"} and set(run.node_ready) == {"a", "b", "z"}
+    assert run.not_ready == {"b"} and run.joining == {"z"} and set(run.node_ready) == {"a", "b", "z"}
+    assert run.health_stop() is None               # b only: one allowed
+    node_event(run, "a", False)
     assert run.health_stop() is not None
 
 
@@ -232,9 +262,13 @@ def test_a_health_gate_stop_fails_the_run_naming_why():
     assert isinstance(error, HealthGateStopped)
     assert error.msg == ("broadcast p run r1: health gate: node a went NotReady after its pod finished in this run; "
                          "2 of 3 nodes not started")
-    # Over the window, under the budget: the order of precedence.
-    assert isinstance(finish.run_error(opts(max_failures=0), "r1", result, {"a"}, 0,
-                                       (limits.BUDGET_EXHAUSTED, "x"), False), type(error).__mro__[1])
+    # Over failed nodes (fail_on_node_failure): the gate is why the rest did not run.
+    failed = ended(("a", "failed"), ("b", "not_started"))
+    assert isinstance(finish.run_error(dict(o, fail_on_node_failure=True), "r1", failed, {"a", "b"}, None, why, False),
+                      HealthGateStopped)
+    # A budget stop stays the budget's.
+    assert type(finish.run_error(opts(max_failures=0), "r1", failed, {"a", "b"}, 0,
+                                 (limits.BUDGET_EXHAUSTED, "x"), False)) is NodeFailures
 
 
 def test_the_results_limits_say_what_the_soak_and_the_gate_were_and_what_stopped_it():
@@ -270,3 +304,60 @@ def test_the_report_shows_why_the_newest_run_stopped_starting_pods():
     older = dict(newest, limits=None)
     assert 'class="limits' not in html.render([{"name": None, "info": {"cron_broadcasts": [
         {"name": "prune", "schedule": "0 3 * * *", "history": [older]}]}}])
+
+
+class Watched:
+    relists, streaming = 1, True
+
+
+def drive(run, script, until=1200.0):
+    """``run.drive`` on a fake clock: each pass's observe advances it by a second and plays ``script`` (clock ->
+    what happens then); launch takes one waiting node per batch and records when. Returns the launches."""
+    launched = []
+
+    def launch(owner, parallelism, deadline_s):
+        r = run.waiting.popleft()
+        r.state, r.created_at = "created", run.clock.mono
+        run.active += 1
+        run.batches += 1
+        run.soak_until = None
+        launched.append((run.clock.mono, r.node))
+
+    def observe(wait):
+        run.clock.mono += 1.0
+        action = script.get(run.clock.mono)
+        if action:
+            action(run)
+        assert run.clock.mono < until, "the run did not end"
+
+    run.launch, run.observe, run.report_progress = launch, observe, lambda: None
+    assert run.drive(None, 3, Watched(), deadline=5000.0) is False
+    return launched
+
+
+def ends(node):
+    return lambda run: run.set_done(run.runs[node], outcomes.outcome("succeeded", "Completed", None, 0))
+
+
+def test_drive_starts_the_next_batch_only_after_the_soak():
+    run = gated_run(FakeClient(), eligible=("a", "b"), batch_soak="30s")
+    start(run)
+    # The first pass syncs the pods' watch; a starts at the second, ends at 1005, and b starts 30 s later.
+    assert drive(run, {1005.0: ends("a"), 1040.0: ends("b")}) == [(1001.0, "a"), (1035.0, "b")]
+
+
+def test_drive_starts_nothing_once_a_finished_node_fell_during_the_soak():
+    run = gated_run(FakeClient(), eligible=("a", "b", "c"), batch_soak="30s", health_gate={})
+    start(run)
+    launched = drive(run, {1005.0: ends("a"), 1020.0: lambda run: node_event(run, "a", False)})
+    assert launched == [(1001.0, "a")]
+    assert outcomes_of(run) == {"a": "succeeded", "b": "not_started", "c": "not_started"}
+    assert run.stopped[0] == "HealthGate" and run.clock.mono == 1021.0   # the pass after, not at the soak's end (1035)
+
+
+def test_drive_judges_the_gate_before_it_launches_in_the_same_pass():
+    run = gated_run(FakeClient(), eligible=("a", "b"), health_gate={"max_not_ready": 0})
+    start(run)
+    # a ends and another node goes NotReady in the same pass: the next pass stops, it does not launch b first.
+    launched = drive(run, {1002.0: lambda run: (ends("a")(run), node_event(run, "x", True), node_event(run, "x", False))})
+    assert launched == [(1001.0, "a")] and run.runs["b"].result["reason"] == "HealthGate"
