@@ -193,6 +193,14 @@ limits:
   sample: {window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 5, batch_soak_s: 600,
            health_gate: {max_not_ready: 2, finished_nodes: true}, stopped_starting: HealthGate,
            stopped_message: "not started: health gate: node worker-3 went NotReady after its pod finished in this run"}
+followed_nodes:
+  description:
+    - The nodes that became eligible during the run (joined, uncordoned, a taint removed, Ready again) and got their pod
+      in it (I(follow_nodes)), in the order seen. Their records are in I(nodes) like the others.
+  returned: state=present, when nodes were eligible
+  type: list
+  elements: str
+  sample: [worker-17]
 nodes:
   description: One record per node, eligible or skipped, sorted by node name.
   returned: state=present, also on failure
