@@ -18,7 +18,7 @@ __metaclass__ = type
 
 import queue
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, outcomes
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, outcomes
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.logs import finished_log
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.plan import is_ready, skip_reason, slim_node
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import Watcher
@@ -162,6 +162,8 @@ class Observe:
             self.node_ready.pop(name, None)
             self.not_ready.discard(name)
             self.joining.discard(name)
+            if name not in self.plan_skipped and name not in self.runs:
+                self.plan["skipped"].pop(name, None)   # skipped during the run, gone since: not the run's to report
             self.node_left(name, now)
         elif kind == "event":
             self.readiness(payload[1]["metadata"]["name"], is_ready(payload[1]))
@@ -186,16 +188,30 @@ class Observe:
         name = node["metadata"]["name"]
         if name in self.runs or self.stopped is not None or not self.opts.get("follow_nodes"):
             return
-        if self.opts["nodes"] is not None and name not in self.opts["nodes"]:
+        if self.node_list is not None and name not in self.node_list:
             return   # an explicit list is the whole universe of the run
-        reason = skip_reason(node, self.opts, self.tolerations, self.constraints)
+        reason = skip_reason(node, self.opts, self.tolerations, self.constraints) or self.too_late_for(name)
         if reason:
             self.plan["skipped"][name] = reason
             return
         was = self.plan["skipped"].pop(name, None)
         self.add_node(name)
         self.log("node %s is eligible now (%s): it gets its pod in this run" % (
-            name, "skipped at the plan: %s" % was if was else "joined during the run"))
+            name, ("skipped at the plan: %s" if name in self.plan_skipped else "skipped earlier in the run: %s") % was
+            if was else "joined during the run"))
+
+    def too_late_for(self, name):
+        """Why an eligible node that the run has not got does not get a pod now, or None: it had one in this run
+        (a resumed run deletes pods of nodes not eligible when it planned, and a node has one pod per run), or
+        starting one now could not end well (the health gate is shut, or less than pending_timeout is left)."""
+        if name in self.had_pod:
+            return "had a pod in this run already (its node was not eligible when the run resumed)"
+        gate = self.opts.get("health_gate")
+        if gate and limits.health_check(gate, self.not_ready, len(self.node_ready), self.fallen):
+            return "became eligible while the health gate was shut"
+        if self.deadline is not None and self.deadline - self.clock.monotonic() < self.opts["pending_timeout"]:
+            return "became eligible less than pending_timeout (%ds) before the run's timeout" % self.opts["pending_timeout"]
+        return None
 
     def readiness(self, name, ready):
         """A node's Ready condition as watched: the health gate's counts, and the nodes that went NotReady after

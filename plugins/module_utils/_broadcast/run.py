@@ -116,6 +116,10 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         # during the run, in the order seen.
         self.tolerations, self.constraints = pod_tolerations(opts), template_constraints(opts)
         self.followed = []
+        self.node_list = frozenset(opts["nodes"]) if opts.get("nodes") is not None else None
+        self.had_pod = frozenset(plan.get("had_pod") or ())   # nodes this run had a pod for before (a resume)
+        self.plan_skipped = frozenset(plan["skipped"])         # what the plan skipped (the rest: skipped since)
+        self.deadline = None                                    # monotonic, once the run begins
         self.soak_until = None    # with batch_soak: when the next batch may start (monotonic)
         self.owner = None     # the run record, once made
         self.code_digest = None   # the digest of the run's code ConfigMap, which its pods check
@@ -174,7 +178,7 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         """The run's clocks: (started, monotonic; started, wall time; the deadline, monotonic)."""
         started = self.clock.monotonic()
         started_wall = self.clock.now()
-        deadline = started + self.opts["timeout"]
+        deadline = self.deadline = started + self.opts["timeout"]
         self.closes_at = limits.window_closes_at(self.opts.get("window"), started_wall)
         plan = self.plan
         self.log("run %s: %d eligible nodes, %d skipped" % (self.run_id, len(plan["eligible"]), len(plan["skipped"])))
@@ -289,7 +293,8 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
     def add_node(self, node):
         """A node that became eligible during the run (``observe.follow``): waiting for its pod, under a name no
         other pod of the run has, and in the result like the others."""
-        r = NodeRun(node, naming.next_pod_name(self.opts["name"], self.run_id, node, self.by_pod))
+        taken = set(self.by_pod).union(self.plan.get("to_delete") or ())   # the names being deleted too
+        r = NodeRun(node, naming.next_pod_name(self.opts["name"], self.run_id, node, taken))
         self.runs[node], self.by_pod[r.pod_name] = r, r
         self.plan["eligible"].append(node)
         self.followed.append(node)

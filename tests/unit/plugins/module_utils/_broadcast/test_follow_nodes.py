@@ -8,8 +8,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, options, outcomes
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import plan as planner
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.run import BroadcastRun
 
-from test_run_exits import FakeClient, a_run, start
+from test_run_exits import FakeClient, FakeClock, a_run, start
 from test_waves_health_gate import slim
 
 
@@ -83,3 +86,47 @@ def test_a_relist_follows_the_nodes_it_finds_too():
 
 def test_follow_nodes_is_on_by_default():
     assert options.validate({"name": "p", "namespace": "ops", "preset": "image_prune"})["follow_nodes"] is True
+
+
+def test_a_resumed_run_never_follows_a_node_it_had_a_pod_for():
+    """A resumed run deletes the pod of a node not eligible when it planned (plan.to_delete); if that node comes
+    back, it must not get a second pod of the run (the first may have run, or be terminating under the name)."""
+    nodes = [slim("a"), slim("b", unschedulable=True)]
+    o = options.validate({"name": "p", "namespace": "ops", "preset": "image_prune"})
+    taken = naming.pod_name("p", "r1", "c")   # a name c would take, had another pod not had it
+    mine = {"metadata": {"name": taken, "labels": {naming.LABEL_RUN: "r1"}, "annotations": {naming.ANNOTATION_NODE: "b"}},
+            "spec": {"nodeName": "b"}, "status": {"phase": "Succeeded"}}
+    plan = planner.plan(nodes, [mine], o, "r1")
+    assert plan["to_delete"] == [taken] and plan["had_pod"] == ["b"] and plan["skipped"] == {"b": "cordoned"}
+    run = BroadcastRun(Engine(FakeClient(), clock=FakeClock()), o, "r1", plan)
+    run.adopt({}, 1000.0)
+    event(run, slim("b"))                      # uncordoned
+    assert run.followed == [] and run.plan["skipped"]["b"].startswith("had a pod in this run already")
+    event(run, slim("c"), kind="ADDED")        # another node: followed, under a name no pod has or had
+    assert run.followed == ["c"] and run.runs["c"].pod_name not in (taken, run.runs["a"].pod_name)
+
+
+def test_no_node_is_followed_while_the_health_gate_is_shut_or_too_close_to_the_timeout():
+    run = followed_run(health_gate={"max_not_ready": 0})
+    run.node_ready, run.not_ready = {"a": True, "b": True, "x": False}, {"x"}
+    start(run, created=("a", "b"))             # nothing waits: the gate has not stopped the run
+    event(run, slim("new"), kind="ADDED")
+    assert run.followed == [] and run.plan["skipped"]["new"] == "became eligible while the health gate was shut"
+    late = followed_run(pending_timeout=60)
+    late.deadline = late.clock.monotonic() + 59
+    event(late, slim("new"), kind="ADDED")
+    assert late.followed == [] and late.plan["skipped"]["new"] == (
+        "became eligible less than pending_timeout (60s) before the run's timeout")
+    late.deadline = late.clock.monotonic() + 61
+    event(late, slim("new"))
+    assert late.followed == ["new"] and "new" not in late.plan["skipped"]
+
+
+def test_a_node_skipped_during_the_run_and_deleted_is_not_reported_but_one_the_plan_skipped_is():
+    run = followed_run()
+    run.plan_skipped = frozenset(["c"])
+    event(run, slim("d", unschedulable=True), kind="ADDED")
+    assert run.plan["skipped"]["d"] == "cordoned"
+    event(run, slim("d"), kind="DELETED")
+    event(run, slim("c", unschedulable=True), kind="DELETED")
+    assert run.plan["skipped"] == {"c": "cordoned"}
