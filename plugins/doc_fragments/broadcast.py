@@ -210,6 +210,24 @@ options:
       - Also run on cordoned (unschedulable) nodes.
     type: bool
     default: false
+  follow_nodes:
+    description:
+      - Follow the node list while the run starts pods. A node that joins the cluster during the run, or becomes
+        eligible during it (uncordoned, a taint removed, Ready again, a label added), gets its pod in this run, under
+        the same window, failure budget and I(timeout), and is reported like the others (and listed in
+        C(followed_nodes)). A node that joins but is not eligible is reported skipped, with its reason.
+      - Nodes stop being followed once the run stops starting pods (the window closed, the failure budget) or every
+        node has its outcome; a run with no eligible node at its start ends at once and follows none. A node that
+        becomes eligible while the I(health_gate) is shut, or less than I(pending_timeout) before the run's
+        I(timeout), is reported skipped with that reason, and so is one that had a pod in this run already (a
+        resumed run deletes the pods of nodes not eligible when it planned; a node gets one pod per run, and a node
+        deleted and added again under the same name stays C(lost)). Nodes that leave during the run are reported
+        C(lost), as always.
+      - The failure budget's percentage and I(parallelism)'s are of the nodes eligible at the run's start. With
+        I(batch_soak), a node that joins waits for the next batch like any other.
+      - C(false) keeps the plan made at the start.
+    type: bool
+    default: true
   pin:
     description:
       - How each pod is tied to its node. C(affinity) uses a required node affinity on the node's name, so the

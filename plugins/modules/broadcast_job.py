@@ -193,6 +193,14 @@ limits:
   sample: {window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 5, batch_soak_s: 600,
            health_gate: {max_not_ready: 2, finished_nodes: true}, stopped_starting: HealthGate,
            stopped_message: "not started: health gate: node worker-3 went NotReady after its pod finished in this run"}
+followed_nodes:
+  description:
+    - The nodes that became eligible during the run (joined, uncordoned, a taint removed, Ready again) and got their pod
+      in it (I(follow_nodes)), in the order seen. Their records are in I(nodes) like the others.
+  returned: state=present
+  type: list
+  elements: str
+  sample: [worker-17]
 nodes:
   description: One record per node, eligible or skipped, sorted by node name.
   returned: state=present, also on failure
@@ -260,13 +268,14 @@ nodes:
 plan:
   description:
     - In check mode, the nodes it would run on and the skipped ones with their reasons, and what the window, the
-      failure budget, the batch soak and the health gate would do to a run starting now. C(health_gate) is null
+      failure budget, the batch soak and the health gate would do to a run starting now, and whether it would follow
+      nodes that join (I(follow_nodes)). C(health_gate) is null
       without one; else the cluster's node count, its NotReady nodes (at most 50 names, and their count), the number
       it allows and C(would_stop), the reason a run starting now would not start any pod, or null.
   returned: check mode
   type: dict
   sample: {eligible: [kwok-worker-1], skipped: {kwok-control-plane: control plane}, existing_pods: [], to_delete: [],
-           window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 0, batch_soak_s: 0,
+           window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 0, batch_soak_s: 0, follow_nodes: true,
            health_gate: {cluster_nodes: 2, not_ready: [], not_ready_count: 0, max_not_ready: 0, finished_nodes: true,
                          would_stop: null}}
 pod:
@@ -357,7 +366,7 @@ def present(module, engine, opts):
                            "window_closes_at": closes_at.strftime("%Y-%m-%dT%H:%M:%SZ") if closes_at else None,
                            "failure_budget": limits.failure_budget(opts["max_failures"], len(run_plan["eligible"]),
                                                                    fail_fast=opts["failure_policy"] == "fail_fast"),
-                           "batch_soak_s": opts["batch_soak"],
+                           "batch_soak_s": opts["batch_soak"], "follow_nodes": opts["follow_nodes"],
                            # What the health gate would say of the cluster as it is now.
                            "health_gate": health_gate_plan(opts["health_gate"], run_plan["ready"])}}
         if first:

@@ -383,6 +383,152 @@ def test_more_not_ready_nodes_than_the_gate_allows_start_no_pod_and_check_mode_s
     assert not allowed.get("failed") and allowed["summary"]["succeeded"] == 2, allowed.get("msg")
 
 
+class RunPodsWatch(threading.Thread):
+    """The test's own watch of one broadcast's pods, from a list made before the run: every pod it sees, by UID,
+    with the node its annotation names and the node it ran on (``pods``). A watch that expires (410) is listed
+    again from now, so no pod is missed; its errors are the test's (``error``)."""
+
+    def __init__(self, core, namespace, broadcast):
+        super(RunPodsWatch, self).__init__(daemon=True)
+        self.core, self.namespace, self.broadcast = core, namespace, broadcast
+        self.since = core.list_namespaced_pod(namespace).metadata.resource_version
+        self.pods, self.error, self.stopped = {}, None, threading.Event()
+
+    def _see(self, pod):
+        if (pod.metadata.labels or {}).get("nodeops.io/broadcast") != self.broadcast:
+            return
+        node = (pod.metadata.annotations or {}).get("nodeops.io/node")
+        seen = self.pods.setdefault(pod.metadata.uid, {"node": node, "ran_on": set()})
+        if pod.spec.node_name:
+            seen["ran_on"].add(pod.spec.node_name)
+
+    def run(self):
+        rv = self.since
+        try:
+            while not self.stopped.is_set():
+                try:
+                    for event in k8s_watch.Watch().stream(self.core.list_namespaced_pod, self.namespace,
+                                                          resource_version=rv, timeout_seconds=2,
+                                                          allow_watch_bookmarks=True):
+                        rv = event["object"].metadata.resource_version
+                        if event["type"] != "BOOKMARK":
+                            self._see(event["object"])
+                except k8s.rest.ApiException as exc:
+                    if exc.status != 410:
+                        raise
+                    listed = self.core.list_namespaced_pod(self.namespace)
+                    for pod in listed.items:
+                        self._see(pod)
+                    rv = listed.metadata.resource_version
+        except Exception as exc:   # noqa: BLE001 -- handed to the test, which fails with it
+            self.error = exc
+
+    def nodes(self):
+        return set(p["node"] for p in self.pods.values())
+
+    def finish(self):
+        self.stopped.set()
+        self.join(30)
+        assert self.error is None, "the test's watch failed: %r" % (self.error,)
+        return self.pods
+
+
+def end_running_pods(core, namespace, broadcast, thread, ended):
+    """End each pod of ``broadcast`` once it runs (they run until ended), until ``thread`` (the run) ends."""
+    while thread.is_alive():
+        for pod in core.list_namespaced_pod(namespace, label_selector="nodeops.io/broadcast=%s" % broadcast).items:
+            if pod.status.phase == "Running" and pod.metadata.name not in ended:
+                ended.add(pod.metadata.name)
+                kh.end_pod(core, namespace, pod.metadata.name)
+        time.sleep(0.3)
+
+
+def remove_taint(core, name, key):
+    """Remove taint ``key`` from node ``name``, by a JSON patch whose test op makes it apply only to the taints read
+    (another writer, the node lifecycle controller, may change them meanwhile: then read and try again)."""
+    for _attempt in range(10):
+        taints = core.api_client.sanitize_for_serialization(core.read_node(name)).get("spec", {}).get("taints") or []
+        kept = [t for t in taints if t.get("key") != key]
+        try:
+            core.patch_node(name, [{"op": "test", "path": "/spec/taints", "value": taints},
+                                   {"op": "replace", "path": "/spec/taints", "value": kept}])
+            return
+        except k8s.rest.ApiException as exc:
+            if exc.status not in (409, 422):
+                raise
+    raise AssertionError("could not remove taint %s from node %s" % (key, name))
+
+
+def test_nodes_that_join_or_become_eligible_mid_run_each_get_exactly_one_pod(
+        tmp_path, core, namespace, labelled_nodes, sim_nodes, audit):
+    """follow_nodes (the default). Two labelled nodes' pods run until the test ends them, which keeps the run
+    going; meanwhile two labelled nodes join, a cordoned one is uncordoned and a tainted one loses its taint.
+    Each of the six gets exactly one pod, as the test's own watch sees them (by UID, and the node each ran on),
+    and the result reports all six. Then with follow_nodes false, a node that joins mid-run gets no pod and is
+    not in the result."""
+    selector, names = labelled_nodes(2)
+    tag = selector["nodeops-test"]
+    cordoned = sim_nodes.add(name="%s-cordoned" % tag, labels=selector)
+    sim_nodes.cordon(cordoned)
+    tainted = sim_nodes.add(name="%s-tainted" % tag, labels=selector)
+    sim_nodes.taint(tainted, "nodeops-test/hold", "x")
+    args = {"name": "follow", "namespace": namespace, "preset": "image_prune", "image_prune": {"dry_run": True},
+            "node_selector": selector, "parallelism": 10, "timeout": 300,
+            "pod_annotations": {"sim.nodeops.io/delay": "1h"}}
+    check = kh.run_module(tmp_path, "broadcast_job", args, check=True)
+    assert sorted(check["plan"]["eligible"]) == sorted(names) and check["plan"]["follow_nodes"] is True
+    assert (check["plan"]["skipped"][cordoned], check["plan"]["skipped"][tainted]) == (
+        "cordoned", "untolerated taint nodeops-test/hold=x:NoSchedule")
+    watch, ended, box = RunPodsWatch(core, namespace, "follow"), set(), {}
+    watch.start()
+    mark = audit.mark()
+    thread = threading.Thread(target=lambda: box.update(result=kh.run_module(tmp_path, "broadcast_job", args)))
+    thread.start()
+    try:
+        kh.wait_for("the two planned nodes' pods", lambda: watch.nodes() >= set(names), timeout=120)
+        joined = [sim_nodes.add(name="%s-joined-%d" % (tag, i), labels=selector) for i in range(2)]
+        sim_nodes.cordon(cordoned, False)
+        remove_taint(core, tainted, "nodeops-test/hold")
+        six = set(names + joined + [cordoned, tainted])
+        # The pods are ended only once all six exist, so that the run is still going when the last one comes.
+        kh.wait_for("a pod for each of %s" % sorted(six), lambda: watch.nodes() >= six, timeout=90)
+        end_running_pods(core, namespace, "follow", thread, ended)
+    finally:
+        thread.join(300)
+        pods = watch.finish()
+    assert not thread.is_alive()
+    result = box["result"]
+    assert not result.get("failed"), result.get("msg")
+    assert sorted(result["followed_nodes"]) == sorted(joined + [cordoned, tainted])
+    assert sorted(rec["node"] for rec in result["nodes"] if rec["outcome"] == "succeeded") == sorted(six)
+    assert result["summary"]["desired"] == 6
+    per_node = {}
+    for seen in pods.values():
+        assert seen["ran_on"] <= {seen["node"]}, seen          # each pod ran on the node it was for
+        per_node[seen["node"]] = per_node.get(seen["node"], 0) + 1
+    assert per_node == dict((node, 1) for node in six), per_node
+    assert len(kh.pod_creates(audit, mark, namespace)) == 6
+
+    # follow_nodes false: the plan made at the start is the run's.
+    fixed = dict(args, name="fixed", follow_nodes=False)
+    watch, ended, box = RunPodsWatch(core, namespace, "fixed"), set(), {}
+    watch.start()
+    thread = threading.Thread(target=lambda: box.update(result=kh.run_module(tmp_path, "broadcast_job", fixed)))
+    thread.start()
+    try:
+        kh.wait_for("the six nodes' pods", lambda: watch.nodes() >= six, timeout=120)
+        late = sim_nodes.add(name="%s-late" % tag, labels=selector)
+        time.sleep(3)   # the run's watch has seen it Ready by now (a followed node's pod would be made at once)
+        end_running_pods(core, namespace, "fixed", thread, ended)
+    finally:
+        thread.join(300)
+        pods = watch.finish()
+    result = box["result"]
+    assert not result.get("failed"), result.get("msg")
+    assert result["followed_nodes"] == [] and late not in [rec["node"] for rec in result["nodes"]]
+    assert set(p["node"] for p in pods.values()) == six and len(pods) == 6
+
+
 def test_failed_nodes_get_an_event_on_the_node_and_the_run_one_on_its_record(
         tmp_path, core, namespace, labelled_nodes):
     selector, names = labelled_nodes(4)

@@ -254,7 +254,8 @@ class Finish:
         results.sort(key=lambda rec: rec["node"])
         summary = outcomes.summarize(results, len(plan["eligible"]), self.clock.monotonic() - started)
         result = {"run_id": self.run_id, "summary": summary, "nodes": results, "changed": bool(plan["eligible"]),
-                  "limits": run_limits(self.opts, self.closes_at, self.budget, self.stopped, len(self.node_ready))}
+                  "limits": run_limits(self.opts, self.closes_at, self.budget, self.stopped, len(self.node_ready)),
+                  "followed_nodes": list(self.followed)}
         self.phase("events")
         if self.handed_over is None:   # else the new holder posts them, once
             self.post_events(results, summary)

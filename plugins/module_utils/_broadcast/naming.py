@@ -68,13 +68,19 @@ def pod_names(name, run_id, node_names, keep=None):
     for node in nodes:
         if node in out:
             continue
-        digest = hashlib.sha256(node.encode("utf-8")).hexdigest()
-        candidates = (pod_name(name, run_id, node, digest[start:start + 8]) for start in range(0, len(digest) - 7, 8))
-        # A counter after the eight slices of its digest: never reached (every slice taken is 2**-200 or so).
-        fallback = (pod_name(name, run_id, node, "%08x" % i) for i in range(2 ** 32))
-        out[node] = next(candidate for candidate in itertools.chain(candidates, fallback) if candidate not in used)
+        out[node] = next_pod_name(name, run_id, node, used)
         used.add(out[node])
     return out
+
+
+def next_pod_name(name, run_id, node, taken):
+    """The name of ``node``'s pod in a run whose other pods have the names in ``taken`` (a container): the first
+    8-digit slice of its digest no other pod has (``pod_names``). A node that joins during a run is named so."""
+    digest = hashlib.sha256(node.encode("utf-8")).hexdigest()
+    candidates = (pod_name(name, run_id, node, digest[start:start + 8]) for start in range(0, len(digest) - 7, 8))
+    # A counter after the eight slices of its digest: never reached (every slice taken is 2**-200 or so).
+    fallback = (pod_name(name, run_id, node, "%08x" % i) for i in range(2 ** 32))
+    return next(candidate for candidate in itertools.chain(candidates, fallback) if candidate not in taken)
 
 
 def run_selector(name, run_id=None):

@@ -18,9 +18,9 @@ __metaclass__ = type
 
 import queue
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, outcomes
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, outcomes
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.logs import finished_log
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.plan import is_ready
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.plan import is_ready, skip_reason, slim_node
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import Watcher
 
 FINISHED = ("succeeded", "failed")   # outcomes of a pod that ran to its end on its node
@@ -82,11 +82,6 @@ def due_pending_timeouts(pending, now, pending_timeout):
     return [r for r in pending if now - r.pending_since >= pending_timeout]
 
 
-def _node_presence(node):
-    """All the run needs of a watched node: that it is there (or gone), and whether it is Ready (health gate)."""
-    return {"metadata": {"name": (node.get("metadata") or {}).get("name")}, "ready": is_ready(node)}
-
-
 def went_not_ready(was_ready, ready, r):
     """Whether a node's change from ``was_ready`` (None: not known) to ``ready`` makes it one that went NotReady
     after its pod finished in this run (node run ``r``, or None: not one of the run's nodes). Pure."""
@@ -112,7 +107,7 @@ class Observe:
                              naming.run_selector(self.opts["name"], self.run_id), self.events,
                              self.initial_resource_version, log=self.log, tag="pods", slim=outcomes.slim_pod)
         nodes_watch = Watcher(self.client, "/api/v1/nodes", None, self.events, self.plan.get("nodes_resource_version"),
-                              log=self.log, tag="nodes", slim=_node_presence)
+                              log=self.log, tag="nodes", slim=slim_node)
         events_watch = Watcher(self.client, self.client.core_path("events", self.namespace), None, self.events,
                                log=self.log, tag="events", slim=_pod_event,
                                field_selector="involvedObject.kind=Pod,type=Warning")
@@ -167,19 +162,56 @@ class Observe:
             self.node_ready.pop(name, None)
             self.not_ready.discard(name)
             self.joining.discard(name)
+            if name not in self.plan_skipped and name not in self.runs:
+                self.plan["skipped"].pop(name, None)   # skipped during the run, gone since: not the run's to report
             self.node_left(name, now)
         elif kind == "event":
-            self.readiness(payload[1]["metadata"]["name"], payload[1].get("ready"))
+            self.readiness(payload[1]["metadata"]["name"], is_ready(payload[1]))
+            self.follow(payload[1])
         elif kind == "sync":
-            present = dict((n["metadata"]["name"], n.get("ready")) for n in payload[0])
+            present = dict((n["metadata"]["name"], n) for n in payload[0])
             for name in [n for n in self.node_ready if n not in present]:
                 self.node_ready.pop(name, None)
                 self.not_ready.discard(name)
                 self.joining.discard(name)
-            for name, ready in present.items():
-                self.readiness(name, ready)
+            for name, node in sorted(present.items()):
+                self.readiness(name, is_ready(node))
+                self.follow(node)
             for node in [n for n in self.runs if n not in present]:
                 self.node_left(node, now)
+
+    def follow(self, node):
+        """A node the nodes' watch saw (``follow_nodes``): one eligible now that the run has not got (it joined, or
+        was skipped at the plan: cordoned, tainted, NotReady) gets its pod in this run, while the run still starts
+        pods, under the window, the failure budget and the timeout like the others. One not eligible is reported
+        skipped with its reason, as the plan reports the nodes it skipped."""
+        name = node["metadata"]["name"]
+        if name in self.runs or self.stopped is not None or not self.opts.get("follow_nodes"):
+            return
+        if self.node_list is not None and name not in self.node_list:
+            return   # an explicit list is the whole universe of the run
+        reason = skip_reason(node, self.opts, self.tolerations, self.constraints) or self.too_late_for(name)
+        if reason:
+            self.plan["skipped"][name] = reason
+            return
+        was = self.plan["skipped"].pop(name, None)
+        self.add_node(name)
+        self.log("node %s is eligible now (%s): it gets its pod in this run" % (
+            name, ("skipped at the plan: %s" if name in self.plan_skipped else "skipped earlier in the run: %s") % was
+            if was else "joined during the run"))
+
+    def too_late_for(self, name):
+        """Why an eligible node that the run has not got does not get a pod now, or None: it had one in this run
+        (a resumed run deletes pods of nodes not eligible when it planned, and a node has one pod per run), or
+        starting one now could not end well (the health gate is shut, or less than pending_timeout is left)."""
+        if name in self.had_pod:
+            return "had a pod in this run already (its node was not eligible when the run resumed)"
+        gate = self.opts.get("health_gate")
+        if gate and limits.health_check(gate, self.not_ready, len(self.node_ready), self.fallen):
+            return "became eligible while the health gate was shut"
+        if self.deadline is not None and self.deadline - self.clock.monotonic() < self.opts["pending_timeout"]:
+            return "became eligible less than pending_timeout (%ds) before the run's timeout" % self.opts["pending_timeout"]
+        return None
 
     def readiness(self, name, ready):
         """A node's Ready condition as watched: the health gate's counts, and the nodes that went NotReady after

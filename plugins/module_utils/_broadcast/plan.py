@@ -83,8 +83,9 @@ def plan(nodes, pods, opts, run_id):
 
     nodes: Node dicts. pods: the pods already labeled with this broadcast.
     Returns {"eligible": [names], "skipped": {name: reason}, "existing": {node: pod},
-    "to_delete": [pod names], "pod_names": {node: pod name}, "ready": {node: bool}, "fallen": [node]} where ``existing`` are this run's pods to adopt
-    and ``to_delete`` this run's pods on nodes that are no longer eligible.
+    "to_delete": [pod names], "pod_names": {node: pod name}, "ready": {node: bool}, "fallen": [node],
+    "had_pod": [node]} where ``existing`` are this run's pods to adopt and ``to_delete`` this run's pods on
+    nodes that are no longer eligible.
     """
     tolerations = pod_tolerations(opts)
     constraints = template_constraints(opts)
@@ -108,7 +109,7 @@ def plan(nodes, pods, opts, run_id):
     # no longer eligible, or a second pod of one node, is deleted. (Before the annotation, by the plain name.)
     eligible_set, plain = set(eligible), dict((naming.pod_name(opts["name"], run_id, n), n) for n in eligible)
     ready = dict((n["metadata"]["name"], is_ready(n)) for n in nodes)
-    existing, to_delete, fallen = {}, [], []
+    existing, to_delete, fallen, had_pod = {}, [], [], set()
     for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
         meta = pod["metadata"]
         if (meta.get("labels") or {}).get(LABEL_RUN) != run_id:
@@ -117,6 +118,7 @@ def plan(nodes, pods, opts, run_id):
         # A resumed run's health gate: a node whose pod of this run finished and that is NotReady now went
         # NotReady after it (as far as anyone can tell), whether it is still eligible or not.
         ran_on = node or (pod.get("spec") or {}).get("nodeName")
+        had_pod.update(n for n in (node, (pod.get("spec") or {}).get("nodeName")) if n)
         if ((pod.get("status") or {}).get("phase") in ("Succeeded", "Failed") and ready.get(ran_on) is False
                 and ran_on not in fallen):
             fallen.append(ran_on)
@@ -127,6 +129,7 @@ def plan(nodes, pods, opts, run_id):
     names = naming.pod_names(opts["name"], run_id, eligible,
                              keep=dict((node, pod["metadata"]["name"]) for node, pod in existing.items()))
     # Every node of the cluster, Ready or not, and the nodes this run's finished pods left NotReady: the health
-    # gate's starting point (limits.health_check).
+    # gate's starting point (limits.health_check). Every node a pod of this run was for or ran on (``had_pod``): a
+    # resumed run never follows one of them (observe.follow), whose pod it may be deleting.
     return {"eligible": eligible, "skipped": skipped, "existing": existing, "to_delete": sorted(to_delete),
-            "pod_names": names, "ready": ready, "fallen": fallen}
+            "pod_names": names, "ready": ready, "fallen": fallen, "had_pod": sorted(had_pod)}

@@ -40,6 +40,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.laun
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.logs import Logs
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.observe import Observe
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.options import resolve_parallelism
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.pods import pod_tolerations, template_constraints
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.record import Record
 
 
@@ -111,6 +112,14 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         self.joining = set()
         self.fallen = list(plan.get("fallen") or [])   # a resumed run: what its finished pods left NotReady
         self.batches = 0          # batches of pods started
+        # follow_nodes: what a node must be to get a pod (plan.skip_reason), and the nodes that became eligible
+        # during the run, in the order seen.
+        self.tolerations, self.constraints = pod_tolerations(opts), template_constraints(opts)
+        self.followed = []
+        self.node_list = frozenset(opts["nodes"]) if opts.get("nodes") is not None else None
+        self.had_pod = frozenset(plan.get("had_pod") or ())   # nodes this run had a pod for before (a resume)
+        self.plan_skipped = frozenset(plan["skipped"])         # what the plan skipped (the rest: skipped since)
+        self.deadline = None                                    # monotonic, once the run begins
         self.soak_until = None    # with batch_soak: when the next batch may start (monotonic)
         self.owner = None     # the run record, once made
         self.code_digest = None   # the digest of the run's code ConfigMap, which its pods check
@@ -169,7 +178,7 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         """The run's clocks: (started, monotonic; started, wall time; the deadline, monotonic)."""
         started = self.clock.monotonic()
         started_wall = self.clock.now()
-        deadline = started + self.opts["timeout"]
+        deadline = self.deadline = started + self.opts["timeout"]
         self.closes_at = limits.window_closes_at(self.opts.get("window"), started_wall)
         plan = self.plan
         self.log("run %s: %d eligible nodes, %d skipped" % (self.run_id, len(plan["eligible"]), len(plan["skipped"])))
@@ -280,6 +289,18 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
             if r.log_future is not None:
                 self.take_log(r, r.log_future.result())
         self.stats = {"relists": watchers[0].relists, "reconnects": watchers[0].reconnects + watchers[1].reconnects}
+
+    def add_node(self, node):
+        """A node that became eligible during the run (``observe.follow``): waiting for its pod, under a name no
+        other pod of the run has, and in the result like the others."""
+        taken = set(self.by_pod).union(self.plan.get("to_delete") or ())   # the names being deleted too
+        r = NodeRun(node, naming.next_pod_name(self.opts["name"], self.run_id, node, taken))
+        self.runs[node], self.by_pod[r.pod_name] = r, r
+        self.plan["eligible"].append(node)
+        self.followed.append(node)
+        self.remaining += 1
+        self.waiting.append(r)
+        return r
 
     def set_done(self, r, verdict):
         """The one place a node run becomes done: keeps the counters the loop relies on."""

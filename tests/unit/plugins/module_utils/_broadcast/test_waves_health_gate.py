@@ -163,6 +163,7 @@ def test_the_plan_knows_every_nodes_readiness():
 # ---------------------------------------------------------------- in a run (fake API)
 
 def gated_run(client, eligible=("a", "b", "c", "d"), ready=None, **extra):
+    extra.setdefault("follow_nodes", False)   # the nodes these tests flip are not to join the run
     run = a_run(client, eligible=eligible, **extra)
     run.node_ready = dict(ready or dict((n, True) for n in eligible))
     run.not_ready = set(n for n, ok in run.node_ready.items() if not ok)
@@ -171,8 +172,14 @@ def gated_run(client, eligible=("a", "b", "c", "d"), ready=None, **extra):
     return run
 
 
-def node_event(run, name, ready, kind="MODIFIED"):
-    run._nodes_changed("event", (kind, {"metadata": {"name": name}, "ready": ready}), 1000.0)
+def slim(name, ready=True, **spec):
+    """A node as the nodes' watch gives it (plan.slim_node)."""
+    return {"metadata": {"name": name, "labels": {}}, "spec": dict({"unschedulable": None, "taints": []}, **spec),
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def node_event(run, name, ready, kind="MODIFIED", **spec):
+    run._nodes_changed("event", (kind, slim(name, ready, **spec)), 1000.0)
 
 
 def test_a_finished_node_that_goes_not_ready_shuts_the_gate_and_the_rest_are_not_started():
@@ -227,7 +234,7 @@ def test_the_not_ready_count_follows_the_nodes_watch_its_deletes_and_relists():
     assert run.health_stop()[1].endswith("2 of the cluster's 4 nodes are NotReady (x, y), more than max_not_ready=1")
     node_event(run, "y", None, kind="DELETED")
     assert run.health_stop() is None and "y" not in run.node_ready
-    run._nodes_changed("sync", ([{"metadata": {"name": n}, "ready": n == "a"} for n in ("a", "b", "z")], "9", 0), 1000.0)
+    run._nodes_changed("sync", ([slim(n, n == "a") for n in ("a", "b", "z")], "9", 0), 1000.0)
     assert run.not_ready == {"b"} and run.joining == {"z"} and set(run.node_ready) == {"a", "b", "z"}
     assert run.health_stop() is None               # b only: one allowed
     node_event(run, "a", False)
