@@ -311,7 +311,7 @@ def test_batch_soak_starts_the_next_batch_once_the_one_before_has_finished_and_s
     gap = (created[1] - created[0]).total_seconds()
     assert gap >= 5.0, "the second batch came %.2f s after the first" % gap
     assert (created[2] - created[1]).total_seconds() < 5.0, created   # one batch of two, no soak inside it
-    first = min(result["nodes"], key=lambda rec: rec["started_at"])
+    first = min((rec for rec in result["nodes"] if rec["started_at"]), key=lambda rec: rec["started_at"])
     # The soak began when the first batch's pod had finished (finished_at is to the second).
     finished = datetime.datetime.strptime(first["finished_at"], "%Y-%m-%dT%H:%M:%SZ")
     assert (created[1] - finished).total_seconds() >= 4.0, (created, first)
