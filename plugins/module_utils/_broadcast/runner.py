@@ -153,8 +153,8 @@ def main(environ=None):
     if frozen is not None:
         # Due inside a freeze: no pod is started; the history says so, and why.
         reason = "inside the freeze %s" % freeze.describe(frozen)
-        _say("run %s of %s/%s skipped (job %s): %s; no pod started" % (run_id, opts["namespace"], opts["name"], job,
-                                                                        reason))
+        _say("run %s of %s/%s skipped (job %s): %s; no pod started"
+             % (run_id, opts["namespace"], opts["name"], job, reason))
         state, result, code = "skipped", None, 0
     else:
         _say("run %s of %s/%s starts (job %s)" % (run_id, opts["namespace"], opts["name"], job))

@@ -236,7 +236,6 @@ def cron_job(cron, opts, pod_spec, digest):
     return {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": meta, "spec": cron_spec}
 
 
-
 def build_objects(cron, opts, sources=None, zone=None):
     """Every object of one cron broadcast, in the order they are applied (the CronJob last). ``cron`` holds
     the CronJob options, ``opts`` the validated broadcast options. Pure but for ``sources`` and ``zone``

@@ -274,8 +274,8 @@ def test_a_health_gate_stop_fails_the_run_naming_why():
     assert isinstance(finish.run_error(dict(o, fail_on_node_failure=True), "r1", failed, {"a", "b"}, None, why, False),
                       HealthGateStopped)
     # A budget stop stays the budget's.
-    assert type(finish.run_error(opts(max_failures=0), "r1", failed, {"a", "b"}, 0,
-                                 (limits.BUDGET_EXHAUSTED, "x"), False)) is NodeFailures
+    budget = finish.run_error(opts(max_failures=0), "r1", failed, {"a", "b"}, 0, (limits.BUDGET_EXHAUSTED, "x"), False)
+    assert isinstance(budget, NodeFailures) and not isinstance(budget, HealthGateStopped)
 
 
 def test_the_results_limits_say_what_the_soak_and_the_gate_were_and_what_stopped_it():

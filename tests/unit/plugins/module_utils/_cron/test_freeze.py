@@ -41,7 +41,9 @@ def test_dates_ranges_and_dicts_become_the_local_days_in_utc_instants():
 def test_a_day_whose_clocks_change_is_covered_whole():
     # Europe/Berlin springs forward on 2027-03-28 (23 hours) and falls back on 2027-10-31 (25 hours).
     spring, autumn = freeze.parse_freeze(["2027-03-28", "2027-10-31"], "Europe/Berlin")
-    span = lambda f: freeze._instant(f["until_utc"]) - freeze._instant(f["from_utc"])  # noqa: E731
+
+    def span(f):
+        return freeze._instant(f["until_utc"]) - freeze._instant(f["from_utc"])
     assert span(spring) == datetime.timedelta(hours=23) and span(autumn) == datetime.timedelta(hours=25)
 
 
