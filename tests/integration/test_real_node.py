@@ -515,13 +515,26 @@ def test_image_prune_on_a_host_without_a_working_crictl_says_why(tmp_path, names
 # ---------------------------------------------------------------- the in-cluster runner, really in the cluster
 
 
+def finished_job(api_client, core, namespace, name):
+    """Wait (up to 180 s) for the runner's Job ``name`` to finish; return (the Job, its pods)."""
+    from kubernetes import client as k8s
+
+    batch = k8s.BatchV1Api(api_client)
+
+    def finished():
+        job = batch.read_namespaced_job(name, namespace)
+        return job if (job.status.succeeded or job.status.failed) else None
+
+    job = kh.wait_for("Job %s to finish" % name, finished, timeout=180, interval=1)
+    return job, core.list_namespaced_pod(namespace, label_selector="job-name=%s" % name).items
+
+
 def test_cron_run_now_runs_the_real_runner_in_a_pod_on_the_real_node(tmp_path, api_client, core, namespace,
                                                                      real_node, audit):
     """The CronJob's Job pod runs the runner as its ServiceAccount through the kubernetes Service;
     the runner creates the node pod, it runs, and broadcast_info reads the history it wrote. The node's
     result reaches the runner in the pod status, and the runner's own summary is its termination message."""
     from ansible_collections.nodeops.kubernetes.plugins.module_utils._node.main import parse_result
-    from kubernetes import client as k8s
 
     args = on_real_node(real_node, namespace, name="nightly", schedule="0 3 * * *", preset="image_prune",
                         image_prune={"dry_run": True}, run_now=True, runner_image=real_node.image,
@@ -530,14 +543,7 @@ def test_cron_run_now_runs_the_real_runner_in_a_pod_on_the_real_node(tmp_path, a
     try:
         installed = kh.run_module(tmp_path, "cron_broadcast", args)
         assert not installed.get("failed"), installed.get("msg")
-        batch = k8s.BatchV1Api(api_client)
-
-        def finished_job():
-            job = batch.read_namespaced_job(installed["job"], namespace)
-            return job if (job.status.succeeded or job.status.failed) else None
-
-        job = kh.wait_for("the run_now Job to finish", finished_job, timeout=180, interval=1)
-        runner_pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % installed["job"]).items
+        job, runner_pods = finished_job(api_client, core, namespace, installed["job"])
         assert [p.spec.node_name for p in runner_pods] == [real_node.name]
         runner_log = core.read_namespaced_pod_log(runner_pods[0].metadata.name, namespace)
         assert job.status.succeeded == 1, runner_log
@@ -567,7 +573,6 @@ def test_a_run_due_inside_a_freeze_starts_no_pod_and_the_history_says_why(tmp_pa
     from zoneinfo import ZoneInfo
 
     from ansible_collections.nodeops.kubernetes.plugins.module_utils._report import html
-    from kubernetes import client as k8s
 
     zone = "Pacific/Kiritimati"   # UTC+14: "today" there is not today in UTC for ten hours of every day
     today = datetime.datetime.now(ZoneInfo(zone)).date()
@@ -589,14 +594,7 @@ def test_a_run_due_inside_a_freeze_starts_no_pod_and_the_history_says_why(tmp_pa
         assert [r["local"][:10] for r in installed["next_runs"]] == [after] * 5, installed["next_runs"]
         assert [f["freeze"] for f in installed["frozen_runs"]] == [
             "release week (%s..%s, %s)" % (today, today + datetime.timedelta(days=1), zone)], installed["frozen_runs"]
-        batch = k8s.BatchV1Api(api_client)
-
-        def finished_job():
-            job = batch.read_namespaced_job(installed["job"], namespace)
-            return job if (job.status.succeeded or job.status.failed) else None
-
-        job = kh.wait_for("the run_now Job to finish", finished_job, timeout=180, interval=1)
-        runner_pods = core.list_namespaced_pod(namespace, label_selector="job-name=%s" % installed["job"]).items
+        job, runner_pods = finished_job(api_client, core, namespace, installed["job"])
         runner_log = core.read_namespaced_pod_log(runner_pods[0].metadata.name, namespace)
         assert job.status.succeeded == 1, runner_log
         assert "skipped (job %s): inside the freeze release week" % installed["job"] in runner_log, runner_log
@@ -643,15 +641,8 @@ def test_sigterm_to_the_runner_in_its_pod_while_it_finishes_a_run_loses_nothing(
         job = manifests.job_from_cron(cron_job, "term-" + phase)
         job["spec"]["template"]["spec"]["containers"][0]["env"].append(
             {"name": "NODEOPS_TEST_SIGTERM_AT", "value": phase})
-        batch = k8s.BatchV1Api(api_client)
-        batch.create_namespaced_job(namespace, job)
-
-        def finished_job():
-            status = batch.read_namespaced_job(job["metadata"]["name"], namespace).status
-            return status if (status.succeeded or status.failed) else None
-
-        kh.wait_for("the Job to finish", finished_job, timeout=180, interval=1)
-        runner = core.list_namespaced_pod(namespace, label_selector="job-name=" + job["metadata"]["name"]).items[0]
+        k8s.BatchV1Api(api_client).create_namespaced_job(namespace, job)
+        runner = finished_job(api_client, core, namespace, job["metadata"]["name"])[1][0]
         log = core.read_namespaced_pod_log(runner.metadata.name, namespace)
         terminated = runner.status.container_statuses[0].state.terminated
         assert terminated.exit_code == 143 and "SIGTERM during %s" % phase in log, log
