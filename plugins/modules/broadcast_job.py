@@ -122,6 +122,22 @@ EXAMPLES = r"""
       max_not_ready: 2
     timeout: 14400
 
+# disk_pressure is on by default: nodes under DiskPressure get a critical pod (system-node-critical) that tolerates
+# the disk-pressure taint, where it fits without preempting another pod.
+- name: Vacuum the journal on every node, including those under DiskPressure
+  nodeops.kubernetes.broadcast_job:
+    name: journal-vacuum
+    namespace: node-maintenance
+    preset: journal_vacuum
+    journal_vacuum:
+      max_size: 500M
+    disk_pressure: true
+  register: vacuum
+
+- name: Say which nodes were under DiskPressure, and which still were when the run ended
+  ansible.builtin.debug:
+    msg: "under DiskPressure: {{ vacuum.plan.disk_pressure | default(vacuum.disk_pressure.nodes) }}"
+
 - name: Remove week-old logs of one application on the GPU nodes
   nodeops.kubernetes.broadcast_job:
     name: app-logs
@@ -193,6 +209,16 @@ limits:
   sample: {window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 5, batch_soak_s: 600,
            health_gate: {max_not_ready: 2, finished_nodes: true}, stopped_starting: HealthGate,
            stopped_message: "not started: health gate: node worker-3 went NotReady after its pod finished in this run"}
+disk_pressure:
+  description:
+    - The nodes under DiskPressure when the run planned them (or followed them, I(follow_nodes)), eligible or skipped;
+      C(still) those of them under DiskPressure when the run ended, as the nodes' watch last saw them, and C(cleared)
+      the others. Each node's record has the same in its own C(disk_pressure).
+    - The kubelet keeps the condition for its C(evictionPressureTransitionPeriod) (5 minutes by default) after the
+      disk has room again, so a node a prune relieved is often still in C(still) when a short run ends.
+  returned: state=present
+  type: dict
+  sample: {nodes: [worker-3], cleared: [], still: [worker-3]}
 followed_nodes:
   description:
     - The nodes that became eligible during the run (joined, uncordoned, a taint removed, Ready again) and got their pod
@@ -261,6 +287,13 @@ nodes:
     restarts:
       description: Container restarts.
       type: int
+    disk_pressure:
+      description:
+        - For a node under DiskPressure when the run planned (or followed) it, C(before) (true) and C(after), whether it
+          still was when the run ended (see the top-level I(disk_pressure)).
+      type: dict
+      returned: for nodes under DiskPressure
+      sample: {before: true, after: false}
   sample:
     - {node: kwok-worker-1, pod: image-prune-1123031500ab12-0c1d2e3f, outcome: succeeded, exit_code: 0,
        reason: Completed, message: null, log: "...", started_at: "2026-11-23T03:15:00Z",
@@ -269,13 +302,14 @@ plan:
   description:
     - In check mode, the nodes it would run on and the skipped ones with their reasons, and what the window, the
       failure budget, the batch soak and the health gate would do to a run starting now, and whether it would follow
-      nodes that join (I(follow_nodes)). C(health_gate) is null
+      nodes that join (I(follow_nodes)), and the nodes under DiskPressure (C(disk_pressure)). C(health_gate) is null
       without one; else the cluster's node count, its NotReady nodes (at most 50 names, and their count), the number
       it allows and C(would_stop), the reason a run starting now would not start any pod, or null.
   returned: check mode
   type: dict
   sample: {eligible: [kwok-worker-1], skipped: {kwok-control-plane: control plane}, existing_pods: [], to_delete: [],
            window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 0, batch_soak_s: 0, follow_nodes: true,
+           disk_pressure: [],
            health_gate: {cluster_nodes: 2, not_ready: [], not_ready_count: 0, max_not_ready: 0, finished_nodes: true,
                          would_stop: null}}
 pod:
@@ -367,6 +401,8 @@ def present(module, engine, opts):
                            "failure_budget": limits.failure_budget(opts["max_failures"], len(run_plan["eligible"]),
                                                                    fail_fast=opts["failure_policy"] == "fail_fast"),
                            "batch_soak_s": opts["batch_soak"], "follow_nodes": opts["follow_nodes"],
+                           # Nodes under DiskPressure: eligible ones get a critical pod, skipped ones say why.
+                           "disk_pressure": sorted(run_plan["pressure"]),
                            # What the health gate would say of the cluster as it is now.
                            "health_gate": health_gate_plan(opts["health_gate"], run_plan["ready"])}}
         if first:

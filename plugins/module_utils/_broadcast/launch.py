@@ -93,7 +93,8 @@ class Launch:
         a restart during creation does not fail the node; a pod that exists already is adopted.
         """
         pod = pods.build_pod(self.opts, self.run_id, node_run.node, owner=owner, active_deadline=deadline_s,
-                             code_digest=self.code_digest, name=node_run.pod_name)
+                             code_digest=self.code_digest, name=node_run.pod_name,
+                             pressured=node_run.node in self.pressured)
         try:
             try:
                 # Slimmed here, in the worker: a batch of thousands of full pods is never held at once.

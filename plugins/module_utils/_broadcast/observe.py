@@ -18,7 +18,7 @@ __metaclass__ = type
 
 import queue
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, outcomes
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, outcomes, pressure
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.logs import finished_log
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.plan import is_ready, skip_reason, slim_node
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import Watcher
@@ -97,6 +97,10 @@ def _pod_event(event):
             "reason": event.get("reason"), "message": event.get("message")}
 
 
+# How long a node under DiskPressure found without room for its critical pod is not listed again (``room_for``).
+ROOM_RECHECK_S = 30
+
+
 class Observe:
     """Watch, apply, judge (a part of ``run.BroadcastRun``)."""
 
@@ -167,6 +171,7 @@ class Observe:
             self.node_left(name, now)
         elif kind == "event":
             self.readiness(payload[1]["metadata"]["name"], is_ready(payload[1]))
+            self.pressure_now(payload[1])
             self.follow(payload[1])
         elif kind == "sync":
             present = dict((n["metadata"]["name"], n) for n in payload[0])
@@ -176,6 +181,7 @@ class Observe:
                 self.joining.discard(name)
             for name, node in sorted(present.items()):
                 self.readiness(name, is_ready(node))
+                self.pressure_now(node)
                 self.follow(node)
             for node in [n for n in self.runs if n not in present]:
                 self.node_left(node, now)
@@ -191,14 +197,35 @@ class Observe:
         if self.node_list is not None and name not in self.node_list:
             return   # an explicit list is the whole universe of the run
         reason = skip_reason(node, self.opts, self.tolerations, self.constraints) or self.too_late_for(name)
+        pressured = pressure.under_pressure(node)
+        if not reason and pressured:
+            reason = self.room_for(node)   # its pod is a critical one: it must fit
         if reason:
             self.plan["skipped"][name] = reason
             return
         was = self.plan["skipped"].pop(name, None)
+        if pressured:
+            self.pressured.add(name)
+            self.pressure_seen[name] = True
         self.add_node(name)
         self.log("node %s is eligible now (%s): it gets its pod in this run" % (
             name, ("skipped at the plan: %s" if name in self.plan_skipped else "skipped earlier in the run: %s") % was
             if was else "joined during the run"))
+
+    def room_for(self, node):
+        """``engine.no_room`` for a node under DiskPressure that became eligible: one list of its pods, at most every
+        ROOM_RECHECK_S seconds however often the node changes."""
+        name, now = node["metadata"]["name"], self.clock.monotonic()
+        checked = self.room_checked.get(name)
+        if checked is None or now - checked[0] >= ROOM_RECHECK_S:
+            checked = self.room_checked[name] = (now, self.no_room(self.opts, self.run_id, node))
+        return checked[1]
+
+    def pressure_now(self, node):
+        """A node under DiskPressure when the run planned or followed it: whether it still is, as last seen."""
+        name = node["metadata"]["name"]
+        if name in self.pressure_seen:
+            self.pressure_seen[name] = pressure.under_pressure(node)
 
     def too_late_for(self, name):
         """Why an eligible node that the run has not got does not get a pod now, or None: it had one in this run

@@ -33,7 +33,7 @@ import threading
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, outcomes
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, outcomes, pressure
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.cancel import Cancel
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.finish import Finish
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.launch import Launch
@@ -118,6 +118,12 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         self.followed = []
         self.node_list = frozenset(opts["nodes"]) if opts.get("nodes") is not None else None
         self.had_pod = frozenset(plan.get("had_pod") or ())   # nodes this run had a pod for before (a resume)
+        # Nodes under DiskPressure (pressure.py) when planned or followed: their pods are critical ones (``pressured``);
+        # the condition of each as last seen, for the result's ``disk_pressure`` (``pressure_seen``).
+        self.pressured = set(plan.get("pressure") or ())
+        self.pressure_seen = dict((n, True) for n in plan.get("pressure") or ())
+        self.no_room = engine.no_room   # whether a critical pod fits on a node (engine.py)
+        self.room_checked = {}          # follow_nodes: {node: (when, engine.no_room's answer)}
         self.plan_skipped = frozenset(plan["skipped"])         # what the plan skipped (the rest: skipped since)
         self.deadline = None                                    # monotonic, once the run begins
         self.soak_until = None    # with batch_soak: when the next batch may start (monotonic)
@@ -192,6 +198,10 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         fresh = [n for n in plan["eligible"] if n not in plan["existing"]]
         if fresh:
             preflight(self.opts, self.run_id, fresh[0], name=self.runs[fresh[0]].pod_name)
+        critical = [n for n in fresh if n in self.pressured]
+        if critical and pressure.priority_class(self.opts, True) != pressure.priority_class(self.opts, False):
+            # A node under DiskPressure gets a critical pod: admission (a ResourceQuota) may refuse that one only.
+            preflight(self.opts, self.run_id, critical[0], name=self.runs[critical[0]].pod_name, pressured=True)
         owner = self.owner = self.ensure_record()
         for name in plan["to_delete"]:
             self.client.delete(self.client.core_path("pods", self.namespace, name))

@@ -8,6 +8,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pressure
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine, new_run_id
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.events import NODE_EVENTS_NAMESPACE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_CRON
@@ -29,11 +30,17 @@ def preflight(client, desired, opts):
     """
     engine = Engine(client)
     # Any node name does: a dry-run pod is not scheduled. A fresh run id, as a run would have.
-    engine.preflight(opts, new_run_id(), PREFLIGHT_NODE)
+    run_id = new_run_id()
+    warnings = []
+    if pressure.priority_class(opts, True) != pressure.priority_class(opts, False):
+        # The critical pod a node under DiskPressure gets, which a ResourceQuota may refuse on its own.
+        engine.preflight(opts, run_id, PREFLIGHT_NODE, pressured=True)
+        warnings = list(engine.preflight_warnings)
+    engine.preflight(opts, run_id, PREFLIGHT_NODE)
     # The runner's pod is the collection's own (it fits restricted): what a user changes in it, and what
     # an image policy's webhook refuses, is its image.
     runner = manifests.runner_pod(desired)
-    return list(engine.preflight_warnings) + engine.dry_run_pod(
+    return list(dict.fromkeys(warnings + list(engine.preflight_warnings))) + engine.dry_run_pod(
         runner, "runner_image", runner["spec"]["containers"][0]["image"], "the runner pods of this cron broadcast")
 
 
