@@ -275,3 +275,22 @@ def test_a_node_that_comes_under_pressure_and_joins_gets_a_critical_pod_only_if_
     run._nodes_changed("event", ("MODIFIED", planner.slim_node(crowded)), 1001.0)
     assert "crowded" not in run.runs and run.plan["skipped"]["crowded"].startswith("under DiskPressure and full")
     assert len(client.queries) == 2     # the crowded node's pods were listed once, not on every change
+
+
+def test_the_history_keeps_and_the_report_shows_the_nodes_under_pressure():
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.history import history_entry
+    from ansible_collections.nodeops.kubernetes.plugins.module_utils._report import html
+
+    seen = {"nodes": ["<full>", "eased"], "cleared": ["eased"], "still": ["<full>"]}
+    entry = history_entry("r2", "job", "s", "f", "succeeded", {"summary": {"succeeded": 2}, "nodes": [],
+                                                                "disk_pressure": seen})
+    assert entry["disk_pressure"] == seen
+    page = html.render([{"name": None, "info": {"cron_broadcasts": [{"name": "prune", "schedule": "0 3 * * *",
+                                                                     "history": [entry]}]}}])
+    assert '<p class="pressure meta" data-nodes="2" data-still="1">' in page
+    assert "planned them: &lt;full&gt;, eased; still under it when the run ended: &lt;full&gt;." in page
+    calm = history_entry("r3", "job", "s", "f", "succeeded", {"summary": {}, "nodes": [],
+                                                               "disk_pressure": disk_pressure_summary({})})
+    assert "disk_pressure" not in calm
+    assert 'class="pressure' not in html.render([{"name": None, "info": {"cron_broadcasts": [
+        {"name": "prune", "schedule": "0 3 * * *", "history": [calm]}]}}])
