@@ -216,7 +216,7 @@ disk_pressure:
       the others. Each node's record has the same in its own C(disk_pressure).
     - The kubelet keeps the condition for its C(evictionPressureTransitionPeriod) (5 minutes by default) after the
       disk has room again, so a node a prune relieved is often still in C(still) when a short run ends.
-  returned: state=present
+  returned: state=present, not in check mode (there, C(plan.disk_pressure))
   type: dict
   sample: {nodes: [worker-3], cleared: [], still: [worker-3]}
 followed_nodes:
@@ -252,7 +252,9 @@ nodes:
       description:
         - Short reason, for example C(Completed), C(Error), C(untolerated taint dedicated=db:NoSchedule),
           C(ImagePullBackOff), C(HostPathMissing); for not_started C(WindowClosed), C(FailureBudgetExhausted),
-          C(HealthGate), C(FailFast) or C(NotStarted) (the run's timeout or an abort); for cancelled C(CancelledByFailFast) or
+          C(HealthGate), C(FailFast), C(NotStarted) (the run's timeout or an abort) or C(DiskPressure) (its node was under
+          DiskPressure when its pod was to be made, and the pod may not run there, the API server refuses critical pods,
+          or it would not fit beside the node's pods; the message says which); for cancelled C(CancelledByFailFast) or
           C(RunAborted).
       type: str
     message:
@@ -289,8 +291,8 @@ nodes:
       type: int
     disk_pressure:
       description:
-        - For a node under DiskPressure when the run planned (or followed) it, C(before) (true) and C(after), whether it
-          still was when the run ended (see the top-level I(disk_pressure)).
+        - For a node under DiskPressure when the run planned it, followed it or was to make its pod, C(before) (true)
+          and C(after), whether it still was when the run ended (see the top-level I(disk_pressure)).
       type: dict
       returned: for nodes under DiskPressure
       sample: {before: true, after: false}
@@ -313,7 +315,8 @@ plan:
            health_gate: {cluster_nodes: 2, not_ready: [], not_ready_count: 0, max_not_ready: 0, finished_nodes: true,
                          would_stop: null}}
 pod:
-  description: In check mode, the pod manifest for the first eligible node.
+  description:
+    - In check mode, the pod manifest for the first eligible node (a critical one if that node is under DiskPressure).
   returned: check mode, when a node is eligible
   type: dict
 deleted:
@@ -354,21 +357,22 @@ def absent(module, engine):
     return {"changed": bool(deleted["pods"] or deleted["records"]), "deleted": deleted}
 
 
-def check_pod(module, engine, opts, run_id, node):
+def check_pod(module, engine, opts, run_id, node, pressured=False):
     """The pod check mode shows, once the API server has dry-run it (admission, Pod Security): a pod it
-    refuses fails check mode as it would fail the run. A dry run writes nothing."""
+    refuses fails check mode as it would fail the run. A dry run writes nothing. ``pressured``: the node is under
+    DiskPressure (its pod may be a critical one)."""
     try:
-        pod = engine.preflight(opts, run_id, node)
+        pod = engine.preflight(opts, run_id, node, pressured=pressured)
     except NamespaceMissing as exc:
         # Not an error in check mode: an earlier task may be about to create the namespace.
         module.warn("Pod Security not checked: %s" % exc.msg)
-        return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"])
+        return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"], pressured=pressured)
     except Forbidden as exc:
         # Check mode with credentials that may read but not create pods (a plan-only account): the plan
         # stands, the pod was not checked, and the run would need the right.
         module.warn("Pod Security not checked: these credentials may not create pods, not even as a dry run (%s)"
                     % exc.msg)
-        return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"])
+        return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"], pressured=pressured)
     for warning in engine.preflight_warnings:
         module.warn(warning)
     return pod
@@ -406,7 +410,12 @@ def present(module, engine, opts):
                            # What the health gate would say of the cluster as it is now.
                            "health_gate": health_gate_plan(opts["health_gate"], run_plan["ready"])}}
         if first:
-            result["pod"] = check_pod(module, engine, opts, run_id, first)
+            result["pod"] = check_pod(module, engine, opts, run_id, first, pressured=first in run_plan["pressure"])
+            critical = [n for n in run_plan["eligible"] if n in run_plan["pressure"]]
+            if critical and critical[0] != first:
+                # The critical pod a node under DiskPressure gets is dry-run too, as the run would: a ResourceQuota
+                # that refuses it fails check mode.
+                check_pod(module, engine, opts, run_id, critical[0], pressured=True)
         return result
     try:
         return engine.run(opts, run_id, plan=run_plan)

@@ -31,6 +31,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import po
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
     ApiError,
     Conflict,
+    CriticalPodRefused,
     Forbidden,
     Invalid,
     InvalidInput,
@@ -110,7 +111,7 @@ class Engine:
             return ("under DiskPressure, and whether its pod fits there could not be checked (%s): a critical pod that "
                     "does not fit would preempt another, so it gets none; the check lists the node's pods (list pods, "
                     "cluster-wide)" % exc.msg)
-        return pressure.room(node, [p for p in there if not (p.get("metadata") or {}).get("deletionTimestamp")], pod)
+        return pressure.room(node, there, pod)
 
     # The API server's warnings on the last preflight's dry run (Pod Security's warn mode, deprecations).
     preflight_warnings = ()
@@ -153,16 +154,25 @@ class Engine:
                 raise self.pod_security_refusal(pod, param, value, what, exc) from exc
             if isinstance(exc, Forbidden) and "cannot create resource" in exc.msg:
                 raise   # RBAC, not admission: the credentials may not create pods (a read-only plan account)
-            quota = pressure.quota_refusal(exc.msg) if opts else None
-            if quota and (pod.get("spec") or {}).get("priorityClassName") in pressure.CRITICAL_CLASSES:
-                raise self.critical_refusal(pod, opts, quota, exc) from exc
+            self.refuse_critical(pod, opts, exc)
             blamed = refusal.blame(exc.body, opts, what, pod) if opts else None
             if blamed is not None:
                 raise blamed from exc
             raise InvalidInput(param, value, "a pod the API server accepts",
                                why="the API server refused a dry run: %s" % exc.msg) from exc
+        except ApiError as exc:
+            # The ResourceQuota plugin's "insufficient quota to match these scopes" (limitedResources) is not an
+            # API status: the API server answers it with a 500.
+            self.refuse_critical(pod, opts, exc)
+            raise
         return ["API server warning for %s in namespace %s: %s" % (what, namespace, text)
                 for text in podsecurity.warning_texts(warnings)]
+
+    def refuse_critical(self, pod, opts, exc):
+        """Raise CriticalPodRefused if ``exc`` is a ResourceQuota's refusal of ``pod``, a critical pod."""
+        quota = pressure.quota_refusal(exc.msg) if opts else None
+        if quota and (pod.get("spec") or {}).get("priorityClassName") in pressure.CRITICAL_CLASSES:
+            raise self.critical_refusal(pod, opts, quota, exc) from exc
 
     @staticmethod
     def critical_refusal(pod, opts, quota, exc):
@@ -179,7 +189,7 @@ class Engine:
             rule = ("the API server's ResourceQuota admission configuration (limitedResources) admits priority class %s "
                     "only in namespaces with a ResourceQuota whose scopeSelector matches it, and namespace %s has none"
                     % (klass, namespace))
-        return InvalidInput(param, value, "a namespace where pods of priority class %s are admitted (a ResourceQuota with "
+        return CriticalPodRefused(param, value, "a namespace where pods of priority class %s are admitted (a ResourceQuota with "
                             "scopeSelector PriorityClass In [%s] and room for the run's pods), or disk_pressure: false "
                             "(nodes under DiskPressure are then skipped, with that reason)" % (klass, klass),
                             why="the run's pod for a node under DiskPressure is a critical one (priority class %s, the only "

@@ -97,10 +97,6 @@ def _pod_event(event):
             "reason": event.get("reason"), "message": event.get("message")}
 
 
-# How long a node under DiskPressure found without room for its critical pod is not listed again (``room_for``).
-ROOM_RECHECK_S = 30
-
-
 class Observe:
     """Watch, apply, judge (a part of ``run.BroadcastRun``)."""
 
@@ -163,6 +159,7 @@ class Observe:
     def _nodes_changed(self, kind, payload, now):
         if kind == "event" and payload[0] == "DELETED":
             name = payload[1]["metadata"]["name"]
+            self.pressure_nodes.pop(name, None)
             self.node_ready.pop(name, None)
             self.not_ready.discard(name)
             self.joining.discard(name)
@@ -175,6 +172,8 @@ class Observe:
             self.follow(payload[1])
         elif kind == "sync":
             present = dict((n["metadata"]["name"], n) for n in payload[0])
+            for name in [n for n in self.pressure_nodes if n not in present]:
+                self.pressure_nodes.pop(name, None)
             for name in [n for n in self.node_ready if n not in present]:
                 self.node_ready.pop(name, None)
                 self.not_ready.discard(name)
@@ -197,35 +196,29 @@ class Observe:
         if self.node_list is not None and name not in self.node_list:
             return   # an explicit list is the whole universe of the run
         reason = skip_reason(node, self.opts, self.tolerations, self.constraints) or self.too_late_for(name)
-        pressured = pressure.under_pressure(node)
-        if not reason and pressured:
-            reason = self.room_for(node)   # its pod is a critical one: it must fit
+        if pressure.under_pressure(node):
+            # Reported either way; whether its critical pod fits is judged when it is made (launch.create_pod).
+            self.pressure_seen.setdefault(name, True)
         if reason:
             self.plan["skipped"][name] = reason
             return
         was = self.plan["skipped"].pop(name, None)
-        if pressured:
-            self.pressured.add(name)
-            self.pressure_seen[name] = True
         self.add_node(name)
         self.log("node %s is eligible now (%s): it gets its pod in this run" % (
             name, ("skipped at the plan: %s" if name in self.plan_skipped else "skipped earlier in the run: %s") % was
             if was else "joined during the run"))
 
-    def room_for(self, node):
-        """``engine.no_room`` for a node under DiskPressure that became eligible: one list of its pods, at most every
-        ROOM_RECHECK_S seconds however often the node changes."""
-        name, now = node["metadata"]["name"], self.clock.monotonic()
-        checked = self.room_checked.get(name)
-        if checked is None or now - checked[0] >= ROOM_RECHECK_S:
-            checked = self.room_checked[name] = (now, self.no_room(self.opts, self.run_id, node))
-        return checked[1]
-
     def pressure_now(self, node):
-        """A node under DiskPressure when the run planned or followed it: whether it still is, as last seen."""
+        """Whether a node is under DiskPressure now, as the nodes' watch last saw it: the nodes that are (their slim
+        node, which ``launch.create_pod`` judges a pod by), and for those the run found under it when it planned,
+        followed or started their pod, whether they still are."""
         name = node["metadata"]["name"]
+        if pressure.under_pressure(node):
+            self.pressure_nodes[name] = node
+        else:
+            self.pressure_nodes.pop(name, None)
         if name in self.pressure_seen:
-            self.pressure_seen[name] = pressure.under_pressure(node)
+            self.pressure_seen[name] = name in self.pressure_nodes
 
     def too_late_for(self, name):
         """Why an eligible node that the run has not got does not get a pod now, or None: it had one in this run

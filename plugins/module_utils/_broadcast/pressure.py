@@ -11,17 +11,21 @@ image_prune, path_cleanup, journal_vacuum) carries, with ``disk_pressure: true``
 
 * on every node, the toleration of that taint, and of no other (``NoSchedule`` only: the kubelet's eviction of
   pods under pressure is not a taint, and nothing of ours tolerates ``NoExecute`` for it);
-* on a node under DiskPressure when the run plans it (or follows it), ``priorityClassName:
-  system-node-critical`` unless ``priority_class_name`` names a critical class itself. Only there: a critical
-  pod may preempt others, so pods elsewhere keep the cluster's default priority.
+* on a node under DiskPressure when its pod is made (as the nodes' watch last saw it, whatever it was when the run
+  planned), ``priorityClassName: system-node-critical`` unless ``priority_class_name`` names a critical class
+  itself. Only there: a critical pod may preempt others, so pods elsewhere keep the cluster's default priority.
 
 A critical pod that does not fit would make room by preempting a lower-priority pod (the scheduler does, or with
 ``pin: node_name`` the kubelet's critical-pod admission). So a node under DiskPressure gets its pod only if the
-pod fits beside the pods already there (``room``): the node's allocatable pods, CPU and memory against the
-requests of its non-terminated pods and of ours. Preset pods request nothing unless ``resources`` says so.
+pod fits beside the pods already there (``room``, asked when the run plans and again right before the pod is
+made): every resource the pod requests against the node's allocatable, less the requests of its pods not
+terminated (those being deleted included), counted as the scheduler counts them. Preset pods request nothing
+unless ``resources`` says so. (A LimitRange's default requests are not seen here: the pod's own are.)
 
-A node under DiskPressure is never skipped silently: the plan lists it (``pressure``), a skip says why, and each
-node's result says whether the condition held when the run ended (``after``).
+A node under DiskPressure is never skipped silently: the plan lists it (``pressure``), a skip or a ``not_started``
+says why, and each node's result says whether the condition held when the run ended (``after``). A ``pod_template``,
+or ``priority_class_name``, that names a critical class makes every pod of the run critical, and only those of
+nodes under DiskPressure are checked for room: that choice is the user's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -37,8 +41,6 @@ TAINT = "node.kubernetes.io/disk-pressure"
 TOLERATION = {"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}
 CRITICAL_CLASS = "system-node-critical"
 CRITICAL_CLASSES = ("system-node-critical", "system-cluster-critical")
-# The kubelet's words when it refuses a pod on a node under pressure (its eviction manager's Admit).
-KUBELET_REFUSAL = "The node had condition: [DiskPressure]"
 # What the ResourceQuota admission plugin says when it refuses a pod of a critical class: a quota whose scope
 # matches it is full ("exceeded quota: <name>, ..."), or the API server's admission configuration limits the
 # class to namespaces with a matching quota and this namespace has none ("insufficient quota to match ...").
@@ -81,7 +83,8 @@ def refusal(opts):
     """Why a node under DiskPressure gets no pod of this run, or None. Pure."""
     workload = opts["workload"]
     if workload["kind"] == "pod_template":
-        klass = ((workload["template"].get("spec") or {}).get("priorityClassName") or opts.get("priority_class_name"))
+        # build_pod puts priority_class_name over the template's own.
+        klass = opts.get("priority_class_name") or (workload["template"].get("spec") or {}).get("priorityClassName")
         if klass in CRITICAL_CLASSES:
             return None
         return ("under DiskPressure: the kubelet admits only critical pods there (priorityClassName %s), and this "
@@ -111,54 +114,69 @@ def quantity(value, param="resources"):
     return float(match.group(1)) * _SUFFIX[match.group(2)]
 
 
-RESOURCES = ("cpu", "memory")
+def _requests(container):
+    return dict((k, quantity(v)) for k, v in ((container.get("resources") or {}).get("requests") or {}).items())
+
+
+def _add(total, more):
+    for resource, value in more.items():
+        total[resource] = total.get(resource, 0.0) + value
+    return total
 
 
 def pod_requests(pod):
-    """What a pod asks the scheduler for: per resource, the larger of its containers' sum and any one init
-    container's (as the scheduler counts it), and one pod."""
+    """What a pod asks the scheduler for, as the scheduler counts it: per resource, the larger of its containers
+    together (with its sidecars, init containers that keep running) and any one init container (with the sidecars
+    started before it); a pod-level ``spec.resources`` instead where one is set; its ``spec.overhead`` on top; and
+    one pod."""
     spec = pod.get("spec") or {}
-
-    def requests(container):
-        return (container.get("resources") or {}).get("requests") or {}
-
-    total = {"pods": 1.0}
-    for resource in RESOURCES:
-        main = sum(quantity(requests(c)[resource]) for c in spec.get("containers") or [] if resource in requests(c))
-        init = [quantity(requests(c)[resource]) for c in spec.get("initContainers") or [] if resource in requests(c)]
-        total[resource] = max([main] + init)
+    sidecars, peak = {}, {}
+    for init in spec.get("initContainers") or []:
+        if init.get("restartPolicy") == "Always":
+            _add(sidecars, _requests(init))
+        else:
+            for resource, value in _add(dict(sidecars), _requests(init)).items():
+                peak[resource] = max(peak.get(resource, 0.0), value)
+    total = dict(sidecars)
+    for container in spec.get("containers") or []:
+        _add(total, _requests(container))
+    for resource, value in peak.items():
+        total[resource] = max(total.get(resource, 0.0), value)
+    pod_level = dict((k, quantity(v)) for k, v in ((spec.get("resources") or {}).get("requests") or {}).items())
+    total.update(pod_level)
+    _add(total, dict((k, quantity(v)) for k, v in (spec.get("overhead") or {}).items()))
+    total["pods"] = 1.0
     return total
 
 
 def room(node, pods_there, pod):
-    """Why ``pod`` (the one this run would put on ``node``) does not fit beside ``pods_there`` (the node's pods
-    that have not terminated), or None. A critical pod that does not fit would preempt one of them."""
+    """Why ``pod`` (the one this run would put on ``node``) does not fit beside ``pods_there`` (the node's pods not
+    terminated, those being deleted included: the scheduler counts them until they are gone), or None. Every
+    resource the pod requests is checked; one the node does not list as allocatable has none. A critical pod that
+    does not fit would preempt one of the others."""
     allocatable = (node.get("status") or {}).get("allocatable") or {}
-    wanted = pod_requests(pod)
+    wanted = dict((k, v) for k, v in pod_requests(pod).items() if v)
     used = dict((resource, 0.0) for resource in wanted)
-    used["pods"] = float(len(pods_there))
     for other in pods_there:
         asked = pod_requests(other)
-        for resource in RESOURCES:
-            used[resource] += asked[resource]
-    for resource in ("pods",) + RESOURCES:
-        if resource not in allocatable or not wanted[resource]:
-            continue
-        have = quantity(allocatable[resource], "allocatable")
+        for resource in wanted:
+            used[resource] += asked.get(resource, 0.0)
+    for resource in sorted(wanted, key=lambda r: (r != "pods", r)):
+        have = quantity(allocatable[resource], "allocatable") if resource in allocatable else 0.0
         if used[resource] + wanted[resource] > have:
             return ("under DiskPressure and full: its pod (a critical one, which would preempt another to make room) "
                     "needs %s %s, and %s of its %s allocatable are taken" % (
                         _show(resource, wanted[resource]), resource, _show(resource, used[resource]),
-                        allocatable[resource]))
+                        allocatable.get(resource, "0")))
     return None
 
 
 def _show(resource, value):
     if resource == "cpu":
         return "%dm" % round(value * 1000)
-    if resource == "memory":
+    if resource == "memory" or resource == "ephemeral-storage" or resource.startswith("hugepages-"):
         return "%dMi" % round(value / 2 ** 20)
-    return "%d" % value
+    return "%g" % value
 
 
 def quota_refusal(message):
@@ -174,8 +192,6 @@ def quota_refusal(message):
 
 
 def slim_status(node):
-    """What of a node's status the plan keeps for a node under pressure: the DiskPressure condition and what
-    ``room`` reads (its allocatable)."""
-    status = node.get("status") or {}
-    return {"allocatable": dict((k, v) for k, v in (status.get("allocatable") or {}).items()
-                                if k in ("pods",) + RESOURCES)}
+    """What of a node's status the plan keeps for a node under pressure, besides its conditions: what ``room``
+    reads (its allocatable)."""
+    return {"allocatable": dict((node.get("status") or {}).get("allocatable") or {})}

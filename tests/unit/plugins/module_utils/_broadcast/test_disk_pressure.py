@@ -7,13 +7,21 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from concurrent.futures import Future
+
 import pytest
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import options, pods, pressure
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import plan as planner
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.finish import disk_pressure_summary
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import Forbidden, InvalidInput
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.run import BroadcastRun
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
+    ApiError,
+    CriticalPodRefused,
+    Forbidden,
+    InvalidInput,
+)
 
 from test_run_exits import FakeClient, a_run, start
 
@@ -83,7 +91,8 @@ def test_the_plan_lists_nodes_under_pressure_and_a_prune_runs_there():
     assert plan["eligible"] == ["fine", "full", "tainted-only"]
     assert sorted(plan["pressure"]) == ["full", "tainted-only"]
     # What the plan keeps of a node under pressure is what room() reads; of others, nothing more than before.
-    assert plan["pressure"]["full"]["status"]["allocatable"] == {"cpu": "2", "memory": "4Gi", "pods": "110"}
+    assert plan["pressure"]["full"]["status"]["allocatable"] == {"cpu": "2", "memory": "4Gi", "pods": "110",
+                                                                 "ephemeral-storage": "10Gi"}
     assert "allocatable" not in planner.slim_node(node("fine"))["status"]
 
 
@@ -160,7 +169,12 @@ class PodsOnNodes(FakeClient):
 
     def __init__(self, there=(), refuse=None, **fail):
         super(PodsOnNodes, self).__init__(**fail)
-        self.there, self.refuse, self.queries = list(there), refuse, []
+        self.there, self.refuse, self.queries, self.posted = list(there), refuse, [], {}
+
+    def create(self, path, body, dry_run=False, retry_for=0, warnings=None):
+        if not dry_run:
+            self.posted[body["metadata"]["annotations"]["nodeops.io/node"]] = body
+        return super(PodsOnNodes, self).create(path, body, dry_run, retry_for, warnings)
 
     def get(self, path, query=None, timeout=None, retry_for=None):
         if path == "/api/v1/pods":
@@ -171,16 +185,35 @@ class PodsOnNodes(FakeClient):
         return super(PodsOnNodes, self).get(path, query, timeout, retry_for)
 
 
-def test_no_room_lists_only_that_nodes_live_pods_and_skips_a_node_it_cannot_check():
-    full = planner.slim_node(node("full", pressured=True, allocatable={"pods": "2"}))
-    client = PodsOnNodes(there=[running(), dict(running(), metadata={"name": "going", "deletionTimestamp": "x"})])
-    assert Engine(client).no_room(opts(), "r1", full) is None   # the pod being deleted does not count
+def test_no_room_lists_that_nodes_pods_counts_those_being_deleted_and_skips_a_node_it_cannot_check():
+    full = planner.slim_node(node("full", pressured=True, allocatable={"pods": "3"}))
+    client = PodsOnNodes(there=[running()])
+    assert Engine(client).no_room(opts(), "r1", full) is None
     assert client.queries[0]["fieldSelector"] == "spec.nodeName=full,status.phase!=Succeeded,status.phase!=Failed"
+    # A pod being deleted holds its place until it is gone, as the scheduler counts it.
+    client.there.append(dict(running(), metadata={"name": "going", "deletionTimestamp": "x"}))
+    assert "2 of its 3 allocatable" not in (Engine(client).no_room(opts(), "r1", full) or "")
     client.there.append(running())
-    assert "2 of its 2 allocatable" in Engine(client).no_room(opts(), "r1", full)
+    assert "3 of its 3 allocatable" in Engine(client).no_room(opts(), "r1", full)
     refused = PodsOnNodes(refuse=Forbidden('pods is forbidden: cannot list resource "pods"', status=403))
     why = Engine(refused).no_room(opts(), "r1", full)
     assert "could not be checked" in why and "list pods, cluster-wide" in why and "forbidden" in why
+
+
+def test_room_counts_what_the_scheduler_counts_and_every_resource_the_pod_asks_for():
+    node_ = planner.slim_node(node("n", pressured=True, allocatable={"cpu": "1", "memory": "1Gi", "pods": "10"}))
+    sidecar = {"metadata": {"name": "s"}, "spec": {
+        "initContainers": [{"name": "proxy", "restartPolicy": "Always", "resources": {"requests": {"cpu": "400m"}}}],
+        "containers": [{"name": "c", "resources": {"requests": {"cpu": "300m"}}}], "overhead": {"cpu": "100m"}}}
+    assert pressure.pod_requests(sidecar)["cpu"] == pytest.approx(0.8)
+    pod_level = {"metadata": {"name": "l"}, "spec": {"resources": {"requests": {"cpu": "900m"}},
+                                                     "containers": [{"name": "c"}]}}
+    assert pressure.pod_requests(pod_level)["cpu"] == pytest.approx(0.9)
+    asking = pods.build_pod(opts(resources={"requests": {"cpu": "300m"}}), "r1", "n", pressured=True)
+    assert "needs 300m cpu, and 800m of its 1 allocatable" in pressure.room(node_, [sidecar], asking)
+    # A resource the node does not list as allocatable: it has none.
+    storage = pods.build_pod(opts(resources={"requests": {"ephemeral-storage": "1Mi"}}), "r1", "n", pressured=True)
+    assert "needs 1Mi ephemeral-storage, and 0Mi of its 0 allocatable" in pressure.room(node_, [], storage)
 
 
 # ------------------------------------------------------------------ the dry run of the critical pod
@@ -225,8 +258,7 @@ def test_a_quota_that_refuses_the_critical_pod_names_itself_and_the_option(messa
 
 def test_a_run_dry_runs_the_critical_pod_too_before_its_first_write():
     client = QuotaRefuses('pods "x" is forbidden: exceeded quota: critical-pods, requested: pods=1')
-    run = a_run(client, eligible=("fine", "full"))
-    run.pressured.add("full")
+    run = pressured_run(client, ("fine", "full"), under=("full",))
     checked = []
 
     def preflight(run_opts, run_id, node_name, name=None, pressured=False):
@@ -239,18 +271,128 @@ def test_a_run_dry_runs_the_critical_pod_too_before_its_first_write():
     assert client.calls == []   # refused before anything was written (no record, no pod)
 
 
+def test_a_refused_critical_pod_without_a_node_under_pressure_is_noted_not_fatal():
+    client = QuotaRefuses('Internal error occurred: insufficient quota to match these scopes: '
+                          '[{PriorityClass In [system-node-critical system-cluster-critical]}]')
+    run = pressured_run(client, ("a", "b"))
+
+    class Written(Exception):
+        pass
+
+    def first_write():
+        raise Written()
+
+    run.ensure_record = first_write   # the preflight is all this test runs of start
+    with pytest.raises(Written):
+        run.start(lambda o, i, n, name=None, pressured=False: Engine(client).preflight(o, i, n, name=name,
+                                                                                       pressured=pressured), 1000.0)
+    assert len(client.dry_runs) == 2 and "limitedResources" in run.critical_refused
+    # A node that comes under DiskPressure during the run is then not started, with that reason.
+    run._nodes_changed("event", ("MODIFIED", planner.slim_node(node("b", pressured=True))), 1000.0)
+    run.client = PodsOnNodes()
+    pod, exc = run.create_pod(run.runs["b"], None, 100)
+    assert pod is None and "refuses its critical pod" in exc.msg and "limitedResources" in exc.msg
+    assert run.client.calls == []
+
+
+def test_the_scope_refusal_the_api_server_answers_with_a_500_names_the_admission_rule():
+    class Scope500(QuotaRefuses):
+        def create(self, path, body, dry_run=False, retry_for=0, warnings=None):
+            if dry_run and body["spec"].get("priorityClassName"):
+                raise ApiError("POST failed: 500: " + self.message, status=500)
+            return body
+
+    with pytest.raises(CriticalPodRefused, match="limitedResources") as caught:
+        Engine(Scope500("insufficient quota to match these scopes: [{PriorityClass In [system-node-critical]}]")
+               ).preflight(opts(), "r1", "full", pressured=True)
+    assert caught.value.param == "disk_pressure"
+
+
+# ------------------------------------------------------------------ when the pod is made
+
+def pressured_run(client, eligible, under=(), **extra):
+    """A run planned with the nodes ``under`` DiskPressure (plan["pressure"], as planner.plan makes it)."""
+    run = a_run(client, eligible=eligible, **extra)
+    plan = dict(run.plan, pressure=dict((n, planner.slim_node(node(n, pressured=True))) for n in under))
+    fresh = BroadcastRun(Engine(client, clock=run.clock), run.opts, "r1", plan)
+    fresh.renewer = run.renewer
+    return fresh
+
+
+def made(run, name):
+    """Make ``name``'s pod as a batch would, and apply the answer. Returns (the POSTed pod or None, its verdict)."""
+    r = run.runs[name]
+    if r in run.waiting:
+        run.waiting.remove(r)
+    r.state = "creating"
+    future = Future()
+    future.set_result(run.create_pod(r, None, 100))
+    run.batch = [(r, future)]
+    run.finish_batch(wait=True)
+    return run.client.posted.get(name), r.result
+
+
+def test_a_node_under_pressure_now_gets_a_critical_pod_where_it_fits_and_is_not_started_where_not():
+    client = PodsOnNodes(there=[running()])
+    run = pressured_run(client, ("calm", "roomy", "crowded", "eased"), under=("eased",))
+    start(run)
+    # Came under DiskPressure after the plan: judged when the pod is made, not as planned.
+    run._nodes_changed("event", ("MODIFIED", planner.slim_node(node("roomy", pressured=True))), 1000.0)
+    run._nodes_changed("event", ("MODIFIED", planner.slim_node(
+        node("crowded", pressured=True, allocatable={"pods": "1"}))), 1000.0)
+    # Under it when planned, not any more: an ordinary pod.
+    run._nodes_changed("event", ("MODIFIED", planner.slim_node(node("eased"))), 1000.0)
+    calm, verdict = made(run, "calm")
+    assert "priorityClassName" not in calm["spec"] and verdict is None
+    roomy, verdict = made(run, "roomy")
+    assert roomy["spec"]["priorityClassName"] == "system-node-critical" and verdict is None
+    crowded, verdict = made(run, "crowded")
+    assert crowded is None and verdict["outcome"] == "not_started" and verdict["reason"] == "DiskPressure"
+    assert verdict["message"].startswith("under DiskPressure and full") and run.remaining == 3
+    eased, verdict = made(run, "eased")
+    assert "priorityClassName" not in eased["spec"]
+    assert [m for m, _p in client.calls].count("POST") == 3
+    for r in list(run.runs.values()):
+        if r.state != "done":
+            run.set_done(r, {"outcome": "succeeded", "reason": "Completed", "message": None, "exit_code": 0})
+    result = run.result(1000.0, run.clock.now(), timed_out=False)
+    assert result["disk_pressure"] == {"nodes": ["crowded", "eased", "roomy"], "cleared": ["eased"],
+                                       "still": ["crowded", "roomy"]}
+    records = dict((rec["node"], rec) for rec in result["nodes"])
+    assert records["crowded"]["outcome"] == "not_started" and records["crowded"]["disk_pressure"]["before"] is True
+    assert "disk_pressure" not in records["calm"]
+    assert result["summary"]["failed"] == 0
+
+
+def test_a_workload_that_may_not_run_under_pressure_is_not_started_there_rather_than_refused_by_the_kubelet():
+    client = PodsOnNodes()
+    run = pressured_run(client, ("a",), preset="host_command", host_command={"command": ["true"]}, image_prune=None)
+    start(run)
+    run._nodes_changed("event", ("MODIFIED", planner.slim_node(node("a", pressured=True))), 1000.0)
+    pod, verdict = made(run, "a")
+    assert pod is None and verdict["outcome"] == "not_started" and "frees no disk space" in verdict["message"]
+    assert client.calls == [] and client.queries == []
+
+
+def test_a_node_skipped_for_no_room_whose_pressure_clears_is_followed_with_an_ordinary_pod():
+    client = PodsOnNodes()
+    run = pressured_run(client, ("a",), under=("full",))
+    run.plan["skipped"] = {"full": "under DiskPressure and full: ..."}
+    start(run)
+    run._nodes_changed("event", ("MODIFIED", planner.slim_node(node("full"))), 1000.0)   # room again, no pressure
+    assert run.followed == ["full"]
+    pod, verdict = made(run, "full")
+    assert "priorityClassName" not in pod["spec"] and client.queries == []
+    assert run.pressure_seen["full"] is False
+
+
 # ------------------------------------------------------------------ the result
 
 def test_the_result_says_which_nodes_were_under_pressure_and_which_still_are():
-    client = FakeClient()
-    run = a_run(client, eligible=("fine", "full", "eased"))
-    run.plan["pressure"] = {}
-    run.pressured.update(["full", "eased"])
-    run.pressure_seen.update({"full": True, "eased": True, "skipped-full": True})
+    run = pressured_run(FakeClient(), ("fine", "full", "eased"), under=("full", "eased", "skipped-full"))
     run.plan["skipped"] = {"skipped-full": "cordoned"}
     start(run)
-    eased = node("eased")
-    run._nodes_changed("event", ("MODIFIED", planner.slim_node(eased)), 1000.0)   # DiskPressure False now
+    run._nodes_changed("event", ("MODIFIED", planner.slim_node(node("eased"))), 1000.0)   # DiskPressure False now
     for r in list(run.runs.values()):
         run.set_done(r, {"outcome": "succeeded", "reason": "Completed", "message": None, "exit_code": 0})
     result = run.result(1000.0, run.clock.now(), timed_out=False)
@@ -263,18 +405,13 @@ def test_the_result_says_which_nodes_were_under_pressure_and_which_still_are():
     assert disk_pressure_summary({}) == {"nodes": [], "cleared": [], "still": []}
 
 
-def test_a_node_that_comes_under_pressure_and_joins_gets_a_critical_pod_only_if_it_fits():
-    client = PodsOnNodes(there=[running()])
-    run = a_run(client, eligible=("a",))
+def test_a_node_that_comes_under_pressure_and_joins_is_followed_and_reported():
+    run = pressured_run(PodsOnNodes(), ("a",))
     start(run)
-    roomy = node("joined", pressured=True)
-    run._nodes_changed("event", ("ADDED", planner.slim_node(roomy)), 1000.0)
-    assert run.followed == ["joined"] and "joined" in run.pressured and run.pressure_seen["joined"] is True
-    crowded = node("crowded", pressured=True, allocatable={"pods": "1"})
-    run._nodes_changed("event", ("ADDED", planner.slim_node(crowded)), 1000.0)
-    run._nodes_changed("event", ("MODIFIED", planner.slim_node(crowded)), 1001.0)
-    assert "crowded" not in run.runs and run.plan["skipped"]["crowded"].startswith("under DiskPressure and full")
-    assert len(client.queries) == 2     # the crowded node's pods were listed once, not on every change
+    run._nodes_changed("event", ("ADDED", planner.slim_node(node("joined", pressured=True))), 1000.0)
+    assert run.followed == ["joined"] and run.pressure_seen["joined"] is True
+    run._nodes_changed("event", ("ADDED", planner.slim_node(node("joined-too", pressured=True))), 1000.0)
+    assert run.pressure_seen["joined-too"] is True and "joined-too" in run.pressure_nodes
 
 
 def test_the_history_keeps_and_the_report_shows_the_nodes_under_pressure():
