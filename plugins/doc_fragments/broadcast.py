@@ -415,7 +415,7 @@ options:
         C(system-cluster-critical)). With another class set here, such nodes are skipped with that reason (see
         I(disk_pressure)).
       - A critical class set here makes every pod of the run critical, on every node, and only the pods of nodes under
-        DiskPressure are checked to fit first: elsewhere one that does not fit may preempt a lower-priority pod.
+        DiskPressure are checked to fit first, so elsewhere one that does not fit may preempt a lower-priority pod.
     type: str
   disk_pressure:
     description:
