@@ -122,6 +122,23 @@ EXAMPLES = r"""
       max_not_ready: 2
     timeout: 14400
 
+# follow_nodes is on by default: a node that joins during the run (a cluster autoscaler's), or is uncordoned, gets its pod.
+- name: Vacuum the journal while nodes come and go, with at most two nodes NotReady in the cluster
+  nodeops.kubernetes.broadcast_job:
+    name: journal-vacuum
+    namespace: node-maintenance
+    preset: journal_vacuum
+    journal_vacuum:
+      max_age: 2weeks
+    follow_nodes: true
+    health_gate:
+      max_not_ready: 2
+  register: followed
+
+- name: Say which nodes joined during the run and got their pod
+  ansible.builtin.debug:
+    msg: "followed: {{ followed.followed_nodes | default('check mode: follow_nodes=' ~ followed.plan.follow_nodes) }}"
+
 # disk_pressure is on by default: nodes under DiskPressure get a critical pod (system-node-critical) that tolerates
 # the disk-pressure taint, where it fits without preempting another pod.
 - name: Vacuum the journal on every node, including those under DiskPressure
