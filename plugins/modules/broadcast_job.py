@@ -228,7 +228,8 @@ limits:
            stopped_message: "not started: health gate: node worker-3 went NotReady after its pod finished in this run"}
 disk_pressure:
   description:
-    - The nodes under DiskPressure when the run planned them (or followed them, I(follow_nodes)), eligible or skipped;
+    - The nodes under DiskPressure when the run planned them, followed them (I(follow_nodes)) or was to make their pod,
+      eligible or skipped;
       C(still) those of them under DiskPressure when the run ended, as the nodes' watch last saw them, and C(cleared)
       the others. Each node's record has the same in its own C(disk_pressure).
     - The kubelet keeps the condition for its C(evictionPressureTransitionPeriod) (5 minutes by default) after the

@@ -111,7 +111,10 @@ class Engine:
             return ("under DiskPressure, and whether its pod fits there could not be checked (%s): a critical pod that "
                     "does not fit would preempt another, so it gets none; the check lists the node's pods (list pods, "
                     "cluster-wide)" % exc.msg)
-        return pressure.room(node, there, pod)
+        try:
+            return pressure.room(node, there, pod)
+        except InvalidInput as exc:   # a quantity this reading does not know, in another pod or the node
+            return "under DiskPressure, and whether its pod fits there could not be judged: %s" % exc.msg
 
     # The API server's warnings on the last preflight's dry run (Pod Security's warn mode, deprecations).
     preflight_warnings = ()
@@ -181,6 +184,8 @@ class Engine:
         namespace, klass = pod["metadata"]["namespace"], pod["spec"]["priorityClassName"]
         if opts.get("priority_class_name"):
             param, value = "priority_class_name", klass
+        elif opts["workload"]["kind"] == "pod_template":
+            param, value = "pod_template", "(priorityClassName %s)" % klass
         else:
             param, value = "disk_pressure", True
         if quota[0] == "quota":

@@ -102,7 +102,10 @@ class Launch:
         An API server that is away, throttling or failing (retryable errors) is retried with backoff, so
         a restart during creation does not fail the node; a pod that exists already is adopted.
         """
-        why = self.under_pressure_now(node_run)
+        try:
+            why = self.under_pressure_now(node_run)
+        except Exception as exc:   # noqa: BLE001 -- in a pool thread: whatever it is, this node is not started
+            why = "under DiskPressure, and whether its pod fits there could not be judged: %s" % exc
         if why:
             return None, NotStarted(why)
         pod = pods.build_pod(self.opts, self.run_id, node_run.node, owner=owner, active_deadline=deadline_s,
@@ -124,6 +127,9 @@ class Launch:
                                                                            node_run.node, self.run_id, exc.msg),
                                           status=409, reason="AlreadyExists")
         except ApiError as exc:
+            if node_run.pressured and pressure.quota_refusal(exc.msg):
+                # A quota scoped to the critical class filled up since the run's dry run: not this node's failure.
+                return None, NotStarted("under DiskPressure, and the API server refuses its critical pod: %s" % exc.msg)
             return None, exc
         return outcomes.slim_pod(created), None
 
@@ -153,8 +159,8 @@ class Launch:
             pod, exc = future.result()
             if r.state != "creating":
                 continue   # its node left meanwhile; a pod made anyway is removed by the run's cleanup
-            if r.pressured:
-                self.pressure_seen.setdefault(r.node, True)
+            if r.pressured and r.node not in self.pressure_seen:
+                self.pressure_seen[r.node] = r.node in self.pressure_nodes   # as the watch has seen it since
             if isinstance(exc, NotStarted):
                 verdict = outcomes.outcome("not_started", DISK_PRESSURE, exc.msg)
                 self.set_done(r, verdict)

@@ -197,8 +197,11 @@ class Observe:
             return   # an explicit list is the whole universe of the run
         reason = skip_reason(node, self.opts, self.tolerations, self.constraints) or self.too_late_for(name)
         if pressure.under_pressure(node):
-            # Reported either way; whether its critical pod fits is judged when it is made (launch.create_pod).
+            # Reported either way; whether its critical pod fits is judged when it is made (launch.create_pod). One
+            # skipped for DiskPressure (no room, or its room not known) stays so while it is under DiskPressure.
             self.pressure_seen.setdefault(name, True)
+            if (self.plan["skipped"].get(name) or "").startswith("under DiskPressure"):
+                return
         if reason:
             self.plan["skipped"][name] = reason
             return

@@ -79,9 +79,19 @@ def priority_class(opts, pressured):
     return None
 
 
+def critical_possible(opts):
+    """Whether this run may make a critical pod on a node under DiskPressure (then it checks the room there)."""
+    template = opts["workload"].get("template") or {}
+    return relieves(opts) or refusal(opts) is None and (
+        opts.get("priority_class_name") in CRITICAL_CLASSES
+        or (template.get("spec") or {}).get("priorityClassName") in CRITICAL_CLASSES)
+
+
 def refusal(opts):
     """Why a node under DiskPressure gets no pod of this run, or None. Pure."""
     workload = opts["workload"]
+    if opts.get("priority_class_name") in CRITICAL_CLASSES:
+        return None   # the user's own critical pods (and tolerations): the kubelet admits them there
     if workload["kind"] == "pod_template":
         # build_pod puts priority_class_name over the template's own.
         klass = opts.get("priority_class_name") or (workload["template"].get("spec") or {}).get("priorityClassName")

@@ -42,7 +42,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.obse
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.options import resolve_parallelism
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.pods import pod_tolerations, template_constraints
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.record import Record
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import CriticalPodRefused
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, InvalidInput
 
 
 class NodeRun:
@@ -208,10 +208,13 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
             critical = [n for n in fresh if n in self.pressure_nodes] or fresh
             try:
                 preflight(self.opts, self.run_id, critical[0], name=self.runs[critical[0]].pod_name, pressured=True)
-            except CriticalPodRefused as exc:
+            except (InvalidInput, ApiError) as exc:
+                # Refused (a ResourceQuota, a policy engine's rule, ...): fatal only for a node under pressure now.
                 if critical[0] in self.pressure_nodes:
                     raise
                 self.critical_refused = "under DiskPressure, and the API server refuses its critical pod: %s" % exc.msg
+                self.log("critical pods are refused here; a node that comes under DiskPressure will not be started "
+                         "(%s)" % exc.msg)
         owner = self.owner = self.ensure_record()
         for name in plan["to_delete"]:
             self.client.delete(self.client.core_path("pods", self.namespace, name))

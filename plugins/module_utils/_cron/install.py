@@ -13,7 +13,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engi
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.events import NODE_EVENTS_NAMESPACE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_CRON
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import CriticalPodRefused
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, InvalidInput
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 
 # The node a node pod is built for in the install's dry run (any name does: it is not scheduled).
@@ -40,7 +40,7 @@ def preflight(client, desired, opts):
         try:
             engine.preflight(opts, run_id, PREFLIGHT_NODE, pressured=True)
             warnings.extend(engine.preflight_warnings)
-        except CriticalPodRefused as exc:
+        except (InvalidInput, ApiError) as exc:   # a ResourceQuota, a policy engine's rule, ...
             warnings.append("a run that finds a node under DiskPressure will fail before its first write, as the "
                             "API server refuses the critical pod it would get there (%s); disk_pressure: false skips "
                             "such nodes instead" % exc.msg)

@@ -275,7 +275,7 @@ def _pressure(newest):
     if not seen.get("nodes"):
         return ""
     still = seen.get("still") or []
-    return ('<p class="pressure meta" data-nodes="%d" data-still="%d">Under DiskPressure when the run planned them: '
+    return ('<p class="pressure meta" data-nodes="%d" data-still="%d">Under DiskPressure during the run: '
             '%s; still under it when the run ended: %s.</p>' % (
                 len(seen["nodes"]), len(still), escape(", ".join(seen["nodes"][:20]) + (
                     " and %d more" % (len(seen["nodes"]) - 20) if len(seen["nodes"]) > 20 else "")),

@@ -425,9 +425,66 @@ def test_the_history_keeps_and_the_report_shows_the_nodes_under_pressure():
     page = html.render([{"name": None, "info": {"cron_broadcasts": [{"name": "prune", "schedule": "0 3 * * *",
                                                                      "history": [entry]}]}}])
     assert '<p class="pressure meta" data-nodes="2" data-still="1">' in page
-    assert "planned them: &lt;full&gt;, eased; still under it when the run ended: &lt;full&gt;." in page
+    assert "during the run: &lt;full&gt;, eased; still under it when the run ended: &lt;full&gt;." in page
     calm = history_entry("r3", "job", "s", "f", "succeeded", {"summary": {}, "nodes": [],
                                                                "disk_pressure": disk_pressure_summary({})})
     assert "disk_pressure" not in calm
     assert 'class="pressure' not in html.render([{"name": None, "info": {"cron_broadcasts": [
         {"name": "prune", "schedule": "0 3 * * *", "history": [calm]}]}}])
+
+
+# ------------------------------------------------------------------ after the second review
+
+def test_a_users_critical_class_keeps_host_command_and_templates_on_nodes_under_pressure():
+    run_opts = opts("host_command", priority_class_name="system-node-critical",
+                    tolerations=[dict(TAINT, operator="Exists")])
+    assert planned(run_opts, node("full", pressured=True))["eligible"] == ["full"]
+    assert pressure.critical_possible(run_opts) and not pressure.critical_possible(opts("host_command"))
+    template = {"spec": {"containers": [{"name": "c", "image": "busybox"}], "priorityClassName": "system-node-critical"}}
+    assert pressure.critical_possible(options.validate({"name": "p", "namespace": "ops", "pod_template": template}))
+    assert not pressure.critical_possible(opts(disk_pressure=False))
+
+
+def test_any_refusal_of_the_critical_probe_without_a_node_under_pressure_is_kept_not_fatal():
+    class PolicyRefuses(QuotaRefuses):
+        def create(self, path, body, dry_run=False, retry_for=0, warnings=None):
+            if dry_run and body["spec"].get("priorityClassName"):
+                raise Forbidden('admission webhook "policy" denied the request: no critical pods here', status=403)
+            return body
+
+    client = PolicyRefuses("")
+    run = pressured_run(client, ("a",))
+    run.ensure_record = lambda: (_ for _ in ()).throw(KeyboardInterrupt())   # stop at the first write
+    with pytest.raises(KeyboardInterrupt):
+        run.start(lambda o, i, n, name=None, pressured=False: Engine(client).preflight(o, i, n, name=name,
+                                                                                       pressured=pressured), 1000.0)
+    assert "no critical pods here" in run.critical_refused
+    fatal = pressured_run(PolicyRefuses(""), ("a",), under=("a",))
+    with pytest.raises(InvalidInput, match="no critical pods here"):
+        fatal.start(lambda o, i, n, name=None, pressured=False: Engine(fatal.client).preflight(
+            o, i, n, name=name, pressured=pressured), 1000.0)
+
+
+def test_a_node_skipped_for_pressure_at_the_plan_is_not_followed_while_still_under_it():
+    run = pressured_run(PodsOnNodes(), ("a",), under=("full",))
+    run.plan["skipped"] = {"full": "under DiskPressure and full: ..."}
+    start(run)
+    run._nodes_changed("event", ("MODIFIED", planner.slim_node(node("full", pressured=True))), 1000.0)
+    assert run.followed == [] and "full" not in run.runs
+
+
+def test_a_quota_refusal_at_creation_or_an_unreadable_quantity_is_not_started_not_failed():
+    class QuotaFull(PodsOnNodes):
+        def create(self, path, body, dry_run=False, retry_for=0, warnings=None):
+            raise Forbidden('pods "x" is forbidden: exceeded quota: critical-pods, requested: pods=1', status=403)
+
+    run = pressured_run(QuotaFull(), ("full",), under=("full",))
+    start(run)
+    _pod, verdict = made(run, "full")
+    assert verdict["outcome"] == "not_started" and "exceeded quota: critical-pods" in verdict["message"]
+    odd = PodsOnNodes(there=[running(cpu="lots")])
+    run = pressured_run(odd, ("full",), under=("full",), resources={"requests": {"cpu": "1m"}})
+    start(run)
+    _pod, verdict = made(run, "full")
+    assert verdict["outcome"] == "not_started" and "could not be judged" in verdict["message"]
+    assert run.failures == []
