@@ -1147,8 +1147,8 @@ def test_a_quota_that_refuses_critical_pods_stops_the_run_before_any_write_and_s
     assert len(kh.pod_creates(audit, mark, namespace)) == 2
 
 
-def test_a_critical_pod_that_would_not_fit_is_never_made_so_it_cannot_preempt(tmp_path, core, namespace, sim_nodes,
-                                                                               audit):
+def test_a_critical_pod_that_would_not_fit_is_never_made_so_it_cannot_preempt(
+        tmp_path, core, namespace, sim_nodes, audit):
     """A node under DiskPressure that holds as many pods as it may (allocatable pods 1) keeps them: the run skips it
     with the numbers instead of making a critical pod the scheduler would make room for by preempting the
     bystander, a lower-priority (system-cluster-critical) pod. Once room is made, the same run reaches it."""

@@ -593,6 +593,7 @@ def _free_cpu_m(core, node_name):
     alloc = int(parse_quantity(core.read_node(node_name).status.allocatable["cpu"]) * 1000)
     pods = core.list_pod_for_all_namespaces(field_selector="spec.nodeName=%s,status.phase!=Succeeded,"
                                             "status.phase!=Failed" % node_name).items
+
     def cpu(containers):
         return [int(parse_quantity(((c.resources and c.resources.requests) or {}).get("cpu", "0")) * 1000)
                 for c in containers or []]
@@ -632,8 +633,12 @@ def test_a_node_under_real_disk_pressure_gets_its_prune_as_a_critical_pod_and_no
     # A bystander the kubelet itself never evicts (critical), of a lower priority than ours, so that the scheduler
     # would preempt it for our pod if our pod did not fit and we made it anyway. It takes nearly all free CPU.
     # (A pod of an earlier test may still be going away: its requests count until it is gone.)
-    bystander_cpu = kh.wait_for("at least 700m of the real node's CPU free", lambda: (
-        lambda free: free - 400 if free >= 700 else None)(_free_cpu_m(core, real_node.name)), timeout=120)
+
+    def cpu_for_the_bystander():
+        free = _free_cpu_m(core, real_node.name)
+        return free - 400 if free >= 700 else None
+
+    bystander_cpu = kh.wait_for("at least 700m of the real node's CPU free", cpu_for_the_bystander, timeout=120)
     bystander = core.create_namespaced_pod(namespace, k8s.V1Pod(
         metadata=k8s.V1ObjectMeta(name="bystander"),
         spec=k8s.V1PodSpec(node_name=real_node.name, tolerations=tolerations, termination_grace_period_seconds=0,
@@ -651,9 +656,12 @@ def test_a_node_under_real_disk_pressure_gets_its_prune_as_a_critical_pod_and_no
                 metadata=k8s.V1ObjectMeta(name="plain"),
                 spec=k8s.V1PodSpec(node_name=real_node.name, tolerations=tolerations, restart_policy="Never",
                                    containers=[k8s.V1Container(name="c", image=SLEEPER)])))
-            plain = kh.wait_for("the kubelet to refuse the plain pod", lambda: (
-                lambda p: p if p.status.phase == "Failed" else None)(core.read_namespaced_pod("plain", namespace)),
-                timeout=60)
+
+            def refused():
+                pod = core.read_namespaced_pod("plain", namespace)
+                return pod if pod.status.phase == "Failed" else None
+
+            plain = kh.wait_for("the kubelet to refuse the plain pod", refused, timeout=60)
             assert "DiskPressure" in (plain.status.message or ""), plain.status
 
             args = on_real_node(real_node, namespace, name="relief", preset="image_prune", cleanup="never",

@@ -194,12 +194,12 @@ class Engine:
             rule = ("the API server's ResourceQuota admission configuration (limitedResources) admits priority class %s "
                     "only in namespaces with a ResourceQuota whose scopeSelector matches it, and namespace %s has none"
                     % (klass, namespace))
-        return CriticalPodRefused(param, value, "a namespace where pods of priority class %s are admitted (a ResourceQuota with "
-                            "scopeSelector PriorityClass In [%s] and room for the run's pods), or disk_pressure: false "
-                            "(nodes under DiskPressure are then skipped, with that reason)" % (klass, klass),
-                            why="the run's pod for a node under DiskPressure is a critical one (priority class %s, the only "
-                            "kind the kubelet admits there), and the API server refused a dry run of it: %s (%s)"
-                            % (klass, rule, exc.msg))
+        accepted = ("a namespace where pods of priority class %s are admitted (a ResourceQuota with scopeSelector "
+                    "PriorityClass In [%s] and room for the run's pods), or disk_pressure: false (nodes under DiskPressure "
+                    "are then skipped, with that reason)" % (klass, klass))
+        why = ("the run's pod for a node under DiskPressure is a critical one (priority class %s, the only kind the kubelet "
+               "admits there), and the API server refused a dry run of it: %s (%s)" % (klass, rule, exc.msg))
+        return CriticalPodRefused(param, value, accepted, why=why)
 
     def pod_security_refusal(self, pod, param, value, what, exc):
         """The PodSecurityRefused for a dry run Pod Security refused: the namespace's level and where it

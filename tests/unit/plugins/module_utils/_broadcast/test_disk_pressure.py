@@ -157,8 +157,8 @@ def test_room_counts_pods_cpu_and_memory_and_says_what_is_taken():
                             pressured=True)
     assert pressure.room(full, [running(cpu="500m")], asking) is None
     # An init container counts as the scheduler counts it: the larger of it and the containers together.
-    assert "needs 300m cpu, and 900m of its 1 allocatable" in pressure.room(full, [running(cpu="500m", init_cpu="600m"),
-                                                                               running(cpu="300m")], asking)
+    busy = [running(cpu="500m", init_cpu="600m"), running(cpu="300m")]
+    assert "needs 300m cpu, and 900m of its 1 allocatable" in pressure.room(full, busy, asking)
     assert "memory" in pressure.room(full, [running(memory="950Mi")], asking)
     # A pod that requests no CPU is not refused for CPU, however busy the node is.
     assert pressure.room(full, [running(cpu="1")], ours) is None
@@ -419,15 +419,15 @@ def test_the_history_keeps_and_the_report_shows_the_nodes_under_pressure():
     from ansible_collections.nodeops.kubernetes.plugins.module_utils._report import html
 
     seen = {"nodes": ["<full>", "eased"], "cleared": ["eased"], "still": ["<full>"]}
-    entry = history_entry("r2", "job", "s", "f", "succeeded", {"summary": {"succeeded": 2}, "nodes": [],
-                                                                "disk_pressure": seen})
+    entry = history_entry("r2", "job", "s", "f", "succeeded",
+                          {"summary": {"succeeded": 2}, "nodes": [], "disk_pressure": seen})
     assert entry["disk_pressure"] == seen
     page = html.render([{"name": None, "info": {"cron_broadcasts": [{"name": "prune", "schedule": "0 3 * * *",
                                                                      "history": [entry]}]}}])
     assert '<p class="pressure meta" data-nodes="2" data-still="1">' in page
     assert "during the run: &lt;full&gt;, eased; still under it when the run ended: &lt;full&gt;." in page
-    calm = history_entry("r3", "job", "s", "f", "succeeded", {"summary": {}, "nodes": [],
-                                                               "disk_pressure": disk_pressure_summary({})})
+    calm = history_entry("r3", "job", "s", "f", "succeeded",
+                         {"summary": {}, "nodes": [], "disk_pressure": disk_pressure_summary({})})
     assert "disk_pressure" not in calm
     assert 'class="pressure' not in html.render([{"name": None, "info": {"cron_broadcasts": [
         {"name": "prune", "schedule": "0 3 * * *", "history": [calm]}]}}])
@@ -454,7 +454,11 @@ def test_any_refusal_of_the_critical_probe_without_a_node_under_pressure_is_kept
 
     client = PolicyRefuses("")
     run = pressured_run(client, ("a",))
-    run.ensure_record = lambda: (_ for _ in ()).throw(KeyboardInterrupt())   # stop at the first write
+
+    def first_write():
+        raise KeyboardInterrupt()
+
+    run.ensure_record = first_write   # stop at the first write
     with pytest.raises(KeyboardInterrupt):
         run.start(lambda o, i, n, name=None, pressured=False: Engine(client).preflight(o, i, n, name=name,
                                                                                        pressured=pressured), 1000.0)
