@@ -13,6 +13,7 @@ import re
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 START, END = "<!-- runner-rights:start -->", "<!-- runner-rights:end -->"
 ALWAYS, NODE_EVENTS, KEEP_IMAGES = "always", "`node_events` is not `none`", "`keep_images_in_cluster`"
+DISK_PRESSURE = "`disk_pressure` (image_prune, path_cleanup, journal_vacuum)"
 # A row with this ``when`` is not granted: it follows from a right that is (FOLLOWS).
 THROUGH_PODS = "through `create pods`"
 # What Kubernetes makes follow from a right, whoever is granted it: a pod may mount any Secret of its

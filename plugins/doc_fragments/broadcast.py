@@ -411,7 +411,41 @@ options:
   priority_class_name:
     description:
       - PriorityClass of the pods.
+      - On a node under DiskPressure the kubelet admits only critical pods (C(system-node-critical) or
+        C(system-cluster-critical)). With another class set here, such nodes are skipped with that reason (see
+        I(disk_pressure)).
+      - A critical class set here makes every pod of the run critical, on every node, and only the pods of nodes under
+        DiskPressure are checked to fit first, so elsewhere one that does not fit may preempt a lower-priority pod.
     type: str
+  disk_pressure:
+    description:
+      - Run the presets that free disk space (C(image_prune), C(path_cleanup), C(journal_vacuum)) on nodes under
+        DiskPressure too, which most need them. There the kubelet admits only critical pods, and the node carries the
+        C(node.kubernetes.io/disk-pressure:NoSchedule) taint. So these presets' pods tolerate that taint (and no other
+        taint for it, and nothing of theirs tolerates C(NoExecute)), and the pod of a node under DiskPressure when the
+        pod is made (as the run's watch of the nodes sees it then, whatever it was when the run planned) runs at
+        priority class C(system-node-critical), unless I(priority_class_name) names a critical class itself. Pods on
+        other nodes keep the cluster's default priority.
+      - A critical pod that does not fit on its node would preempt (evict) another pod to make room. So a node under
+        DiskPressure gets its pod only if the pod fits beside the pods there, checked when the run plans and again
+        right before the pod is made (every resource the pod requests against the node's allocatable, less what its
+        pods not terminated request, as the scheduler counts it; preset pods request nothing unless I(resources) says
+        so). A node without room is skipped (at the plan) or C(not_started) with reason C(DiskPressure) (later), with
+        the numbers. This lists the pods on that node, cluster-wide; a node whose pods cannot be listed gets no pod,
+        with that reason.
+      - The server-side dry run before the first write also runs for a critical pod. A ResourceQuota that refuses it
+        (a quota scoped to the priority class with no room, or the API server's C(limitedResources) admission
+        configuration, which admits the class only in namespaces with a matching quota) fails a run that has a node
+        under DiskPressure before anything is written, naming the quota or that rule. A run with none goes on, and a
+        node that comes under DiskPressure during it is C(not_started) with that reason. cron_broadcast warns of it
+        when it installs.
+      - A node under DiskPressure is never skipped silently. Check mode lists these nodes (C(plan.disk_pressure)),
+        the result lists them and whether each still was under DiskPressure when the run ended (C(disk_pressure)),
+        and a node skipped or not started for it says why. Other workloads (C(host_command), a I(pod_template) that is
+        not critical) get no pod there, with the reason.
+      - C(false) keeps these presets off nodes under DiskPressure, which are then skipped with that reason.
+    type: bool
+    default: true
   service_account:
     description:
       - ServiceAccount of the pods. Preset pods mount no token.

@@ -122,6 +122,39 @@ EXAMPLES = r"""
       max_not_ready: 2
     timeout: 14400
 
+# follow_nodes is on by default: a node that joins during the run (a cluster autoscaler's), or is uncordoned, gets its pod.
+- name: Vacuum the journal while nodes come and go, with at most two nodes NotReady in the cluster
+  nodeops.kubernetes.broadcast_job:
+    name: journal-vacuum
+    namespace: node-maintenance
+    preset: journal_vacuum
+    journal_vacuum:
+      max_age: 2weeks
+    follow_nodes: true
+    health_gate:
+      max_not_ready: 2
+  register: followed
+
+- name: Say which nodes joined during the run and got their pod
+  ansible.builtin.debug:
+    msg: "followed: {{ followed.followed_nodes | default('check mode: follow_nodes=' ~ followed.plan.follow_nodes) }}"
+
+# disk_pressure is on by default: nodes under DiskPressure get a critical pod (system-node-critical) that tolerates
+# the disk-pressure taint, where it fits without preempting another pod.
+- name: Vacuum the journal on every node, including those under DiskPressure
+  nodeops.kubernetes.broadcast_job:
+    name: journal-vacuum
+    namespace: node-maintenance
+    preset: journal_vacuum
+    journal_vacuum:
+      max_size: 500M
+    disk_pressure: true
+  register: vacuum
+
+- name: Say which nodes were under DiskPressure, and which still were when the run ended
+  ansible.builtin.debug:
+    msg: "under DiskPressure: {{ vacuum.plan.disk_pressure | default(vacuum.disk_pressure.nodes) }}"
+
 - name: Remove week-old logs of one application on the GPU nodes
   nodeops.kubernetes.broadcast_job:
     name: app-logs
@@ -193,6 +226,17 @@ limits:
   sample: {window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 5, batch_soak_s: 600,
            health_gate: {max_not_ready: 2, finished_nodes: true}, stopped_starting: HealthGate,
            stopped_message: "not started: health gate: node worker-3 went NotReady after its pod finished in this run"}
+disk_pressure:
+  description:
+    - The nodes under DiskPressure when the run planned them, followed them (I(follow_nodes)) or was to make their pod,
+      eligible or skipped;
+      C(still) those of them under DiskPressure when the run ended, as the nodes' watch last saw them, and C(cleared)
+      the others. Each node's record has the same in its own C(disk_pressure).
+    - The kubelet keeps the condition for its C(evictionPressureTransitionPeriod) (5 minutes by default) after the
+      disk has room again, so a node a prune relieved is often still in C(still) when a short run ends.
+  returned: state=present, not in check mode (there, C(plan.disk_pressure))
+  type: dict
+  sample: {nodes: [worker-3], cleared: [], still: [worker-3]}
 followed_nodes:
   description:
     - The nodes that became eligible during the run (joined, uncordoned, a taint removed, Ready again) and got their pod
@@ -226,7 +270,9 @@ nodes:
       description:
         - Short reason, for example C(Completed), C(Error), C(untolerated taint dedicated=db:NoSchedule),
           C(ImagePullBackOff), C(HostPathMissing); for not_started C(WindowClosed), C(FailureBudgetExhausted),
-          C(HealthGate), C(FailFast) or C(NotStarted) (the run's timeout or an abort); for cancelled C(CancelledByFailFast) or
+          C(HealthGate), C(FailFast), C(NotStarted) (the run's timeout or an abort) or C(DiskPressure) (its node was under
+          DiskPressure when its pod was to be made, and the pod may not run there, the API server refuses critical pods,
+          or it would not fit beside the node's pods; the message says which); for cancelled C(CancelledByFailFast) or
           C(RunAborted).
       type: str
     message:
@@ -261,6 +307,13 @@ nodes:
     restarts:
       description: Container restarts.
       type: int
+    disk_pressure:
+      description:
+        - For a node under DiskPressure when the run planned it, followed it or was to make its pod, C(before) (true)
+          and C(after), whether it still was when the run ended (see the top-level I(disk_pressure)).
+      type: dict
+      returned: for nodes under DiskPressure
+      sample: {before: true, after: false}
   sample:
     - {node: kwok-worker-1, pod: image-prune-1123031500ab12-0c1d2e3f, outcome: succeeded, exit_code: 0,
        reason: Completed, message: null, log: "...", started_at: "2026-11-23T03:15:00Z",
@@ -269,17 +322,19 @@ plan:
   description:
     - In check mode, the nodes it would run on and the skipped ones with their reasons, and what the window, the
       failure budget, the batch soak and the health gate would do to a run starting now, and whether it would follow
-      nodes that join (I(follow_nodes)). C(health_gate) is null
+      nodes that join (I(follow_nodes)), and the nodes under DiskPressure (C(disk_pressure)). C(health_gate) is null
       without one; else the cluster's node count, its NotReady nodes (at most 50 names, and their count), the number
       it allows and C(would_stop), the reason a run starting now would not start any pod, or null.
   returned: check mode
   type: dict
   sample: {eligible: [kwok-worker-1], skipped: {kwok-control-plane: control plane}, existing_pods: [], to_delete: [],
            window_closes_at: "2026-11-24T04:00:00Z", failure_budget: 0, batch_soak_s: 0, follow_nodes: true,
+           disk_pressure: [],
            health_gate: {cluster_nodes: 2, not_ready: [], not_ready_count: 0, max_not_ready: 0, finished_nodes: true,
                          would_stop: null}}
 pod:
-  description: In check mode, the pod manifest for the first eligible node.
+  description:
+    - In check mode, the pod manifest for the first eligible node (a critical one if that node is under DiskPressure).
   returned: check mode, when a node is eligible
   type: dict
 deleted:
@@ -320,21 +375,22 @@ def absent(module, engine):
     return {"changed": bool(deleted["pods"] or deleted["records"]), "deleted": deleted}
 
 
-def check_pod(module, engine, opts, run_id, node):
+def check_pod(module, engine, opts, run_id, node, pressured=False):
     """The pod check mode shows, once the API server has dry-run it (admission, Pod Security): a pod it
-    refuses fails check mode as it would fail the run. A dry run writes nothing."""
+    refuses fails check mode as it would fail the run. A dry run writes nothing. ``pressured``: the node is under
+    DiskPressure (its pod may be a critical one)."""
     try:
-        pod = engine.preflight(opts, run_id, node)
+        pod = engine.preflight(opts, run_id, node, pressured=pressured)
     except NamespaceMissing as exc:
         # Not an error in check mode: an earlier task may be about to create the namespace.
         module.warn("Pod Security not checked: %s" % exc.msg)
-        return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"])
+        return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"], pressured=pressured)
     except Forbidden as exc:
         # Check mode with credentials that may read but not create pods (a plan-only account): the plan
         # stands, the pod was not checked, and the run would need the right.
         module.warn("Pod Security not checked: these credentials may not create pods, not even as a dry run (%s)"
                     % exc.msg)
-        return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"])
+        return pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"], pressured=pressured)
     for warning in engine.preflight_warnings:
         module.warn(warning)
     return pod
@@ -367,10 +423,17 @@ def present(module, engine, opts):
                            "failure_budget": limits.failure_budget(opts["max_failures"], len(run_plan["eligible"]),
                                                                    fail_fast=opts["failure_policy"] == "fail_fast"),
                            "batch_soak_s": opts["batch_soak"], "follow_nodes": opts["follow_nodes"],
+                           # Nodes under DiskPressure: eligible ones get a critical pod, skipped ones say why.
+                           "disk_pressure": sorted(run_plan["pressure"]),
                            # What the health gate would say of the cluster as it is now.
                            "health_gate": health_gate_plan(opts["health_gate"], run_plan["ready"])}}
         if first:
-            result["pod"] = check_pod(module, engine, opts, run_id, first)
+            result["pod"] = check_pod(module, engine, opts, run_id, first, pressured=first in run_plan["pressure"])
+            critical = [n for n in run_plan["eligible"] if n in run_plan["pressure"]]
+            if critical and critical[0] != first:
+                # The critical pod a node under DiskPressure gets is dry-run too, as the run would: a ResourceQuota
+                # that refuses it fails check mode.
+                check_pod(module, engine, opts, run_id, critical[0], pressured=True)
         return result
     try:
         return engine.run(opts, run_id, plan=run_plan)

@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
 import json
 import os
 import sys
@@ -159,6 +160,20 @@ class SimNodes:
             # Also wait for the lifecycle controller to lift its not-ready taint, or a later
             # read-modify-write of the taints could put it back.
             self.wait_ready(name)
+
+    def set_disk_pressure(self, name, pressure=True):
+        """The node's DiskPressure condition, as a kubelet reports it (kwok leaves it as set); then wait for the node
+        lifecycle controller to add (or lift) its node.kubernetes.io/disk-pressure taint."""
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self.core.patch_node_status(name, {"status": {"conditions": [{
+            "type": "DiskPressure", "status": "True" if pressure else "False", "lastHeartbeatTime": now,
+            "lastTransitionTime": now, "reason": "KubeletHasDiskPressure" if pressure else "KubeletHasNoDiskPressure",
+            "message": "kubelet has disk pressure" if pressure else "kubelet has no disk pressure"}]}})
+
+        def tainted():
+            return any(t["key"] == "node.kubernetes.io/disk-pressure" for t in self._raw(name)["spec"].get("taints") or [])
+        wait_for("node %s %s the disk-pressure taint" % (name, "with" if pressure else "without"),
+                 lambda: tainted() is pressure)
 
     def cleanup(self):
         for name in self.created:

@@ -1096,3 +1096,86 @@ def test_broadcast_info_tells_an_abandoned_run_from_a_running_one(tmp_path, core
     assert states == {"dead1": "abandoned", "live1": "running"}
     dead = [r for r in info["runs"] if r["run_id"] == "dead1"][0]
     assert "longer than its timeout of 600s" in dead["abandoned_reason"]
+
+
+# ---------------------------------------------------------------- nodes under DiskPressure (simulated)
+
+def test_a_quota_that_refuses_critical_pods_stops_the_run_before_any_write_and_says_which(
+        tmp_path, core, namespace, sim_nodes, audit):
+    """A node under DiskPressure gets a critical pod, and the server-side dry run before the first write asks the
+    API server about that pod too: a ResourceQuota scoped to system-node-critical with no room fails the run,
+    naming the quota, the option and the way out; nothing is written. disk_pressure=false skips the node saying
+    why; with room in the quota the node gets its pod, at system-node-critical, and the result says it was under
+    DiskPressure."""
+    full, fine = sim_nodes.add(), sim_nodes.add()
+    sim_nodes.set_disk_pressure(full)
+    core.create_namespaced_resource_quota(namespace, k8s.V1ResourceQuota(
+        metadata=k8s.V1ObjectMeta(name="no-critical-pods"),
+        spec=k8s.V1ResourceQuotaSpec(hard={"pods": "0"}, scope_selector=k8s.V1ScopeSelector(match_expressions=[
+            k8s.V1ScopedResourceSelectorRequirement(operator="In", scope_name="PriorityClass",
+                                                    values=["system-node-critical"])]))))
+    kh.wait_for("the quota's status", lambda: core.read_namespaced_resource_quota(
+        "no-critical-pods", namespace).status.hard)
+    args = {"name": "relief", "namespace": namespace, "preset": "image_prune", "image_prune": {"dry_run": True},
+            "nodes": [full, fine]}
+    mark = audit.mark()
+    refused = kh.run_module(tmp_path, "broadcast_job", args)
+    assert refused.get("failed") and refused.get("invalid_parameter") == "disk_pressure", refused
+    for words in ("ResourceQuota no-critical-pods in namespace %s has no room" % namespace, "system-node-critical",
+                  "disk_pressure: false", "exceeded quota: no-critical-pods"):
+        assert words in refused["msg"], (words, refused["msg"])
+    assert audit.writes_since(mark, namespace=namespace) == [], "a refused run wrote something"
+
+    off = kh.run_module(tmp_path, "broadcast_job", dict(args, disk_pressure=False))
+    assert not off.get("failed"), off.get("msg")
+    records = dict((rec["node"], rec) for rec in off["nodes"])
+    assert records[full]["outcome"] == "skipped" and "disk_pressure=false" in records[full]["reason"]
+    assert records[fine]["outcome"] == "succeeded" and off["disk_pressure"]["nodes"] == [full]
+
+    core.delete_namespaced_resource_quota("no-critical-pods", namespace)
+    kh.wait_for("the quota gone", lambda: not core.list_namespaced_resource_quota(namespace).items)
+    mark = audit.mark()
+    ran = kh.run_module(tmp_path, "broadcast_job", dict(args, cleanup="never"))
+    assert not ran.get("failed"), ran.get("msg")
+    records = dict((rec["node"], rec) for rec in ran["nodes"])
+    assert records[full]["outcome"] == "succeeded" and records[full]["disk_pressure"] == {"before": True,
+                                                                                          "after": True}
+    assert "disk_pressure" not in records[fine]
+    classes = dict((rec["node"], core.read_namespaced_pod(rec["pod"], namespace).spec.priority_class_name)
+                   for rec in ran["nodes"])
+    assert classes == {full: "system-node-critical", fine: None}, classes
+    assert len(kh.pod_creates(audit, mark, namespace)) == 2
+
+
+def test_a_critical_pod_that_would_not_fit_is_never_made_so_it_cannot_preempt(
+        tmp_path, core, namespace, sim_nodes, audit):
+    """A node under DiskPressure that holds as many pods as it may (allocatable pods 1) keeps them: the run skips it
+    with the numbers instead of making a critical pod the scheduler would make room for by preempting the
+    bystander, a lower-priority (system-cluster-critical) pod. Once room is made, the same run reaches it."""
+    small = sim_nodes.add(pods="1")
+    sim_nodes.set_disk_pressure(small)
+    core.create_namespaced_pod(namespace, k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="bystander", annotations={"sim.nodeops.io/delay": "1h"}),
+        spec=k8s.V1PodSpec(node_name=small, priority_class_name="system-cluster-critical",
+                           tolerations=[k8s.V1Toleration(operator="Exists")],
+                           containers=[k8s.V1Container(name="c", image="busybox")])))
+    kh.wait_for("the bystander Running", lambda: core.read_namespaced_pod("bystander", namespace).status.phase
+                == "Running")
+    args = {"name": "relief", "namespace": namespace, "preset": "image_prune", "image_prune": {"dry_run": True},
+            "nodes": [small], "follow_nodes": False}
+    mark = audit.mark()
+    result = kh.run_module(tmp_path, "broadcast_job", args)
+    assert not result.get("failed"), result.get("msg")
+    rec = result["nodes"][0]
+    assert rec["outcome"] == "skipped" and rec["reason"].startswith("under DiskPressure and full"), rec
+    assert "needs 1 pods, and 1 of its 1 allocatable are taken" in rec["reason"], rec
+    assert kh.pod_creates(audit, mark, namespace) == []
+    bystander = core.read_namespaced_pod("bystander", namespace)
+    assert bystander.status.phase == "Running" and bystander.metadata.deletion_timestamp is None
+    assert not [c for c in bystander.status.conditions or [] if c.type == "DisruptionTarget"]
+
+    core.delete_namespaced_pod("bystander", namespace, grace_period_seconds=0)
+    kh.wait_for("the bystander gone", lambda: not core.list_namespaced_pod(namespace).items)
+    again = kh.run_module(tmp_path, "broadcast_job", args)
+    assert not again.get("failed"), again.get("msg")
+    assert again["nodes"][0]["outcome"] == "succeeded", again["nodes"][0]

@@ -210,8 +210,8 @@ def test_the_runner_has_exactly_the_documented_rights(tmp_path, api_client, core
         return review
 
     runner, nobody = reviewer(manifests.object_names("nightly", namespace)["service_account"]), reviewer("nobody")
-    table = rights_table.rights(rights_table.rows(), [rights_table.NODE_EVENTS, rights_table.KEEP_IMAGES],
-                                name="nightly")
+    table = rights_table.rights(rights_table.rows(), [rights_table.NODE_EVENTS, rights_table.KEEP_IMAGES,
+                                                      rights_table.DISK_PRESSURE], name="nightly")
     for ns, places in ((namespace, ("its namespace", "cluster")), ("default", ("default", "cluster"))):
         granted = runner(ns) - nobody(ns)
         documented = set(("here",) + right[1:] for right in table if right[0] in places)

@@ -11,9 +11,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import datetime
 import hashlib
 import json
+import os
 import time
 import uuid
 
@@ -510,6 +512,209 @@ def test_image_prune_on_a_host_without_a_working_crictl_says_why(tmp_path, names
     assert result.get("failed")
     assert (rec["outcome"], rec["exit_code"]) == ("failed", 2), rec
     assert rec["message"].startswith(expected), rec["message"]
+
+
+# ---------------------------------------------------------------- a node under real DiskPressure
+
+
+def _restart_kubelet(real_node):
+    """Kill the node's kubelet: its init starts it again a second later, with etc/kubelet.yaml as it is now, as
+    systemd would after a configuration change. (No kubelet to kill, in the second it is being restarted: the same.)"""
+    real_node.sh("pkill -KILL -x kubelet || true")
+
+
+def _disk_pressure_of(core, name):
+    node = core.read_node(name)
+    condition = [c.status for c in node.status.conditions or [] if c.type == "DiskPressure"]
+    tainted = any(t.key == "node.kubernetes.io/disk-pressure" for t in node.spec.taints or [])
+    return (condition[0] if condition else None), tainted
+
+
+@contextlib.contextmanager
+def real_disk_pressure(core, real_node):
+    """Real DiskPressure on the real node: its kubelet restarted with evictionHard nodefs.available and
+    imagefs.available at 99%, above the free space of the node's filesystem; then the kubelet sets the condition and
+    the node lifecycle controller the taint. Yields the free percentage. Afterwards, whatever happened, the kubelet's
+    configuration is put back (from a copy kept beside it, which a test killed half-way leaves for the next one to
+    restore first) and it is restarted, and the condition and taint are waited out.
+
+    The pressured kubelet also gets imageMinimumGCAge 24h: a hard threshold makes it reclaim disk first by deleting
+    every unused image it has known for longer than that age (since its restart), which would remove the prune-test
+    images itself and, with them, images this node cannot pull again (it has no registry)."""
+    path = real_node.node.p("etc", "kubelet.yaml")
+    kept = path + ".before-disk-pressure"
+    if os.path.exists(kept):
+        os.replace(kept, path)      # a test killed under pressure: its kubelet still has the pressured config
+        _restart_kubelet(real_node)
+        _wait_no_disk_pressure(core, real_node)
+    with open(path) as f:
+        original = f.read()
+    size, avail = [int(x) for x in real_node.sh("df -P -k /var/lib/kubelet | tail -1").split()[1:4:2]]
+    free = 100.0 * avail / size
+    assert free < 97, "the node's filesystem is %.1f%% free: no threshold is above that" % free
+    config = json.loads(original)
+    config["evictionHard"] = dict(config["evictionHard"], **{"nodefs.available": "99%", "imagefs.available": "99%"})
+    config["imageMinimumGCAge"] = "24h"
+    failed = False
+    try:
+        with open(kept, "w") as f:
+            f.write(original)
+        with open(path, "w") as f:
+            json.dump(config, f, indent=2)
+        _restart_kubelet(real_node)
+        kh.wait_for("DiskPressure and its taint on the real node",
+                    lambda: _disk_pressure_of(core, real_node.name) == ("True", True), timeout=180, interval=1)
+        yield free
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        with open(path, "w") as f:
+            f.write(original)
+        if os.path.exists(kept):
+            os.unlink(kept)
+        _restart_kubelet(real_node)
+        try:
+            _wait_no_disk_pressure(core, real_node)
+        except AssertionError:
+            if not failed:
+                raise   # else the test's own failure is the one to see
+
+
+def _wait_no_disk_pressure(core, real_node):
+    kh.wait_for("the real node out of DiskPressure, untainted",
+                lambda: _disk_pressure_of(core, real_node.name) == ("False", False), timeout=180, interval=1)
+
+
+def _free_cpu_m(core, node_name):
+    """The node's allocatable CPU less what its running pods request, in millicores."""
+    from kubernetes.utils import parse_quantity
+
+    alloc = int(parse_quantity(core.read_node(node_name).status.allocatable["cpu"]) * 1000)
+    pods = core.list_pod_for_all_namespaces(field_selector="spec.nodeName=%s,status.phase!=Succeeded,"
+                                            "status.phase!=Failed" % node_name).items
+
+    def cpu(containers):
+        return [int(parse_quantity(((c.resources and c.resources.requests) or {}).get("cpu", "0")) * 1000)
+                for c in containers or []]
+    asked = sum(max([sum(cpu(p.spec.containers))] + cpu(p.spec.init_containers)) for p in pods)
+    return alloc - asked
+
+
+def _preempted_since(core, audit, since, mark):
+    """Pods preempted since ``since`` / ``mark``: a DisruptionTarget condition saying so (the scheduler's
+    PreemptionByScheduler, the kubelet's preemption to admit a critical pod) on a pod still there, and pods the
+    scheduler deleted (its victims: the audit log records every write). [(what, detail)]."""
+    out = []
+    for pod in core.list_pod_for_all_namespaces().items:
+        for cond in pod.status.conditions or []:
+            if (cond.type == "DisruptionTarget" and cond.status == "True" and cond.last_transition_time >= since
+                    and (cond.reason == "PreemptionByScheduler" or "reempt" in (cond.message or ""))):
+                out.append(("%s/%s" % (pod.metadata.namespace, pod.metadata.name), cond.message))
+    out.extend(("deleted by the scheduler", "%s/%s" % (w["namespace"], w["name"]))
+               for w in audit.writes_since(mark, user="system:kube-scheduler")
+               if w["verb"] == "delete" and w["resource"] == "pods")
+    return out
+
+
+def test_a_node_under_real_disk_pressure_gets_its_prune_as_a_critical_pod_and_no_other_pod_pays_for_it(
+        tmp_path, core, namespace, real_node, audit):
+    """The kubelet really under DiskPressure (evictionHard at 99%, above the free space): a plain pod is refused there,
+    image_prune's pod is admitted as a system-node-critical pod and removes the prune-test images (crictl says so),
+    the result reports the condition before and after, a critical run that would not fit is skipped rather than
+    preempting the critical pod already there, host_command is skipped saying why, and no pod is preempted or
+    evicted by any of it."""
+    from kubernetes import client as k8s
+
+    real_node.import_images(PRUNABLE)
+    since = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    start_mark = audit.mark()
+    tolerations = [k8s.V1Toleration(**t) for t in real_node.tolerations]
+    # A bystander the kubelet itself never evicts (critical), of a lower priority than ours, so that the scheduler
+    # would preempt it for our pod if our pod did not fit and we made it anyway. It takes nearly all free CPU.
+    # (A pod of an earlier test may still be going away: its requests count until it is gone.)
+
+    def cpu_for_the_bystander():
+        free = _free_cpu_m(core, real_node.name)
+        return free - 400 if free >= 700 else None
+
+    bystander_cpu = kh.wait_for("at least 700m of the real node's CPU free", cpu_for_the_bystander, timeout=120)
+    bystander = core.create_namespaced_pod(namespace, k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(name="bystander"),
+        spec=k8s.V1PodSpec(node_name=real_node.name, tolerations=tolerations, termination_grace_period_seconds=0,
+                           priority_class_name="system-cluster-critical", containers=[k8s.V1Container(
+                               name="sleep", image=SLEEPER, resources=k8s.V1ResourceRequirements(
+                                   requests={"cpu": "%dm" % bystander_cpu}))])))
+    kh.wait_for("the bystander Running", lambda: core.read_namespaced_pod(
+        "bystander", namespace).status.phase == "Running", timeout=60)
+    assert _disk_pressure_of(core, real_node.name) == ("False", False)
+    try:
+        with real_disk_pressure(core, real_node) as free:
+            mark = audit.mark()
+            # The pressure is real: the kubelet refuses a plain pod there (bound to the node, past the scheduler).
+            core.create_namespaced_pod(namespace, k8s.V1Pod(
+                metadata=k8s.V1ObjectMeta(name="plain"),
+                spec=k8s.V1PodSpec(node_name=real_node.name, tolerations=tolerations, restart_policy="Never",
+                                   containers=[k8s.V1Container(name="c", image=SLEEPER)])))
+
+            def refused():
+                pod = core.read_namespaced_pod("plain", namespace)
+                return pod if pod.status.phase == "Failed" else None
+
+            plain = kh.wait_for("the kubelet to refuse the plain pod", refused, timeout=60)
+            assert "DiskPressure" in (plain.status.message or ""), plain.status
+
+            args = on_real_node(real_node, namespace, name="relief", preset="image_prune", cleanup="never",
+                                image_prune={"include": ["nodeops.local/prune-test-*"]})
+            # Check mode says the node is under DiskPressure and eligible.
+            plan = kh.run_module(tmp_path, "broadcast_job", args, check=True)
+            assert not plan.get("failed"), plan.get("msg")
+            assert plan["plan"]["disk_pressure"] == [real_node.name] and plan["plan"]["eligible"] == [real_node.name]
+
+            # A run whose critical pod would not fit beside the bystander is skipped there: no pod, no preemption.
+            crowded = dict(args, name="crowded", resources={"requests": {"cpu": "600m"}})
+            skipped = kh.run_module(tmp_path, "broadcast_job", crowded)
+            rec = only_record(skipped)
+            assert rec["outcome"] == "skipped" and rec["reason"].startswith("under DiskPressure and full"), rec
+            assert "cpu" in rec["reason"] and skipped["disk_pressure"]["nodes"] == [real_node.name], skipped
+
+            # host_command frees no disk: skipped, saying why.
+            other = kh.run_module(tmp_path, "broadcast_job", on_real_node(
+                real_node, namespace, name="other", host_command={"command": ["true"]}, preset="host_command"))
+            rec = only_record(other)
+            assert rec["outcome"] == "skipped" and "frees no disk space" in rec["reason"], rec
+            assert rec["disk_pressure"] == {"before": True, "after": True}
+
+            before = real_node.crictl_images()
+            assert set(PRUNABLE) <= set(before), "the kubelet removed the prune-test images itself"
+            result = kh.run_module(tmp_path, "broadcast_job", args)
+            assert not result.get("failed"), result.get("msg")
+            rec = only_record(result)
+            assert rec["outcome"] == "succeeded", rec
+            assert sorted(rec["result"]["images_removed"]) == PRUNABLE, rec["result"]
+            assert not set(PRUNABLE) & set(real_node.crictl_images()), "crictl still lists a prune-test image"
+            # Reported: under pressure when planned, and still when it ended (the threshold is above the free space).
+            assert rec["disk_pressure"] == {"before": True, "after": True}, rec
+            assert result["disk_pressure"] == {"nodes": [real_node.name], "cleared": [], "still": [real_node.name]}
+            pod = core.read_namespaced_pod(rec["pod"], namespace)
+            assert pod.spec.priority_class_name == "system-node-critical" and pod.spec.priority == 2000001000
+            pressure_tolerations = [t for t in pod.spec.tolerations
+                                    if t.key == "node.kubernetes.io/disk-pressure" or t.key is None]
+            assert [(t.key, t.operator, t.effect) for t in pressure_tolerations] == [
+                ("node.kubernetes.io/disk-pressure", "Exists", "NoSchedule")]
+            # Made by the module: the crowded run and host_command made no pod at all.
+            made = [w["name"] for w in kh.pod_creates(audit, mark, namespace)]
+            assert sorted(made) == sorted(["plain", rec["pod"]]), made
+            # Nothing was preempted, by the scheduler or the kubelet (the plain pod was refused at admission).
+            assert _preempted_since(core, audit, since, start_mark) == []
+            by = core.read_namespaced_pod("bystander", namespace)
+            assert by.metadata.uid == bystander.metadata.uid and by.status.phase == "Running"
+            assert by.metadata.deletion_timestamp is None
+        # Out of pressure: check mode lists no node under DiskPressure any more.
+        plan = kh.run_module(tmp_path, "broadcast_job", dict(args, name="after"), check=True)
+        assert plan["plan"]["disk_pressure"] == [] and plan["plan"]["eligible"] == [real_node.name], plan["plan"]
+    finally:
+        real_node.import_images(PRUNABLE)
 
 
 # ---------------------------------------------------------------- the in-cluster runner, really in the cluster

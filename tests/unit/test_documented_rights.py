@@ -38,20 +38,29 @@ def granted(opts):
     return out
 
 
-@pytest.mark.parametrize("node_events, keep_images", [("failures", False), ("none", False), ("all", True),
-                                                      ("none", True)])
-def test_the_documented_rights_are_exactly_what_cron_broadcast_grants(node_events, keep_images):
-    opts = options.validate({"name": "nightly", "namespace": "ops", "preset": "image_prune", "node_events": node_events,
-                             "image_prune": {"keep_images_in_cluster": keep_images}})
+@pytest.mark.parametrize("node_events, keep_images, disk_pressure, preset", [
+    ("failures", False, True, "image_prune"), ("none", False, True, "image_prune"), ("all", True, True, "image_prune"),
+    ("none", True, True, "image_prune"), ("none", False, False, "image_prune"), ("failures", True, False, "image_prune"),
+    ("failures", False, True, "host_command")])
+def test_the_documented_rights_are_exactly_what_cron_broadcast_grants(node_events, keep_images, disk_pressure, preset):
+    params = {"name": "nightly", "namespace": "ops", "preset": preset, "node_events": node_events,
+              "disk_pressure": disk_pressure}
+    if preset == "image_prune":
+        params["image_prune"] = {"keep_images_in_cluster": keep_images}
+    else:
+        params["host_command"] = {"command": ["true"]}
+    opts = options.validate(params)
+    # disk_pressure is the default, and only a preset that frees disk space (not host_command) acts on it.
+    assert opts["disk_pressure"] is (disk_pressure and preset == "image_prune")
     conditions = ([rights_table.NODE_EVENTS] if node_events != "none" else []) + (
-        [rights_table.KEEP_IMAGES] if keep_images else [])
+        [rights_table.KEEP_IMAGES] if keep_images else []) + ([rights_table.DISK_PRESSURE] if opts["disk_pressure"] else [])
     documented = rights_table.rights(rights_table.rows(), conditions, name="nightly")
     assert granted(opts) == documented
 
 
 def test_every_row_says_what_it_implies():
     for row in rights_table.rows():
-        assert row["when"] in (rights_table.ALWAYS, rights_table.NODE_EVENTS, rights_table.KEEP_IMAGES,
+        assert row["when"] in (rights_table.ALWAYS, rights_table.NODE_EVENTS, rights_table.KEEP_IMAGES, rights_table.DISK_PRESSURE,
                                rights_table.THROUGH_PODS), row
 
 

@@ -23,7 +23,7 @@ import datetime
 import time
 import uuid
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import lease, naming, outcomes, pods
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import lease, naming, outcomes, pods, pressure
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import plan as planner
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import refusal
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.run import BroadcastRun
@@ -31,6 +31,7 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import po
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import (
     ApiError,
     Conflict,
+    CriticalPodRefused,
     Forbidden,
     Invalid,
     InvalidInput,
@@ -82,6 +83,11 @@ class Engine:
         nodes, nodes_rv, found = self.read_cluster(opts)
         result = planner.plan(nodes, found, opts, run_id)
         result["nodes_resource_version"] = nodes_rv
+        for name in [n for n in result["eligible"] if n in result["pressure"] and n not in result["existing"]]:
+            why = self.no_room(opts, run_id, result["pressure"][name], result["pod_names"].get(name))
+            if why:
+                result["eligible"].remove(name)
+                result["skipped"][name] = why
         # Whether the run's record existed when planned: a run that then has to make it finds that the
         # record was deleted meanwhile (finished in another process), and stops (record.ensure_record).
         try:
@@ -92,14 +98,33 @@ class Engine:
         result["record_uid"] = ((record or {}).get("metadata") or {}).get("uid")
         return result
 
+    def no_room(self, opts, run_id, node, name=None):
+        """Why the critical pod a node under DiskPressure would get does not fit beside its pods (and would
+        preempt one), or None (``pressure.room``). One list of the pods on that node; without the right to make
+        it, the node gets no pod, and the reason says so."""
+        node_name = node["metadata"]["name"]
+        pod = pods.build_pod(opts, run_id, node_name, name=name, pressured=True)
+        try:
+            there, _rv = list_all(self.client, "/api/v1/pods", {
+                "fieldSelector": "spec.nodeName=%s,status.phase!=Succeeded,status.phase!=Failed" % node_name})
+        except ApiError as exc:
+            return ("under DiskPressure, and whether its pod fits there could not be checked (%s): a critical pod that "
+                    "does not fit would preempt another, so it gets none; the check lists the node's pods (list pods, "
+                    "cluster-wide)" % exc.msg)
+        try:
+            return pressure.room(node, there, pod)
+        except InvalidInput as exc:   # a quantity this reading does not know, in another pod or the node
+            return "under DiskPressure, and whether its pod fits there could not be judged: %s" % exc.msg
+
     # The API server's warnings on the last preflight's dry run (Pod Security's warn mode, deprecations).
     preflight_warnings = ()
 
-    def preflight(self, opts, run_id, node, name=None):
+    def preflight(self, opts, run_id, node, name=None, pressured=False):
         """Server-side dry-run of one pod: the apiserver validates it and admission runs (Pod Security
         among it), nothing is stored. Keeps the apiserver's warnings in ``preflight_warnings``. ``name``: the
-        pod's name in the run's plan (``naming.pod_names``)."""
-        pod = pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"], name=name)
+        pod's name in the run's plan (``naming.pod_names``). ``pressured``: the node is under DiskPressure (its pod
+        may be a critical one, which a ResourceQuota can refuse)."""
+        pod = pods.build_pod(opts, run_id, node, active_deadline=opts["timeout"], name=name, pressured=pressured)
         workload = opts["workload"]
         if workload["kind"] == "pod_template":
             param, value, what = "pod_template", "(the pod it makes)", "the pods of this pod_template"
@@ -132,13 +157,49 @@ class Engine:
                 raise self.pod_security_refusal(pod, param, value, what, exc) from exc
             if isinstance(exc, Forbidden) and "cannot create resource" in exc.msg:
                 raise   # RBAC, not admission: the credentials may not create pods (a read-only plan account)
+            self.refuse_critical(pod, opts, exc)
             blamed = refusal.blame(exc.body, opts, what, pod) if opts else None
             if blamed is not None:
                 raise blamed from exc
             raise InvalidInput(param, value, "a pod the API server accepts",
                                why="the API server refused a dry run: %s" % exc.msg) from exc
+        except ApiError as exc:
+            # The ResourceQuota plugin's "insufficient quota to match these scopes" (limitedResources) is not an
+            # API status: the API server answers it with a 500.
+            self.refuse_critical(pod, opts, exc)
+            raise
         return ["API server warning for %s in namespace %s: %s" % (what, namespace, text)
                 for text in podsecurity.warning_texts(warnings)]
+
+    def refuse_critical(self, pod, opts, exc):
+        """Raise CriticalPodRefused if ``exc`` is a ResourceQuota's refusal of ``pod``, a critical pod."""
+        quota = pressure.quota_refusal(exc.msg) if opts else None
+        if quota and (pod.get("spec") or {}).get("priorityClassName") in pressure.CRITICAL_CLASSES:
+            raise self.critical_refusal(pod, opts, quota, exc) from exc
+
+    @staticmethod
+    def critical_refusal(pod, opts, quota, exc):
+        """The InvalidInput for a critical pod (a node under DiskPressure) that a ResourceQuota refused: the option
+        that made it critical, the quota or the admission rule, and the ways out."""
+        namespace, klass = pod["metadata"]["namespace"], pod["spec"]["priorityClassName"]
+        if opts.get("priority_class_name"):
+            param, value = "priority_class_name", klass
+        elif opts["workload"]["kind"] == "pod_template":
+            param, value = "pod_template", "(priorityClassName %s)" % klass
+        else:
+            param, value = "disk_pressure", True
+        if quota[0] == "quota":
+            rule = "ResourceQuota %s in namespace %s has no room for it" % (quota[1], namespace)
+        else:
+            rule = ("the API server's ResourceQuota admission configuration (limitedResources) admits priority class %s "
+                    "only in namespaces with a ResourceQuota whose scopeSelector matches it, and namespace %s has none"
+                    % (klass, namespace))
+        accepted = ("a namespace where pods of priority class %s are admitted (a ResourceQuota with scopeSelector "
+                    "PriorityClass In [%s] and room for the run's pods), or disk_pressure: false (nodes under DiskPressure "
+                    "are then skipped, with that reason)" % (klass, klass))
+        why = ("the run's pod for a node under DiskPressure is a critical one (priority class %s, the only kind the kubelet "
+               "admits there), and the API server refused a dry run of it: %s (%s)" % (klass, rule, exc.msg))
+        return CriticalPodRefused(param, value, accepted, why=why)
 
     def pod_security_refusal(self, pod, param, value, what, exc):
         """The PodSecurityRefused for a dry run Pod Security refused: the namespace's level and where it

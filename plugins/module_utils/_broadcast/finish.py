@@ -100,6 +100,13 @@ def skipped_result(node, reason):
             "log": None, "started_at": None, "finished_at": None, "duration_s": None, "restarts": 0}
 
 
+def disk_pressure_summary(seen):
+    """The nodes under DiskPressure when the run planned or followed them, and which of them still were when it
+    ended (``still``) or no longer (``cleared``). Pure."""
+    return {"nodes": sorted(seen), "cleared": sorted(n for n, now in seen.items() if not now),
+            "still": sorted(n for n, now in seen.items() if now)}
+
+
 def run_limits(opts, closes_at, budget, stopped, cluster_nodes):
     """The run's ``limits`` in its result: what could stop it starting pods or hold them back, and what did. Pure."""
     gate = opts.get("health_gate")
@@ -252,10 +259,14 @@ class Finish:
         results = [node_result(runs[n], started_wall, started) for n in plan["eligible"]]
         results.extend(skipped_result(node, plan["skipped"][node]) for node in sorted(plan["skipped"]))
         results.sort(key=lambda rec: rec["node"])
+        for rec in results:
+            if rec["node"] in self.pressure_seen:
+                # Under DiskPressure when planned (or followed): and when the run ended, as the nodes' watch last saw it.
+                rec["disk_pressure"] = {"before": True, "after": self.pressure_seen[rec["node"]]}
         summary = outcomes.summarize(results, len(plan["eligible"]), self.clock.monotonic() - started)
         result = {"run_id": self.run_id, "summary": summary, "nodes": results, "changed": bool(plan["eligible"]),
                   "limits": run_limits(self.opts, self.closes_at, self.budget, self.stopped, len(self.node_ready)),
-                  "followed_nodes": list(self.followed)}
+                  "followed_nodes": list(self.followed), "disk_pressure": disk_pressure_summary(self.pressure_seen)}
         self.phase("events")
         if self.handed_over is None:   # else the new holder posts them, once
             self.post_events(results, summary)

@@ -69,6 +69,8 @@ def history_entry(run_id, job, started, finished, state, result, reason=None):
     entry = {"run_id": run_id, "job": job, "started_at": started, "finished_at": finished, "state": state,
              "summary": (result or {}).get("summary"), "limits": (result or {}).get("limits"),
              "removed": removed_totals(nodes), "nodes": nodes}
+    if (result or {}).get("disk_pressure", {}).get("nodes"):
+        entry["disk_pressure"] = result["disk_pressure"]   # which nodes were under DiskPressure, which still are
     if reason:
         entry["reason"] = reason
     return entry

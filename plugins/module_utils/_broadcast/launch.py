@@ -19,10 +19,20 @@ __metaclass__ = type
 import collections
 import time
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, outcomes, pods
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, outcomes, pods, pressure
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, Conflict
 
 CREATE_RETRY_SECONDS = 16   # a pod create is retried this long on retryable errors (the client's policy)
+# The reason of a node not started because it is under DiskPressure and its pod may not or cannot run there now.
+DISK_PRESSURE = "DiskPressure"
+
+
+class NotStarted(Exception):
+    """``create_pod``'s answer for a node whose pod is not made, with why (not a failure of that node)."""
+
+    def __init__(self, msg):
+        super(NotStarted, self).__init__(msg)
+        self.msg = msg
 
 
 def pod_identity(pod):
@@ -92,8 +102,14 @@ class Launch:
         An API server that is away, throttling or failing (retryable errors) is retried with backoff, so
         a restart during creation does not fail the node; a pod that exists already is adopted.
         """
+        try:
+            why = self.under_pressure_now(node_run)
+        except Exception as exc:   # noqa: BLE001 -- in a pool thread: whatever it is, this node is not started
+            why = "under DiskPressure, and whether its pod fits there could not be judged: %s" % exc
+        if why:
+            return None, NotStarted(why)
         pod = pods.build_pod(self.opts, self.run_id, node_run.node, owner=owner, active_deadline=deadline_s,
-                             code_digest=self.code_digest, name=node_run.pod_name)
+                             code_digest=self.code_digest, name=node_run.pod_name, pressured=node_run.pressured)
         try:
             try:
                 # Slimmed here, in the worker: a batch of thousands of full pods is never held at once.
@@ -111,8 +127,23 @@ class Launch:
                                                                            node_run.node, self.run_id, exc.msg),
                                           status=409, reason="AlreadyExists")
         except ApiError as exc:
+            if node_run.pressured and pressure.quota_refusal(exc.msg):
+                # A quota scoped to the critical class filled up since the run's dry run: not this node's failure.
+                return None, NotStarted("under DiskPressure, and the API server refuses its critical pod: %s" % exc.msg)
             return None, exc
         return outcomes.slim_pod(created), None
+
+    def under_pressure_now(self, node_run):
+        """For a node under DiskPressure as the nodes' watch last saw it (whatever it was when planned): why its pod is
+        not made now (it may not run there, the API server refuses critical pods, or it does not fit beside the
+        node's pods, so it would preempt one), or None, and ``node_run.pressured`` set: its pod is a critical one.
+        One list of that node's pods, in this pool thread, right before the pod is made."""
+        node = self.pressure_nodes.get(node_run.node)
+        node_run.pressured = node is not None
+        if node is None:
+            return None
+        return (pressure.refusal(self.opts) or self.critical_refused
+                or self.no_room(self.opts, self.run_id, node, node_run.pod_name))
 
     def finish_batch(self, wait):
         """Apply the created batch's results. Returns False if it is still being created and ``wait`` is False."""
@@ -128,7 +159,12 @@ class Launch:
             pod, exc = future.result()
             if r.state != "creating":
                 continue   # its node left meanwhile; a pod made anyway is removed by the run's cleanup
-            if exc is not None:
+            if r.pressured and r.node not in self.pressure_seen:
+                self.pressure_seen[r.node] = r.node in self.pressure_nodes   # as the watch has seen it since
+            if isinstance(exc, NotStarted):
+                verdict = outcomes.outcome("not_started", DISK_PRESSURE, exc.msg)
+                self.set_done(r, verdict)
+            elif exc is not None:
                 errors += 1
                 self._create_failed(r, exc, now)
             else:

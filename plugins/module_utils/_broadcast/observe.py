@@ -18,7 +18,7 @@ __metaclass__ = type
 
 import queue
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, outcomes
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, outcomes, pressure
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.logs import finished_log
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.plan import is_ready, skip_reason, slim_node
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.watch import Watcher
@@ -159,6 +159,7 @@ class Observe:
     def _nodes_changed(self, kind, payload, now):
         if kind == "event" and payload[0] == "DELETED":
             name = payload[1]["metadata"]["name"]
+            self.pressure_nodes.pop(name, None)
             self.node_ready.pop(name, None)
             self.not_ready.discard(name)
             self.joining.discard(name)
@@ -167,15 +168,19 @@ class Observe:
             self.node_left(name, now)
         elif kind == "event":
             self.readiness(payload[1]["metadata"]["name"], is_ready(payload[1]))
+            self.pressure_now(payload[1])
             self.follow(payload[1])
         elif kind == "sync":
             present = dict((n["metadata"]["name"], n) for n in payload[0])
+            for name in [n for n in self.pressure_nodes if n not in present]:
+                self.pressure_nodes.pop(name, None)
             for name in [n for n in self.node_ready if n not in present]:
                 self.node_ready.pop(name, None)
                 self.not_ready.discard(name)
                 self.joining.discard(name)
             for name, node in sorted(present.items()):
                 self.readiness(name, is_ready(node))
+                self.pressure_now(node)
                 self.follow(node)
             for node in [n for n in self.runs if n not in present]:
                 self.node_left(node, now)
@@ -191,6 +196,12 @@ class Observe:
         if self.node_list is not None and name not in self.node_list:
             return   # an explicit list is the whole universe of the run
         reason = skip_reason(node, self.opts, self.tolerations, self.constraints) or self.too_late_for(name)
+        if pressure.under_pressure(node):
+            # Reported either way; whether its critical pod fits is judged when it is made (launch.create_pod). One
+            # skipped for DiskPressure (no room, or its room not known) stays so while it is under DiskPressure.
+            self.pressure_seen.setdefault(name, True)
+            if (self.plan["skipped"].get(name) or "").startswith("under DiskPressure"):
+                return
         if reason:
             self.plan["skipped"][name] = reason
             return
@@ -199,6 +210,18 @@ class Observe:
         self.log("node %s is eligible now (%s): it gets its pod in this run" % (
             name, ("skipped at the plan: %s" if name in self.plan_skipped else "skipped earlier in the run: %s") % was
             if was else "joined during the run"))
+
+    def pressure_now(self, node):
+        """Whether a node is under DiskPressure now, as the nodes' watch last saw it: the nodes that are (their slim
+        node, which ``launch.create_pod`` judges a pod by), and for those the run found under it when it planned,
+        followed or started their pod, whether they still are."""
+        name = node["metadata"]["name"]
+        if pressure.under_pressure(node):
+            self.pressure_nodes[name] = node
+        else:
+            self.pressure_nodes.pop(name, None)
+        if name in self.pressure_seen:
+            self.pressure_seen[name] = name in self.pressure_nodes
 
     def too_late_for(self, name):
         """Why an eligible node that the run has not got does not get a pod now, or None: it had one in this run

@@ -88,6 +88,7 @@ BROADCAST_OPTIONS = dict(
     pod_annotations=dict(type="dict", default={}),
     resources=dict(type="dict"),
     priority_class_name=dict(type="str"),
+    disk_pressure=dict(type="bool", default=True),
     service_account=dict(type="str"),
 )
 
@@ -205,7 +206,7 @@ def workload(params):
                                            "volumeMounts": list(stage.get("mounts") or [])}, preset, stage["params"]))
     return {"kind": "preset", "preset": preset, "container": container, "volumes": part["volumes"],
             "host_pid": part["host_pid"], "node_script": node_script, "inputs": list(part.get("inputs") or []),
-            "init_containers": init}
+            "init_containers": init, "disk_relief": bool(part.get("disk_relief"))}
 
 
 def _runs_node_script(container, preset, node_params):
@@ -262,11 +263,12 @@ def validate(params):
     check_tolerations("tolerations", params["tolerations"])
     if params.get("nodes") is not None and not params.get("nodes"):
         raise InvalidInput("nodes", params.get("nodes"), "a non-empty list of node names, or no 'nodes' at all")
+    work = workload(params)
     return {
         "name": params["name"],
         "namespace": params.get("namespace") or "default",
         "run_id": params.get("run_id"),
-        "workload": workload(params),
+        "workload": work,
         "node_selector": dict(params["node_selector"]),
         "label_requirements": requirements,
         "nodes": list(params["nodes"]) if params.get("nodes") else None,
@@ -298,5 +300,7 @@ def validate(params):
         "pod_annotations": dict(params["pod_annotations"]),
         "resources": params.get("resources"),
         "priority_class_name": params.get("priority_class_name"),
+        # Whether the pods free disk space and run on nodes under DiskPressure too (pressure.py).
+        "disk_pressure": params["disk_pressure"] is not False and bool(work.get("disk_relief")),
         "service_account": params.get("service_account"),
     }

@@ -13,7 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, pressure
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_RUN
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.pods import CONTROL_PLANE_LABELS, pod_tolerations, template_constraints
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.selectors import (
@@ -37,10 +37,13 @@ def slim_node(node):
     meta = node.get("metadata") or {}
     opts = node.get("spec") or {}
     conditions = (node.get("status") or {}).get("conditions") or []
-    return {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
+    slim = {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}},
             "spec": {"unschedulable": opts.get("unschedulable"), "taints": opts.get("taints") or []},
             "status": {"conditions": [{"type": c.get("type"), "status": c.get("status")}
-                                      for c in conditions if c.get("type") == "Ready"]}}
+                                      for c in conditions if c.get("type") in ("Ready", pressure.CONDITION)]}}
+    if pressure.under_pressure(node):
+        slim["status"].update(pressure.slim_status(node))   # what pressure.room reads, for these nodes only
+    return slim
 
 
 def skip_reason(node, opts, tolerations, constraints=None):
@@ -70,6 +73,10 @@ def skip_reason(node, opts, tolerations, constraints=None):
         return "cordoned"
     if not is_ready(node) and not opts["include_not_ready"]:
         return "NotReady"
+    if pressure.under_pressure(node):
+        why = pressure.refusal(opts)   # else its pod is critical, and tolerates the disk-pressure taint
+        if why:
+            return why
     # Taints the node lifecycle controller puts on cordoned/NotReady nodes are
     # reported as such above; what is left is the user's.
     blocking = untolerated_taints((node.get("spec") or {}).get("taints"), tolerations)
@@ -84,16 +91,19 @@ def plan(nodes, pods, opts, run_id):
     nodes: Node dicts. pods: the pods already labeled with this broadcast.
     Returns {"eligible": [names], "skipped": {name: reason}, "existing": {node: pod},
     "to_delete": [pod names], "pod_names": {node: pod name}, "ready": {node: bool}, "fallen": [node],
-    "had_pod": [node]} where ``existing`` are this run's pods to adopt and ``to_delete`` this run's pods on
-    nodes that are no longer eligible.
+    "had_pod": [node], "pressure": {node: slim node}} where ``existing`` are this run's pods to adopt,
+    ``to_delete`` this run's pods on nodes that are no longer eligible, and ``pressure`` the nodes of the run
+    (eligible or skipped) under DiskPressure (``pressure.py``).
     """
     tolerations = pod_tolerations(opts)
     constraints = template_constraints(opts)
-    eligible, skipped = [], {}
+    eligible, skipped, pressured = [], {}, {}
     for node in sorted(nodes, key=lambda n: n["metadata"]["name"]):
         name = node["metadata"]["name"]
         if opts["nodes"] is not None and name not in opts["nodes"]:
             continue  # an explicit list is the whole universe of the run; others are not reported
+        if pressure.under_pressure(node):
+            pressured[name] = node
         reason = skip_reason(node, opts, tolerations, constraints)
         if reason:
             skipped[name] = reason
@@ -132,4 +142,4 @@ def plan(nodes, pods, opts, run_id):
     # gate's starting point (limits.health_check). Every node a pod of this run was for or ran on (``had_pod``): a
     # resumed run never follows one of them (observe.follow), whose pod it may be deleting.
     return {"eligible": eligible, "skipped": skipped, "existing": existing, "to_delete": sorted(to_delete),
-            "pod_names": names, "ready": ready, "fallen": fallen, "had_pod": sorted(had_pod)}
+            "pod_names": names, "ready": ready, "fallen": fallen, "had_pod": sorted(had_pod), "pressure": pressured}

@@ -10,7 +10,7 @@ __metaclass__ = type
 import copy
 
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.apply import LABEL_MANAGED_BY, MANAGED_BY
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import naming, pressure, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES, CLUSTER_IMAGES_FILE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import (
     ANNOTATION_NODE,
@@ -107,6 +107,9 @@ def effective_tolerations(opts):
         tolerations.append(CORDON_TOLERATION)
     if opts["include_not_ready"]:
         tolerations.extend(NOT_READY_TOLERATIONS)
+    if pressure.relieves(opts):
+        # A pod that frees disk space tolerates the disk-pressure taint, and no other (pressure.py).
+        tolerations.append(dict(pressure.TOLERATION))
     return tolerations
 
 
@@ -149,10 +152,12 @@ def pin_affinity(affinity, node_name):
     return merged
 
 
-def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_digest=None, name=None):
+def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_digest=None, name=None,
+              pressured=False):
     """The Pod for one node of one run. Pure. ``code_digest`` is the run's ``node_code`` digest; without
     it (a plan, a dry run) the digest of the node script with empty inputs stands in. ``name``: the pod's name
-    from the run's ``naming.pod_names`` (default: the node's own, ``naming.pod_name``)."""
+    from the run's ``naming.pod_names`` (default: the node's own, ``naming.pod_name``). ``pressured``: the node
+    is under DiskPressure, so a pod that frees disk space is a critical one (``pressure.priority_class``)."""
     workload = opts["workload"]
     labels = dict(opts["pod_labels"])
     labels.update({LABEL_MANAGED_BY: MANAGED_BY, LABEL_BROADCAST: opts["name"], LABEL_RUN: run_id,
@@ -196,8 +201,9 @@ def build_pod(opts, run_id, node_name, owner=None, active_deadline=None, code_di
     pod_spec["restartPolicy"] = opts["restart_policy"]
     pod_spec.setdefault("terminationGracePeriodSeconds", 10)
     pod_spec["tolerations"] = list(pod_spec.get("tolerations") or []) + effective_tolerations(opts)
-    if opts["priority_class_name"]:
-        pod_spec["priorityClassName"] = opts["priority_class_name"]
+    priority_class = pressure.priority_class(opts, pressured)
+    if priority_class:
+        pod_spec["priorityClassName"] = priority_class
     if opts["service_account"]:
         pod_spec["serviceAccountName"] = opts["service_account"]
     if workload["kind"] == "preset":

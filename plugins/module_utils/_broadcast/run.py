@@ -33,7 +33,7 @@ import threading
 
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, outcomes
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import limits, naming, outcomes, pressure
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.cancel import Cancel
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.finish import Finish
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.launch import Launch
@@ -42,13 +42,14 @@ from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.obse
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.options import resolve_parallelism
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.pods import pod_tolerations, template_constraints
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.record import Record
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, InvalidInput
 
 
 class NodeRun:
     """One eligible node during a run (mutable, private to the run)."""
 
     __slots__ = ("node", "pod_name", "pod", "state", "created_at", "confirmed_at", "pending_since", "result",
-                 "log", "log_future", "fatal", "message", "fetched")
+                 "log", "log_future", "fatal", "message", "fetched", "pressured")
 
     def __init__(self, node, pod_name):
         self.node = node
@@ -64,6 +65,7 @@ class NodeRun:
         self.fatal = None            # (reason, message) of a kubelet event saying the pod can never start
         self.message = None          # the container's termination message, from the watched pod status
         self.fetched = None          # the log text read through the API, if it was read
+        self.pressured = False       # its node was under DiskPressure when its pod was to be made
 
 
 class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
@@ -118,6 +120,13 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         self.followed = []
         self.node_list = frozenset(opts["nodes"]) if opts.get("nodes") is not None else None
         self.had_pod = frozenset(plan.get("had_pod") or ())   # nodes this run had a pod for before (a resume)
+        # DiskPressure (pressure.py): the nodes under it now, as last seen ({name: slim node}), whose pod is made a
+        # critical one where it fits (launch.create_pod); those the run found under it when it planned, followed or
+        # started their pod, and whether they still are, for the result's ``disk_pressure`` (``pressure_seen``).
+        self.pressure_nodes = dict(plan.get("pressure") or {})
+        self.pressure_seen = dict((n, True) for n in plan.get("pressure") or ())
+        self.no_room = engine.no_room   # whether a critical pod fits on a node (engine.py)
+        self.critical_refused = None    # why the API server refuses this run's critical pods, if it does
         self.plan_skipped = frozenset(plan["skipped"])         # what the plan skipped (the rest: skipped since)
         self.deadline = None                                    # monotonic, once the run begins
         self.soak_until = None    # with batch_soak: when the next batch may start (monotonic)
@@ -192,6 +201,20 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
         fresh = [n for n in plan["eligible"] if n not in plan["existing"]]
         if fresh:
             preflight(self.opts, self.run_id, fresh[0], name=self.runs[fresh[0]].pod_name)
+        if fresh and pressure.priority_class(self.opts, True) != pressure.priority_class(self.opts, False):
+            # A node under DiskPressure gets a critical pod, which admission (a ResourceQuota) may refuse on its own.
+            # Refused for a node under pressure now: the run fails before its first write. Else the run goes on, and
+            # a node that comes under pressure during it is not started, with that reason (launch.create_pod).
+            critical = [n for n in fresh if n in self.pressure_nodes] or fresh
+            try:
+                preflight(self.opts, self.run_id, critical[0], name=self.runs[critical[0]].pod_name, pressured=True)
+            except (InvalidInput, ApiError) as exc:
+                # Refused (a ResourceQuota, a policy engine's rule, ...): fatal only for a node under pressure now.
+                if critical[0] in self.pressure_nodes:
+                    raise
+                self.critical_refused = "under DiskPressure, and the API server refuses its critical pod: %s" % exc.msg
+                self.log("critical pods are refused here; a node that comes under DiskPressure will not be started "
+                         "(%s)" % exc.msg)
         owner = self.owner = self.ensure_record()
         for name in plan["to_delete"]:
             self.client.delete(self.client.core_path("pods", self.namespace, name))

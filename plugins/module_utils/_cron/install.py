@@ -8,10 +8,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import pressure
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.engine import Engine, new_run_id
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.events import NODE_EVENTS_NAMESPACE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import LABEL_CRON
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._cron import manifests
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube.errors import ApiError, InvalidInput
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._kube import apply
 
 # The node a node pod is built for in the install's dry run (any name does: it is not scheduled).
@@ -29,11 +31,23 @@ def preflight(client, desired, opts):
     """
     engine = Engine(client)
     # Any node name does: a dry-run pod is not scheduled. A fresh run id, as a run would have.
-    engine.preflight(opts, new_run_id(), PREFLIGHT_NODE)
+    run_id = new_run_id()
+    engine.preflight(opts, run_id, PREFLIGHT_NODE)
+    warnings = list(engine.preflight_warnings)
+    if pressure.priority_class(opts, True) != pressure.priority_class(opts, False):
+        # The critical pod a node under DiskPressure gets, which a ResourceQuota may refuse on its own. No node need
+        # be under DiskPressure now: a warning, and a run that finds one under it then fails before its first write.
+        try:
+            engine.preflight(opts, run_id, PREFLIGHT_NODE, pressured=True)
+            warnings.extend(engine.preflight_warnings)
+        except (InvalidInput, ApiError) as exc:   # a ResourceQuota, a policy engine's rule, ...
+            warnings.append("a run that finds a node under DiskPressure will fail before its first write, as the "
+                            "API server refuses the critical pod it would get there (%s); disk_pressure: false skips "
+                            "such nodes instead" % exc.msg)
     # The runner's pod is the collection's own (it fits restricted): what a user changes in it, and what
     # an image policy's webhook refuses, is its image.
     runner = manifests.runner_pod(desired)
-    return list(engine.preflight_warnings) + engine.dry_run_pod(
+    return list(dict.fromkeys(warnings)) + engine.dry_run_pod(
         runner, "runner_image", runner["spec"]["containers"][0]["image"], "the runner pods of this cron broadcast")
 
 

@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 
-from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import freeze, inputs, pods, runner, shipping
+from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast import freeze, inputs, pods, pressure, runner, shipping
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._presets.base import CLUSTER_IMAGES
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.events import NODE_EVENTS_NAMESPACE
 from ansible_collections.nodeops.kubernetes.plugins.module_utils._broadcast.naming import (
@@ -166,6 +166,13 @@ def rbac_objects(name, ns, opts):
     if CLUSTER_IMAGES in (opts["workload"].get("inputs") or []):
         # keep_images_in_cluster: read-only listing of the workloads' images, only when asked.
         cluster_rules += inputs.RBAC_RULES
+    if pressure.critical_possible(opts):
+        # disk_pressure (or the user's critical class): a node under DiskPressure gets a critical pod only if it fits
+        # beside the node's pods (engine.no_room):
+        # listing them is read-only, and cluster-wide as pods of any namespace may run there.
+        pod_list = {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}
+        if pod_list not in cluster_rules:
+            cluster_rules.append(pod_list)
     objects = [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(names["service_account"], ns, name)},
         {"apiVersion": rbac, "kind": "Role", "metadata": _meta(names["role"], ns, name),

@@ -50,6 +50,11 @@ class PodSecurityRefused(InvalidInput):
         self.result.update(result)
 
 
+class CriticalPodRefused(InvalidInput):
+    """The API server refused a dry run of the critical pod a node under DiskPressure gets (a ResourceQuota, or its
+    admission configuration's limitedResources, limits the priority class)."""
+
+
 class NamespaceMissing(InvalidInput):
     """The namespace does not exist: a dry run into it answered 404, so nothing could be checked there."""
 

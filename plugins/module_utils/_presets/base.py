@@ -87,7 +87,7 @@ class OptionError(ValueError):
 
 
 def pod_part(container_name, params=None, command=None, host_pid=False, security=None, volumes=None,
-             mounts=None, inputs=(), init=()):
+             mounts=None, inputs=(), init=(), disk_relief=False):
     """The part of the pod a preset decides.
 
     ``params`` (JSON-able) makes the node pod run ``on_node(params)``; ``command`` instead runs that
@@ -96,7 +96,8 @@ def pod_part(container_name, params=None, command=None, host_pid=False, security
     ``cluster_images`` puts every image the cluster's workloads refer to in ``CLUSTER_IMAGES_FILE``,
     next to the node script. ``init`` are node-script stages that run first, each in its own init container
     of the same image: ``{"name", "params", "security", "mounts"}`` (a stage that needs a wider view of the
-    host than the preset's own container, and so gets fewer rights).
+    host than the preset's own container, and so gets fewer rights). ``disk_relief``: the preset frees disk
+    space, so its pods run on nodes under DiskPressure too, as critical pods (``_broadcast/pressure.py``).
     """
     container = {"name": container_name}
     if command is not None:
@@ -106,4 +107,4 @@ def pod_part(container_name, params=None, command=None, host_pid=False, security
     if mounts:
         container["volumeMounts"] = list(mounts)
     return {"container": container, "params": params, "host_pid": bool(host_pid), "volumes": list(volumes or []),
-            "inputs": sorted(inputs), "init": [dict(stage) for stage in init]}
+            "inputs": sorted(inputs), "init": [dict(stage) for stage in init], "disk_relief": bool(disk_relief)}

@@ -109,7 +109,8 @@ def pod(opts):
     if opts.get("keep_images_in_cluster"):
         params["keep_images_file"] = CLUSTER_IMAGES_FILE
         wanted = [CLUSTER_IMAGES]
-    return pod_part("image-prune", params=params, host_pid=True, security=HOST_PRIVILEGED, inputs=wanted)
+    return pod_part("image-prune", params=params, host_pid=True, security=HOST_PRIVILEGED, inputs=wanted,
+                    disk_relief=True)
 
 
 # ------------------------------------------------------------------ the decision (pure)

@@ -67,7 +67,7 @@ def pod(opts):
     if opts.get("max_files") is not None and opts["max_files"] < 1:
         raise OptionError("journal_vacuum.max_files", opts["max_files"], "a number of files of at least 1")
     params = dict((k, opts[k]) for k in ("max_size", "max_age", "max_files") if opts.get(k) is not None)
-    return pod_part("journal-vacuum", params=params, host_pid=True, security=HOST_PRIVILEGED)
+    return pod_part("journal-vacuum", params=params, host_pid=True, security=HOST_PRIVILEGED, disk_relief=True)
 
 
 def vacuum_argv(params):

@@ -189,7 +189,8 @@ def pod(opts):
                             dict(verdict, readOnly=True)],
                     init=[{"name": "path-cleanup-judge", "params": judge, "security": JUDGE_SECURITY,
                            "mounts": [{"name": "host", "mountPath": HOST_ROOT, "readOnly": True,
-                                       "recursiveReadOnly": "IfPossible"}, verdict]}])
+                                       "recursiveReadOnly": "IfPossible"}, verdict]}],
+                    disk_relief=True)
 
 
 # ---------------------------------------------------------------- the host's view (in the node pod)

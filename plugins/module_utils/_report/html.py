@@ -258,13 +258,29 @@ def _broadcast(cluster, cron):
          if (run.get("skipped_runs") or 1) > 1 else ""),
         escape(run.get("reason") or "no reason recorded")) for run in history if run.get("state") == "skipped")
     return "".join([
-        head, '<p class="meta">%s</p>' % schedule, '<div class="cards">%s</div>' % cards, _limits(newest), skips,
+        head, '<p class="meta">%s</p>' % schedule, '<div class="cards">%s</div>' % cards, _limits(newest),
+        _pressure(newest), skips,
         "<h3>Last %d runs, node by node (newest first)</h3>" % len(history), _legend(),
         '<table class="runs"><thead><tr><th>Node</th>%s</tr></thead><tbody>%s</tbody></table>' % (columns, rows),
         "<h3>Bytes freed per node, newest run</h3>", _bars(newest),
         "<h3>Bytes freed per run</h3>", _chart(history),
         '<p class="meta">Pale blue: what a dry run would free; it removed nothing.</p>',
         "<h3>Skipped nodes, newest run</h3>", _skipped(newest), "</section>"])
+
+
+def _pressure(newest):
+    """The newest run's nodes under DiskPressure (``p.pressure[data-nodes][data-still]``), and which of them still
+    were when it ended. Empty when none was."""
+    seen = newest.get("disk_pressure") or {}
+    if not seen.get("nodes"):
+        return ""
+    still = seen.get("still") or []
+    return ('<p class="pressure meta" data-nodes="%d" data-still="%d">Under DiskPressure during the run: '
+            '%s; still under it when the run ended: %s.</p>' % (
+                len(seen["nodes"]), len(still), escape(", ".join(seen["nodes"][:20]) + (
+                    " and %d more" % (len(seen["nodes"]) - 20) if len(seen["nodes"]) > 20 else "")),
+                escape(", ".join(still[:20]) + (" and %d more" % (len(still) - 20) if len(still) > 20 else "")
+                       if still else "none")))
 
 
 def _limits(newest):

@@ -154,7 +154,8 @@ def test_cron_broadcast_dry_runs_the_runner_pod_without_its_service_account_not_
     api = use(FakeApi())
     with pytest.raises(Exit):
         run(cron_broadcast, CRON, True)
-    assert api.dry_runs[:2] == ["/api/v1/namespaces/ops/pods", "/api/v1/namespaces/ops/pods"]
+    # The node pod, the critical node pod a node under DiskPressure would get (disk_pressure), the runner's pod.
+    assert api.dry_runs[:3] == ["/api/v1/namespaces/ops/pods"] * 3
     pod = manifests.runner_pod([{"kind": "CronJob", "metadata": {"name": "prune", "namespace": NS}, "spec": {
         "jobTemplate": {"spec": {"template": {"metadata": {"labels": {"a": "b"}}, "spec": {
             "serviceAccountName": "nodeops-prune", "containers": [{"name": "runner"}]}}}}}}])

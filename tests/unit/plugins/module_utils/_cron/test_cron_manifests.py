@@ -108,16 +108,17 @@ def granted_with_what_follows(objs):
     return granted | rights_table.follows_from(granted)
 
 
-@pytest.mark.parametrize("node_events, keep_images", [("failures", False), ("none", False), ("all", True)])
-def test_objects_are_labelled_and_rbac_is_minimal(node_events, keep_images):
+@pytest.mark.parametrize("node_events, keep_images, disk_pressure", [("failures", False, True), ("none", False, True),
+                                                                     ("all", True, True), ("failures", False, False)])
+def test_objects_are_labelled_and_rbac_is_minimal(node_events, keep_images, disk_pressure):
     """Every right the built objects give the runner, and every right that follows from one, is a row of the
     README's table for these options; a right the table does not list fails, however it is granted."""
-    built = dict(opts(), node_events=node_events)
+    built = dict(opts(), node_events=node_events, disk_pressure=disk_pressure)
     if keep_images:
         built["workload"] = dict(built["workload"], inputs=["cluster_images"])
     objs = manifests.build_objects(CRON, built, sources={"engine.py": "# code"})
     conditions = ([rights_table.NODE_EVENTS] if node_events != "none" else []) + (
-        [rights_table.KEEP_IMAGES] if keep_images else [])
+        [rights_table.KEEP_IMAGES] if keep_images else []) + ([rights_table.DISK_PRESSURE] if disk_pressure else [])
     table = rights_table.rows()
     documented = rights_table.rights(table, conditions, name="nightly") | rights_table.implied(table, name="nightly")
     granted = granted_with_what_follows(objs)
