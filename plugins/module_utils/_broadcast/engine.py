@@ -114,7 +114,7 @@ class Engine:
         try:
             return pressure.room(node, there, pod)
         except InvalidInput as exc:   # a quantity this reading does not know, in another pod or the node
-            return "under DiskPressure, and whether its pod fits there could not be judged: %s" % exc.msg
+            return pressure.room_unknown(exc.msg)
 
     # The API server's warnings on the last preflight's dry run (Pod Security's warn mode, deprecations).
     preflight_warnings = ()

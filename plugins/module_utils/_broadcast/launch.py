@@ -105,7 +105,7 @@ class Launch:
         try:
             why = self.under_pressure_now(node_run)
         except Exception as exc:   # noqa: BLE001 -- in a pool thread: whatever it is, this node is not started
-            why = "under DiskPressure, and whether its pod fits there could not be judged: %s" % exc
+            why = pressure.room_unknown(exc)
         if why:
             return None, NotStarted(why)
         pod = pods.build_pod(self.opts, self.run_id, node_run.node, owner=owner, active_deadline=deadline_s,
@@ -129,7 +129,7 @@ class Launch:
         except ApiError as exc:
             if node_run.pressured and pressure.quota_refusal(exc.msg):
                 # A quota scoped to the critical class filled up since the run's dry run: not this node's failure.
-                return None, NotStarted("under DiskPressure, and the API server refuses its critical pod: %s" % exc.msg)
+                return None, NotStarted(pressure.refused_critical(exc.msg))
             return None, exc
         return outcomes.slim_pod(created), None
 

@@ -189,6 +189,16 @@ def _show(resource, value):
     return "%g" % value
 
 
+def refused_critical(detail):
+    """The reason a node under DiskPressure gets no pod when the API server refuses its critical pod."""
+    return "under DiskPressure, and the API server refuses its critical pod: %s" % detail
+
+
+def room_unknown(detail):
+    """The reason a node under DiskPressure gets no pod when whether its pod fits could not be judged."""
+    return "under DiskPressure, and whether its pod fits there could not be judged: %s" % detail
+
+
 def quota_refusal(message):
     """The ResourceQuota behind an admission refusal of a critical pod: ("quota", its name), ("scope", the
     API server's words) when its admission configuration limits the class to namespaces with a matching quota,

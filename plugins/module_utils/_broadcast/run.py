@@ -212,7 +212,7 @@ class BroadcastRun(Record, Launch, Observe, Logs, Cancel, Finish):
                 # Refused (a ResourceQuota, a policy engine's rule, ...): fatal only for a node under pressure now.
                 if critical[0] in self.pressure_nodes:
                     raise
-                self.critical_refused = "under DiskPressure, and the API server refuses its critical pod: %s" % exc.msg
+                self.critical_refused = pressure.refused_critical(exc.msg)
                 self.log("critical pods are refused here; a node that comes under DiskPressure will not be started "
                          "(%s)" % exc.msg)
         owner = self.owner = self.ensure_record()
